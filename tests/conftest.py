@@ -1,0 +1,44 @@
+"""Shared fixtures: every test runs against its own config dir and journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# The fake provider server lives in tests/llm_server.py; loading it as a plugin makes its
+# ``llm_server`` fixture available to every test module.
+pytest_plugins = ["llm_server"]
+
+_CLEARED_ENV = (
+    "KITARU_DEFAULT_MODEL",
+    "KITARU_MODEL_REGISTRY",
+    "KITARU_LLM_MOCK_RESPONSE",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OPENROUTER_API_KEY",
+)
+
+# Any provider request a test forgets to aim at the fake server lands on a closed local
+# port (connection refused) instead of reaching a real provider.
+_UNREACHABLE = "http://127.0.0.1:9"
+_PROVIDER_URL_ENV = {
+    "OPENAI_BASE_URL": f"{_UNREACHABLE}/v1",
+    "ANTHROPIC_BASE_URL": _UNREACHABLE,
+    "OLLAMA_HOST": _UNREACHABLE,
+    "KITARU_OPENROUTER_BASE_URL": f"{_UNREACHABLE}/v1",
+}
+
+
+@pytest.fixture(autouse=True)
+def kitaru_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point kitaru's config dir and journal into ``tmp_path`` and clear provider settings."""
+    config = tmp_path / "kitaru-config"
+    monkeypatch.setenv("KITARU_CONFIG_PATH", str(config))
+    monkeypatch.setenv("KITARU_STORE", str(tmp_path / "kitaru.db"))
+    for name in _CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in _PROVIDER_URL_ENV.items():
+        monkeypatch.setenv(name, value)
+    return config

@@ -1,0 +1,296 @@
+"""A fake model provider on 127.0.0.1 that the real provider SDKs can talk to.
+
+It speaks two wire formats:
+
+- OpenAI chat completions: ``POST /v1/chat/completions`` (openai, ollama, openrouter);
+- Anthropic messages: ``POST /v1/messages``.
+
+Every request is recorded (path, lower-cased headers, JSON body). What the server answers
+is a standing reply, changed with ``reply_text``, ``reply_status``, ``reply_garbage`` or
+``reply_no_text``; it applies to every request until changed.
+
+Use the ``llm_server`` fixture (loaded for every test module by ``tests/conftest.py``)::
+
+    def test_something(llm_server, monkeypatch):
+        llm_server.point_providers_here(monkeypatch)
+        llm_server.reply_text("hello", input_tokens=3, output_tokens=1)
+        ...
+        assert llm_server.last_request.body["model"] == "gpt-4o"
+
+The fixture always shuts the server down, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+__all__ = ["FakeLLMServer", "RecordedRequest", "llm_server"]
+
+OPENAI_PATH = "/v1/chat/completions"
+ANTHROPIC_PATH = "/v1/messages"
+
+# Error types each wire format uses for a status code, so the SDKs parse the bodies
+# exactly as they would a real provider's.
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_exceeded",
+}
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Reply:
+    kind: str  # "text", "status", "garbage" or "no_text"
+    text: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    status: int = 200
+    message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
+
+
+class FakeLLMServer:
+    """A threaded HTTP server bound to an ephemeral port on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._reply = _Reply(kind="text", text="ok", input_tokens=1, output_tokens=1)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="fake-llm-server", daemon=True
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeLLMServer:
+        """Start serving in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, e.g. ``http://127.0.0.1:54321``."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def point_providers_here(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Aim every provider kitaru supports at this server, through their own env vars."""
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{self.url}/v1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", self.url)
+        monkeypatch.setenv("OLLAMA_HOST", self.url)
+        monkeypatch.setenv("KITARU_OPENROUTER_BASE_URL", f"{self.url}/v1")
+
+    # -- what to answer ----------------------------------------------------------------
+
+    def reply_text(self, text: str, *, input_tokens: int = 10, output_tokens: int = 5) -> None:
+        """Answer every request with ``text`` and the given token usage."""
+        self._set(
+            _Reply(kind="text", text=text, input_tokens=input_tokens, output_tokens=output_tokens)
+        )
+
+    def reply_status(
+        self,
+        status: int,
+        message: str = "simulated failure",
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer every request with an error ``status`` in the provider's error format.
+
+        Retryable statuses carry ``retry-after-ms: 1`` so SDK retries stay fast; pass
+        ``headers`` to override.
+        """
+        extra = {"retry-after-ms": "1"}
+        extra.update(headers or {})
+        self._set(_Reply(kind="status", status=status, message=message, headers=extra))
+
+    def reply_garbage(self, body: bytes = b"\x00\xffthis is not json{{{") -> None:
+        """Answer every request with 200 and ``body`` as is (by default bytes that are not JSON)."""
+        self._set(_Reply(kind="garbage", raw=body))
+
+    def reply_no_text(self) -> None:
+        """Answer every request with a well-formed reply that carries no text."""
+        self._set(_Reply(kind="no_text", input_tokens=4, output_tokens=0))
+
+    def _set(self, reply: _Reply) -> None:
+        with self._lock:
+            self._reply = reply
+
+    # -- what was asked ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def count(self) -> int:
+        """How many requests the server has received."""
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        """The most recent request; fails the test if there was none."""
+        with self._lock:
+            assert self._requests, "the fake LLM server received no request"
+            return self._requests[-1]
+
+    def _record(self, request: RecordedRequest) -> _Reply:
+        with self._lock:
+            self._requests.append(request)
+            return self._reply
+
+
+def _make_handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+            reply = server._record(
+                RecordedRequest(
+                    method="POST",
+                    path=self.path,
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                )
+            )
+            if self.path == OPENAI_PATH:
+                self._answer(*_openai_answer(reply, body))
+            elif self.path == ANTHROPIC_PATH:
+                self._answer(*_anthropic_answer(reply, body))
+            else:
+                self._answer(404, {"error": {"message": f"no route {self.path}"}}, {})
+
+        def _answer(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    return Handler
+
+
+def _model_of(body: Any) -> str:
+    return str(body.get("model", "unknown")) if isinstance(body, dict) else "unknown"
+
+
+def _openai_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str]]:
+    if reply.kind == "status":
+        error = {
+            "message": reply.message,
+            "type": _OPENAI_ERROR_TYPES.get(reply.status, "server_error"),
+            "code": None,
+            "param": None,
+        }
+        return reply.status, {"error": error}, reply.headers
+    if reply.kind == "garbage":
+        return 200, reply.raw, {}
+    content = reply.text if reply.kind == "text" else None
+    return (
+        200,
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": _model_of(body),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.input_tokens,
+                "completion_tokens": reply.output_tokens,
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+            },
+        },
+        {},
+    )
+
+
+def _anthropic_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str]]:
+    if reply.kind == "status":
+        error_type = _ANTHROPIC_ERROR_TYPES.get(reply.status, "api_error")
+        payload = {"type": "error", "error": {"type": error_type, "message": reply.message}}
+        return reply.status, payload, reply.headers
+    if reply.kind == "garbage":
+        return 200, reply.raw, {}
+    content = [{"type": "text", "text": reply.text}] if reply.kind == "text" else []
+    return (
+        200,
+        {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": _model_of(body),
+            "content": content,
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+        },
+        {},
+    )
+
+
+@pytest.fixture
+def llm_server() -> Iterator[FakeLLMServer]:
+    """A started fake provider server, always stopped after the test."""
+    server = FakeLLMServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
