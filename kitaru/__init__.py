@@ -1,0 +1,46 @@
+"""kitaru: durable execution for Python AI agents.
+
+Put ``@flow`` around an agent and ``@checkpoint`` around its units of work; every
+run is journaled, and a crashed run resumes where it stopped.
+"""
+
+from kitaru.checkpoint import Checkpoint, checkpoint
+from kitaru.config import configure
+from kitaru.errors import (
+    KitaruBackendError,
+    KitaruContextError,
+    KitaruDivergenceError,
+    KitaruError,
+    KitaruExecutionError,
+    KitaruRuntimeError,
+    KitaruStateError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+    KitaruUserCodeError,
+    KitaruWaitValidationError,
+)
+from kitaru.flow import Flow, flow
+from kitaru.flow_handle import FlowHandle
+from kitaru.runtime.handles import MapResult, OutputHandle
+
+__all__ = [
+    "Checkpoint",
+    "Flow",
+    "FlowHandle",
+    "KitaruBackendError",
+    "KitaruContextError",
+    "KitaruDivergenceError",
+    "KitaruError",
+    "KitaruExecutionError",
+    "KitaruRuntimeError",
+    "KitaruStateError",
+    "KitaruTimeoutError",
+    "KitaruUsageError",
+    "KitaruUserCodeError",
+    "KitaruWaitValidationError",
+    "MapResult",
+    "OutputHandle",
+    "checkpoint",
+    "configure",
+    "flow",
+]

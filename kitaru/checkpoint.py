@@ -1,0 +1,128 @@
+"""``@checkpoint``: a durable unit of work inside a flow."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from kitaru.errors import KitaruContextError, KitaruUsageError
+from kitaru.runtime.boundary import CallSlot, execute, reserve
+from kitaru.runtime.context import CallScope, current_call, current_execution
+from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
+
+__all__ = ["Checkpoint", "checkpoint"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Checkpoint(Generic[P, R]):
+    """A checkpoint function. In a flow body, calls return output handles."""
+
+    def __init__(self, func: Callable[P, R], *, retries: int, type: str | None):
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
+        if type is not None and not isinstance(type, str):
+            raise KitaruUsageError(f"type must be a string label, got {type!r}.")
+        self.func = func
+        self.name: str = func.__name__
+        self.retries = retries
+        self.type = type
+        functools.update_wrapper(self, func)
+
+    def __repr__(self) -> str:
+        return f"<kitaru checkpoint {self.name}>"
+
+    def _slot(self, explicit_id: str | None) -> CallSlot:
+        ctx = current_execution.get()
+        if ctx is None:
+            raise KitaruContextError("Checkpoints can only run inside a @flow.")
+        if current_call.get() is not None:
+            raise KitaruContextError(
+                f"Checkpoint '{self.name}' was called inside another checkpoint; checkpoints "
+                "cannot be nested. Call it from the flow body, or make it a plain function."
+            )
+        return reserve(ctx, "checkpoint", self.name, explicit_id)
+
+    def _execute(self, slot: CallSlot, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        lineage: list[str] = []
+        if args:
+            args = resolve_handles(args, lineage)
+        if kwargs:
+            kwargs = resolve_handles(kwargs, lineage)
+
+        def live(_scope: CallScope) -> Any:
+            return self.func(*args, **kwargs)
+
+        return execute(
+            slot,
+            live,
+            retries=self.retries,
+            checkpoint_type=self.type,
+            inputs_from=tuple(dict.fromkeys(lineage)),
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
+        """Run the checkpoint (or return its recorded output); ``id=`` names the call."""
+        explicit_id: Any = kwargs.pop("id", None)
+        slot = self._slot(explicit_id)
+        value = self._execute(slot, args, kwargs)
+        return OutputHandle(slot.identity, slot.call_id, value=value)
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
+        """Start the checkpoint concurrently; ``.load()`` on the handle waits for it."""
+        explicit_id: Any = kwargs.pop("id", None)
+        slot = self._slot(explicit_id)
+        ctx = slot.ctx
+        import contextvars
+
+        context = contextvars.copy_context()
+        future = ctx.submit(lambda: context.run(self._execute, slot, args, kwargs))
+        return OutputHandle(slot.identity, slot.call_id, future=future)
+
+    def map(self, *iterables: Iterable[Any], **kwargs: Any) -> MapResult[R]:
+        """Fan out: one concurrent call per item (positional iterables are zipped).
+
+        Keyword arguments are passed unchanged to every call.
+        """
+        if not iterables:
+            raise KitaruUsageError(f"{self.name}.map() needs at least one iterable of inputs.")
+        if "id" in kwargs:
+            raise KitaruUsageError(
+                f"{self.name}.map() names its calls {self.name}, {self.name}_2, ...; "
+                "id= is not accepted."
+            )
+        columns = [list(iterable) for iterable in iterables]
+        if len({len(column) for column in columns}) > 1:
+            sizes = ", ".join(str(len(column)) for column in columns)
+            raise KitaruUsageError(
+                f"{self.name}.map() got iterables of different lengths ({sizes}); "
+                "give them equal lengths."
+            )
+        return MapResult(self.submit(*items, **kwargs) for items in zip(*columns, strict=True))
+
+
+@overload
+def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
+@overload
+def checkpoint(
+    *, retries: int = 0, type: str | None = None
+) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
+def checkpoint(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    retries: int = 0,
+    type: str | None = None,
+) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
+    """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
+
+    ``retries`` re-runs a failing body up to that many more times, journaling every
+    attempt; ``type`` is a free label kept in the journal (``"llm_call"``, ...).
+    """
+
+    def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
+        return Checkpoint(fn, retries=retries, type=type)
+
+    return wrap(func) if func is not None else wrap

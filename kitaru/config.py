@@ -1,0 +1,89 @@
+"""Where kitaru keeps its files, and process-wide defaults.
+
+The config dir is ``$KITARU_CONFIG_PATH`` or the platform's user config folder for
+``kitaru``. The journal lives there as ``kitaru.db`` unless ``$KITARU_STORE`` names
+another file (a bare path or a ``sqlite:///PATH`` URL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kitaru.errors import KitaruUsageError
+
+__all__ = ["Settings", "config_dir", "configure", "settings", "store_path"]
+
+CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
+STORE_ENV = "KITARU_STORE"
+STORE_FILE_NAME = "kitaru.db"
+_SQLITE_URL_PREFIX = "sqlite:///"
+
+
+def config_dir() -> Path:
+    """Return the directory that holds kitaru's config, secrets and default journal."""
+    explicit = os.environ.get(CONFIG_PATH_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "kitaru"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "kitaru"
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "kitaru"
+
+
+def store_path(value: str | None = None) -> Path:
+    """Resolve the journal's file path from ``value`` or ``$KITARU_STORE``."""
+    raw = value if value is not None else os.environ.get(STORE_ENV)
+    if not raw:
+        return config_dir() / STORE_FILE_NAME
+    if raw.startswith(_SQLITE_URL_PREFIX):
+        raw = raw[len(_SQLITE_URL_PREFIX) :]
+        if not raw:
+            raise KitaruUsageError(
+                f"{STORE_ENV} is 'sqlite:///' with no path; give a file, e.g. sqlite:///kitaru.db"
+            )
+    elif "://" in raw:
+        scheme = raw.split("://", 1)[0]
+        raise KitaruUsageError(
+            f"{STORE_ENV} uses the '{scheme}' scheme, which this version does not support; "
+            "set it to a file path or a sqlite:///PATH URL."
+        )
+    return Path(raw).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide defaults applied to flows and checkpoints that do not set their own."""
+
+    cache: bool = True
+    retries: int = 0
+
+
+_settings = Settings()
+_settings_lock = threading.Lock()
+
+
+def settings() -> Settings:
+    """Return the current process-wide defaults."""
+    return _settings
+
+
+def configure(*, cache: bool | None = None, retries: int | None = None) -> Settings:
+    """Change process-wide defaults; an omitted argument leaves its setting unchanged."""
+    global _settings  # noqa: PLW0603  (one process-wide value, swapped atomically)
+    if retries is not None and (isinstance(retries, bool) or retries < 0):
+        raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
+    with _settings_lock:
+        changes: dict[str, object] = {}
+        if cache is not None:
+            changes["cache"] = bool(cache)
+        if retries is not None:
+            changes["retries"] = retries
+        _settings = replace(_settings, **changes)  # type: ignore[arg-type]
+        return _settings

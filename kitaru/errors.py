@@ -1,0 +1,135 @@
+"""The exceptions kitaru raises.
+
+Every error is a ``KitaruError``; catch that to handle them all::
+
+    KitaruError
+    ├── KitaruUsageError (ValueError)         bad arguments or configuration
+    │   └── KitaruWaitValidationError         wait input that does not fit its schema
+    ├── KitaruContextError (RuntimeError)     called in the wrong place
+    ├── KitaruStateError (RuntimeError)       execution in the wrong state for the request
+    │   └── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
+    └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
+        ├── KitaruExecutionError              an execution ended badly (exec_id, status)
+        │   ├── KitaruUserCodeError           the user's code raised
+        │   └── KitaruDivergenceError         the code no longer matches the journal
+        └── KitaruBackendError                storage or provider failure
+
+Messages end with what to do next; structured attributes carry the details.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KitaruBackendError",
+    "KitaruContextError",
+    "KitaruDivergenceError",
+    "KitaruError",
+    "KitaruExecutionError",
+    "KitaruRuntimeError",
+    "KitaruStateError",
+    "KitaruTimeoutError",
+    "KitaruUsageError",
+    "KitaruUserCodeError",
+    "KitaruWaitValidationError",
+]
+
+
+class KitaruError(Exception):
+    """Root of every error kitaru raises."""
+
+
+class KitaruUsageError(KitaruError, ValueError):
+    """A public API was called with bad arguments or bad configuration."""
+
+
+class KitaruWaitValidationError(KitaruUsageError):
+    """Input given to a pending wait does not match the wait's schema."""
+
+    def __init__(self, message: str, *, exec_id: str | None = None, wait: str | None = None):
+        super().__init__(message)
+        self.exec_id = exec_id
+        self.wait = wait
+
+
+class KitaruContextError(KitaruError, RuntimeError):
+    """A kitaru call was made where it is not allowed (e.g. a checkpoint outside a flow)."""
+
+
+class KitaruStateError(KitaruError, RuntimeError):
+    """The execution is in the wrong state for what was asked of it."""
+
+    def __init__(self, message: str, *, exec_id: str | None = None, status: str | None = None):
+        super().__init__(message)
+        self.exec_id = exec_id
+        self.status = status
+
+
+class KitaruTimeoutError(KitaruStateError, TimeoutError):
+    """A blocking wait on an execution ran out of time; the execution itself goes on."""
+
+    def __init__(self, message: str, *, exec_id: str, timeout_seconds: float, last_status: str):
+        super().__init__(message, exec_id=exec_id, status=last_status)
+        self.timeout_seconds = timeout_seconds
+        self.last_status = last_status
+
+
+class KitaruRuntimeError(KitaruError, RuntimeError):
+    """Setup or runtime failure."""
+
+
+class KitaruBackendError(KitaruRuntimeError):
+    """The journal store or a model provider failed."""
+
+
+class KitaruExecutionError(KitaruRuntimeError):
+    """An execution did not complete; carries its id and final status."""
+
+    def __init__(self, message: str, *, exec_id: str, status: str):
+        super().__init__(message)
+        self.exec_id = exec_id
+        self.status = status
+
+
+class KitaruUserCodeError(KitaruExecutionError):
+    """The user's flow or checkpoint code raised an exception.
+
+    ``error_type`` and ``error_message`` describe the original exception; ``call``
+    names the checkpoint it came from, if any. ``__cause__`` is the original
+    exception when it happened in this process.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str,
+        status: str = "failed",
+        error_type: str,
+        error_message: str,
+        call: str | None = None,
+        traceback: str | None = None,
+    ):
+        super().__init__(message, exec_id=exec_id, status=status)
+        self.error_type = error_type
+        self.error_message = error_message
+        self.call = call
+        self.traceback = traceback
+
+
+class KitaruDivergenceError(KitaruExecutionError):
+    """The flow code made a different durable call than the journal recorded there."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str,
+        status: str = "failed",
+        position: int,
+        expected: str | None,
+        actual: str | None,
+    ):
+        super().__init__(message, exec_id=exec_id, status=status)
+        self.position = position
+        self.expected = expected
+        self.actual = actual

@@ -1,0 +1,99 @@
+"""``FlowHandle``: a started execution, to watch and wait on."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kitaru.errors import KitaruStateError, KitaruTimeoutError
+from kitaru.journal import open_store
+from kitaru.journal.store import Store
+from kitaru.runtime.runner import Run, failure_error, load_state
+from kitaru.runtime.values import decode_value
+
+__all__ = ["FlowHandle"]
+
+_POLL_SECONDS = 0.05
+
+
+class FlowHandle:
+    """An execution started or resumed by ``my_flow.run(...)`` or the client."""
+
+    def __init__(self, exec_id: str, *, run: Run | None = None, store: Store | None = None):
+        self.exec_id = exec_id
+        self._run = run
+        self._store = store if store is not None else open_store()
+
+    def __repr__(self) -> str:
+        return f"FlowHandle(exec_id={self.exec_id!r})"
+
+    @property
+    def status(self) -> str:
+        """The execution's status, read fresh from the journal."""
+        row = self._store.get_execution(self.exec_id)
+        if row is None:
+            raise KitaruStateError(f"No execution {self.exec_id}.", exec_id=self.exec_id)
+        return row.status
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the execution ends; return its result or raise its error.
+
+        Raises ``KitaruTimeoutError`` after ``timeout`` seconds (the execution goes
+        on), and ``KitaruStateError`` if it pauses waiting for input.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._run is not None:
+            if not self._run.done.wait(timeout):
+                raise self._timeout(timeout)
+            outcome = self._run.outcome
+            if outcome is not None and outcome.error is None:
+                return outcome.value
+            if outcome is not None and outcome.error is not None:
+                raise outcome.error
+        while True:
+            status = self.status
+            if status in ("completed", "failed", "cancelled", "waiting"):
+                return self.get()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(timeout)
+            time.sleep(_POLL_SECONDS)
+
+    def get(self) -> Any:
+        """Return the result of a finished execution without blocking."""
+        if self._run is not None and self._run.done.is_set() and self._run.outcome is not None:
+            outcome = self._run.outcome
+            if outcome.error is not None:
+                raise outcome.error
+            return outcome.value
+        state = load_state(self._store, self.exec_id)
+        if state.status == "completed":
+            assert state.result is not None
+            ref = state.result
+            data = (
+                ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
+            )
+            return decode_value(data)
+        if state.status in ("failed", "cancelled"):
+            raise failure_error(state)
+        hint = (
+            f"it is waiting for input: answer with `kitaru executions input {self.exec_id}`"
+            if state.status == "waiting"
+            else "it is still running: use wait() to block until it ends"
+        )
+        raise KitaruStateError(
+            f"Execution {self.exec_id} has not finished; {hint}.",
+            exec_id=self.exec_id,
+            status=state.status,
+        )
+
+    def _timeout(self, timeout: float | None) -> KitaruTimeoutError:
+        status = self.status
+        return KitaruTimeoutError(
+            f"Execution {self.exec_id} did not finish within {timeout:g} s (status: {status}); "
+            "it goes on. Call wait() again, or check it with `kitaru executions get`.",
+            exec_id=self.exec_id,
+            timeout_seconds=timeout or 0.0,
+            last_status=status,
+        )

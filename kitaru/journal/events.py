@@ -1,0 +1,247 @@
+"""The events an execution's journal is made of.
+
+Each event is a frozen, tagged msgspec Struct. The tag is stored beside the encoded
+body, so a reader knows the type before it decodes anything.
+
+Schema evolution rules (old journals must stay readable, see tests/golden):
+- a new field needs a default, and is appended after existing fields;
+- a field is never retyped, renamed or removed;
+- a new event type gets a new tag; a reader that meets a tag it does not know
+  reports it (``UnknownEventError``) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "CALL_KINDS",
+    "EVENT_TYPES",
+    "CallCompleted",
+    "CallFailed",
+    "CallStarted",
+    "ErrorInfo",
+    "Event",
+    "ExecutionCancelled",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "ExecutionResumed",
+    "ExecutionStarted",
+    "FlowRef",
+    "LlmCallRecorded",
+    "LlmUsage",
+    "MetadataLogged",
+    "UnknownEventError",
+    "ValueRef",
+    "decode_event",
+    "encode_event",
+    "event_tag",
+]
+
+CALL_KINDS: Final = ("checkpoint", "llm", "wait")
+
+
+class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """An encoded value: inline bytes, or the content hash of a stored payload."""
+
+    inline: bytes | None = None
+    hash: str | None = None
+
+
+class FlowRef(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where a flow function lives, so another process can import it again."""
+
+    module: str
+    qualname: str
+    file: str | None = None
+    """Source file, needed when the flow was defined in a script run as ``__main__``."""
+    sys_path: str | None = None
+    """The directory the defining program ran from (its ``sys.path[0]``)."""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A recorded exception: enough to re-raise it faithfully on replay."""
+
+    type: str
+    """``module.QualName`` of the exception class."""
+    message: str
+    traceback: str = ""
+    args: ValueRef | None = None
+    """The exception's ``args``, when they could be encoded."""
+
+
+class LlmUsage(msgspec.Struct, frozen=True):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
+    """Base of every event; subclasses pick their tag."""
+
+
+class ExecutionStarted(_Event, frozen=True, tag="execution_started"):
+    flow_name: str
+    flow: FlowRef
+    inputs: ValueRef
+    """Encoded ``(args, kwargs)`` of the flow call."""
+    kitaru_version: str
+    retries: int = 0
+    original_exec_id: str | None = None
+    """Set when this execution replays another one."""
+    registry: dict[str, Any] | None = None
+    """Snapshot of the effective model registry when the execution started."""
+    replay_plan: ValueRef | None = None
+    """For replays: which recorded calls are reused and which outputs are overridden."""
+
+
+class ExecutionResumed(_Event, frozen=True, tag="execution_resumed"):
+    """A process took over the execution; ``mode="retry"`` re-runs failed calls."""
+
+    mode: str
+    owner: str
+
+
+class ExecutionCompleted(_Event, frozen=True, tag="execution_completed"):
+    result: ValueRef
+
+
+class ExecutionFailed(_Event, frozen=True, tag="execution_failed"):
+    error: ErrorInfo
+    call: str | None = None
+    """Identity of the durable call the error came from, if any."""
+    divergence: bool = False
+    position: int | None = None
+    """For a divergence: the call position where code and journal disagree."""
+    expected: str | None = None
+    actual: str | None = None
+
+
+class ExecutionCancelled(_Event, frozen=True, tag="execution_cancelled"):
+    reason: str = ""
+
+
+class CallStarted(_Event, frozen=True, tag="call_started"):
+    """A durable call began an attempt."""
+
+    position: int
+    """Index of the call among the flow body's durable calls (0-based)."""
+    identity: str
+    kind: str
+    name: str
+    call_id: str
+    attempt: int = 1
+    checkpoint_type: str | None = None
+    inputs_from: tuple[str, ...] = ()
+    """Identities of the calls whose outputs were passed in (lineage)."""
+
+
+class CallCompleted(_Event, frozen=True, tag="call_completed"):
+    position: int
+    identity: str
+    call_id: str
+    output: ValueRef
+    attempt: int = 1
+    duration_ms: float = 0.0
+
+
+class CallFailed(_Event, frozen=True, tag="call_failed"):
+    position: int
+    identity: str
+    call_id: str
+    error: ErrorInfo
+    attempt: int = 1
+    final: bool = True
+    """False when a retry follows."""
+    duration_ms: float = 0.0
+
+
+class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
+    """One model call: a child of a checkpoint, or the body of a flow-body llm boundary."""
+
+    name: str
+    parent: str | None
+    """Identity of the enclosing call; None for a flow-body call (its boundary is the call)."""
+    messages: tuple[str, ...]
+    """Content hashes of the prompt's messages, each stored once as a payload."""
+    response: ValueRef
+    usage: LlmUsage
+    latency_ms: float
+    requested_model: str | None
+    alias: str | None
+    resolved_model: str
+    credential_source: str
+    attempt: int = 1
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class MetadataLogged(_Event, frozen=True, tag="metadata"):
+    """``kitaru.log(**metadata)``: attached to a call, or to the execution (call=None)."""
+
+    values: dict[str, Any]
+    call: str | None = None
+
+
+Event = (
+    ExecutionStarted
+    | ExecutionResumed
+    | ExecutionCompleted
+    | ExecutionFailed
+    | ExecutionCancelled
+    | CallStarted
+    | CallCompleted
+    | CallFailed
+    | LlmCallRecorded
+    | MetadataLogged
+)
+
+EVENT_TYPES: Final[dict[str, type[Any]]] = {
+    str(cls.__struct_config__.tag): cls
+    for cls in (
+        ExecutionStarted,
+        ExecutionResumed,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCancelled,
+        CallStarted,
+        CallCompleted,
+        CallFailed,
+        LlmCallRecorded,
+        MetadataLogged,
+    )
+}
+
+
+class UnknownEventError(Exception):
+    """An event's tag is not one this version knows: a newer kitaru wrote it."""
+
+    def __init__(self, tag: str):
+        super().__init__(tag)
+        self.tag = tag
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
+    tag: msgspec.msgpack.Decoder(cls) for tag, cls in EVENT_TYPES.items()
+}
+
+
+def event_tag(event: Event) -> str:
+    """Return the tag stored in the ``type`` column for ``event``."""
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event body (msgpack; the tag is inside it as well)."""
+    return _encoder.encode(event)
+
+
+def decode_event(tag: str, body: bytes) -> Event:
+    """Decode an event body by its tag; unknown tags raise ``UnknownEventError``."""
+    decoder = _decoders.get(tag)
+    if decoder is None:
+        raise UnknownEventError(tag)
+    return decoder.decode(body)  # type: ignore[no-any-return]

@@ -1,0 +1,124 @@
+"""The journal's schema, and the steps that bring an older database up to date.
+
+A database carries kitaru's ``application_id`` and its schema version in
+``user_version``. Opening a current database costs one PRAGMA read; sqlite-utils is
+only imported when a migration has to run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
+
+APPLICATION_ID: Final = 0x4B697461  # "Kita"
+SCHEMA_VERSION: Final = 1
+
+
+class SchemaError(Exception):
+    """The database is not a kitaru journal, or is newer than this version."""
+
+
+_APPEND_ONLY_TRIGGERS = """
+CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'kitaru journal events are append-only: UPDATE refused'); END;
+CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'kitaru journal events are append-only: DELETE refused'); END;
+CREATE TRIGGER payloads_refuse_update BEFORE UPDATE ON payloads
+BEGIN SELECT RAISE(ABORT, 'kitaru payloads are immutable: UPDATE refused'); END;
+CREATE TRIGGER payloads_refuse_delete BEFORE DELETE ON payloads
+BEGIN SELECT RAISE(ABORT, 'kitaru payloads are immutable: DELETE refused'); END;
+"""
+
+
+def _v1(db: Any) -> None:
+    """Events, payloads, the executions read model and execution leases."""
+    db["events"].create(
+        {"position": int, "exec_id": str, "seq": int, "type": str, "at": float, "body": bytes},
+        pk="position",
+        not_null={"exec_id", "seq", "type", "at", "body"},
+    )
+    db["events"].create_index(["exec_id", "seq"], index_name="events_exec_seq", unique=True)
+    db["payloads"].create({"hash": str, "bytes": bytes}, pk="hash", not_null={"bytes"})
+    db["executions"].create(
+        {
+            "exec_id": str,
+            "flow_name": str,
+            "status": str,
+            "started_at": float,
+            "ended_at": float,
+            "original_exec_id": str,
+            "failure": str,
+        },
+        pk="exec_id",
+        not_null={"flow_name", "status", "started_at"},
+    )
+    db["executions"].create_index(["started_at"], index_name="executions_started")
+    db["leases"].create(
+        {
+            "exec_id": str,
+            "owner": str,
+            "host": str,
+            "pid": int,
+            "pid_started": str,
+            "expires_at": float,
+        },
+        pk="exec_id",
+        not_null={"owner", "host", "pid", "pid_started", "expires_at"},
+    )
+    for statement in _APPEND_ONLY_TRIGGERS.strip().split(";\n"):
+        db.execute(statement if statement.endswith(";") else statement + ";")
+
+
+MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1}
+
+
+def _read_versions(conn: sqlite3.Connection) -> tuple[int, int]:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(app_id), int(version)
+
+
+def _check(app_id: int, version: int, conn: sqlite3.Connection) -> None:
+    if app_id not in (0, APPLICATION_ID):
+        raise SchemaError("it is an SQLite database of another application")
+    if app_id == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise SchemaError("it is an SQLite database that kitaru did not create")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"it was written by a newer kitaru (journal schema {version}; this version "
+            f"reads up to {SCHEMA_VERSION}); upgrade kitaru to use it"
+        )
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the database behind ``conn`` to ``SCHEMA_VERSION``, creating it if empty.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    app_id, version = _read_versions(conn)
+    if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+        return
+    _check(app_id, version, conn)
+    # WAL can only be switched on outside a transaction; it persists in the file.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        app_id, version = _read_versions(conn)  # another process may have migrated meanwhile
+        _check(app_id, version, conn)
+        if version < SCHEMA_VERSION:
+            import sqlite_utils
+
+            db = sqlite_utils.Database(conn)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[step](db)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

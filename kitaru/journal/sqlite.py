@@ -1,0 +1,365 @@
+"""The SQLite journal store: the only module that speaks SQL.
+
+Durability: WAL, ``synchronous=FULL`` for appends that must survive power loss,
+``NORMAL`` (survives a process crash, flushed by the next FULL commit) for
+``sync=False``. Writes run in ``BEGIN IMMEDIATE`` transactions so a writer waits for
+the lock up front instead of failing half-way; a busy timeout bounds that wait.
+Each thread gets its own connections.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from kitaru.errors import KitaruBackendError
+from kitaru.journal.events import (
+    Event,
+    ExecutionStarted,
+    UnknownEventError,
+    decode_event,
+    event_tag,
+)
+from kitaru.journal.events import encode_event as _encode
+from kitaru.journal.migrations import SchemaError, migrate
+from kitaru.journal.read_model import status_change
+from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, StoredEvent
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+_INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body) VALUES (?, ?, ?, ?, ?)"
+_INSERT_PAYLOAD = "INSERT OR IGNORE INTO payloads(hash, bytes) VALUES (?, ?)"
+_INSERT_EXECUTION = (
+    "INSERT INTO executions(exec_id, flow_name, status, started_at, original_exec_id) "
+    "VALUES (?, ?, 'running', ?, ?)"
+)
+_UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WHERE exec_id = ?"
+_EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
+_LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
+
+
+class SqliteStore:
+    """A journal in one SQLite file; safe to share between threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------
+
+    def _open(self, synchronous: str) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise KitaruBackendError(
+                f"The journal path {self.path} is a directory. Point KITARU_STORE at a "
+                f"file inside it, e.g. {self.path / 'kitaru.db'}."
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KitaruBackendError(
+                f"Cannot create the journal's folder {self.path.parent}: {exc.strerror}. "
+                "Set KITARU_STORE to a file in a writable folder."
+            ) from None
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            if not self._migrated:
+                with self._migrate_lock:
+                    if not self._migrated:
+                        migrate(conn)
+                        self._migrated = True
+        except SchemaError as exc:
+            raise KitaruBackendError(
+                f"{self.path} cannot be used as a kitaru journal: {exc}. Point KITARU_STORE "
+                "at another file, or move this one away."
+            ) from None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "open") from None
+        return conn
+
+    def _conn(self, sync: bool = True) -> sqlite3.Connection:
+        attr = "full" if sync else "normal"
+        conn: sqlite3.Connection | None = getattr(self._local, attr, None)
+        if conn is None:
+            conn = self._open("FULL" if sync else "NORMAL")
+            setattr(self._local, attr, conn)
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connections (other threads close theirs when they end)."""
+        for attr in ("full", "normal"):
+            conn = getattr(self._local, attr, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, attr, None)
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> KitaruBackendError:
+        """Map an sqlite3 error to one clear message: the one place that knows them."""
+        text = str(exc)
+        lowered = text.lower()
+        where = self.path
+        if "readonly" in lowered or "read-only" in lowered:
+            advice = (
+                f"The journal {where} is read-only. Make the file and its folder writable, "
+                "or point KITARU_STORE at a writable location."
+            )
+        elif "unable to open" in lowered:
+            advice = (
+                f"Cannot open the journal {where}. Check that its folder exists and is "
+                "writable, or point KITARU_STORE at a writable location."
+            )
+        elif "not a database" in lowered:
+            advice = (
+                f"{where} is not a kitaru journal (not an SQLite database). Point "
+                "KITARU_STORE at another file, or move this one away."
+            )
+        elif "malformed" in lowered or "corrupt" in lowered:
+            advice = (
+                f"The journal {where} is damaged ({text}). Run `kitaru store check` to "
+                "see what is affected; restore the file from a backup if you have one."
+            )
+        elif "locked" in lowered or "busy" in lowered:
+            advice = (
+                f"The journal {where} stayed locked by another process for more than "
+                f"{self.busy_timeout:g} s. Try again once that process has finished."
+            )
+        elif "full" in lowered:
+            advice = (
+                f"The disk holding the journal {where} is full. Nothing was recorded by the "
+                "failed write; free some space and resume the execution."
+            )
+        else:
+            advice = f"The journal {where} failed to {doing}: {text}."
+        error = KitaruBackendError(advice)
+        error.sqlite_error = text  # type: ignore[attr-defined]
+        return error
+
+    # -- events --------------------------------------------------------------------------
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        events: Sequence[tuple[Event, float]],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        conn = self._conn(sync)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "start a write") from None
+        try:
+            if payloads:
+                conn.executemany(_INSERT_PAYLOAD, payloads.items())
+            seq = first_seq
+            for event, at in events:
+                conn.execute(_INSERT_EVENT, (exec_id, seq, event_tag(event), at, _encode(event)))
+                seq += 1
+                if isinstance(event, ExecutionStarted):
+                    conn.execute(
+                        _INSERT_EXECUTION, (exec_id, event.flow_name, at, event.original_exec_id)
+                    )
+                    continue
+                change = status_change(event)
+                if change is not None:
+                    ended = at if change.finished else None
+                    conn.execute(_UPDATE_STATUS, (change.status, ended, change.failure, exec_id))
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise JournalConflictError(
+                f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
+                "taken). Only one process may run an execution at a time.",
+                exec_id=exec_id,
+            ) from exc
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "append events") from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def read_events(self, exec_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        conn = self._conn()
+        try:
+            rows = conn.execute(
+                "SELECT seq, at, type, body FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq",
+                (exec_id, after_seq),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read events") from None
+        out: list[StoredEvent] = []
+        expected = after_seq + 1
+        for seq, at, tag, body in rows:
+            if seq != expected:
+                raise KitaruBackendError(
+                    f"The journal {self.path} is missing events of execution {exec_id} "
+                    f"(expected seq {expected}, found {seq}). Run `kitaru store check`."
+                )
+            try:
+                out.append(StoredEvent(seq, at, decode_event(tag, body)))
+            except UnknownEventError:
+                raise KitaruBackendError(
+                    f"Event {seq} of execution {exec_id} has type '{tag}', which this version "
+                    "of kitaru does not know: a newer kitaru wrote it. Upgrade kitaru to read "
+                    "this execution."
+                ) from None
+            except Exception as exc:
+                raise KitaruBackendError(
+                    f"Event {seq} ('{tag}') of execution {exec_id} cannot be decoded: {exc}. "
+                    "Run `kitaru store check`."
+                ) from None
+            expected += 1
+        return out
+
+    def read_payload(self, digest: str) -> bytes:
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT bytes FROM payloads WHERE hash = ?", (digest,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read a payload") from None
+        if row is None:
+            raise KitaruBackendError(
+                f"The journal {self.path} lacks payload {digest}. Run `kitaru store check`."
+            )
+        return bytes(row[0])
+
+    # -- executions ----------------------------------------------------------------------
+
+    def get_execution(self, exec_id: str) -> ExecutionRow | None:
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE exec_id = ?", (exec_id,)
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read executions") from None
+        return None if row is None else ExecutionRow(*row)
+
+    def find_executions(self, prefix: str, limit: int = 2) -> list[str]:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT exec_id FROM executions WHERE exec_id LIKE ? ESCAPE '\\' LIMIT ?",
+                    (pattern, limit),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read executions") from None
+        return [r[0] for r in rows]
+
+    def list_executions(
+        self, *, flow: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRow]:
+        where: list[str] = []
+        params: list[object] = []
+        if flow is not None:
+            where.append("flow_name = ?")
+            params.append(flow)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        sql = f"SELECT {_EXECUTION_COLUMNS} FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read executions") from None
+        return [ExecutionRow(*r) for r in rows]
+
+    # -- leases --------------------------------------------------------------------------
+
+    def get_lease(self, exec_id: str) -> Lease | None:
+        try:
+            row = (
+                self._conn()
+                .execute(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE exec_id = ?", (exec_id,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read leases") from None
+        return None if row is None else Lease(*row)
+
+    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE exec_id = ?", (lease.exec_id,)
+            ).fetchone()
+            if row is not None:
+                holder = Lease(*row)
+                if holder.owner != lease.owner and not is_stale(holder):
+                    conn.execute("ROLLBACK")
+                    return holder
+            conn.execute(
+                f"INSERT OR REPLACE INTO leases({_LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    lease.exec_id,
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
+                    lease.pid_started,
+                    lease.expires_at,
+                ),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "claim an execution") from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return None
+
+    def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
+        try:
+            cursor = self._conn().execute(
+                "UPDATE leases SET expires_at = ? WHERE exec_id = ? AND owner = ?",
+                (expires_at, exec_id, owner),
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "renew a lease") from None
+        return cursor.rowcount == 1
+
+    def release(self, exec_id: str, owner: str) -> None:
+        try:
+            self._conn().execute(
+                "DELETE FROM leases WHERE exec_id = ? AND owner = ?", (exec_id, owner)
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "release a lease") from None

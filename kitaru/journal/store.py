@@ -1,0 +1,114 @@
+"""The Store protocol: what the runtime needs from any journal backend.
+
+SQL and its dialect stay inside the backends; this module only names the shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+import msgspec
+
+from kitaru.errors import KitaruStateError
+from kitaru.journal.events import Event
+
+__all__ = [
+    "ExecutionRow",
+    "JournalConflictError",
+    "Lease",
+    "Store",
+    "StoredEvent",
+]
+
+
+class StoredEvent(NamedTuple):
+    """An event as read back: its sequence number, wall-clock time and body."""
+
+    seq: int
+    at: float
+    event: Event
+
+
+class ExecutionRow(msgspec.Struct, frozen=True):
+    """The read model of one execution, kept in step with its events."""
+
+    exec_id: str
+    flow_name: str
+    status: str
+    started_at: float
+    ended_at: float | None
+    original_exec_id: str | None
+    failure: str | None
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """Who runs an execution right now, and until when the claim holds."""
+
+    exec_id: str
+    owner: str
+    host: str
+    pid: int
+    pid_started: str
+    expires_at: float
+
+
+class JournalConflictError(KitaruStateError):
+    """Another writer appended to the execution first: this writer lost the race."""
+
+
+class Store(Protocol):
+    """A durable, append-only home for execution journals."""
+
+    location: str
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        events: Sequence[tuple[Event, float]],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Append ``events`` (with their times) as seq ``first_seq``, ``first_seq+1``, ...
+
+        All or nothing, in one transaction with the payloads and the read model.
+        A seq that is taken raises ``JournalConflictError``. ``sync=False`` may skip
+        the flush to stable storage (the write still survives a process crash).
+        """
+        ...
+
+    def read_events(self, exec_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        """Return the execution's events with seq > ``after_seq``, in order."""
+        ...
+
+    def read_payload(self, digest: str) -> bytes:
+        """Return a stored payload by its content hash."""
+        ...
+
+    def get_execution(self, exec_id: str) -> ExecutionRow | None: ...
+
+    def find_executions(self, prefix: str, limit: int = 2) -> list[str]:
+        """Return execution ids that start with ``prefix``."""
+        ...
+
+    def list_executions(
+        self, *, flow: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRow]:
+        """Return executions, newest first."""
+        ...
+
+    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
+        """Take the lease unless a live one exists; return the live holder, or None."""
+        ...
+
+    def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
+        """Extend our lease; False if it is no longer ours."""
+        ...
+
+    def release(self, exec_id: str, owner: str) -> None: ...
+
+    def get_lease(self, exec_id: str) -> Lease | None: ...
+
+    def close(self) -> None: ...

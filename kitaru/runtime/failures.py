@@ -1,0 +1,62 @@
+"""Recording exceptions in the journal, and raising them again on replay."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+
+from kitaru.journal.events import ErrorInfo, ValueRef
+from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
+
+__all__ = ["error_info", "rebuild_exception", "type_name"]
+
+
+def type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Describe ``exc`` for the journal: type, message, traceback and (if encodable) args."""
+    args: ValueRef | None = None
+    try:
+        data = encode_value(tuple(exc.args))
+        if len(data) <= 64 * 1024:
+            args = ValueRef(inline=data)
+    except UnencodableValueError:
+        pass
+    return ErrorInfo(
+        type=type_name(exc),
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        args=args,
+    )
+
+
+class RecordedError(Exception):
+    """Stands in for a recorded exception whose class cannot be rebuilt."""
+
+    def __init__(self, info: ErrorInfo):
+        super().__init__(f"{info.type}: {info.message}")
+        self.info = info
+
+
+def rebuild_exception(info: ErrorInfo) -> BaseException:
+    """Return an exception like the recorded one: same class and args when possible."""
+    module_name, _, qualname = info.type.rpartition(".")
+    if not module_name:
+        module_name = "builtins"
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            if info.args is not None and info.args.inline is not None:
+                exc = obj(*decode_value(info.args.inline))
+            else:
+                exc = obj(info.message)
+            return exc
+    except Exception:  # noqa: S110  (fall through to the stand-in below)
+        pass
+    return RecordedError(info)

@@ -1,0 +1,101 @@
+"""Output handles: what a durable call returns in the flow body.
+
+A handle stands for a call's output. Pass it into another checkpoint (it arrives as
+the value), return it from the flow (the caller gets the value), or call ``.load()``
+in flow-body code. It remembers which call produced it, which is how replay knows
+who consumes an overridden output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+__all__ = ["MapResult", "OutputHandle", "resolve_handles"]
+
+T = TypeVar("T")
+
+
+class OutputHandle(Generic[T]):
+    """The output of one durable call; ``.load()`` gives the value."""
+
+    __slots__ = ("_future", "_value", "call_id", "identity", "kind")
+
+    def __init__(
+        self,
+        identity: str,
+        call_id: str,
+        kind: str = "checkpoint",
+        *,
+        value: Any = None,
+        future: Future[Any] | None = None,
+    ):
+        self.identity = identity
+        self.call_id = call_id
+        self.kind = kind
+        self._value = value
+        self._future = future
+
+    def load(self, timeout: float | None = None) -> T:
+        """Return the call's value, waiting for it if the call runs concurrently."""
+        if self._future is not None:
+            return self._future.result(timeout)  # type: ignore[no-any-return]
+        return self._value  # type: ignore[no-any-return]
+
+    def result(self, timeout: float | None = None) -> T:
+        """Same as ``load()``: the call's value."""
+        return self.load(timeout)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the call has finished (its error, if any, is raised by ``load``)."""
+        if self._future is not None:
+            self._future.exception(timeout)
+
+    def done(self) -> bool:
+        return self._future is None or self._future.done()
+
+    def __repr__(self) -> str:
+        return (
+            f"<kitaru output of {self.kind} '{self.identity}': call .load() for the value, "
+            "or pass the handle into another checkpoint>"
+        )
+
+
+class MapResult(list[OutputHandle[T]]):
+    """The handles of a ``checkpoint.map(...)`` fan-out, in input order."""
+
+    def load(self, timeout: float | None = None) -> list[T]:
+        """Return every value, in input order (raises the first error met)."""
+        return [handle.load(timeout) for handle in self]
+
+    def result(self, timeout: float | None = None) -> list[T]:
+        return self.load(timeout)
+
+    def wait(self, timeout: float | None = None) -> None:
+        for handle in self:
+            handle.wait(timeout)
+
+    def __iter__(self) -> Iterator[OutputHandle[T]]:
+        return super().__iter__()
+
+
+def resolve_handles(value: Any, lineage: list[str] | None = None) -> Any:
+    """Replace handles inside ``value`` (and lists, tuples, sets, dicts) by their values.
+
+    Identities of the calls whose handles were found are appended to ``lineage``.
+    """
+    cls = type(value)
+    if cls is OutputHandle:
+        if lineage is not None:
+            lineage.append(value.identity)
+        return value.load()
+    if cls is list or cls is MapResult:
+        return [resolve_handles(item, lineage) for item in value]
+    if cls is tuple:
+        return tuple(resolve_handles(item, lineage) for item in value)
+    if cls is dict:
+        return {key: resolve_handles(item, lineage) for key, item in value.items()}
+    if cls is set or cls is frozenset:
+        return cls(resolve_handles(item, lineage) for item in value)
+    return value

@@ -1,0 +1,106 @@
+"""Recording where a flow function lives, and importing it again in another process."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kitaru.errors import KitaruRuntimeError
+from kitaru.journal.events import FlowRef
+from kitaru.runtime.values import MAIN_MODULE_ALIASES
+
+__all__ = ["flow_ref", "import_flow", "register_flow"]
+
+_registry: dict[tuple[str, str], Any] = {}
+_MAIN_ALIAS = "__kitaru_main__"
+
+
+def _module_name(func: Any) -> str:
+    module = func.__module__
+    if module == "__main__":
+        # `python -m pkg.mod` runs a real, importable module under the name __main__.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name and spec.name != "__main__":
+            return str(spec.name)
+    if module in MAIN_MODULE_ALIASES:
+        return "__main__"
+    return str(module)
+
+
+def flow_ref(func: Any) -> FlowRef:
+    """Describe where ``func`` (a flow's function) can be imported from."""
+    module_name = _module_name(func)
+    module = sys.modules.get(func.__module__)
+    file = getattr(module, "__file__", None)
+    return FlowRef(
+        module=module_name,
+        qualname=func.__qualname__,
+        file=str(Path(file).resolve()) if file else None,
+        sys_path=str(Path(sys.path[0]).resolve()) if sys.path and sys.path[0] else os.getcwd(),
+    )
+
+
+def register_flow(flow: Any) -> None:
+    """Remember a flow defined in this process, so resuming it needs no import."""
+    ref = flow_ref(flow.func)
+    _registry[(ref.module, ref.qualname)] = flow
+
+
+def import_flow(ref: FlowRef) -> Any:
+    """Return the flow object that ``ref`` names, importing its module if needed."""
+    known = _registry.get((ref.module, ref.qualname))
+    if known is not None:
+        return known
+    try:
+        if ref.module == "__main__":
+            module = _load_script(ref)
+        else:
+            if ref.sys_path and ref.sys_path not in sys.path:
+                sys.path.insert(0, ref.sys_path)
+            module = importlib.import_module(ref.module)
+        obj: Any = module
+        for part in ref.qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:
+        where = f" (file {ref.file})" if ref.file else ""
+        raise KitaruRuntimeError(
+            f"Cannot import flow {ref.qualname} from module {ref.module}{where}: "
+            f"{type(exc).__name__}: {exc}. Run the command from the project the flow belongs "
+            "to, or make its module importable (PYTHONPATH), then try again."
+        ) from exc
+    from kitaru.flow import Flow
+
+    if not isinstance(obj, Flow):
+        raise KitaruRuntimeError(
+            f"{ref.module}.{ref.qualname} is no longer a @flow (it is {type(obj).__name__}). "
+            "Restore the @flow decorator to resume this execution."
+        )
+    return obj
+
+
+def _load_script(ref: FlowRef) -> Any:
+    """Import a script that ran as ``__main__`` under an alias (its main block stays off)."""
+    if not ref.file:
+        raise FileNotFoundError("the flow was defined in an interactive session")
+    loaded = sys.modules.get(_MAIN_ALIAS)
+    if loaded is not None and getattr(loaded, "__file__", None) == ref.file:
+        return loaded
+    script_dir = str(Path(ref.file).parent)
+    if script_dir not in sys.path:
+        sys.path.insert(0, script_dir)
+    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, ref.file)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(ref.file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MAIN_ALIAS] = module
+    MAIN_MODULE_ALIASES.add(_MAIN_ALIAS)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(_MAIN_ALIAS, None)
+        raise
+    return module

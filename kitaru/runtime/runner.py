@@ -1,0 +1,361 @@
+"""Starting and resuming executions: the loop that drives a flow body to its end."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kitaru.errors import (
+    KitaruDivergenceError,
+    KitaruError,
+    KitaruStateError,
+    KitaruUsageError,
+    KitaruUserCodeError,
+)
+from kitaru.journal import open_store
+from kitaru.journal.events import (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionResumed,
+    ExecutionStarted,
+    FlowRef,
+)
+from kitaru.journal.payloads import make_ref
+from kitaru.journal.store import Store
+from kitaru.logs import get_logger
+from kitaru.replay.matching import describe, unmade_calls
+from kitaru.replay.state import ExecutionState, fold
+from kitaru.runtime.context import ExecutionContext, current_execution
+from kitaru.runtime.failures import error_info, type_name
+from kitaru.runtime.handles import resolve_handles
+from kitaru.runtime.ownership import Ownership, claim_execution
+from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
+from kitaru.runtime.writer import JournalWriter
+
+__all__ = [
+    "Outcome",
+    "Run",
+    "failure_error",
+    "load_state",
+    "resume_execution",
+    "start_execution",
+]
+
+_log = get_logger()
+
+try:
+    from importlib.metadata import version as _pkg_version
+
+    KITARU_VERSION = _pkg_version("kitaru")
+except Exception:  # pragma: no cover  (running from a source tree without metadata)
+    KITARU_VERSION = "0+unknown"
+
+
+@dataclass
+class Outcome:
+    """How a run of the flow body ended in this process."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
+def failure_error(state: ExecutionState, cause: BaseException | None = None) -> KitaruError:
+    """The exception ``FlowHandle.wait()`` raises for a failed or cancelled execution."""
+    exec_id = state.exec_id
+    if state.status == "cancelled":
+        return KitaruStateError(
+            f"Execution {exec_id} was cancelled.", exec_id=exec_id, status="cancelled"
+        )
+    failure = state.failure
+    assert failure is not None
+    if failure.divergence:
+        return KitaruDivergenceError(
+            failure.error.message,
+            exec_id=exec_id,
+            position=failure.position if failure.position is not None else -1,
+            expected=failure.expected,
+            actual=failure.actual,
+        )
+    where = f" in {describe('checkpoint', failure.call)}" if failure.call else ""
+    error = KitaruUserCodeError(
+        f"Execution {exec_id} failed{where}: {failure.error.type}: {failure.error.message}. "
+        f"Fix the cause, then run `kitaru executions retry {exec_id}`.",
+        exec_id=exec_id,
+        error_type=failure.error.type,
+        error_message=failure.error.message,
+        call=failure.call,
+        traceback=failure.error.traceback,
+    )
+    if cause is not None:
+        error.__cause__ = cause
+    return error
+
+
+def load_state(store: Store, exec_id: str) -> ExecutionState:
+    """Read and fold an execution's journal; unknown ids raise ``KitaruStateError``."""
+    if store.get_execution(exec_id) is None:
+        raise KitaruStateError(
+            f"No execution {exec_id} in the journal {store.location}. "
+            "List executions with `kitaru executions list`.",
+            exec_id=exec_id,
+        )
+    return fold(exec_id, store.read_events(exec_id))
+
+
+class Run:
+    """One process driving one execution until it ends (or pauses)."""
+
+    def __init__(
+        self,
+        ctx: ExecutionContext,
+        flow: Any,
+        ownership: Ownership,
+        inputs: tuple[tuple[Any, ...], dict[str, Any]],
+        retries_left: int,
+    ):
+        self.ctx = ctx
+        self.flow = flow
+        self.ownership = ownership
+        self.inputs = inputs
+        self.retries_left = retries_left
+        self.outcome: Outcome | None = None
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def exec_id(self) -> str:
+        return self.ctx.exec_id
+
+    def start_thread(self) -> None:
+        self.thread = threading.Thread(
+            target=self.run, name=f"kitaru-flow-{self.exec_id[:8]}", daemon=False
+        )
+        self.thread.start()
+
+    def run(self) -> Outcome:
+        """Drive the flow body in this thread; always releases the execution."""
+        token = current_execution.set(self.ctx)
+        try:
+            self.outcome = self._drive()
+        except BaseException as exc:
+            # KeyboardInterrupt / SystemExit: the process is going down. Nothing is
+            # recorded, so the execution stays resumable, exactly as after a crash.
+            self.outcome = Outcome(error=exc)
+            raise
+        finally:
+            current_execution.reset(token)
+            self.ctx.writer.close()
+            self.ownership.release()
+            self.done.set()
+        return self.outcome
+
+    def _drive(self) -> Outcome:
+        ctx = self.ctx
+        args, kwargs = self.inputs
+        while True:
+            try:
+                result = self.flow.func(*args, **kwargs)
+                ctx.drain()
+                result = resolve_handles(result)
+                if ctx.fatal is not None:
+                    raise ctx.fatal
+                self._check_all_calls_made()
+                return self._complete(result)
+            except Exception as exc:
+                ctx.drain()
+                fatal = ctx.fatal
+                if fatal is not None and not isinstance(fatal, KitaruDivergenceError):
+                    # The journal failed us: record nothing more. Once the fault is gone
+                    # the execution resumes from what was recorded.
+                    _log.error("journal write failed", exec_id=ctx.exec_id, error=str(fatal))
+                    return Outcome(error=fatal)
+                if fatal is None and self.retries_left > 0:
+                    self.retries_left -= 1
+                    self._retry_in_place(exc)
+                    continue
+                return self._fail(fatal or exc)
+
+    def _complete(self, result: Any) -> Outcome:
+        ctx = self.ctx
+        try:
+            data = encode_value(result)
+        except UnencodableValueError as exc:
+            raise KitaruUsageError(
+                f"Flow '{ctx.flow_name}' returned {exc}. Return builtins, dataclasses, msgspec "
+                "Structs or pydantic models, or convert the result before returning it."
+            ) from None
+        payloads: dict[str, bytes] = {}
+        ctx.writer.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
+        _log.info("execution completed", exec_id=ctx.exec_id, flow=ctx.flow_name)
+        return Outcome(value=result)
+
+    def _check_all_calls_made(self) -> None:
+        ctx = self.ctx
+        for call in unmade_calls(ctx.state, ctx.next_position):
+            expected = describe(call.kind, call.identity)
+            ctx.fatal = KitaruDivergenceError(
+                f"Execution {ctx.exec_id} no longer matches its journal: the journal has "
+                f"{expected} at position {call.position}, but the flow returned without "
+                "making it. Restore the code that made the recorded calls, then run "
+                f"`kitaru executions retry {ctx.exec_id}`.",
+                exec_id=ctx.exec_id,
+                position=call.position,
+                expected=expected,
+                actual=None,
+            )
+            raise ctx.fatal
+
+    def _retry_in_place(self, exc: Exception) -> None:
+        ctx = self.ctx
+        _log.info(
+            "flow failed, retrying",
+            exec_id=ctx.exec_id,
+            error=f"{type_name(exc)}: {exc}",
+            retries_left=self.retries_left,
+        )
+        ctx.writer.append([ExecutionResumed(mode="retry", owner=self.ownership.owner)])
+        ctx.reset_for_retry(fold(ctx.exec_id, ctx.store.read_events(ctx.exec_id)))
+
+    def _fail(self, exc: Exception) -> Outcome:
+        ctx = self.ctx
+        divergence = exc if isinstance(exc, KitaruDivergenceError) else None
+        event = ExecutionFailed(
+            error=error_info(exc),
+            call=getattr(exc, "__kitaru_call__", None),
+            divergence=divergence is not None,
+            position=divergence.position if divergence else None,
+            expected=divergence.expected if divergence else None,
+            actual=divergence.actual if divergence else None,
+        )
+        try:
+            ctx.writer.append([event])
+        except KitaruError as store_error:
+            return Outcome(error=store_error)
+        _log.info("execution failed", exec_id=ctx.exec_id, error=f"{event.error.type}: {exc}")
+        if divergence is not None:
+            return Outcome(error=divergence)
+        state = ExecutionState(ctx.exec_id, status="failed", failure=event)
+        return Outcome(error=failure_error(state, cause=exc))
+
+
+def _context(store: Store, state: ExecutionState) -> ExecutionContext:
+    assert state.started is not None
+    return ExecutionContext(
+        exec_id=state.exec_id,
+        store=store,
+        writer=JournalWriter(store, state.exec_id, state.last_seq),
+        state=state,
+        flow_name=state.flow_name,
+        registry=state.started.registry,
+    )
+
+
+def start_execution(
+    flow: Any,
+    ref: FlowRef,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    retries: int,
+    registry: dict[str, Any] | None = None,
+    original_exec_id: str | None = None,
+) -> Run:
+    """Record a new execution of ``flow`` and start its body on a worker thread."""
+    try:
+        inputs = encode_value([list(args), kwargs])
+    except UnencodableValueError as exc:
+        raise KitaruUsageError(
+            f"Flow '{flow.name}' was called with {exc}. Flow arguments are stored in the "
+            "journal so the execution can be resumed anywhere; pass builtins, dataclasses, "
+            "msgspec Structs or pydantic models."
+        ) from None
+    store = open_store()
+    exec_id = str(uuid.uuid4())
+    payloads: dict[str, bytes] = {}
+    started = ExecutionStarted(
+        flow_name=flow.name,
+        flow=ref,
+        inputs=make_ref(inputs, payloads),
+        kitaru_version=KITARU_VERSION,
+        retries=retries,
+        original_exec_id=original_exec_id,
+        registry=registry,
+    )
+    ownership = claim_execution(store, exec_id)
+    try:
+        store.append(exec_id, 1, [(started, time.time())], payloads)
+    except BaseException:
+        ownership.release()
+        raise
+    state = ExecutionState(exec_id, started=started, last_seq=1, started_at=time.time())
+    run = Run(_context(store, state), flow, ownership, (tuple(args), dict(kwargs)), retries)
+    _log.info("execution started", exec_id=exec_id, flow=flow.name)
+    run.start_thread()
+    return run
+
+
+def resume_execution(
+    exec_id: str, *, mode: str, background: bool, store: Store | None = None
+) -> Run:
+    """Take over an interrupted (``resume``) or failed (``retry``) execution and run it.
+
+    With ``background`` the body runs on a worker thread; otherwise the caller runs
+    ``Run.run()`` itself (the CLI does, in the foreground).
+    """
+    from kitaru.runtime.locate import import_flow
+
+    store = store if store is not None else open_store()
+    state = load_state(store, exec_id)
+    _check_resumable(state, mode)
+    assert state.flow is not None
+    flow = import_flow(state.flow)
+    ownership = claim_execution(store, exec_id)
+    try:
+        state = fold(exec_id, store.read_events(exec_id))  # what it is now we own it
+        _check_resumable(state, mode)
+        assert state.started is not None
+        args, kwargs = decode_value(_payload(store, state.started.inputs))
+        ctx = _context(store, state)
+        ctx.writer.append([ExecutionResumed(mode=mode, owner=ownership.owner)])
+        ctx.state = fold(exec_id, store.read_events(exec_id))
+    except BaseException:
+        ownership.release()
+        raise
+    _log.info(f"execution {'retried' if mode == 'retry' else 'resumed'}", exec_id=exec_id)
+    run = Run(ctx, flow, ownership, (tuple(args), dict(kwargs)), ctx.state.started.retries)  # type: ignore[union-attr]
+    if background:
+        run.start_thread()
+    return run
+
+
+def _payload(store: Store, ref: Any) -> bytes:
+    return bytes(ref.inline) if ref.inline is not None else store.read_payload(ref.hash)
+
+
+def _check_resumable(state: ExecutionState, mode: str) -> None:
+    exec_id, status = state.exec_id, state.status
+    if mode == "retry":
+        if status == "failed":
+            return
+        advice = {
+            "completed": "it already completed; replay it to run it again",
+            "cancelled": "it was cancelled",
+            "running": f"it did not fail; use `kitaru executions resume {exec_id}` to continue it",
+            "waiting": f"it is waiting for input; use `kitaru executions input {exec_id}`",
+        }.get(status, "")
+        raise KitaruStateError(
+            f"Execution {exec_id} cannot be retried: {advice}.", exec_id=exec_id, status=status
+        )
+    if status in ("running", "waiting"):
+        return
+    advice = {
+        "completed": "it already completed",
+        "failed": f"it failed; `kitaru executions retry {exec_id}` runs its failed calls again",
+        "cancelled": "it was cancelled",
+    }.get(status, "")
+    raise KitaruStateError(
+        f"Execution {exec_id} cannot be resumed: {advice}.", exec_id=exec_id, status=status
+    )

@@ -1,0 +1,106 @@
+"""The single writer of one execution's journal: sequence numbers and batching.
+
+A completed call is appended with a durable commit before the flow body moves on.
+A call's *start* is deferred: it rides along in the transaction of the next append
+(usually the call's own completion), so a fast checkpoint costs one commit, not two.
+If the call runs longer than ``FLUSH_AFTER`` seconds, a background thread writes the
+pending start on its own (without forcing it to disk; the next durable commit does),
+so other processes see a long call as running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from kitaru.journal.events import Event
+from kitaru.journal.store import Store
+
+__all__ = ["FLUSH_AFTER", "JournalWriter"]
+
+FLUSH_AFTER = 0.05
+
+
+class JournalWriter:
+    """Appends events for one execution; safe to use from several threads."""
+
+    def __init__(self, store: Store, exec_id: str, last_seq: int):
+        self.store = store
+        self.exec_id = exec_id
+        self._next_seq = last_seq + 1
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Event, float]] = []
+        self._pending_payloads: dict[str, bytes] = {}
+        self._wake = threading.Condition(self._lock)
+        self._flusher: threading.Thread | None = None
+        self._closed = False
+        self.flush_error: BaseException | None = None
+
+    @property
+    def next_seq(self) -> int:
+        return self._next_seq
+
+    def append(
+        self,
+        events: Sequence[Event],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Append pending events and ``events`` in one transaction."""
+        now = time.time()
+        with self._lock:
+            batch = [*self._pending, *((event, now) for event in events)]
+            if self._pending_payloads:
+                payloads = {**self._pending_payloads, **(payloads or {})}
+            self.store.append(self.exec_id, self._next_seq, batch, payloads, sync=sync)
+            self._next_seq += len(batch)
+            self._pending.clear()
+            self._pending_payloads.clear()
+
+    def defer(self, event: Event, payloads: Mapping[str, bytes] | None = None) -> None:
+        """Queue ``event`` for the next append (or the flusher, if that comes first)."""
+        with self._lock:
+            self._pending.append((event, time.time()))
+            if payloads:
+                self._pending_payloads.update(payloads)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name=f"kitaru-journal-{self.exec_id[:8]}", daemon=True
+                )
+                self._flusher.start()
+            else:
+                self._wake.notify()
+
+    def _flush_loop(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if not self._pending:
+                    self._wake.wait()
+                    continue
+                age = time.time() - self._pending[0][1]
+                if age < FLUSH_AFTER:
+                    self._wake.wait(FLUSH_AFTER - age)
+                    continue
+                try:
+                    self.store.append(
+                        self.exec_id,
+                        self._next_seq,
+                        list(self._pending),
+                        dict(self._pending_payloads),
+                        sync=False,
+                    )
+                except BaseException as exc:  # the next append retries the same events
+                    self.flush_error = exc
+                    self._wake.wait(FLUSH_AFTER)
+                    continue
+                self._next_seq += len(self._pending)
+                self._pending.clear()
+                self._pending_payloads.clear()
+
+    def close(self) -> None:
+        """Stop the flusher. Pending starts are dropped: their calls never finished."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
