@@ -68,8 +68,6 @@ def rank_v2(findings: list[Finding]) -> tuple[str, ...]:
 @flow
 def report(topic: str) -> dict[str, object]:
     findings = gather(topic)
-    if os.environ.get("GOLDEN_RENAMED") == "1":
-        order = rank_v2(findings)
-    else:
-        order = rank(findings)
+    renamed = os.environ.get("GOLDEN_RENAMED") == "1"
+    order = rank_v2(findings) if renamed else rank(findings)
     return publish(order).load()
