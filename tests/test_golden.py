@@ -11,7 +11,6 @@ import datetime as dt
 import shutil
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,12 @@ EXPECTED_RESULT = {"order": ["kitaru/b", "kitaru/a"], "count": 2, "tags": {"gold
 
 
 @pytest.fixture
-def golden_flows(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def golden_flows(monkeypatch: pytest.MonkeyPatch) -> object:
     """Import the flows the golden journals were recorded with."""
     monkeypatch.syspath_prepend(str(GOLDEN))
     import golden_flows
 
-    yield golden_flows
+    return golden_flows
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,14 +35,8 @@ def _make(name: str, **env: str) -> None:
     full_env = {**os.environ, "KITARU_STORE": str(store), "KITARU_CONFIG_PATH": str(work), **env}
     subprocess.run([sys.executable, "-c", _RUN.format(here=str(HERE))], env=full_env, check=False)
     # Fold the WAL into the main file so one file holds everything.
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sqlite3; sqlite3.connect({str(store)!r}).execute('PRAGMA wal_checkpoint(TRUNCATE)')",
-        ],
-        check=True,
-    )
+    with sqlite3.connect(store) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     shutil.copyfile(store, HERE / f"{name}.journal")
     shutil.rmtree(work)
 
