@@ -1,0 +1,230 @@
+"""The SQLite store: appends, reads, payloads, the read model and schema checks."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from kitaru import KitaruBackendError
+from kitaru.journal import JournalConflictError, SqliteStore
+from kitaru.journal.events import (
+    CallCompleted,
+    CallStarted,
+    ErrorInfo,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionStarted,
+    FlowRef,
+    ValueRef,
+    decode_event,
+    encode_event,
+)
+from kitaru.journal.migrations import SCHEMA_VERSION
+from kitaru.journal.payloads import INLINE_LIMIT, content_hash, make_ref
+
+
+def started(flow: str = "f") -> ExecutionStarted:
+    return ExecutionStarted(
+        flow_name=flow,
+        flow=FlowRef(module="m", qualname=flow),
+        inputs=ValueRef(inline=b"\x90"),
+        kitaru_version="test",
+    )
+
+
+def checkpoint_events(position: int, output: ValueRef) -> list[tuple[object, float]]:
+    return [
+        (
+            CallStarted(
+                position=position, identity=f"s{position}", kind="checkpoint", name="s", call_id="c"
+            ),
+            1.0,
+        ),
+        (
+            CallCompleted(position=position, identity=f"s{position}", call_id="c", output=output),
+            2.0,
+        ),
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "j.db")
+
+
+class TestAppendAndRead:
+    def test_round_trip(self, store: SqliteStore) -> None:
+        """Appended events read back in order with their sequence numbers and types."""
+        store.append("e1", 1, [(started(), 1.0)])
+        store.append("e1", 2, checkpoint_events(0, ValueRef(inline=b"\x07")))  # type: ignore[arg-type]
+        events = store.read_events("e1")
+        assert [e.seq for e in events] == [1, 2, 3]
+        assert isinstance(events[2].event, CallCompleted)
+        assert events[2].event.output.inline == b"\x07"
+        assert store.read_events("e1", after_seq=2)[0].seq == 3
+
+    def test_taken_sequence_number_is_a_conflict(self, store: SqliteStore) -> None:
+        """A second writer of the same (execution, seq) gets a conflict, not an overwrite."""
+        store.append("e1", 1, [(started(), 1.0)])
+        with pytest.raises(JournalConflictError):
+            store.append("e1", 1, [(started(), 2.0)])
+        assert len(store.read_events("e1")) == 1
+
+    def test_batch_is_all_or_nothing(self, store: SqliteStore) -> None:
+        """A batch whose second event conflicts leaves none of its events behind."""
+        store.append("e1", 1, [(started(), 1.0)])
+        store.append("e1", 3, checkpoint_events(5, ValueRef(inline=b"\x01"))[:1])  # type: ignore[arg-type]
+        with pytest.raises(JournalConflictError):
+            store.append("e1", 2, checkpoint_events(0, ValueRef(inline=b"\x02")))  # type: ignore[arg-type]
+        rows = sqlite3.connect(store.path).execute("SELECT seq FROM events ORDER BY seq").fetchall()
+        assert rows == [(1,), (3,)]
+
+    def test_concurrent_writers_from_threads(self, store: SqliteStore) -> None:
+        """Threads appending to their own executions all succeed, each in order."""
+
+        def write(n: int) -> None:
+            store.append(f"e{n}", 1, [(started(), 1.0)])
+            for i in range(20):
+                store.append(f"e{n}", 2 + 2 * i, checkpoint_events(i, ValueRef(inline=b"\x01")))  # type: ignore[arg-type]
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in range(4):
+            assert len(store.read_events(f"e{n}")) == 41
+
+
+class TestPayloads:
+    def test_large_values_are_stored_once(self, store: SqliteStore) -> None:
+        """The same large value appended twice is stored once, under its content hash."""
+        data = b"x" * (INLINE_LIMIT + 1)
+        payloads: dict[str, bytes] = {}
+        ref = make_ref(data, payloads)
+        assert ref.hash == content_hash(data)
+        store.append("e1", 1, [(started(), 1.0)])
+        store.append("e1", 2, checkpoint_events(0, ref), payloads)  # type: ignore[arg-type]
+        store.append("e1", 4, checkpoint_events(1, ref), payloads)  # type: ignore[arg-type]
+        assert store.read_payload(ref.hash or "") == data
+        count = sqlite3.connect(store.path).execute("SELECT count(*) FROM payloads").fetchone()[0]
+        assert count == 1
+
+    def test_small_values_stay_inline(self) -> None:
+        """Values up to the inline limit live inside their event."""
+        payloads: dict[str, bytes] = {}
+        assert make_ref(b"abc", payloads) == ValueRef(inline=b"abc")
+        assert payloads == {}
+
+    def test_missing_payload_is_reported(self, store: SqliteStore) -> None:
+        """Asking for a payload the journal lacks is a clear backend error."""
+        store.append("e1", 1, [(started(), 1.0)])
+        with pytest.raises(KitaruBackendError, match="store check"):
+            store.read_payload("0" * 32)
+
+
+class TestReadModel:
+    def test_status_follows_events(self, store: SqliteStore) -> None:
+        """The executions table tracks status, end time and failure from the events."""
+        store.append("ok", 1, [(started("a"), 10.0), (ExecutionCompleted(result=ValueRef()), 11.0)])
+        store.append("bad", 1, [(started("b"), 12.0)])
+        store.append(
+            "bad", 2, [(ExecutionFailed(error=ErrorInfo(type="ValueError", message="no")), 13.0)]
+        )
+        ok, bad = store.get_execution("ok"), store.get_execution("bad")
+        assert ok is not None
+        assert (ok.status, ok.ended_at) == ("completed", 11.0)
+        assert bad is not None
+        assert (bad.status, bad.failure) == ("failed", "ValueError: no")
+        assert [r.exec_id for r in store.list_executions()] == ["bad", "ok"]
+        assert [r.exec_id for r in store.list_executions(status="completed")] == ["ok"]
+        assert [r.exec_id for r in store.list_executions(flow="b")] == ["bad"]
+        assert [r.exec_id for r in store.list_executions(limit=1)] == ["bad"]
+
+    def test_prefix_lookup_escapes_wildcards(self, store: SqliteStore) -> None:
+        """Id prefixes match literally; LIKE wildcards in them match nothing extra."""
+        store.append("abc-1", 1, [(started(), 1.0)])
+        store.append("abd-2", 1, [(started(), 1.0)])
+        assert store.find_executions("ab") == ["abc-1", "abd-2"]
+        assert store.find_executions("abc") == ["abc-1"]
+        assert store.find_executions("a_c") == []
+        assert store.find_executions("%") == []
+
+
+class TestSchema:
+    def test_append_only_is_enforced_by_the_database(self, store: SqliteStore) -> None:
+        """UPDATE and DELETE on events and payloads are refused by triggers."""
+        store.append("e1", 1, [(started(), 1.0)])
+        payloads: dict[str, bytes] = {}
+        store.append("e1", 2, checkpoint_events(0, make_ref(b"y" * 1000, payloads)), payloads)  # type: ignore[arg-type]
+        conn = sqlite3.connect(store.path)
+        for sql in (
+            "UPDATE events SET body = x'00'",
+            "DELETE FROM events",
+            "UPDATE payloads SET bytes = x'00'",
+            "DELETE FROM payloads",
+        ):
+            with pytest.raises(sqlite3.DatabaseError, match="refused"):
+                conn.execute(sql)
+        assert len(store.read_events("e1")) == 3
+
+    def test_wal_and_versions_are_set(self, store: SqliteStore) -> None:
+        """A new journal is in WAL mode and carries kitaru's schema version."""
+        store.append("e1", 1, [(started(), 1.0)])
+        conn = sqlite3.connect(store.path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+    def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
+        """A journal from a newer kitaru is refused with advice to upgrade."""
+        SqliteStore(tmp_path / "j.db").append("e1", 1, [(started(), 1.0)])
+        conn = sqlite3.connect(tmp_path / "j.db")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+        conn.close()
+        with pytest.raises(KitaruBackendError, match="newer kitaru"):
+            SqliteStore(tmp_path / "j.db").read_events("e1")
+
+    def test_foreign_sqlite_database_is_refused(self, tmp_path: Path) -> None:
+        """An SQLite file kitaru did not create is not taken over."""
+        conn = sqlite3.connect(tmp_path / "other.db")
+        conn.execute("CREATE TABLE notes(x)")
+        conn.commit()
+        conn.close()
+        with pytest.raises(KitaruBackendError, match="did not create"):
+            SqliteStore(tmp_path / "other.db").list_executions()
+        tables = (
+            sqlite3.connect(tmp_path / "other.db")
+            .execute("SELECT name FROM sqlite_master")
+            .fetchall()
+        )
+        assert tables == [("notes",)]
+
+    def test_unknown_event_type_is_reported(self, store: SqliteStore) -> None:
+        """An event type this version does not know is reported, never mis-read."""
+        store.append("e1", 1, [(started(), 1.0)])
+        conn = sqlite3.connect(store.path)
+        conn.execute(
+            "INSERT INTO events(exec_id, seq, type, at, body) "
+            "VALUES ('e1', 2, 'teleported', 2.0, x'80')"
+        )
+        conn.commit()
+        with pytest.raises(KitaruBackendError, match="newer kitaru wrote it"):
+            store.read_events("e1")
+
+
+def test_event_encoding_round_trips() -> None:
+    """Every event encodes and decodes to an equal value by its tag."""
+    event = CallStarted(
+        position=3,
+        identity="x_2",
+        kind="checkpoint",
+        name="x",
+        call_id="c",
+        attempt=2,
+        checkpoint_type="tool_call",
+        inputs_from=("a", "b"),
+    )
+    assert decode_event("call_started", encode_event(event)) == event
