@@ -1,0 +1,32 @@
+"""A provider that answers every request with a fixed text, for tests and demos.
+
+It is what ``KITARU_LLM_MOCK_RESPONSE`` switches on: no credentials, no network, and
+token usage estimated by counting whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+from kitaru.llm.providers.protocol import ProviderRequest, ProviderResponse
+
+__all__ = ["MockProvider"]
+
+
+class MockProvider:
+    """Answers every request with ``text``."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return f"MockProvider(text={self._text!r})"
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """Return the fixed text, with usage estimated from word counts."""
+        input_tokens = sum(len(message["content"].split()) for message in request.messages)
+        output_tokens = len(self._text.split())
+        return ProviderResponse(
+            text=self._text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        )

@@ -1,0 +1,164 @@
+"""Chat completions through the official ``openai`` SDK (openai, ollama and openrouter).
+
+The SDK is imported on first use, so ``import kitaru`` never pays for it. This module is
+the one place where the SDK's exceptions become :class:`ProviderError`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Literal
+
+from kitaru.errors import KitaruUsageError
+from kitaru.llm.providers.protocol import (
+    CONNECT_TIMEOUT_SECONDS,
+    MAX_RETRIES,
+    TIMEOUT_SECONDS,
+    ProviderError,
+    ProviderRequest,
+    ProviderResponse,
+    connection_error,
+    empty_response_error,
+    malformed_response_error,
+    status_error,
+    token_count,
+)
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["OpenAIChatProvider"]
+
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+
+
+class OpenAIChatProvider:
+    """A provider that speaks the OpenAI chat-completions API at ``base_url``."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        api_key: str,
+        key_hint: str | None,
+        max_tokens_field: MaxTokensField = "max_tokens",
+    ) -> None:
+        self._provider = provider
+        self._base_url = base_url
+        self._api_key = api_key
+        self._key_hint = key_hint
+        self._max_tokens_field = max_tokens_field
+        # Built here, not per request, so the SDK's import cost is not counted as latency
+        # and a missing SDK is reported before anything is sent.
+        self._sdk = _import_sdk(provider)
+        self._client = _client(api_key, base_url)
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatProvider(provider={self._provider!r}, base_url={self._base_url!r})"
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """Ask for one chat completion and return its text and usage."""
+        sdk, client = self._sdk, self._client
+        options: dict[str, Any] = {}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            options[self._max_tokens_field] = request.max_tokens
+        try:
+            completion = client.chat.completions.create(
+                model=request.model_name,
+                messages=request.messages,  # type: ignore[arg-type]  # plain role/content dicts
+                **options,
+            )
+        except sdk.APIStatusError as exc:
+            raise self._status_error(request, exc) from None
+        except sdk.APITimeoutError:
+            raise self._connection_error(request, timed_out=True) from None
+        except sdk.APIConnectionError:
+            raise self._connection_error(request, timed_out=False) from None
+        except ValueError as exc:
+            # The SDK raises JSON and Unicode decode errors (ValueErrors) for bodies that
+            # are not JSON; pydantic's validation errors are ValueErrors too.
+            raise malformed_response_error(
+                provider=self._provider, model=request.model_name, detail=type(exc).__name__
+            ) from None
+        return self._response(request, completion)
+
+    def _status_error(self, request: ProviderRequest, exc: Any) -> ProviderError:
+        return status_error(
+            provider=self._provider,
+            model=request.model_name,
+            status_code=exc.status_code,
+            body=exc.body,
+            key_hint=self._key_hint,
+            api_key=self._api_key,
+        )
+
+    def _connection_error(self, request: ProviderRequest, *, timed_out: bool) -> ProviderError:
+        return connection_error(
+            provider=self._provider,
+            model=request.model_name,
+            base_url=self._base_url,
+            timed_out=timed_out,
+            timeout=TIMEOUT_SECONDS,
+        )
+
+    def _response(self, request: ProviderRequest, completion: Any) -> ProviderResponse:
+        # The SDK does not validate responses strictly: a body of the wrong shape comes
+        # back as an object whose fields are None, so every field is checked here.
+        model = request.model_name
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise malformed_response_error(
+                provider=self._provider, model=model, detail="no choices in the response"
+            )
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        if content is not None and not isinstance(content, str):
+            raise malformed_response_error(
+                provider=self._provider, model=model, detail="message content is not text"
+            )
+        if not content:
+            refusal = getattr(message, "refusal", None)
+            finish = getattr(choice, "finish_reason", None)
+            detail = "the model refused" if refusal else f"finish reason {finish!r}"
+            raise empty_response_error(provider=self._provider, model=model, detail=detail)
+        usage = getattr(completion, "usage", None)
+        input_tokens = token_count(getattr(usage, "prompt_tokens", None))
+        output_tokens = token_count(getattr(usage, "completion_tokens", None))
+        total_tokens = token_count(getattr(usage, "total_tokens", None))
+        if total_tokens is None and input_tokens is not None and output_tokens is not None:
+            total_tokens = input_tokens + output_tokens
+        return ProviderResponse(
+            text=content,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=total_tokens,
+        )
+
+
+def _import_sdk(provider: str) -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise KitaruUsageError(
+            f"{provider} models are called through the openai SDK, which is not installed; "
+            "install it with: pip install 'kitaru[openai]'"
+        ) from None
+    return openai
+
+
+# Clients are kept so an agent loop reuses connections instead of opening a new TLS
+# session per call. The key includes the base URL, so changing it takes effect.
+@functools.lru_cache(maxsize=16)
+def _client(api_key: str, base_url: str) -> openai.OpenAI:
+    import openai
+
+    return openai.OpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=MAX_RETRIES,
+        timeout=openai.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+    )

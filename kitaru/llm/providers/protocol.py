@@ -1,0 +1,238 @@
+"""The seam between kitaru and a model provider: request in, text and usage out.
+
+Every adapter implements :class:`Provider` and turns its SDK's failures into
+:class:`ProviderError` in one place, using :func:`status_error` for HTTP statuses so the
+same status reads the same whatever the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from kitaru.errors import KitaruBackendError
+from kitaru.llm.messages import Message
+
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "MAX_RETRIES",
+    "TIMEOUT_SECONDS",
+    "Provider",
+    "ProviderError",
+    "ProviderRequest",
+    "ProviderResponse",
+    "connection_error",
+    "empty_response_error",
+    "malformed_response_error",
+    "public_url",
+    "status_error",
+    "token_count",
+]
+
+# Every SDK client gets these. Two retries with the SDK's backoff ride out the brief
+# 429s, 5xxs and dropped connections that hosted models produce all the time, and a
+# request that failed before any answer was delivered costs nothing to repeat; more
+# retries would stall a flow for minutes. Long generations take minutes, so the read
+# timeout is generous, but a dead host should fail fast.
+MAX_RETRIES = 2
+TIMEOUT_SECONDS = 300.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+# Provider messages are shown to help the user, but only this much of them.
+_MAX_PROVIDER_MESSAGE = 300
+
+
+class ProviderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One text completion to ask a provider for."""
+
+    messages: list[Message]
+    model_name: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class ProviderResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The text a provider answered and the token usage it reported (None if it did not)."""
+
+    text: str
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+
+
+class Provider(Protocol):
+    """Something that completes a chat prompt."""
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """Send ``request``; return the answer or raise ``ProviderError``."""
+        ...
+
+
+class ProviderError(KitaruBackendError):
+    """A model provider failed or answered something kitaru cannot use.
+
+    ``reason`` is one of ``authentication``, ``permission``, ``not_found``,
+    ``rate_limit``, ``bad_request``, ``server``, ``http``, ``timeout``, ``connection``,
+    ``malformed_response`` or ``empty_response``; ``status_code`` is the HTTP status when
+    there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        reason: str,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.reason = reason
+        self.status_code = status_code
+
+
+def status_error(
+    *,
+    provider: str,
+    model: str,
+    status_code: int,
+    body: object,
+    key_hint: str | None,
+    api_key: str | None,
+) -> ProviderError:
+    """Build the error for an HTTP error status from ``provider``.
+
+    ``key_hint`` says where the key came from (never the key), None if kitaru sends none;
+    ``api_key`` is only used to blank the key out of the provider's own message.
+    """
+    detail = _provider_message(body, api_key)
+    said = f": {detail}" if detail else ""
+    target = f"{provider}/{model}"
+    if status_code == 401:
+        # Providers echo part of a rejected key in their message, so it is not shown.
+        message = (
+            f"{provider} rejected the API key for {target} (HTTP 401). "
+            f"Check {key_hint}: it may be wrong, expired or revoked."
+            if key_hint is not None
+            else f"{provider} refused {target} as unauthorised (HTTP 401), but kitaru sends "
+            f"{provider} no key. Check the server's access settings or any proxy in front of it."
+        )
+        reason = "authentication"
+    elif status_code == 403:
+        key_from = f"the key from {key_hint}" if key_hint is not None else "the server"
+        message = (
+            f"{provider} refused {target} (HTTP 403){said}. Check that {key_from} allows "
+            "this model, or pick another model."
+        )
+        reason = "permission"
+    elif status_code == 404:
+        message = f"{provider} does not know {target} (HTTP 404){said}. Check the model name" + (
+            " and run `ollama pull` for it." if provider == "ollama" else "."
+        )
+        reason = "not_found"
+    elif status_code == 429:
+        message = (
+            f"{provider} rate-limited {target} (HTTP 429, still after {MAX_RETRIES} retries)"
+            f"{said}. Wait and retry (e.g. `kitaru executions retry <id>`), or raise your "
+            "quota with the provider."
+        )
+        reason = "rate_limit"
+    elif status_code in (400, 413, 422):
+        message = (
+            f"{provider} rejected the request for {target} (HTTP {status_code}){said}. "
+            "Check the prompt, temperature and max_tokens."
+        )
+        reason = "bad_request"
+    elif status_code >= 500:
+        message = (
+            f"{provider} had a server error for {target} (HTTP {status_code}, still after "
+            f"{MAX_RETRIES} retries){said}. Retry later (e.g. `kitaru executions retry <id>`)."
+        )
+        reason = "server"
+    else:
+        message = f"{provider} answered HTTP {status_code} for {target}{said}."
+        reason = "http"
+    return ProviderError(
+        message, provider=provider, model=model, reason=reason, status_code=status_code
+    )
+
+
+def connection_error(
+    *, provider: str, model: str, base_url: str, timed_out: bool, timeout: float
+) -> ProviderError:
+    """Build the error for a request that never got an HTTP answer."""
+    where = public_url(base_url)
+    if timed_out:
+        message = (
+            f"{provider} did not answer for {provider}/{model} at {where} within "
+            f"{timeout:g}s. Retry later, or ask for fewer tokens with max_tokens=."
+        )
+        return ProviderError(message, provider=provider, model=model, reason="timeout")
+    hint = (
+        "Check that Ollama is running (`ollama serve`) and that OLLAMA_HOST points at it."
+        if provider == "ollama"
+        else "Check your network connection and any proxy or base URL setting."
+    )
+    message = f"Could not connect to {provider} at {where} for {provider}/{model}. {hint}"
+    return ProviderError(message, provider=provider, model=model, reason="connection")
+
+
+def malformed_response_error(*, provider: str, model: str, detail: str) -> ProviderError:
+    """Build the error for a response kitaru cannot read."""
+    message = (
+        f"{provider} sent a response for {provider}/{model} that kitaru cannot read "
+        f"({detail}). Retry; if it persists, check the provider's base URL setting."
+    )
+    return ProviderError(message, provider=provider, model=model, reason="malformed_response")
+
+
+def empty_response_error(*, provider: str, model: str, detail: str) -> ProviderError:
+    """Build the error for a well-formed response that carries no text."""
+    message = (
+        f"{provider} returned no text for {provider}/{model} ({detail}). Retry, rephrase "
+        "the prompt, or raise max_tokens if the answer was cut off."
+    )
+    return ProviderError(message, provider=provider, model=model, reason="empty_response")
+
+
+def token_count(value: object) -> int | None:
+    """Return ``value`` if it is a token count an SDK reported, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def public_url(url: str) -> str:
+    """Return ``url`` without any user name, password, query or fragment in it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _provider_message(body: object, api_key: str | None) -> str:
+    text = _find_message(body)
+    if api_key:
+        text = text.replace(api_key, "[key]")
+    text = " ".join(text.split())
+    if len(text) > _MAX_PROVIDER_MESSAGE:
+        text = text[: _MAX_PROVIDER_MESSAGE - 3] + "..."
+    return text
+
+
+def _find_message(body: object) -> str:
+    # OpenAI's SDK hands over the inner error object, Anthropic's the whole envelope
+    # ({"type": "error", "error": {...}}); look in both places.
+    if isinstance(body, Mapping):
+        inner: Any = body.get("error")
+        for candidate in (
+            body.get("message"),
+            inner.get("message") if isinstance(inner, Mapping) else inner,
+        ):
+            if isinstance(candidate, str) and candidate.strip():
+                return candidate
+        return ""
+    return body if isinstance(body, str) else ""

@@ -1,0 +1,86 @@
+"""Decide which provider and model a call goes to.
+
+The order is: the explicit ``model=`` argument, else ``KITARU_DEFAULT_MODEL``, else the
+effective registry's default alias. A value equal to a registered alias resolves through
+that alias (and brings its linked secret); anything else must be a raw
+``provider/model`` string.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from kitaru.errors import KitaruUsageError
+from kitaru.llm.providers import SUPPORTED_PROVIDERS
+from kitaru.llm.registry import ModelRegistry, parse_model
+
+__all__ = ["DEFAULT_MODEL_ENV", "ResolvedModel", "resolve_model"]
+
+DEFAULT_MODEL_ENV = "KITARU_DEFAULT_MODEL"
+
+
+class ResolvedModel(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a call goes: the value asked for, the alias it went through, and the model."""
+
+    requested: str
+    """The alias or ``provider/model`` string resolution started from."""
+    alias: str | None
+    provider: str
+    model_name: str
+    secret: str | None
+    """The secret linked to the alias, if any."""
+
+    @property
+    def model(self) -> str:
+        """The full ``provider/model`` string."""
+        return f"{self.provider}/{self.model_name}"
+
+
+def resolve_model(model: str | None, registry: ModelRegistry) -> ResolvedModel:
+    """Resolve ``model`` (None: fall back to the environment, then the registry default)."""
+    if model is not None:
+        if not isinstance(model, str) or not model.strip():
+            raise KitaruUsageError(
+                f"model= must be a registered alias or a 'provider/model' string such as "
+                f"'openai/gpt-4o', got {model!r}."
+            )
+        requested, origin = model.strip(), "model="
+    elif env_value := os.environ.get(DEFAULT_MODEL_ENV, "").strip():
+        requested, origin = env_value, DEFAULT_MODEL_ENV
+    elif registry.default is not None:
+        requested, origin = registry.default, "the registry default"
+    else:
+        raise KitaruUsageError(
+            "No model to call: pass model='provider/model' (e.g. model='openai/gpt-4o'), set "
+            f"{DEFAULT_MODEL_ENV}, or register a default alias with `kitaru model register "
+            "ALIAS --model PROVIDER/MODEL`."
+        )
+
+    entry = registry.aliases.get(requested)
+    if entry is not None:
+        provider, model_name = parse_model(entry.model)
+        return ResolvedModel(
+            requested=requested,
+            alias=requested,
+            provider=provider,
+            model_name=model_name,
+            secret=entry.secret,
+        )
+    if "/" not in requested:
+        known = ", ".join(sorted(registry.aliases)) or "none"
+        providers = ", ".join(SUPPORTED_PROVIDERS)
+        raise KitaruUsageError(
+            f"{origin} {requested!r} is neither a registered alias (registered: {known}) nor "
+            f"a 'provider/model' string (supported providers: {providers}). Register it with "
+            f"`kitaru model register {requested} --model PROVIDER/MODEL`, or pass the full "
+            "provider/model."
+        )
+    try:
+        provider, model_name = parse_model(requested)
+    except KitaruUsageError as exc:
+        raise KitaruUsageError(f"{origin}: {exc}") from None
+    return ResolvedModel(
+        requested=requested, alias=None, provider=provider, model_name=model_name, secret=None
+    )
