@@ -86,8 +86,12 @@ class FakeLLMServer:
         self._reply = _Reply(kind="text", text="ok", input_tokens=1, output_tokens=1)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
+        # A short poll interval keeps shutdown (and so every test's teardown) quick.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-llm-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-llm-server",
+            daemon=True,
         )
 
     # -- lifecycle -------------------------------------------------------------------
