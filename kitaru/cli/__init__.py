@@ -38,8 +38,10 @@ def main() -> None:
 
 def _register_commands() -> None:
     from kitaru.cli.executions import executions
+    from kitaru.cli.store import store
 
     main.add_command(executions)
+    main.add_command(store)
     for module_name, command_name in (
         ("kitaru.cli.model", "model"),
         ("kitaru.cli.secrets", "secrets"),

@@ -83,6 +83,7 @@ class SqliteStore:
                         migrate(conn)
                         self._migrated = True
         except SchemaError as exc:
+            conn.close()
             raise KitaruBackendError(
                 f"{self.path} cannot be used as a kitaru journal: {exc}. Point KITARU_STORE "
                 "at another file, or move this one away."
@@ -298,6 +299,39 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "read executions") from None
         return [ExecutionRow(*r) for r in rows]
+
+    # -- integrity (``kitaru store check``) ----------------------------------------------
+
+    def structural_problems(self) -> list[str]:
+        """SQLite's own structural check of the file: empty when it is sound."""
+        try:
+            rows = self._conn().execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.Error as exc:
+            return [str(exc)]
+        messages = [str(row[0]) for row in rows]
+        return [] if messages == ["ok"] else messages
+
+    def all_exec_ids(self) -> list[str]:
+        """Every execution id that has events or a read-model row."""
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT exec_id FROM events UNION SELECT exec_id FROM executions ORDER BY 1"
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "list executions") from None
+        return [row[0] for row in rows]
+
+    def all_payloads(self) -> list[tuple[str, bytes]]:
+        """Every stored payload with its key."""
+        try:
+            rows = self._conn().execute("SELECT hash, bytes FROM payloads").fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read payloads") from None
+        return [(digest, bytes(data)) for digest, data in rows]
 
     # -- leases --------------------------------------------------------------------------
 

@@ -136,6 +136,14 @@ class ExecutionState:
             return
         if self.started is None:
             raise JournalShapeError(f"{type(event).__name__} before the execution started")
+        if self.finished and not (
+            self.status == "failed"
+            and isinstance(event, ExecutionResumed)
+            and event.mode == "retry"
+        ):
+            raise JournalShapeError(
+                f"{type(event).__name__} after the execution ended ({self.status})"
+            )
         if isinstance(event, CallStarted):
             self._call_started(event, at)
         elif isinstance(event, CallCompleted):

@@ -1,0 +1,51 @@
+"""``kitaru store ...``: look after the journal itself."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kitaru.cli.output import emit, output_option
+from kitaru.journal import open_store
+from kitaru.journal.integrity import check_store
+
+__all__ = ["store"]
+
+
+@click.group()
+def store() -> None:
+    """Inspect the journal store."""
+
+
+@store.command("check")
+@output_option
+def check(output: str) -> None:
+    """Check the journal's integrity; exit 1 if anything is wrong."""
+    report = check_store(open_store())
+
+    def text() -> str:
+        head = (
+            f"Journal {report.location}: {report.executions} executions, {report.events} "
+            f"events, {report.payloads} payloads."
+        )
+        if report.ok:
+            return f"{head}\nOK: no problems found."
+        return "\n".join(
+            [head, f"{len(report.problems)} problem(s):"] + [f"  - {p}" for p in report.problems]
+        )
+
+    emit(
+        output,
+        {
+            "location": report.location,
+            "ok": report.ok,
+            "executions": report.executions,
+            "events": report.events,
+            "payloads": report.payloads,
+            "problems": report.problems,
+        },
+        text,
+    )
+    if not report.ok:
+        sys.exit(1)

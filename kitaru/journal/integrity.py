@@ -1,0 +1,107 @@
+"""``kitaru store check``: prove a journal is whole, or say exactly what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kitaru.errors import KitaruBackendError
+from kitaru.journal.events import (
+    CallCompleted,
+    ErrorInfo,
+    ExecutionCompleted,
+    ExecutionStarted,
+    LlmCallRecorded,
+    ValueRef,
+)
+from kitaru.journal.payloads import content_hash
+from kitaru.journal.sqlite import SqliteStore
+
+__all__ = ["IntegrityReport", "check_store"]
+
+
+@dataclass
+class IntegrityReport:
+    location: str
+    executions: int = 0
+    events: int = 0
+    payloads: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _refs(event: object) -> list[ValueRef]:
+    refs: list[ValueRef] = []
+    if isinstance(event, ExecutionStarted):
+        refs.append(event.inputs)
+    elif isinstance(event, CallCompleted):
+        refs.append(event.output)
+    elif isinstance(event, ExecutionCompleted):
+        refs.append(event.result)
+    elif isinstance(event, LlmCallRecorded):
+        refs.append(event.response)
+        refs.extend(ValueRef(hash=digest) for digest in event.messages)
+    error = getattr(event, "error", None)
+    if isinstance(error, ErrorInfo) and error.args is not None:
+        refs.append(error.args)
+    return refs
+
+
+def check_store(store: SqliteStore) -> IntegrityReport:
+    """Check the file, every execution's events, the read model and every payload."""
+    report = IntegrityReport(store.location)
+    try:
+        structure = store.structural_problems()
+        exec_ids = store.all_exec_ids()
+        payloads = store.all_payloads()
+    except KitaruBackendError as exc:
+        detail = getattr(exc, "sqlite_error", None) or str(exc)
+        report.problems.append(f"the file cannot be read as a journal: {detail}")
+        return report
+    report.problems.extend(f"sqlite: {message}" for message in structure)
+    report.payloads = len(payloads)
+    stored = {digest for digest, _ in payloads}
+    for digest, data in payloads:
+        if content_hash(data) != digest:
+            report.problems.append(f"payload {digest}: its bytes do not match its hash")
+    for exec_id in exec_ids:
+        report.executions += 1
+        try:
+            _check_execution(store, exec_id, stored, report)
+        except KitaruBackendError as exc:
+            report.problems.append(f"execution {exec_id}: {exc}")
+    return report
+
+
+def _check_execution(
+    store: SqliteStore, exec_id: str, stored: set[str], report: IntegrityReport
+) -> None:
+    # Imported here: replay sits above the journal in the layering.
+    from kitaru.replay.state import JournalShapeError, fold
+
+    events = store.read_events(exec_id)
+    report.events += len(events)
+    try:
+        state = fold(exec_id, events)
+    except JournalShapeError as exc:
+        report.problems.append(f"execution {exec_id}: malformed journal: {exc}")
+        return
+    if state.started is None:
+        report.problems.append(f"execution {exec_id}: has no start event")
+        return
+    row = store.get_execution(exec_id)
+    if row is None:
+        report.problems.append(f"execution {exec_id}: missing from the executions table")
+    elif row.status != state.status:
+        report.problems.append(
+            f"execution {exec_id}: executions table says {row.status}, events say {state.status}"
+        )
+    for stored_event in events:
+        for ref in _refs(stored_event.event):
+            if ref.hash is not None and ref.hash not in stored:
+                report.problems.append(
+                    f"execution {exec_id}: event {stored_event.seq} refers to missing "
+                    f"payload {ref.hash}"
+                )
