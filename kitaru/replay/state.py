@@ -8,6 +8,7 @@ from typing import Any
 
 from kitaru.journal.events import (
     CallCompleted,
+    Event,
     CallFailed,
     CallStarted,
     ErrorInfo,
@@ -136,14 +137,7 @@ class ExecutionState:
             return
         if self.started is None:
             raise JournalShapeError(f"{type(event).__name__} before the execution started")
-        if self.finished and not (
-            self.status == "failed"
-            and isinstance(event, ExecutionResumed)
-            and event.mode == "retry"
-        ):
-            raise JournalShapeError(
-                f"{type(event).__name__} after the execution ended ({self.status})"
-            )
+        self._check_still_open(event)
         if isinstance(event, CallStarted):
             self._call_started(event, at)
         elif isinstance(event, CallCompleted):
@@ -192,6 +186,14 @@ class ExecutionState:
             self.status, self.ended_at, self.failure = "failed", at, event
         elif isinstance(event, ExecutionCancelled):
             self.status, self.ended_at, self.cancelled = "cancelled", at, event
+
+    def _check_still_open(self, event: Event) -> None:
+        """Nothing follows a terminal event, except a retry of a failed execution."""
+        retry = isinstance(event, ExecutionResumed) and event.mode == "retry"
+        if self.finished and not (self.status == "failed" and retry):
+            raise JournalShapeError(
+                f"{type(event).__name__} after the execution ended ({self.status})"
+            )
 
     def _call_started(self, event: CallStarted, at: float) -> None:
         call = self.calls.get(event.identity)
