@@ -8,10 +8,10 @@ from typing import Any
 
 from kitaru.journal.events import (
     CallCompleted,
-    Event,
     CallFailed,
     CallStarted,
     ErrorInfo,
+    Event,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
@@ -141,30 +141,9 @@ class ExecutionState:
         if isinstance(event, CallStarted):
             self._call_started(event, at)
         elif isinstance(event, CallCompleted):
-            call = self._call_for(event.identity, event)
-            attempt = call.attempt(event.attempt)
-            attempt.status, attempt.ended_at, attempt.duration_ms = (
-                "completed",
-                at,
-                event.duration_ms,
-            )
-            call.status, call.output, call.ended_at, call.error = (
-                "completed",
-                event.output,
-                at,
-                None,
-            )
+            self._call_completed(event, at)
         elif isinstance(event, CallFailed):
-            call = self._call_for(event.identity, event)
-            attempt = call.attempt(event.attempt)
-            attempt.status, attempt.ended_at = "failed", at
-            attempt.error, attempt.duration_ms = event.error, event.duration_ms
-            if call.epoch_of_failures != self.retry_epoch:
-                call.epoch_of_failures, call.epoch_failures = self.retry_epoch, 0
-            call.epoch_failures += 1
-            if event.final:
-                call.status, call.error, call.ended_at = "failed", event.error, at
-                call.failed_epoch = self.retry_epoch
+            self._call_failed(event, at)
         elif isinstance(event, LlmCallRecorded):
             self.llm_calls.append(event)
             owner = self.calls.get(event.parent if event.parent is not None else event.name)
@@ -218,6 +197,24 @@ class ExecutionState:
         attempt = call.attempt(event.attempt)
         attempt.started_at, attempt.status = at, "running"
         call.status, call.ended_at = "running", None
+
+    def _call_completed(self, event: CallCompleted, at: float) -> None:
+        call = self._call_for(event.identity, event)
+        attempt = call.attempt(event.attempt)
+        attempt.status, attempt.ended_at, attempt.duration_ms = "completed", at, event.duration_ms
+        call.status, call.output, call.ended_at, call.error = "completed", event.output, at, None
+
+    def _call_failed(self, event: CallFailed, at: float) -> None:
+        call = self._call_for(event.identity, event)
+        attempt = call.attempt(event.attempt)
+        attempt.status, attempt.ended_at = "failed", at
+        attempt.error, attempt.duration_ms = event.error, event.duration_ms
+        if call.epoch_of_failures != self.retry_epoch:
+            call.epoch_of_failures, call.epoch_failures = self.retry_epoch, 0
+        call.epoch_failures += 1
+        if event.final:
+            call.status, call.error, call.ended_at = "failed", event.error, at
+            call.failed_epoch = self.retry_epoch
 
     def _call_for(self, identity: str, event: CallCompleted | CallFailed) -> CallRecord:
         call = self.calls.get(identity)
