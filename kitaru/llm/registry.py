@@ -37,6 +37,7 @@ __all__ = [
     "ModelEntry",
     "ModelRegistry",
     "effective_registry",
+    "environment_registry",
     "list_models",
     "load_local_registry",
     "models_path",

@@ -1,0 +1,122 @@
+"""``kitaru secrets``: set, list, show and delete, through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner, Result
+
+from kitaru.cli import main
+from kitaru.llm.registry import register_model
+from kitaru.secrets import get_secret, list_secrets
+
+VALUE = "sk-cli-value-6a0f"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def run_ok(*args: str) -> Result:
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_clean_failure(result: Result, fragment: str) -> None:
+    """Exit code 1, one 'Error:' message on stderr containing ``fragment``, no traceback."""
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+
+
+class TestSet:
+    def test_set_stores_keys_and_prints_no_values(self) -> None:
+        """set stores every --KEY=VALUE and prints the key names only."""
+        result = run_ok("secrets", "set", "openai-creds", f"--OPENAI_API_KEY={VALUE}", "--ORG=o1")
+        assert result.stdout == "Saved secret 'openai-creds' (keys: OPENAI_API_KEY, ORG).\n"
+        assert get_secret("openai-creds") == {"OPENAI_API_KEY": VALUE, "ORG": "o1"}
+
+    def test_values_may_contain_equals_signs(self) -> None:
+        """Only the first '=' separates key from value."""
+        run_ok("secrets", "set", "creds", "--TOKEN=a=b==")
+        assert get_secret("creds") == {"TOKEN": "a=b=="}
+
+    def test_set_updates_and_json_lists_all_keys(self) -> None:
+        """A second set merges keys, and -o json lists all of them."""
+        run_ok("secrets", "set", "creds", "--A=1")
+        data = json.loads(run_ok("secrets", "set", "creds", "--B=2", "-o", "json").stdout)
+        assert data == {"name": "creds", "keys": ["A", "B"]}
+
+    @pytest.mark.parametrize(
+        ("args", "fragment"),
+        [
+            ([], "at least one key"),
+            ([f"--OPENAI_API_KEY {VALUE}"], "Argument 1 after the secret name"),
+            (["--OPENAI_API_KEY", VALUE], "Argument 1 after the secret name"),
+            ([VALUE], "Argument 1 after the secret name"),
+            (["--A=1", f"-K={VALUE}"], "Argument 2 after the secret name"),
+            (["--=x"], "not --KEY=VALUE"),
+            (["--A=1", "--A=2"], "given twice"),
+            (["--1BAD=x"], "Invalid key '1BAD'"),
+            (["--EMPTY="], "non-empty text value"),
+        ],
+    )
+    def test_malformed_assignments_fail_cleanly(self, args: list[str], fragment: str) -> None:
+        """Anything but --KEY=VALUE exits 1, stores nothing and never echoes a value."""
+        result = run("secrets", "set", "creds", *args)
+        assert_clean_failure(result, fragment)
+        assert VALUE not in result.output
+        assert list_secrets() == {}
+
+    def test_bad_secret_name_fails_cleanly(self) -> None:
+        """An invalid secret name exits 1 with the naming rule."""
+        assert_clean_failure(run("secrets", "set", "bad name", "--A=1"), "Invalid secret name")
+
+
+class TestListShowDelete:
+    def test_list_text_and_json(self) -> None:
+        """list shows names with their keys, as text and as JSON, never values."""
+        run_ok("secrets", "set", "b-creds", f"--K2={VALUE}", "--K1=x")
+        run_ok("secrets", "set", "a-creds", "--K=y")
+        text = run_ok("secrets", "list").stdout
+        assert text == "a-creds: K\nb-creds: K1, K2\n"
+        data = json.loads(run_ok("secrets", "list", "-o", "json").stdout)
+        assert data == [
+            {"name": "a-creds", "keys": ["K"]},
+            {"name": "b-creds", "keys": ["K1", "K2"]},
+        ]
+
+    def test_empty_list_says_how_to_add(self) -> None:
+        """With no secrets, list says how to store one."""
+        assert "kitaru secrets set NAME --KEY=VALUE" in run_ok("secrets", "list").stdout
+
+    def test_show_masks_values_by_default(self) -> None:
+        """show prints keys with masked values unless --show-values is given."""
+        run_ok("secrets", "set", "creds", f"--OPENAI_API_KEY={VALUE}")
+        masked = run_ok("secrets", "show", "creds")
+        assert masked.stdout == "Secret 'creds':\n  OPENAI_API_KEY = ********\n"
+        data = json.loads(run_ok("secrets", "show", "creds", "-o", "json").stdout)
+        assert data == {"name": "creds", "values": {"OPENAI_API_KEY": "********"}}
+
+    def test_show_values_reveals_them(self) -> None:
+        """--show-values prints the real values."""
+        run_ok("secrets", "set", "creds", f"--OPENAI_API_KEY={VALUE}")
+        data = json.loads(run_ok("secrets", "show", "creds", "--show-values", "-o", "json").stdout)
+        assert data["values"] == {"OPENAI_API_KEY": VALUE}
+        assert VALUE in run_ok("secrets", "show", "creds", "--show-values").stdout
+
+    def test_delete_removes_and_lists_aliases_still_linking_it(self) -> None:
+        """delete removes the secret and names aliases that still link it."""
+        run_ok("secrets", "set", "creds", "--OPENAI_API_KEY=x")
+        register_model("fast", "openai/gpt-5-nano", secret="creds")
+        data = json.loads(run_ok("secrets", "delete", "creds", "-o", "json").stdout)
+        assert data == {"deleted": "creds", "linked_aliases": ["fast"]}
+        assert list_secrets() == {}
+
+    @pytest.mark.parametrize("command", ["show", "delete"])
+    def test_unknown_secret_fails_cleanly(self, command: str) -> None:
+        """show or delete of an unknown secret exits 1 saying how to create it."""
+        assert_clean_failure(run("secrets", command, "nope"), "kitaru secrets set nope")
