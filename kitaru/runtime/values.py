@@ -28,6 +28,8 @@ from typing import Any, Final
 
 import msgspec
 
+from kitaru.errors import KitaruRuntimeError
+
 __all__ = ["MAIN_MODULE_ALIASES", "UnencodableValueError", "decode_value", "encode_value"]
 
 _SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None), bytes})
@@ -60,9 +62,20 @@ class UnencodableValueError(TypeError):
 _encoder = msgspec.msgpack.Encoder()
 
 
+def _main_module_name() -> str | None:
+    """The importable name of ``__main__`` when it runs as ``python -m pkg.mod``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) and name and name != "__main__" else None
+
+
 def _type_path(cls: type, where: str) -> str:
     module = cls.__module__
-    if module in MAIN_MODULE_ALIASES:
+    if module == "__main__":
+        # Under `python -m pkg.mod` the module can be imported again by its real name;
+        # "__main__" would mean the resuming program (e.g. the kitaru command) instead.
+        module = _main_module_name() or module
+    elif module in MAIN_MODULE_ALIASES:
         module = "__main__"
     if "<locals>" in cls.__qualname__:
         raise UnencodableValueError(
@@ -159,6 +172,8 @@ def _resolve_class(path: str) -> type:
     candidates = [module_name]
     if module_name == "__main__":
         candidates.extend(sorted(MAIN_MODULE_ALIASES))
+    elif module_name == _main_module_name():
+        candidates.insert(0, "__main__")  # the running `python -m` module's own classes
     for candidate in candidates:
         try:
             obj: Any = importlib.import_module(candidate)
@@ -228,5 +243,12 @@ _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_h
 
 
 def decode_value(data: bytes) -> Any:
-    """Decode bytes written by ``encode_value``."""
-    return _decoder.decode(data)
+    """Decode bytes written by ``encode_value``.
+
+    A value that cannot be rebuilt here (its type is gone, or a newer kitaru wrote it)
+    raises ``KitaruRuntimeError`` saying why.
+    """
+    try:
+        return _decoder.decode(data)
+    except (LookupError, TypeError, ValueError, msgspec.DecodeError) as exc:
+        raise KitaruRuntimeError(f"A recorded value cannot be read: {exc}.") from exc
