@@ -48,8 +48,12 @@ def process_started(pid: int) -> str | None:
     except OSError:
         stat = ""
     if stat:
-        # Field 22 (start time in clock ticks); split after the parenthesised command name.
-        return stat.rsplit(")", 1)[1].split()[19]
+        # Split after the parenthesised command name: field 3 is the state, field 22 the
+        # start time in clock ticks.
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return None  # dead, only not yet reaped by its parent: it runs nothing
+        return fields[19]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
