@@ -343,11 +343,11 @@ class TestMissingSdk:
         assert server.count == 0
 
     def test_importing_kitaru_llm_does_not_import_the_sdks(self) -> None:
-        """The SDKs load only when a call needs them, so import stays fast."""
+        """The SDKs load only when a call needs them, so importing kitaru and its CLI stays fast."""
         import subprocess
 
         code = (
-            "import sys, kitaru.llm, kitaru.secrets;"
+            "import sys, kitaru, kitaru.cli;"
             "print(sorted(m for m in ('openai', 'anthropic') if m in sys.modules))"
         )
         output = subprocess.run(

@@ -23,7 +23,6 @@ from kitaru.llm.messages import Message, normalise_prompt
 from kitaru.llm.providers import MockProvider, Provider, ProviderRequest, build_provider
 from kitaru.llm.registry import effective_registry
 from kitaru.llm.resolution import ResolvedModel, resolve_model
-from kitaru.logs import get_logger
 
 __all__ = [
     "MOCK_RESPONSE_ENV",
@@ -73,7 +72,7 @@ class PreparedLlmCall:
         started = time.perf_counter()
         response = self.provider.complete(request)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        result = LlmResult(
+        return LlmResult(
             messages=self.messages,
             text=response.text,
             input_tokens=response.input_tokens,
@@ -85,19 +84,6 @@ class PreparedLlmCall:
             resolved_model=self.resolved.model,
             credential_source=self.credentials.source,
         )
-        _log.debug(
-            "llm_call_completed",
-            model=result.resolved_model,
-            alias=result.alias,
-            credential_source=result.credential_source,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            latency_ms=round(latency_ms, 1),
-        )
-        return result
-
-
-_log = get_logger()
 
 
 def prepare_llm_call(

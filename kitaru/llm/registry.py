@@ -51,7 +51,10 @@ __all__ = [
 MODELS_FILE_NAME = "models.json"
 REGISTRY_ENV = "KITARU_MODEL_REGISTRY"
 _ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_SHAPE = '{"aliases": {"fast": {"model": "openai/gpt-5-nano", "secret": "openai-creds"}}, "default": "fast"}'  # noqa: E501
+_SHAPE = (
+    '{"aliases": {"fast": {"model": "openai/gpt-5-nano", "secret": "openai-creds"}}, '
+    '"default": "fast"}'
+)
 _PROVIDERS_TEXT = ", ".join(SUPPORTED_PROVIDERS)
 
 RegistrySource = Literal["local", "snapshot", "environment"]
@@ -322,6 +325,9 @@ def _save(registry: ModelRegistry) -> None:
 
 def _known(registry: ModelRegistry) -> str:
     if not registry.aliases:
-        return "no aliases are registered. Add one with `kitaru model register ALIAS --model PROVIDER/MODEL`."  # noqa: E501
+        return (
+            "no aliases are registered. Add one with "
+            "`kitaru model register ALIAS --model PROVIDER/MODEL`."
+        )
     names = ", ".join(sorted(registry.aliases))
     return f"registered aliases: {names} (see `kitaru model list`)."
