@@ -14,7 +14,7 @@ from typing import Any, Final
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
 class SchemaError(Exception):
@@ -72,7 +72,27 @@ def _v1(db: Any) -> None:
         db.execute(statement if statement.endswith(";") else statement + ";")
 
 
-MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1}
+# INSERT OR REPLACE deletes the row it collides with without firing DELETE triggers,
+# so overwriting is refused on INSERT. A payload inserted again with the same bytes is
+# not an overwrite: the store's own INSERT OR IGNORE relies on that.
+_NO_OVERWRITE_TRIGGERS = """
+CREATE TRIGGER events_refuse_overwrite BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position
+             OR (exec_id = NEW.exec_id AND seq = NEW.seq))
+BEGIN SELECT RAISE(ABORT, 'kitaru journal events are append-only: overwrite refused'); END;
+CREATE TRIGGER payloads_refuse_overwrite BEFORE INSERT ON payloads
+WHEN EXISTS (SELECT 1 FROM payloads WHERE hash = NEW.hash AND bytes IS NOT NEW.bytes)
+BEGIN SELECT RAISE(ABORT, 'kitaru payloads are immutable: overwrite refused'); END;
+"""
+
+
+def _v2(db: Any) -> None:
+    """Refuse INSERT OR REPLACE over stored events and payloads."""
+    for statement in _NO_OVERWRITE_TRIGGERS.strip().split(";\n"):
+        db.execute(statement if statement.endswith(";") else statement + ";")
+
+
+MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2}
 
 
 def _read_versions(conn: sqlite3.Connection) -> tuple[int, int]:
