@@ -34,6 +34,8 @@ class JournalWriter:
         self._pending_payloads: dict[str, bytes] = {}
         self._wake = threading.Condition(self._lock)
         self._flusher: threading.Thread | None = None
+        self._parked = False
+        """The flusher waits with no deadline: only a notify from ``defer`` wakes it."""
         self._closed = False
         self.flush_error: BaseException | None = None
 
@@ -70,15 +72,31 @@ class JournalWriter:
                     target=self._flush_loop, name=f"kitaru-journal-{self.exec_id[:8]}", daemon=True
                 )
                 self._flusher.start()
-            else:
+            elif self._parked:
+                # Otherwise the flusher is on a timed wait that began before this event
+                # and ends within FLUSH_AFTER, so it sees the event in time. Waking it for
+                # every call would cost a thread switch per checkpoint.
                 self._wake.notify()
 
     def _flush_loop(self) -> None:
+        busy = True
         with self._lock:
             while not self._closed:
                 if not self._pending:
+                    if busy:
+                        # Calls start and finish faster than FLUSH_AFTER, so each start
+                        # is usually appended with its completion before this thread even
+                        # runs. Look again after one interval rather than parking: a
+                        # parked flusher needs a notify (a thread switch) per call.
+                        busy = False
+                        self._wake.wait(FLUSH_AFTER)
+                        continue
+                    self._parked = True
                     self._wake.wait()
+                    self._parked = False
+                    busy = True
                     continue
+                busy = True
                 age = time.time() - self._pending[0][1]
                 if age < FLUSH_AFTER:
                     self._wake.wait(FLUSH_AFTER - age)
