@@ -4,6 +4,7 @@ Put ``@flow`` around an agent and ``@checkpoint`` around its units of work; ever
 run is journaled, and a crashed run resumes where it stopped.
 """
 
+from kitaru._llm.tracked import llm
 from kitaru.checkpoint import Checkpoint, checkpoint
 from kitaru.config import configure
 from kitaru.errors import (
@@ -43,4 +44,5 @@ __all__ = [
     "checkpoint",
     "configure",
     "flow",
+    "llm",
 ]

@@ -11,6 +11,7 @@ import msgspec
 from kitaru.errors import KitaruStateError
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
+from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import Store
 from kitaru.replay.state import CallRecord, ExecutionState
@@ -72,13 +73,27 @@ class LlmCall:
     resolved_model: str
     credential_source: str
     latency_ms: float
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
     attempt: int
-    prompt_hashes: tuple[str, ...]
-    response_ref: str | None
-    """Content hash of the response when it is stored as a payload."""
+    message_count: int
+    _prompt: str = field(repr=False)
+    _response: ValueRef = field(repr=False)
+    _store: Store | None = field(default=None, repr=False, compare=False)
+
+    def prompt(self) -> list[dict[str, Any]]:
+        """Load the prompt that was sent: the normalised list of chat messages."""
+        assert self._store is not None
+        return load_prompt(self._prompt, self._store.read_payload)
+
+    def response(self) -> str:
+        """Load the response text that came back."""
+        assert self._store is not None
+        ref = self._response
+        data = ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
+        text: str = decode_value(data)
+        return text
 
 
 @dataclass(frozen=True)
@@ -155,11 +170,17 @@ class Execution:
 
 def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {
+        data = {
             f.name: _jsonable(getattr(value, f.name))
             for f in fields(value)
             if not f.name.startswith("_")
         }
+        if isinstance(value, LlmCall):
+            try:
+                data["prompt"], data["response"] = value.prompt(), value.response()
+            except Exception as exc:
+                data["artifact_error"] = f"{type(exc).__name__}: {exc}"
+        return data
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -169,7 +190,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _llm_call(event: LlmCallRecorded) -> LlmCall:
+def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
     return LlmCall(
         name=event.name,
         parent=event.parent,
@@ -182,12 +203,14 @@ def _llm_call(event: LlmCallRecorded) -> LlmCall:
         output_tokens=event.usage.output_tokens,
         total_tokens=event.usage.total_tokens,
         attempt=event.attempt,
-        prompt_hashes=event.messages,
-        response_ref=event.response.hash,
+        message_count=event.message_count,
+        _prompt=event.prompt,
+        _response=event.response,
+        _store=store,
     )
 
 
-def _call(record: CallRecord) -> CheckpointCall:
+def _call(record: CallRecord, store: Store) -> CheckpointCall:
     return CheckpointCall(
         call_id=record.call_id,
         name=record.name,
@@ -214,7 +237,7 @@ def _call(record: CallRecord) -> CheckpointCall:
         else None,
         parent_call_ids=record.inputs_from,
         metadata=dict(record.metadata),
-        llm_calls=[_llm_call(e) for e in record.llm_calls],
+        llm_calls=[_llm_call(e, store) for e in record.llm_calls],
     )
 
 
@@ -243,8 +266,8 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         interrupted=interrupted,
         flow_module=state.started.flow.module,
         flow_qualname=state.started.flow.qualname,
-        checkpoints=[_call(c) for _, c in sorted(state.by_position.items())],
-        llm_calls=[_llm_call(e) for e in state.llm_calls],
+        checkpoints=[_call(c, store) for _, c in sorted(state.by_position.items())],
+        llm_calls=[_llm_call(e, store) for e in state.llm_calls],
         metadata=dict(state.metadata),
         _result=state.result,
         _store=store,

@@ -28,7 +28,7 @@ def _check_retries(retries: int | None) -> None:
 def _registry_snapshot() -> dict[str, Any] | None:
     """The effective model registry, carried into the execution for ``kitaru.llm``."""
     try:
-        from kitaru.llm.registry import effective_registry
+        from kitaru._llm.registry import effective_registry
     except ImportError:
         return None
     snapshot: dict[str, Any] = effective_registry().to_snapshot()

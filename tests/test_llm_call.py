@@ -1,4 +1,4 @@
-"""One whole model call: kitaru/llm/call.py and the kitaru.llm package surface."""
+"""One whole model call: kitaru/_llm/call.py and the kitaru.llm package surface."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from llm_server import FakeLLMServer
 
 from kitaru.errors import KitaruUsageError
-from kitaru.llm import LlmResult, perform_llm_call, prepare_llm_call
-from kitaru.llm.registry import register_model
+from kitaru._llm import LlmResult, perform_llm_call, prepare_llm_call
+from kitaru._llm.registry import register_model
 from kitaru.secrets import set_secret
 
 SECRET_KEY = "sk-linked-secret-4e7d"
@@ -154,9 +154,9 @@ class TestResultEncoding:
 
 class TestPackageSurface:
     def test_all_is_sorted_and_complete(self) -> None:
-        """The kitaru.llm package's __all__ names every public attribute it re-exports, sorted."""
-        # ``kitaru.llm`` as an attribute is the llm() function; the package is in sys.modules.
-        package = importlib.import_module("kitaru.llm")
+        """The kitaru._llm package's __all__ names every public attribute it re-exports, sorted."""
+        # The package is private: ``kitaru.llm`` is the public llm() function.
+        package = importlib.import_module("kitaru._llm")
         exported = set(package.__all__)
         public = {
             name

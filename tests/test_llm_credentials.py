@@ -1,12 +1,12 @@
-"""Credential resolution: kitaru/llm/credentials.py."""
+"""Credential resolution: kitaru/_llm/credentials.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.credentials import Credentials, resolve_credentials
-from kitaru.llm.resolution import ResolvedModel
+from kitaru._llm.credentials import Credentials, resolve_credentials
+from kitaru._llm.resolution import ResolvedModel
 from kitaru.secrets import set_secret
 
 SECRET_KEY = "sk-from-secret-7f3a"

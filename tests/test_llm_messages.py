@@ -1,4 +1,4 @@
-"""Prompt normalisation: kitaru/llm/messages.py."""
+"""Prompt normalisation: kitaru/_llm/messages.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.messages import normalise_prompt
+from kitaru._llm.messages import normalise_prompt
 
 
 class TestStringPrompts:

@@ -1,4 +1,4 @@
-"""The model registry: local file, KITARU_MODEL_REGISTRY and snapshots (kitaru/llm/registry.py)."""
+"""The model registry: local file, KITARU_MODEL_REGISTRY and snapshots (kitaru/_llm/registry.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.registry import (
+from kitaru._llm.registry import (
     ModelAlias,
     ModelRegistry,
     effective_registry,

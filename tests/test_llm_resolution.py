@@ -1,12 +1,12 @@
-"""Model resolution order and errors: kitaru/llm/resolution.py."""
+"""Model resolution order and errors: kitaru/_llm/resolution.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.registry import ModelAlias, ModelRegistry
-from kitaru.llm.resolution import ResolvedModel, resolve_model
+from kitaru._llm.registry import ModelAlias, ModelRegistry
+from kitaru._llm.resolution import ResolvedModel, resolve_model
 
 REGISTRY = ModelRegistry(
     aliases={

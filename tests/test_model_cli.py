@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kitaru.cli import main
-from kitaru.llm.registry import load_local_registry
+from kitaru._llm.registry import load_local_registry
 from kitaru.secrets import set_secret
 
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kitaru.cli import main
-from kitaru.llm.registry import register_model
+from kitaru._llm.registry import register_model
 from kitaru.secrets import get_secret, list_secrets
 
 VALUE = "sk-cli-value-6a0f"

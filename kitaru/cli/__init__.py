@@ -38,21 +38,12 @@ def main() -> None:
 
 def _register_commands() -> None:
     from kitaru.cli.executions import executions
+    from kitaru.cli.model import model
+    from kitaru.cli.secrets import secrets
     from kitaru.cli.store import store
 
-    main.add_command(executions)
-    main.add_command(store)
-    for module_name, command_name in (
-        ("kitaru.cli.model", "model"),
-        ("kitaru.cli.secrets", "secrets"),
-    ):
-        try:
-            module = __import__(module_name, fromlist=[command_name])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        main.add_command(getattr(module, command_name))
+    for command in (executions, model, secrets, store):
+        main.add_command(command)
 
 
 _register_commands()

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.client import Execution, KitaruClient
+from kitaru.client import Execution, KitaruClient, LlmCall
 
 __all__ = ["executions"]
 
@@ -70,12 +70,34 @@ def _render_execution(execution: Execution) -> str:
         if call.failure:
             lines.append(f"        {call.failure.exception_type}: {call.failure.message}")
         for llm in call.llm_calls:
-            lines.append(
-                f"        llm {llm.name}: {llm.resolved_model} ({llm.credential_source}), "
-                f"{llm.input_tokens}+{llm.output_tokens}={llm.total_tokens} tokens, "
-                f"{_duration(llm.latency_ms)}"
-            )
+            lines.extend(_render_llm(llm))
     return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 100) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _render_llm(llm: LlmCall) -> list[str]:
+    requested = llm.requested_model or "(default)"
+    via = f" via alias {llm.alias}" if llm.alias else ""
+    tokens = f"{llm.input_tokens} in / {llm.output_tokens} out / {llm.total_tokens} total"
+    lines = [
+        f"        llm {llm.name} (attempt {llm.attempt}): {requested}{via} -> "
+        f"{llm.resolved_model}, key from {llm.credential_source}",
+        f"          {tokens} tokens, {_duration(llm.latency_ms)}",
+    ]
+    try:
+        prompt, response = llm.prompt(), llm.response()
+    except Exception as exc:
+        return [*lines, f"          (prompt/response unavailable: {exc})"]
+    last = prompt[-1]
+    lines.append(
+        f"          prompt   ({len(prompt)} messages) {last['role']}: {_short(last['content'])}"
+    )
+    lines.append(f"          response {_short(response)}")
+    return lines
 
 
 @click.group()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kitaru.cli.output import emit, output_option
-from kitaru.llm.registry import (
+from kitaru._llm.registry import (
     ModelEntry,
     environment_registry,
     list_models,
@@ -14,6 +13,7 @@ from kitaru.llm.registry import (
     remove_model,
     set_default_model,
 )
+from kitaru.cli.output import emit, output_option
 
 __all__ = ["model"]
 

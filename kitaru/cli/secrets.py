@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from kitaru._llm.registry import load_local_registry
 from kitaru.cli.output import emit, output_option
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.registry import load_local_registry
 from kitaru.secrets import MASK, delete_secret, get_secret, list_secrets, set_secret
 
 __all__ = ["secrets"]

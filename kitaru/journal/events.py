@@ -73,9 +73,11 @@ class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class LlmUsage(msgspec.Struct, frozen=True):
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
+    """Token counts as the provider reported them (None when it did not)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
@@ -164,8 +166,9 @@ class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
     name: str
     parent: str | None
     """Identity of the enclosing call; None for a flow-body call (its boundary is the call)."""
-    messages: tuple[str, ...]
-    """Content hashes of the prompt's messages, each stored once as a payload."""
+    prompt: str
+    """Head hash of the prompt's message chain (see ``journal.conversation``)."""
+    message_count: int
     response: ValueRef
     usage: LlmUsage
     latency_ms: float

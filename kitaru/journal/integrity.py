@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kitaru.errors import KitaruBackendError
+from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import (
     CallCompleted,
     ErrorInfo,
@@ -42,7 +43,6 @@ def _refs(event: object) -> list[ValueRef]:
         refs.append(event.result)
     elif isinstance(event, LlmCallRecorded):
         refs.append(event.response)
-        refs.extend(ValueRef(hash=digest) for digest in event.messages)
     error = getattr(event, "error", None)
     if isinstance(error, ErrorInfo) and error.args is not None:
         refs.append(error.args)
@@ -62,7 +62,7 @@ def check_store(store: SqliteStore) -> IntegrityReport:
         return report
     report.problems.extend(f"sqlite: {message}" for message in structure)
     report.payloads = len(payloads)
-    stored = {digest for digest, _ in payloads}
+    stored = dict(payloads)
     for digest, data in payloads:
         if content_hash(data) != digest:
             report.problems.append(f"payload {digest}: its bytes do not match its hash")
@@ -76,7 +76,7 @@ def check_store(store: SqliteStore) -> IntegrityReport:
 
 
 def _check_execution(
-    store: SqliteStore, exec_id: str, stored: set[str], report: IntegrityReport
+    store: SqliteStore, exec_id: str, stored: dict[str, bytes], report: IntegrityReport
 ) -> None:
     # Imported here: replay sits above the journal in the layering.
     from kitaru.replay.state import JournalShapeError, fold
@@ -99,7 +99,16 @@ def _check_execution(
             f"execution {exec_id}: executions table says {row.status}, events say {state.status}"
         )
     for stored_event in events:
-        for ref in _refs(stored_event.event):
+        event = stored_event.event
+        if isinstance(event, LlmCallRecorded):
+            try:
+                load_prompt(event.prompt, stored.__getitem__)
+            except KeyError as missing:
+                report.problems.append(
+                    f"execution {exec_id}: event {stored_event.seq} refers to missing "
+                    f"prompt payload {missing.args[0]}"
+                )
+        for ref in _refs(event):
             if ref.hash is not None and ref.hash not in stored:
                 report.problems.append(
                     f"execution {exec_id}: event {stored_event.seq} refers to missing "

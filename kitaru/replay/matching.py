@@ -59,7 +59,8 @@ class Verdict(Enum):
     RAISE = "raise"
     """Failed for good in this retry epoch: raise the recorded error."""
     RUN = "run"
-    """Never recorded, or started but never finished, or failed before a retry: run live."""
+    """Never recorded, started but never finished, failed before a retry, or a failed
+    model call (provider failures are transient: a continued execution calls again)."""
 
 
 def verdict(state: ExecutionState, recorded: CallRecord | None) -> Verdict:
@@ -67,7 +68,11 @@ def verdict(state: ExecutionState, recorded: CallRecord | None) -> Verdict:
         return Verdict.RUN
     if recorded.status == "completed":
         return Verdict.REPLAY
-    if recorded.status == "failed" and recorded.failed_epoch == state.retry_epoch:
+    if (
+        recorded.status == "failed"
+        and recorded.failed_epoch == state.retry_epoch
+        and recorded.kind != "llm"
+    ):
         return Verdict.RAISE
     return Verdict.RUN
 

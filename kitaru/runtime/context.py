@@ -53,6 +53,8 @@ class ExecutionContext:
     name_counts: dict[str, int] = field(default_factory=dict)
     used_identities: set[str] = field(default_factory=set)
     llm_count: int = 0
+    prompt_nodes: dict[tuple[str | None, str, str], str] = field(default_factory=dict)
+    """Hashes of prompt nodes already stored by this execution (see journal.conversation)."""
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""
     _pool: ThreadPoolExecutor | None = None

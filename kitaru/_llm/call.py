@@ -17,12 +17,12 @@ from typing import Any
 
 import msgspec
 
+from kitaru._llm.credentials import Credentials, CredentialSource, resolve_credentials
+from kitaru._llm.messages import Message, normalise_prompt
+from kitaru._llm.providers import MockProvider, Provider, ProviderRequest, build_provider
+from kitaru._llm.registry import effective_registry
+from kitaru._llm.resolution import ResolvedModel, resolve_model
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.credentials import Credentials, CredentialSource, resolve_credentials
-from kitaru.llm.messages import Message, normalise_prompt
-from kitaru.llm.providers import MockProvider, Provider, ProviderRequest, build_provider
-from kitaru.llm.registry import effective_registry
-from kitaru.llm.resolution import ResolvedModel, resolve_model
 
 __all__ = [
     "MOCK_RESPONSE_ENV",

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from kitaru._llm.messages import Message
 from kitaru.errors import KitaruBackendError
-from kitaru.llm.messages import Message
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",

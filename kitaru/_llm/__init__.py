@@ -7,12 +7,12 @@ Nothing here writes to the journal. Provider SDKs load only when a call needs th
 
 from __future__ import annotations
 
-from kitaru.llm.call import LlmResult, PreparedLlmCall, perform_llm_call, prepare_llm_call
-from kitaru.llm.credentials import Credentials, resolve_credentials
-from kitaru.llm.messages import normalise_prompt
-from kitaru.llm.providers import SUPPORTED_PROVIDERS, ProviderError
-from kitaru.llm.registry import ModelRegistry, effective_registry
-from kitaru.llm.resolution import ResolvedModel, resolve_model
+from kitaru._llm.call import LlmResult, PreparedLlmCall, perform_llm_call, prepare_llm_call
+from kitaru._llm.credentials import Credentials, resolve_credentials
+from kitaru._llm.messages import normalise_prompt
+from kitaru._llm.providers import SUPPORTED_PROVIDERS, ProviderError
+from kitaru._llm.registry import ModelRegistry, effective_registry
+from kitaru._llm.resolution import ResolvedModel, resolve_model
 
 __all__ = [
     "SUPPORTED_PROVIDERS",

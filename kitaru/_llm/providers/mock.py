@@ -6,7 +6,7 @@ token usage estimated by counting whitespace-separated words.
 
 from __future__ import annotations
 
-from kitaru.llm.providers.protocol import ProviderRequest, ProviderResponse
+from kitaru._llm.providers.protocol import ProviderRequest, ProviderResponse
 
 __all__ = ["MockProvider"]
 

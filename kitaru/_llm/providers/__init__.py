@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 from types import MappingProxyType
 
-from kitaru.llm.providers.anthropic_messages import AnthropicMessagesProvider
-from kitaru.llm.providers.mock import MockProvider
-from kitaru.llm.providers.openai_chat import OpenAIChatProvider
-from kitaru.llm.providers.protocol import (
+from kitaru._llm.providers.anthropic_messages import AnthropicMessagesProvider
+from kitaru._llm.providers.mock import MockProvider
+from kitaru._llm.providers.openai_chat import OpenAIChatProvider
+from kitaru._llm.providers.protocol import (
     Provider,
     ProviderError,
     ProviderRequest,

@@ -12,9 +12,9 @@ import os
 
 import msgspec
 
+from kitaru._llm.providers import SUPPORTED_PROVIDERS
+from kitaru._llm.registry import ModelRegistry, parse_model
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.providers import SUPPORTED_PROVIDERS
-from kitaru.llm.registry import ModelRegistry, parse_model
 
 __all__ = ["DEFAULT_MODEL_ENV", "ResolvedModel", "resolve_model"]
 

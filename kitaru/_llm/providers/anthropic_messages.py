@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from kitaru.errors import KitaruUsageError
-from kitaru.llm.messages import Message
-from kitaru.llm.providers.protocol import (
+from kitaru._llm.messages import Message
+from kitaru._llm.providers.protocol import (
     CONNECT_TIMEOUT_SECONDS,
     MAX_RETRIES,
     TIMEOUT_SECONDS,
@@ -24,6 +23,7 @@ from kitaru.llm.providers.protocol import (
     status_error,
     token_count,
 )
+from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
     import anthropic

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from kitaru._llm.providers import SUPPORTED_PROVIDERS
 from kitaru.config import config_dir
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.providers import SUPPORTED_PROVIDERS
 from kitaru.secrets import list_secrets, validate_secret_name, write_private_json
 
 __all__ = [

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
+from kitaru._llm.providers import PROVIDER_KEY_ENV
+from kitaru._llm.resolution import ResolvedModel
 from kitaru.errors import KitaruUsageError
-from kitaru.llm.providers import PROVIDER_KEY_ENV
-from kitaru.llm.resolution import ResolvedModel
 from kitaru.secrets import MASK, SecretNotFoundError, get_secret
 
 __all__ = ["CredentialSource", "Credentials", "resolve_credentials"]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Literal
 
-from kitaru.errors import KitaruUsageError
-from kitaru.llm.providers.protocol import (
+from kitaru._llm.providers.protocol import (
     CONNECT_TIMEOUT_SECONDS,
     MAX_RETRIES,
     TIMEOUT_SECONDS,
@@ -23,6 +22,7 @@ from kitaru.llm.providers.protocol import (
     status_error,
     token_count,
 )
+from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
     import openai

@@ -1,0 +1,113 @@
+"""``kitaru.llm()``: one tracked, durable model call.
+
+In a flow body the call is a durable call boundary of its own (kind ``llm``): on
+resume or replay a completed call returns its recorded text and the provider is not
+contacted. Inside a checkpoint it returns the text and is journaled as a child event
+of that checkpoint, which stays the replay boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kitaru._llm.call import LlmResult, prepare_llm_call
+from kitaru._llm.messages import Message, normalise_prompt
+from kitaru.errors import KitaruContextError, KitaruUsageError
+from kitaru.journal.conversation import store_prompt, text_blob
+from kitaru.journal.events import LlmCallRecorded, LlmUsage
+from kitaru.journal.payloads import make_ref
+from kitaru.logs import get_logger
+from kitaru.runtime.boundary import execute, reserve
+from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
+from kitaru.runtime.handles import OutputHandle
+
+__all__ = ["llm"]
+
+_log = get_logger()
+
+
+def llm(
+    prompt: str | list[dict[str, str]],
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    name: str | None = None,
+) -> Any:
+    """Make one tracked model call; returns an output handle in a flow body, text in a checkpoint.
+
+    ``prompt`` is a string or a list of ``{"role", "content"}`` messages; ``system``
+    prepends a system message. ``model`` is an alias or ``provider/model`` (default:
+    ``KITARU_DEFAULT_MODEL``, then the registry's default alias). ``name`` names the
+    call (default ``llm_1``, ``llm_2``, ... per flow body or checkpoint attempt).
+    """
+    ctx = current_execution.get()
+    if ctx is None:
+        raise KitaruContextError("kitaru.llm() can only run inside a @flow.")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise KitaruUsageError(f"name= must be a non-empty string, got {name!r}.")
+    messages = normalise_prompt(prompt, system)
+    options = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
+    scope = current_call.get()
+    if scope is not None:
+        scope.llm_count += 1
+        call_name = name or f"llm_{scope.llm_count}"
+        return _call(
+            ctx, messages, options, name=call_name, parent=scope.identity, attempt=scope.attempt
+        ).text
+
+    if name is None:
+        ctx.llm_count += 1
+    slot = reserve(ctx, "llm", name or f"llm_{ctx.llm_count}")
+
+    def live(attempt: CallScope) -> str:
+        return _call(
+            ctx, messages, options, name=slot.identity, parent=None, attempt=attempt.attempt
+        ).text
+
+    text = execute(slot, live, checkpoint_type="llm_call", scoped=False)
+    return OutputHandle(slot.identity, slot.call_id, kind="llm", value=text)
+
+
+def _call(
+    ctx: ExecutionContext,
+    messages: list[Message],
+    options: dict[str, Any],
+    *,
+    name: str,
+    parent: str | None,
+    attempt: int,
+) -> LlmResult:
+    """Run the model call and queue its record for the enclosing call's next append."""
+    prepared = prepare_llm_call(messages, registry_snapshot=ctx.registry, **options)
+    result = prepared.run()
+    payloads: dict[str, bytes] = {}
+    head = store_prompt(result.messages, payloads, ctx.prompt_nodes)
+    event = LlmCallRecorded(
+        name=name,
+        parent=parent,
+        prompt=head,
+        message_count=len(result.messages),
+        response=make_ref(text_blob(result.text), payloads),
+        usage=LlmUsage(result.input_tokens, result.output_tokens, result.total_tokens),
+        latency_ms=result.latency_ms,
+        requested_model=result.requested_model,
+        alias=result.alias,
+        resolved_model=result.resolved_model,
+        credential_source=result.credential_source,
+        attempt=attempt,
+        temperature=prepared.temperature,
+        max_tokens=prepared.max_tokens,
+    )
+    ctx.writer.defer(event, payloads)
+    _log.info(
+        "llm call completed",
+        exec_id=ctx.exec_id,
+        call=name,
+        parent=parent,
+        model=result.resolved_model,
+        total_tokens=result.total_tokens,
+        latency_ms=round(result.latency_ms, 1),
+    )
+    return result
