@@ -1,0 +1,50 @@
+"""The benchmark command runs end to end and prints every section.
+
+A functional check only: the figures of a ``--quick`` run are not asserted on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{proc.stderr}"
+    for heading in (
+        "== 1. Checkpoint overhead",
+        "== 2. Resume",
+        "== 3. Peers",
+        "== 4. import kitaru",
+        "== Summary ==",
+    ):
+        assert heading in out, f"missing {heading!r} in:\n{out}"
+    # Each figure is printed beside its target and whether it is met.
+    assert "bare durable commit" in out
+    assert "per recorded event" in out
+    assert "import kitaru costs" in out
+    assert "provider SDKs in sys.modules after import kitaru" in out
+    # Peers are measured, or skipped with a note when not installed.
+    for peer in ("dbos", "langgraph"):
+        assert f"  {peer} " in out or f"  {peer}: not installed" in out
+    # The run cleans up after itself.
+    assert list(tmp_path.iterdir()) == []
