@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
-from kitaru.runtime.boundary import CallSlot, execute, reserve
+from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
 from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
 
@@ -68,7 +68,7 @@ class Checkpoint(Generic[P, R]):
         explicit_id: Any = kwargs.pop("id", None)
         slot = self._slot(explicit_id)
         value = self._execute(slot, args, kwargs)
-        return OutputHandle(slot.identity, slot.call_id, value=value)
+        return output_handle(slot, value=value)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
         """Start the checkpoint concurrently; ``.load()`` on the handle waits for it."""
@@ -79,7 +79,7 @@ class Checkpoint(Generic[P, R]):
 
         context = contextvars.copy_context()
         future = ctx.submit(lambda: context.run(self._execute, slot, args, kwargs))
-        return OutputHandle(slot.identity, slot.call_id, future=future)
+        return output_handle(slot, future=future)
 
     def map(self, *iterables: Iterable[Any], **kwargs: Any) -> MapResult[R]:
         """Fan out: one concurrent call per item (positional iterables are zipped).

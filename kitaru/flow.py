@@ -73,6 +73,33 @@ class Flow(Generic[P, R]):
         )
         return FlowHandle(run.exec_id, run=run, store=run.ctx.store)
 
+    def replay(
+        self,
+        exec_id: str,
+        *,
+        from_: str,
+        overrides: dict[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> FlowHandle:
+        """Start a NEW execution from a finished one, reusing its calls before ``from_``.
+
+        ``from_`` selects a checkpoint (or flow-body llm call) by name, call identity or
+        call id: it and everything after it run live. ``overrides`` maps
+        ``"checkpoint.<selector>"`` to a value that replaces that call's recorded output
+        for every later consumer. Keyword arguments override the flow's inputs.
+        """
+        from kitaru.runtime.runner import replay_execution
+
+        run = replay_execution(
+            self,
+            exec_id,
+            from_=from_,
+            overrides=overrides,
+            flow_inputs=flow_inputs,
+            registry=_registry_snapshot(),
+        )
+        return FlowHandle(run.exec_id, run=run, store=run.ctx.store)
+
     def __repr__(self) -> str:
         return f"<kitaru flow {self.name}>"
 

@@ -19,6 +19,7 @@ import msgspec
 __all__ = [
     "CALL_KINDS",
     "EVENT_TYPES",
+    "ArtifactSaved",
     "CallCompleted",
     "CallFailed",
     "CallStarted",
@@ -32,9 +33,14 @@ __all__ = [
     "FlowRef",
     "LlmCallRecorded",
     "LlmUsage",
+    "LogEntry",
+    "LogsCaptured",
     "MetadataLogged",
+    "ReplayPlan",
     "UnknownEventError",
     "ValueRef",
+    "WaitRequested",
+    "WaitResolved",
     "decode_event",
     "encode_event",
     "event_tag",
@@ -80,6 +86,18 @@ class LlmUsage(msgspec.Struct, frozen=True):
     total_tokens: int | None
 
 
+class ReplayPlan(msgspec.Struct, frozen=True, omit_defaults=True):
+    """How a replay execution reuses the execution it was made from."""
+
+    source: str
+    """The execution replayed."""
+    from_position: int
+    """Calls before this position are reused from the source; it and later ones run live."""
+    from_selector: str
+    overrides: dict[str, ValueRef] = {}
+    """Call identity -> output that replaces the recorded one."""
+
+
 class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
     """Base of every event; subclasses pick their tag."""
 
@@ -95,7 +113,7 @@ class ExecutionStarted(_Event, frozen=True, tag="execution_started"):
     """Set when this execution replays another one."""
     registry: dict[str, Any] | None = None
     """Snapshot of the effective model registry when the execution started."""
-    replay_plan: ValueRef | None = None
+    replay_plan: ReplayPlan | None = None
     """For replays: which recorded calls are reused and which outputs are overridden."""
 
 
@@ -147,6 +165,10 @@ class CallCompleted(_Event, frozen=True, tag="call_completed"):
     output: ValueRef
     attempt: int = 1
     duration_ms: float = 0.0
+    reused_from: str | None = None
+    """Set when a replay copied this outcome from the execution it replays."""
+    overridden: bool = False
+    """Set when a replay's override supplied this output instead of running the call."""
 
 
 class CallFailed(_Event, frozen=True, tag="call_failed"):
@@ -181,6 +203,60 @@ class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
     max_tokens: int | None = None
 
 
+class WaitRequested(_Event, frozen=True, tag="wait_requested"):
+    """``kitaru.wait()`` paused the flow body until input arrives."""
+
+    position: int
+    identity: str
+    name: str
+    call_id: str
+    question: str | None = None
+    schema_type: str | None = None
+    """``module:QualName`` of the schema type the input must fit; None for a plain gate."""
+    schema: dict[str, Any] | None = None
+    """JSON schema of the expected input, for people and tools."""
+    metadata: dict[str, Any] | None = None
+    timeout: float | None = None
+
+
+class WaitResolved(_Event, frozen=True, tag="wait_resolved"):
+    """Input arrived for a wait (or the wait was aborted)."""
+
+    position: int
+    identity: str
+    call_id: str
+    value: ValueRef | None = None
+    aborted: bool = False
+
+
+class LogEntry(msgspec.Struct, frozen=True, array_like=True):
+    at: float
+    level: str
+    source: str
+    """``stdout``, ``stderr`` or a logger name."""
+    message: str
+
+
+class LogsCaptured(_Event, frozen=True, tag="logs"):
+    """Log records and prints emitted during one attempt of a checkpoint."""
+
+    call: str
+    attempt: int
+    entries: tuple[LogEntry, ...]
+
+
+class ArtifactSaved(_Event, frozen=True, tag="artifact_saved"):
+    """``kitaru.save()`` inside a checkpoint attempt."""
+
+    call: str
+    attempt: int
+    name: str
+    kind: str
+    """The artifact type given to ``kitaru.save``: prompt, response, context, input, ..."""
+    value: ValueRef
+    tags: tuple[str, ...] = ()
+
+
 class MetadataLogged(_Event, frozen=True, tag="metadata"):
     """``kitaru.log(**metadata)``: attached to a call, or to the execution (call=None)."""
 
@@ -199,6 +275,10 @@ Event = (
     | CallFailed
     | LlmCallRecorded
     | MetadataLogged
+    | WaitRequested
+    | WaitResolved
+    | LogsCaptured
+    | ArtifactSaved
 )
 
 EVENT_TYPES: Final[dict[str, type[Any]]] = {
@@ -214,6 +294,10 @@ EVENT_TYPES: Final[dict[str, type[Any]]] = {
         CallFailed,
         LlmCallRecorded,
         MetadataLogged,
+        WaitRequested,
+        WaitResolved,
+        LogsCaptured,
+        ArtifactSaved,
     )
 }
 

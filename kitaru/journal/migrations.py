@@ -14,7 +14,7 @@ from typing import Any, Final
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 class SchemaError(Exception):
@@ -92,7 +92,23 @@ def _v2(db: Any) -> None:
         db.execute(statement if statement.endswith(";") else statement + ";")
 
 
-MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2}
+def _v3(db: Any) -> None:
+    """Mailboxes for other processes: wait input and cancel requests.
+
+    A running execution has exactly one writer of its events. Another process that
+    answers a wait or cancels leaves its request here; the owner turns it into events.
+    """
+    db["wait_inputs"].create(
+        {"exec_id": str, "wait": str, "value": bytes, "aborted": int, "at": float},
+        pk=("exec_id", "wait"),
+        not_null={"aborted", "at"},
+    )
+    db["cancel_requests"].create(
+        {"exec_id": str, "reason": str, "at": float}, pk="exec_id", not_null={"at"}
+    )
+
+
+MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2, 3: _v3}
 
 
 def _read_versions(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -10,6 +10,8 @@ from kitaru.journal.events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionResumed,
+    WaitRequested,
+    WaitResolved,
 )
 
 __all__ = ["FINISHED_STATUSES", "StatusChange", "status_change"]
@@ -24,6 +26,7 @@ class StatusChange(NamedTuple):
 
 
 _RUNNING = StatusChange("running", finished=False)
+_WAITING = StatusChange("waiting", finished=False)
 _COMPLETED = StatusChange("completed", finished=True)
 _CANCELLED = StatusChange("cancelled", finished=True)
 
@@ -33,8 +36,10 @@ def status_change(event: Event) -> StatusChange | None:
 
     ``ExecutionStarted`` is not here: it creates the row rather than changing it.
     """
-    if isinstance(event, ExecutionResumed):
+    if isinstance(event, ExecutionResumed | WaitResolved):
         return _RUNNING
+    if isinstance(event, WaitRequested):
+        return _WAITING
     if isinstance(event, ExecutionCompleted):
         return _COMPLETED
     if isinstance(event, ExecutionFailed):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -299,6 +300,72 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "read executions") from None
         return [ExecutionRow(*r) for r in rows]
+
+    # -- mailboxes: requests from other processes ----------------------------------------
+
+    def post_wait_input(
+        self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
+    ) -> None:
+        try:
+            self._conn().execute(
+                "INSERT OR REPLACE INTO wait_inputs(exec_id, wait, value, aborted, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (exec_id, wait, value, int(aborted), time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "record wait input") from None
+
+    def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]:
+        """Input posted for the execution's waits: wait identity -> (value, aborted)."""
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT wait, value, aborted FROM wait_inputs WHERE exec_id = ?", (exec_id,)
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read wait input") from None
+        return {
+            wait: (None if value is None else bytes(value), bool(aborted))
+            for wait, value, aborted in rows
+        }
+
+    def clear_wait_input(self, exec_id: str, wait: str) -> None:
+        try:
+            self._conn().execute(
+                "DELETE FROM wait_inputs WHERE exec_id = ? AND wait = ?", (exec_id, wait)
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "clear wait input") from None
+
+    def request_cancel(self, exec_id: str, reason: str) -> None:
+        try:
+            self._conn().execute(
+                "INSERT OR REPLACE INTO cancel_requests(exec_id, reason, at) VALUES (?, ?, ?)",
+                (exec_id, reason, time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "request a cancel") from None
+
+    def cancel_requested(self, exec_id: str) -> str | None:
+        """The reason given if someone asked to cancel the execution, else None."""
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT reason FROM cancel_requests WHERE exec_id = ?", (exec_id,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read cancel requests") from None
+        return None if row is None else str(row[0] or "")
+
+    def clear_cancel(self, exec_id: str) -> None:
+        try:
+            self._conn().execute("DELETE FROM cancel_requests WHERE exec_id = ?", (exec_id,))
+        except sqlite3.Error as exc:
+            raise self._error(exc, "clear a cancel request") from None
 
     # -- integrity (``kitaru store check``) ----------------------------------------------
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kitaru.journal.events import (
+    ArtifactSaved,
     CallCompleted,
     CallFailed,
     CallStarted,
@@ -19,8 +20,11 @@ from kitaru.journal.events import (
     ExecutionStarted,
     FlowRef,
     LlmCallRecorded,
+    LogsCaptured,
     MetadataLogged,
     ValueRef,
+    WaitRequested,
+    WaitResolved,
 )
 from kitaru.journal.store import StoredEvent
 
@@ -73,6 +77,12 @@ class CallRecord:
     ended_at: float | None = None
     llm_calls: list[LlmCallRecorded] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    logs: list[LogsCaptured] = field(default_factory=list)
+    artifacts: list[tuple[int, ArtifactSaved]] = field(default_factory=list)
+    """Saved artifacts with the seq of the event that saved them."""
+    wait: WaitRequested | None = None
+    reused_from: str | None = None
+    overridden: bool = False
 
     def attempt(self, number: int) -> AttemptRecord:
         for record in reversed(self.attempts):
@@ -108,6 +118,8 @@ class ExecutionState:
     metadata: dict[str, Any] = field(default_factory=dict)
     llm_calls: list[LlmCallRecorded] = field(default_factory=list)
     resumes: list[ExecutionResumed] = field(default_factory=list)
+    pending_waits: dict[str, WaitRequested] = field(default_factory=dict)
+    artifacts: list[tuple[int, ArtifactSaved]] = field(default_factory=list)
     retry_epoch: int = 0
     """How many times a failed execution was retried; failures of older epochs re-run."""
     last_seq: int = 0
@@ -144,6 +156,15 @@ class ExecutionState:
             self._call_completed(event, at)
         elif isinstance(event, CallFailed):
             self._call_failed(event, at)
+        elif isinstance(event, WaitRequested | WaitResolved):
+            self._wait_event(event, at)
+        elif isinstance(event, LogsCaptured):
+            if event.call in self.calls:
+                self.calls[event.call].logs.append(event)
+        elif isinstance(event, ArtifactSaved):
+            self.artifacts.append((stored.seq, event))
+            if event.call in self.calls:
+                self.calls[event.call].artifacts.append((stored.seq, event))
         elif isinstance(event, LlmCallRecorded):
             self.llm_calls.append(event)
             owner = self.calls.get(event.parent if event.parent is not None else event.name)
@@ -198,11 +219,45 @@ class ExecutionState:
         attempt.started_at, attempt.status = at, "running"
         call.status, call.ended_at = "running", None
 
+    def _wait_event(self, event: WaitRequested | WaitResolved, at: float) -> None:
+        if isinstance(event, WaitRequested):
+            self._call_started(
+                CallStarted(
+                    position=event.position,
+                    identity=event.identity,
+                    kind="wait",
+                    name=event.name,
+                    call_id=event.call_id,
+                ),
+                at,
+            )
+            call = self.calls[event.identity]
+            call.status, call.wait = "waiting", event
+            self.pending_waits[event.identity] = event
+            self.status = "waiting"
+            return
+        waited = self.calls.get(event.identity)
+        if waited is None or waited.kind != "wait":
+            raise JournalShapeError(f"input for '{event.identity}', which is not a wait")
+        self.pending_waits.pop(event.identity, None)
+        attempt = waited.attempt(1)
+        attempt.ended_at = at
+        if event.aborted:
+            error = ErrorInfo(type="WaitAborted", message=f"wait '{event.identity}' was aborted")
+            attempt.status = waited.status = "failed"
+            waited.error, waited.ended_at = error, at
+        else:
+            attempt.status = waited.status = "completed"
+            waited.output, waited.ended_at = event.value or ValueRef(), at
+        if not self.pending_waits:
+            self.status = "running"
+
     def _call_completed(self, event: CallCompleted, at: float) -> None:
         call = self._call_for(event.identity, event)
         attempt = call.attempt(event.attempt)
         attempt.status, attempt.ended_at, attempt.duration_ms = "completed", at, event.duration_ms
         call.status, call.output, call.ended_at, call.error = "completed", event.output, at, None
+        call.reused_from, call.overridden = event.reused_from, event.overridden
 
     def _call_failed(self, event: CallFailed, at: float) -> None:
         call = self._call_for(event.identity, event)

@@ -9,22 +9,50 @@ and appends its events. Nothing else appends call events.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from kitaru.errors import KitaruDivergenceError, KitaruError, KitaruUsageError
-from kitaru.journal.events import CallCompleted, CallFailed, CallStarted, ValueRef
+from kitaru.journal.events import (
+    CallCompleted,
+    CallFailed,
+    CallStarted,
+    LogsCaptured,
+    ValueRef,
+    WaitRequested,
+    WaitResolved,
+)
 from kitaru.journal.payloads import make_ref
+from kitaru.journal.store import Store
 from kitaru.logs import get_logger
-from kitaru.replay.matching import Divergence, Verdict, match_call, verdict
+from kitaru.replay.matching import Divergence, Verdict, describe, match_call, verdict
 from kitaru.replay.state import CallRecord
-from kitaru.runtime.context import CallScope, ExecutionContext, current_call
+from kitaru.runtime.capture import ensure_capturing, take_logs
+from kitaru.runtime.context import (
+    CallScope,
+    CancelSignal,
+    ExecutionContext,
+    ReplayContext,
+    Suspended,
+    current_call,
+)
 from kitaru.runtime.failures import error_info, rebuild_exception
+from kitaru.runtime.handles import OutputHandle
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
-__all__ = ["CallSlot", "execute", "load_value", "reserve"]
+__all__ = [
+    "CallSlot",
+    "execute",
+    "execute_wait",
+    "load_value",
+    "output_handle",
+    "reserve",
+    "resolve_wait",
+]
 
 _log = get_logger()
 
@@ -58,30 +86,51 @@ def reserve(
     """Give the next durable call its position and identity, and match it to the journal."""
     if ctx.fatal is not None:
         raise ctx.fatal
+    ctx.check_controls()
     position, identity = ctx.new_identity(name, explicit_id)
     try:
         recorded = match_call(ctx.state, position, identity, kind)
     except Divergence as divergence:
-        error = KitaruDivergenceError(
-            f"Execution {ctx.exec_id} no longer matches its journal: {divergence}. Restore "
-            "the code that made the recorded calls (checkpoints added, removed, renamed or "
-            "reordered before this point), then run "
-            f"`kitaru executions retry {ctx.exec_id}`.",
-            exec_id=ctx.exec_id,
-            position=divergence.position,
-            expected=divergence.expected,
-            actual=divergence.actual,
-        )
-        ctx.fatal = error
-        _log.warning(
-            "execution diverged",
-            exec_id=ctx.exec_id,
-            position=divergence.position,
-            expected=divergence.expected,
-            actual=divergence.actual,
-        )
-        raise error from None
+        raise _diverged(ctx, divergence, "its journal") from None
     return CallSlot(ctx, position, identity, kind, name, recorded)
+
+
+def _diverged(ctx: ExecutionContext, divergence: Divergence, against: str) -> KitaruDivergenceError:
+    """Record a divergence as fatal for the run, log it, and return the error to raise."""
+    error = KitaruDivergenceError(
+        f"Execution {ctx.exec_id} no longer matches {against}: {divergence}. Restore "
+        "the code that made the recorded calls (checkpoints added, removed, renamed or "
+        "reordered before this point), then run "
+        f"`kitaru executions retry {ctx.exec_id}`.",
+        exec_id=ctx.exec_id,
+        position=divergence.position,
+        expected=divergence.expected,
+        actual=divergence.actual,
+    )
+    ctx.fatal = error
+    _log.warning(
+        "execution diverged",
+        exec_id=ctx.exec_id,
+        position=divergence.position,
+        expected=divergence.expected,
+        actual=divergence.actual,
+    )
+    return error
+
+
+def output_handle(
+    slot: CallSlot, *, value: Any = None, future: Future[Any] | None = None
+) -> OutputHandle[Any]:
+    """The handle a durable call returns in the flow body.
+
+    In a replay, loading a changed output (overridden, or run live) in flow-body code
+    means later calls may see other inputs, so they all run live from then on.
+    """
+    replay = slot.ctx.replay
+    on_load = None if replay is None else functools.partial(replay.loaded, slot.identity)
+    return OutputHandle(
+        slot.identity, slot.call_id, slot.kind, value=value, future=future, on_load=on_load
+    )
 
 
 def load_value(ctx: ExecutionContext, ref: ValueRef) -> Any:
@@ -97,6 +146,111 @@ def _append(ctx: ExecutionContext, event: Any, payloads: dict[str, bytes] | None
         # The journal can no longer be trusted to hold what this process does next.
         ctx.fatal = exc
         raise
+
+
+def _recorded_outcome(
+    slot: CallSlot, inputs_from: tuple[str, ...], checkpoint_type: str | None
+) -> ValueRef | None:
+    """The output to return without running the call, or None to run it live.
+
+    Raises the recorded error of a call that failed for good.
+    """
+    ctx, recorded = slot.ctx, slot.recorded
+    decision = verdict(ctx.state, recorded)
+    if decision is Verdict.REPLAY:
+        assert recorded is not None
+        assert recorded.output is not None
+        if ctx.replay is not None and recorded.reused_from is None:
+            ctx.replay.changed.add(slot.identity)
+        return recorded.output
+    if decision is Verdict.RAISE:
+        assert recorded is not None
+        assert recorded.error is not None
+        error = rebuild_exception(recorded.error)
+        _mark_origin(error, slot.identity)
+        raise error
+    if recorded is None and ctx.replay is not None:
+        reused = _from_source(slot, ctx.replay, inputs_from, checkpoint_type)
+        if reused is not None:
+            return reused
+        ctx.replay.changed.add(slot.identity)
+    return None
+
+
+def _from_source(
+    slot: CallSlot,
+    replay: ReplayContext,
+    inputs_from: tuple[str, ...],
+    checkpoint_type: str | None,
+) -> ValueRef | None:
+    """In a replay, reuse the source's outcome (or an override) instead of running.
+
+    Returns the output to use, already recorded in this execution, or None to run live.
+    """
+    ctx = slot.ctx
+    override = replay.overrides.get(slot.identity)
+    source = replay.source.by_position.get(slot.position)
+    if override is None:
+        if (
+            slot.position >= replay.from_position
+            or replay.tainted
+            or any(identity in replay.changed for identity in inputs_from)
+        ):
+            return None
+        if source is None or source.identity != slot.identity or source.kind != slot.kind:
+            expected = describe(source.kind, source.identity) if source else None
+            divergence = Divergence(slot.position, expected, describe(slot.kind, slot.identity))
+            raise _diverged(ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
+        if source.status != "completed" or source.output is None:
+            return None
+    events: list[Any] = [
+        CallStarted(
+            position=slot.position,
+            identity=slot.identity,
+            kind=slot.kind,
+            name=slot.name,
+            call_id=slot.call_id,
+            checkpoint_type=checkpoint_type,
+            inputs_from=inputs_from,
+        )
+    ]
+    if override is not None:
+        output = override
+    else:
+        assert source is not None
+        assert source.output is not None
+        output = source.output
+        events.extend(e for e in source.llm_calls if e.parent is None)
+    events.append(
+        CallCompleted(
+            position=slot.position,
+            identity=slot.identity,
+            call_id=slot.call_id,
+            output=output,
+            reused_from=None if override is not None else replay.source.exec_id,
+            overridden=override is not None,
+        )
+    )
+    if override is not None:
+        replay.changed.add(slot.identity)
+    payloads = {output.hash: ctx.store.read_payload(output.hash)} if output.hash else None
+    # Not forced to disk: if this is lost in a crash, resuming copies it again.
+    try:
+        ctx.writer.append(events, payloads, sync=False)
+    except KitaruError as exc:
+        ctx.fatal = exc
+        raise
+    return output
+
+
+def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
+    """Queue what the attempt printed or logged, to go with its outcome."""
+    if scope.logs or scope.partial:
+        entries = tuple(take_logs(scope))
+        if entries:
+            ctx.writer.defer(
+                LogsCaptured(call=scope.identity, attempt=scope.attempt, entries=entries)
+            )
 
 
 def _mark_origin(exc: BaseException, identity: str) -> None:
@@ -121,17 +275,9 @@ def execute(
     With ``scoped``, it runs as the current call (so nested kitaru calls see it).
     """
     ctx, recorded = slot.ctx, slot.recorded
-    decision = verdict(ctx.state, recorded)
-    if decision is Verdict.REPLAY:
-        assert recorded is not None
-        assert recorded.output is not None
-        return load_value(ctx, recorded.output)
-    if decision is Verdict.RAISE:
-        assert recorded is not None
-        assert recorded.error is not None
-        error = rebuild_exception(recorded.error)
-        _mark_origin(error, slot.identity)
-        raise error
+    outcome = _recorded_outcome(slot, inputs_from, checkpoint_type)
+    if outcome is not None:
+        return load_value(ctx, outcome)
 
     position, identity, call_id = slot.position, slot.identity, slot.call_id
     attempt = recorded.last_attempt + 1 if recorded else 1
@@ -152,11 +298,15 @@ def execute(
             )
         )
         scope = CallScope(identity, slot.name, attempt)
-        token = current_call.set(scope) if scoped else None
+        token = None
+        if scoped:
+            ensure_capturing()
+            token = current_call.set(scope)
         started = time.perf_counter()
         try:
             value = live(scope)
         except Exception as exc:
+            _journal_logs(ctx, scope)
             duration = (time.perf_counter() - started) * 1000
             final = failures >= retries or ctx.fatal is not None
             _append(
@@ -181,6 +331,7 @@ def execute(
         finally:
             if token is not None:
                 current_call.reset(token)
+        _journal_logs(ctx, scope)
         duration = (time.perf_counter() - started) * 1000
         try:
             data = encode_value(value)
@@ -219,3 +370,75 @@ def execute(
             payloads,
         )
         return value
+
+
+_WAIT_POLL_SECONDS = 0.1
+
+
+def execute_wait(
+    slot: CallSlot,
+    request: WaitRequested,
+    timeout: float | None,
+    convert: Callable[[Any], Any],
+) -> Any:
+    """Return a wait's recorded input, or pause the flow body until input arrives.
+
+    Input comes from another process through the store's mailbox (this process stays
+    the only writer of the journal). Without input within ``timeout`` seconds the
+    flow body is suspended: the execution stays ``waiting`` and ``resume`` goes on.
+    """
+    ctx = slot.ctx
+    decision = verdict(ctx.state, slot.recorded)
+    if decision is Verdict.REPLAY:
+        assert slot.recorded is not None
+        assert slot.recorded.output is not None
+        return load_value(ctx, slot.recorded.output)
+    if decision is Verdict.RAISE:
+        raise CancelSignal(f"wait '{slot.identity}' was aborted")
+    if slot.recorded is None:
+        _append(ctx, request)
+        _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ctx.check_controls(force=True)
+        posted = ctx.store.wait_inputs(ctx.exec_id).get(slot.identity)
+        if posted is not None:
+            data, aborted = posted
+            value = None if aborted or data is None else convert(decode_value(data))
+            try:
+                resolve_wait(
+                    ctx.store, ctx.writer.append, ctx.exec_id, slot, value, aborted=aborted
+                )
+            except KitaruError as exc:
+                ctx.fatal = exc
+                raise
+            if aborted:
+                raise CancelSignal(f"wait '{slot.identity}' was aborted")
+            return value
+        if deadline is not None and time.monotonic() >= deadline:
+            raise Suspended(slot.identity)
+        time.sleep(_WAIT_POLL_SECONDS)
+
+
+def resolve_wait(
+    store: Store,
+    append: Callable[..., None],
+    exec_id: str,
+    wait: CallRecord | CallSlot,
+    value: Any,
+    *,
+    aborted: bool,
+    then: Sequence[Any] = (),
+) -> None:
+    """Record a wait's input (or its abort), plus ``then`` events, and clear the mailbox."""
+    payloads: dict[str, bytes] = {}
+    ref = None if aborted else make_ref(encode_value(value), payloads)
+    resolved = WaitResolved(
+        position=wait.position,
+        identity=wait.identity,
+        call_id=wait.call_id,
+        value=ref,
+        aborted=aborted,
+    )
+    append([resolved, *then], payloads)
+    store.clear_wait_input(exec_id, wait.identity)

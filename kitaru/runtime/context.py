@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
+from kitaru.journal.events import LogEntry, ValueRef
 from kitaru.journal.store import Store
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.writer import JournalWriter
@@ -20,13 +22,51 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallScope",
+    "CancelSignal",
     "ExecutionContext",
+    "ReplayContext",
+    "Suspended",
     "current_call",
     "current_execution",
     "require_flow_body",
 ]
 
 _MAX_PARALLEL_CALLS = 16
+_CONTROL_INTERVAL = 0.5
+"""Seconds between looks at the store for a cancel request, at durable call boundaries."""
+
+
+class Suspended(BaseException):
+    """The flow body paused at a wait whose input did not arrive in time.
+
+    A BaseException so that ``except Exception`` in user code cannot swallow it.
+    """
+
+
+class CancelSignal(BaseException):
+    """Someone asked to cancel the execution; it stops at this durable call."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ReplayContext:
+    """A new execution that replays a recorded one (``flow.replay(..., from_=...)``)."""
+
+    source: ExecutionState
+    from_position: int
+    overrides: dict[str, ValueRef]
+    """Call identity -> encoded output that replaces the recorded one."""
+    changed: set[str] = field(default_factory=set)
+    """Calls whose outputs may differ from the source's (overridden or run live)."""
+    tainted: bool = False
+    """The flow body loaded a changed output: every later call runs live."""
+
+    def loaded(self, identity: str) -> None:
+        if identity in self.changed:
+            self.tainted = True
 
 
 @dataclass
@@ -37,6 +77,10 @@ class CallScope:
     name: str
     attempt: int
     llm_count: int = 0
+    logs: list[LogEntry] = field(default_factory=list)
+    """Prints and log records of this attempt (see runtime.capture)."""
+    partial: dict[str, str] = field(default_factory=dict)
+    """Text printed since the last newline, per stream."""
 
 
 @dataclass
@@ -55,11 +99,23 @@ class ExecutionContext:
     llm_count: int = 0
     prompt_nodes: dict[tuple[str | None, str, str], str] = field(default_factory=dict)
     """Hashes of prompt nodes already stored by this execution (see journal.conversation)."""
+    replay: ReplayContext | None = None
+    _next_control_check: float = 0.0
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""
     _pool: ThreadPoolExecutor | None = None
     _futures: list[Future[Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_controls(self, *, force: bool = False) -> None:
+        """Raise ``CancelSignal`` if a cancel was requested (looked up at most every 0.5 s)."""
+        now = time.monotonic()
+        if not force and now < self._next_control_check:
+            return
+        self._next_control_check = now + _CONTROL_INTERVAL
+        reason = self.store.cancel_requested(self.exec_id)
+        if reason is not None:
+            raise CancelSignal(reason)
 
     def reset_for_retry(self, state: ExecutionState) -> None:
         """Start the flow body again from the top against a freshly folded state."""

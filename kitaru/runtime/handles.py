@@ -8,7 +8,7 @@ who consumes an overridden output.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 class OutputHandle(Generic[T]):
     """The output of one durable call; ``.load()`` gives the value."""
 
-    __slots__ = ("_future", "_value", "call_id", "identity", "kind")
+    __slots__ = ("_future", "_on_load", "_value", "call_id", "identity", "kind")
 
     def __init__(
         self,
@@ -30,17 +30,27 @@ class OutputHandle(Generic[T]):
         *,
         value: Any = None,
         future: Future[Any] | None = None,
+        on_load: Callable[[], None] | None = None,
     ):
         self.identity = identity
         self.call_id = call_id
         self.kind = kind
         self._value = value
         self._future = future
+        self._on_load = on_load
 
     def load(self, timeout: float | None = None) -> T:
         """Return the call's value, waiting for it if the call runs concurrently."""
+        if self._on_load is not None:
+            self._on_load()
         if self._future is not None:
             return self._future.result(timeout)  # type: ignore[no-any-return]
+        return self._value  # type: ignore[no-any-return]
+
+    def _resolve(self) -> T:
+        """The value, for kitaru itself (passing a handle on is not a flow-body load)."""
+        if self._future is not None:
+            return self._future.result()  # type: ignore[no-any-return]
         return self._value  # type: ignore[no-any-return]
 
     def result(self, timeout: float | None = None) -> T:
@@ -89,7 +99,7 @@ def resolve_handles(value: Any, lineage: list[str] | None = None) -> Any:
     if cls is OutputHandle:
         if lineage is not None:
             lineage.append(value.identity)
-        return value.load()
+        return value._resolve()
     if cls is list or cls is MapResult:
         return [resolve_handles(item, lineage) for item in value]
     if cls is tuple:

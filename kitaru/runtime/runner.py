@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 import uuid
@@ -11,24 +12,35 @@ from typing import Any
 from kitaru.errors import (
     KitaruDivergenceError,
     KitaruError,
+    KitaruExecutionError,
     KitaruStateError,
     KitaruUsageError,
     KitaruUserCodeError,
 )
 from kitaru.journal import open_store
 from kitaru.journal.events import (
+    ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionResumed,
     ExecutionStarted,
     FlowRef,
+    ReplayPlan,
+    ValueRef,
 )
 from kitaru.journal.payloads import make_ref
 from kitaru.journal.store import Store
 from kitaru.logs import get_logger
 from kitaru.replay.matching import describe, unmade_calls
+from kitaru.replay.planning import SelectorError, select_calls
 from kitaru.replay.state import ExecutionState, fold
-from kitaru.runtime.context import ExecutionContext, current_execution
+from kitaru.runtime.context import (
+    CancelSignal,
+    ExecutionContext,
+    ReplayContext,
+    Suspended,
+    current_execution,
+)
 from kitaru.runtime.failures import error_info, type_name
 from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.ownership import Ownership, claim_execution
@@ -40,6 +52,7 @@ __all__ = [
     "Run",
     "failure_error",
     "load_state",
+    "replay_execution",
     "resume_execution",
     "start_execution",
 ]
@@ -60,15 +73,22 @@ class Outcome:
 
     value: Any = None
     error: BaseException | None = None
+    suspended: bool = False
+    """The flow body paused at a wait; the execution is ``waiting``."""
+
+
+def cancelled_error(exec_id: str, reason: str) -> KitaruExecutionError:
+    why = f" ({reason})" if reason else ""
+    return KitaruExecutionError(
+        f"Execution {exec_id} was cancelled{why}.", exec_id=exec_id, status="cancelled"
+    )
 
 
 def failure_error(state: ExecutionState, cause: BaseException | None = None) -> KitaruError:
     """The exception ``FlowHandle.wait()`` raises for a failed or cancelled execution."""
     exec_id = state.exec_id
     if state.status == "cancelled":
-        return KitaruStateError(
-            f"Execution {exec_id} was cancelled.", exec_id=exec_id, status="cancelled"
-        )
+        return cancelled_error(exec_id, state.cancelled.reason if state.cancelled else "")
     failure = state.failure
     assert failure is not None
     if failure.divergence:
@@ -164,6 +184,13 @@ class Run:
                     raise ctx.fatal
                 self._check_all_calls_made()
                 return self._complete(result)
+            except Suspended as suspended:
+                ctx.drain()
+                _log.info("execution suspended", exec_id=ctx.exec_id, wait=str(suspended))
+                return Outcome(suspended=True)
+            except CancelSignal as cancel:
+                ctx.drain()
+                return self._cancel(cancel.reason)
             except Exception as exc:
                 ctx.drain()
                 fatal = ctx.fatal
@@ -188,9 +215,23 @@ class Run:
                 "Structs or pydantic models, or convert the result before returning it."
             ) from None
         payloads: dict[str, bytes] = {}
-        ctx.writer.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
+        try:
+            ctx.writer.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
+        except KitaruError as exc:
+            ctx.fatal = exc
+            raise
         _log.info("execution completed", exec_id=ctx.exec_id, flow=ctx.flow_name)
         return Outcome(value=result)
+
+    def _cancel(self, reason: str) -> Outcome:
+        ctx = self.ctx
+        try:
+            ctx.writer.append([ExecutionCancelled(reason=reason)])
+            ctx.store.clear_cancel(ctx.exec_id)
+        except KitaruError as exc:
+            return Outcome(error=exc)
+        _log.info("execution cancelled", exec_id=ctx.exec_id, reason=reason)
+        return Outcome(error=cancelled_error(ctx.exec_id, reason))
 
     def _check_all_calls_made(self) -> None:
         ctx = self.ctx
@@ -243,6 +284,11 @@ class Run:
 
 def _context(store: Store, state: ExecutionState) -> ExecutionContext:
     assert state.started is not None
+    replay = None
+    plan = state.started.replay_plan
+    if plan is not None:
+        source = fold(plan.source, store.read_events(plan.source))
+        replay = ReplayContext(source, plan.from_position, dict(plan.overrides))
     return ExecutionContext(
         exec_id=state.exec_id,
         store=store,
@@ -250,6 +296,7 @@ def _context(store: Store, state: ExecutionState) -> ExecutionContext:
         state=state,
         flow_name=state.flow_name,
         registry=state.started.registry,
+        replay=replay,
     )
 
 
@@ -262,8 +309,14 @@ def start_execution(
     retries: int,
     registry: dict[str, Any] | None = None,
     original_exec_id: str | None = None,
+    replay_plan: ReplayPlan | None = None,
+    payloads: dict[str, bytes] | None = None,
+    background: bool = True,
 ) -> Run:
-    """Record a new execution of ``flow`` and start its body on a worker thread."""
+    """Record a new execution of ``flow`` and start its body on a worker thread.
+
+    With ``background=False`` the caller runs ``Run.run()`` itself (the CLI does).
+    """
     try:
         inputs = encode_value([list(args), kwargs])
     except UnencodableValueError as exc:
@@ -274,7 +327,7 @@ def start_execution(
         ) from None
     store = open_store()
     exec_id = str(uuid.uuid4())
-    payloads: dict[str, bytes] = {}
+    payloads = dict(payloads or {})
     started = ExecutionStarted(
         flow_name=flow.name,
         flow=ref,
@@ -283,6 +336,7 @@ def start_execution(
         retries=retries,
         original_exec_id=original_exec_id,
         registry=registry,
+        replay_plan=replay_plan,
     )
     ownership = claim_execution(store, exec_id)
     try:
@@ -291,9 +345,15 @@ def start_execution(
         ownership.release()
         raise
     state = ExecutionState(exec_id, started=started, last_seq=1, started_at=time.time())
-    run = Run(_context(store, state), flow, ownership, (tuple(args), dict(kwargs)), retries)
-    _log.info("execution started", exec_id=exec_id, flow=flow.name)
-    run.start_thread()
+    try:
+        ctx = _context(store, state)
+    except BaseException:
+        ownership.release()
+        raise
+    run = Run(ctx, flow, ownership, (tuple(args), dict(kwargs)), retries)
+    _log.info("execution started", exec_id=exec_id, flow=flow.name, replay_of=original_exec_id)
+    if background:
+        run.start_thread()
     return run
 
 
@@ -359,3 +419,99 @@ def _check_resumable(state: ExecutionState, mode: str) -> None:
     raise KitaruStateError(
         f"Execution {exec_id} cannot be resumed: {advice}.", exec_id=exec_id, status=status
     )
+
+
+def replay_execution(
+    flow: Any,
+    source_id: str,
+    *,
+    from_: str,
+    overrides: dict[str, Any] | None,
+    flow_inputs: dict[str, Any],
+    registry: dict[str, Any] | None,
+    background: bool = True,
+    store: Store | None = None,
+) -> Run:
+    """Start a new execution that reuses ``source_id``'s calls before ``from_``."""
+    from kitaru.runtime.locate import flow_ref
+
+    store = store if store is not None else open_store()
+    source = load_state(store, source_id)
+    if not source.finished:
+        raise KitaruStateError(
+            f"Execution {source_id} is {source.status}; only a finished execution can be "
+            "replayed. Wait for it to end, or cancel it first.",
+            exec_id=source_id,
+            status=source.status,
+        )
+    assert source.started is not None
+    if source.flow_name != flow.name:
+        raise KitaruStateError(
+            f"Execution {source_id} ran flow '{source.flow_name}', not '{flow.name}'; "
+            f"replay it with {source.flow_name}.replay(...).",
+            exec_id=source_id,
+        )
+    from_position = _select(source, from_)[0].position
+    payloads: dict[str, bytes] = {}
+    override_refs: dict[str, ValueRef] = {}
+    for key, value in (overrides or {}).items():
+        selector = key.removeprefix("checkpoint.")
+        if not isinstance(key, str) or not key.startswith("checkpoint.") or not selector:
+            raise KitaruUsageError(
+                f"Override key {key!r} is not understood; write 'checkpoint.<selector>' "
+                "where the selector is a checkpoint name, call identity or call id."
+            )
+        try:
+            data = encode_value(value)
+        except UnencodableValueError as exc:
+            raise KitaruUsageError(f"The override for '{key}' is {exc}.") from None
+        for call in _select(source, selector):
+            override_refs[call.identity] = make_ref(data, payloads)
+    args, kwargs = decode_value(_payload(store, source.started.inputs))
+    if flow_inputs:
+        args, kwargs = _rebind(flow, tuple(args), dict(kwargs), flow_inputs)
+    plan = ReplayPlan(
+        source=source_id, from_position=from_position, from_selector=from_, overrides=override_refs
+    )
+    return start_execution(
+        flow,
+        flow_ref(flow.func),
+        tuple(args),
+        dict(kwargs),
+        retries=flow.retries,
+        registry=registry,
+        original_exec_id=source_id,
+        replay_plan=plan,
+        payloads=payloads,
+        background=background,
+    )
+
+
+def _select(state: ExecutionState, selector: str) -> list[Any]:
+    try:
+        return select_calls(state, selector)
+    except SelectorError as exc:
+        listed = "\n  ".join(exc.choices) if exc.choices else "(none recorded)"
+        raise KitaruStateError(
+            f"{exc}\nAvailable calls:\n  {listed}", exec_id=state.exec_id, status=state.status
+        ) from None
+
+
+def _rebind(
+    flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], changes: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The original call's arguments with the named ``changes`` applied."""
+    signature = inspect.signature(flow.func)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise KitaruUsageError(f"The recorded inputs no longer fit {flow.name}: {exc}.") from None
+    unknown = [name for name in changes if name not in signature.parameters]
+    if unknown:
+        raise KitaruUsageError(
+            f"{flow.name} has no parameter {', '.join(map(repr, unknown))}; its parameters "
+            f"are {', '.join(signature.parameters)}."
+        )
+    bound.apply_defaults()
+    bound.arguments.update(changes)
+    return bound.args, bound.kwargs

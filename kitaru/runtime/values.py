@@ -30,7 +30,14 @@ import msgspec
 
 from kitaru.errors import KitaruRuntimeError
 
-__all__ = ["MAIN_MODULE_ALIASES", "UnencodableValueError", "decode_value", "encode_value"]
+__all__ = [
+    "MAIN_MODULE_ALIASES",
+    "UnencodableValueError",
+    "decode_value",
+    "encode_value",
+    "resolve_type",
+    "type_path",
+]
 
 _SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None), bytes})
 
@@ -188,6 +195,16 @@ def _resolve_class(path: str) -> type:
         f"the recorded type {module_name}.{qualname} cannot be imported any more; "
         "restore it (same module and name) to read this value"
     )
+
+
+def type_path(cls: type) -> str:
+    """``module:QualName`` of a module-level class (``__main__`` for scripts)."""
+    return _type_path(cls, "")
+
+
+def resolve_type(path: str) -> type:
+    """The class a ``type_path`` names; LookupError if it cannot be imported."""
+    return _resolve_class(path)
 
 
 def _build_object(kind: int, path: str, fields: Any) -> Any:

@@ -1,0 +1,99 @@
+"""Capture of prints and log records made inside checkpoint bodies.
+
+Each checkpoint attempt keeps what its thread printed to stdout/stderr and what it
+logged through ``logging``; the boundary journals it with the attempt's outcome.
+Output still reaches the terminal as before: capture only copies it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from kitaru.journal.events import LogEntry
+from kitaru.runtime.context import CallScope, current_call
+
+__all__ = ["ensure_capturing", "take_logs"]
+
+_lock = threading.Lock()
+_MAX_ENTRIES = 10_000
+"""Per attempt; a runaway loop of prints must not fill the journal."""
+
+
+def _keep(source: str, level: str, message: str) -> None:
+    scope = current_call.get()
+    if scope is None or len(scope.logs) >= _MAX_ENTRIES:
+        return
+    scope.logs.append(LogEntry(time.time(), level, source, message))
+
+
+class _Tee:
+    """A text stream that writes through and copies whole lines to the current call."""
+
+    def __init__(self, wrapped: TextIO, source: str):
+        self._wrapped = wrapped
+        self._source = source
+        self._level = "ERROR" if source == "stderr" else "INFO"
+
+    def write(self, text: str) -> int:
+        written = self._wrapped.write(text)
+        scope = current_call.get()
+        if scope is not None and text:
+            pending = scope.partial.get(self._source, "") + text
+            *lines, rest = pending.split("\n")
+            scope.partial[self._source] = rest
+            for line in lines:
+                _keep(self._source, self._level, line)
+        return written
+
+    def flush(self) -> None:
+        self._wrapped.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+class _CallLogHandler(logging.Handler):
+    """Copies log records made inside a checkpoint body to that call."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if current_call.get() is None or record.name.startswith("kitaru"):
+            return
+        try:
+            _keep(record.name, record.levelname, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+_handler = _CallLogHandler()
+
+
+def ensure_capturing() -> None:
+    """Wrap the current stdout/stderr and hook the root logger, once each."""
+    if isinstance(sys.stdout, _Tee) and isinstance(sys.stderr, _Tee) and _handler_installed():
+        return
+    with _lock:
+        if not isinstance(sys.stdout, _Tee):
+            sys.stdout = _Tee(sys.stdout, "stdout")
+        if not isinstance(sys.stderr, _Tee):
+            sys.stderr = _Tee(sys.stderr, "stderr")
+        if not _handler_installed():
+            logging.getLogger().addHandler(_handler)
+
+
+def _handler_installed() -> bool:
+    return _handler in logging.getLogger().handlers
+
+
+def take_logs(scope: CallScope) -> list[LogEntry]:
+    """Everything the attempt printed or logged, including a last unterminated line."""
+    for source, rest in scope.partial.items():
+        if rest and len(scope.logs) < _MAX_ENTRIES:
+            level = "ERROR" if source == "stderr" else "INFO"
+            scope.logs.append(LogEntry(time.time(), level, source, rest))
+    scope.partial.clear()
+    logs, scope.logs = scope.logs, []
+    return logs

@@ -1,0 +1,67 @@
+"""``kitaru.wait()``: pause a flow until a person (or a program) answers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from kitaru.errors import KitaruUsageError
+from kitaru.journal.events import WaitRequested
+from kitaru.runtime.boundary import execute_wait, reserve
+from kitaru.runtime.context import require_flow_body
+from kitaru.runtime.inputs import describe_schema, validate_input
+
+__all__ = ["wait"]
+
+
+def wait(
+    *,
+    schema: Any = None,
+    name: str | None = None,
+    question: str | None = None,
+    timeout: float | None = 600,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
+    """Pause the flow body until input arrives; return the input (as ``schema``'s type).
+
+    Answer with ``kitaru executions input ID --value JSON`` or
+    ``KitaruClient().executions.input(...)``. If nothing arrives within ``timeout``
+    seconds the execution stays ``waiting`` and this process lets it go;
+    ``kitaru executions resume ID`` continues it later. ``schema=None`` is a plain
+    continue gate (returns the value given, usually None).
+    """
+    ctx = require_flow_body("kitaru.wait()")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout < 0
+    ):
+        raise KitaruUsageError(f"timeout= must be a number of seconds >= 0, got {timeout!r}.")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise KitaruUsageError(f"name= must be a non-empty string, got {name!r}.")
+    if metadata is not None:
+        try:
+            msgspec.json.encode(metadata)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise KitaruUsageError(f"metadata= must be JSON-serialisable: {exc}.") from None
+    type_name, json_schema = describe_schema(schema)
+    slot = reserve(ctx, "wait", name or "wait")
+    request = WaitRequested(
+        position=slot.position,
+        identity=slot.identity,
+        name=slot.name,
+        call_id=slot.call_id,
+        question=question,
+        schema_type=type_name,
+        schema=json_schema,
+        metadata=metadata,
+        timeout=None if timeout is None else float(timeout),
+    )
+
+    def convert(value: Any) -> Any:
+        return validate_input(schema, value, exec_id=ctx.exec_id, wait=slot.identity)
+
+    return execute_wait(slot, request, None if timeout is None else float(timeout), convert)
