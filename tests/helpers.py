@@ -1,0 +1,170 @@
+"""Running flows in real subprocesses and driving the real ``kitaru`` command.
+
+Every child process inherits the test's environment (``KITARU_STORE`` and
+``KITARU_CONFIG_PATH`` point into ``tmp_path``) minus ``PYTHONPATH``, so a resuming
+process can only find a flow through what the journal recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kitaru.client import KitaruClient
+
+REPO = Path(__file__).resolve().parents[1]
+FLOWS = REPO / "tests" / "flows"
+TIMEOUT = 60.0
+
+
+def kitaru_executable() -> str:
+    """The installed ``kitaru`` console script."""
+    path = shutil.which("kitaru")
+    if path is None:
+        pytest.skip("the kitaru console script is not installed (pip install -e .)")
+    return path
+
+
+def child_env(**changes: str | None) -> dict[str, str]:
+    """This process's environment without PYTHONPATH, with ``changes`` (None removes)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def flow_command(module: str, *args: str, mode: str = "module") -> list[str]:
+    """How to start ``tests/flows/<module>.py``: as a package module or as a script."""
+    if mode == "module":
+        return [sys.executable, "-m", f"tests.flows.{module}", *args]
+    assert mode == "script", mode
+    return [sys.executable, str(FLOWS / f"{module}.py"), *args]
+
+
+def run_flow(
+    module: str,
+    *args: str,
+    env: dict[str, str],
+    mode: str = "module",
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a flow module to its end (or its death) in a new process.
+
+    As a package module it runs from the repository root; as a script from ``cwd``.
+    """
+    where = REPO if mode == "module" else cwd
+    assert where is not None, "a script runs from a folder the test chooses"
+    return subprocess.run(
+        flow_command(module, *args, mode=mode),
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def kitaru(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``kitaru`` command in a new process started in ``cwd``."""
+    return subprocess.run(
+        [kitaru_executable(), *args],
+        cwd=cwd,
+        env=env if env is not None else child_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def background(
+    command: list[str], *, cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[str]]:
+    """Start ``command`` in the background; it is killed and reaped when the block ends."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> None:
+    """Wait until ``path`` exists; fail at once if ``proc`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended ({proc.returncode}) before {path.name}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+
+
+def side_effects(path: Path) -> Counter[str]:
+    """How many times each checkpoint body left its trace line in ``path``."""
+    if not path.exists():
+        return Counter()
+    return Counter(path.read_text(encoding="utf-8").split())
+
+
+def store_file() -> Path:
+    """The journal file the current test uses."""
+    return Path(os.environ["KITARU_STORE"])
+
+
+def only_exec_id() -> str:
+    """The id of the one execution in this test's journal."""
+    executions = KitaruClient().executions.list()
+    assert len(executions) == 1, [e.exec_id for e in executions]
+    return executions[0].exec_id
+
+
+def completed_calls(exec_id: str) -> set[str]:
+    """Identities of the execution's durable calls that the journal records as completed."""
+    execution = KitaruClient().executions.get(exec_id)
+    return {c.invocation_id for c in execution.checkpoints if c.status == "completed"}
+
+
+def journal_rows(exec_id: str) -> list[tuple[int, str, bytes]]:
+    """The execution's events exactly as stored: ``(seq, type, body)`` from raw SQLite."""
+    with contextlib.closing(sqlite3.connect(store_file())) as conn:
+        rows = conn.execute(
+            "SELECT seq, type, body FROM events WHERE exec_id = ? ORDER BY seq", (exec_id,)
+        ).fetchall()
+    return [(int(seq), str(kind), bytes(body)) for seq, kind, body in rows]
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """The command failed with exit code 1, no traceback, and a message holding ``fragments``."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
