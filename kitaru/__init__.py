@@ -5,7 +5,9 @@ run is journaled, and a crashed run resumes where it stopped.
 """
 
 from kitaru._llm.tracked import llm
+from kitaru.artifacts import load, save
 from kitaru.checkpoint import Checkpoint, checkpoint
+from kitaru.client import KitaruClient
 from kitaru.config import configure
 from kitaru.errors import (
     KitaruBackendError,
@@ -22,13 +24,16 @@ from kitaru.errors import (
 )
 from kitaru.flow import Flow, flow
 from kitaru.flow_handle import FlowHandle
+from kitaru.metadata import log
 from kitaru.runtime.handles import MapResult, OutputHandle
+from kitaru.wait import wait
 
 __all__ = [
     "Checkpoint",
     "Flow",
     "FlowHandle",
     "KitaruBackendError",
+    "KitaruClient",
     "KitaruContextError",
     "KitaruDivergenceError",
     "KitaruError",
@@ -45,4 +50,8 @@ __all__ = [
     "configure",
     "flow",
     "llm",
+    "load",
+    "log",
+    "save",
+    "wait",
 ]

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field, fields, is_dataclass
+import builtins
+import contextlib
+import time
+from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
-from kitaru.errors import KitaruStateError
+from kitaru.errors import KitaruError, KitaruStateError, KitaruUsageError
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
-from kitaru.journal.conversation import load_prompt
-from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
+from kitaru.journal.events import ExecutionCancelled, WaitRequested
 from kitaru.journal.store import Store
-from kitaru.replay.state import CallRecord, ExecutionState
-from kitaru.runtime.ownership import is_stale
-from kitaru.runtime.runner import load_state, resume_execution
-from kitaru.runtime.values import decode_value
+from kitaru.records import (
+    ArtifactRef,
+    CheckpointAttempt,
+    CheckpointCall,
+    Execution,
+    FailureInfo,
+    LlmCall,
+    LogLine,
+    PendingWait,
+    artifacts_of,
+    execution_from_state,
+    log_lines,
+)
+from kitaru.replay.state import ExecutionState
+from kitaru.runtime.boundary import resolve_wait
+from kitaru.runtime.inputs import validate_input
+from kitaru.runtime.locate import import_flow
+from kitaru.runtime.ownership import claim_execution
+from kitaru.runtime.runner import load_state, replay_execution, resume_execution
+from kitaru.runtime.values import UnencodableValueError, encode_value
 
 __all__ = [
+    "ArtifactRef",
+    "ArtifactsClient",
     "CheckpointAttempt",
     "CheckpointCall",
     "Execution",
@@ -27,251 +44,9 @@ __all__ = [
     "FailureInfo",
     "KitaruClient",
     "LlmCall",
+    "LogLine",
+    "PendingWait",
 ]
-
-
-def _time(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
-
-
-@dataclass(frozen=True)
-class FailureInfo:
-    """Why an execution, call or attempt failed."""
-
-    exception_type: str
-    message: str
-    traceback: str = ""
-    origin: str = "user_code"
-    """``user_code`` or ``divergence``."""
-    call: str | None = None
-
-    @classmethod
-    def from_error(
-        cls, error: ErrorInfo, *, origin: str = "user_code", call: str | None = None
-    ) -> FailureInfo:
-        return cls(error.type, error.message, error.traceback, origin, call)
-
-
-@dataclass(frozen=True)
-class CheckpointAttempt:
-    attempt: int
-    status: str
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    duration_ms: float | None
-    failure: FailureInfo | None
-
-
-@dataclass(frozen=True)
-class LlmCall:
-    """One recorded ``kitaru.llm()`` call and its usage."""
-
-    name: str
-    parent: str | None
-    requested_model: str | None
-    alias: str | None
-    resolved_model: str
-    credential_source: str
-    latency_ms: float
-    input_tokens: int | None
-    output_tokens: int | None
-    total_tokens: int | None
-    attempt: int
-    message_count: int
-    _prompt: str = field(repr=False)
-    _response: ValueRef = field(repr=False)
-    _store: Store | None = field(default=None, repr=False, compare=False)
-
-    def prompt(self) -> list[dict[str, Any]]:
-        """Load the prompt that was sent: the normalised list of chat messages."""
-        assert self._store is not None
-        return load_prompt(self._prompt, self._store.read_payload)
-
-    def response(self) -> str:
-        """Load the response text that came back."""
-        assert self._store is not None
-        ref = self._response
-        data = ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
-        text: str = decode_value(data)
-        return text
-
-
-@dataclass(frozen=True)
-class CheckpointCall:
-    """One durable call of the flow body (a checkpoint, a flow-body llm call, a wait)."""
-
-    call_id: str
-    name: str
-    invocation_id: str
-    """The call identity: ``id=`` or the automatic ``name``, ``name_2``, ..."""
-    kind: str
-    status: str
-    position: int
-    checkpoint_type: str | None
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    attempts: list[CheckpointAttempt]
-    failure: FailureInfo | None
-    parent_call_ids: tuple[str, ...]
-    """Identities of the calls whose outputs were passed into this one."""
-    metadata: dict[str, Any]
-    llm_calls: list[LlmCall]
-
-
-@dataclass(frozen=True)
-class Execution:
-    """An execution as the journal records it."""
-
-    exec_id: str
-    flow_name: str
-    status: str
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
-    failure: FailureInfo | None
-    original_exec_id: str | None
-    interrupted: bool
-    """Marked running, but the process that ran it is gone: `resume` continues it."""
-    flow_module: str
-    flow_qualname: str
-    checkpoints: list[CheckpointCall]
-    llm_calls: list[LlmCall]
-    metadata: dict[str, Any]
-    pending_wait: Any = None
-    _result: ValueRef | None = field(default=None, repr=False)
-    _store: Store | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def has_result(self) -> bool:
-        return self._result is not None
-
-    def result(self) -> Any:
-        """Load the flow's return value (completed executions only)."""
-        if self._result is None or self._store is None:
-            raise KitaruStateError(
-                f"Execution {self.exec_id} has no result (status: {self.status}).",
-                exec_id=self.exec_id,
-                status=self.status,
-            )
-        ref = self._result
-        data = ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
-        return decode_value(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (what ``kitaru executions get -o json`` prints)."""
-        data: dict[str, Any] = _jsonable(self)
-        if self._result is not None:
-            try:
-                data["result"] = msgspec.to_builtins(self.result(), builtin_types=(), str_keys=True)
-            except Exception as exc:
-                data["result"] = None
-                data["result_error"] = f"{type(exc).__name__}: {exc}"
-        return data
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        data = {
-            f.name: _jsonable(getattr(value, f.name))
-            for f in fields(value)
-            if not f.name.startswith("_")
-        }
-        if isinstance(value, LlmCall):
-            try:
-                data["prompt"], data["response"] = value.prompt(), value.response()
-            except Exception as exc:
-                data["artifact_error"] = f"{type(exc).__name__}: {exc}"
-        return data
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
-    return LlmCall(
-        name=event.name,
-        parent=event.parent,
-        requested_model=event.requested_model,
-        alias=event.alias,
-        resolved_model=event.resolved_model,
-        credential_source=event.credential_source,
-        latency_ms=event.latency_ms,
-        input_tokens=event.usage.input_tokens,
-        output_tokens=event.usage.output_tokens,
-        total_tokens=event.usage.total_tokens,
-        attempt=event.attempt,
-        message_count=event.message_count,
-        _prompt=event.prompt,
-        _response=event.response,
-        _store=store,
-    )
-
-
-def _call(record: CallRecord, store: Store) -> CheckpointCall:
-    return CheckpointCall(
-        call_id=record.call_id,
-        name=record.name,
-        invocation_id=record.identity,
-        kind=record.kind,
-        status=record.status,
-        position=record.position,
-        checkpoint_type=record.checkpoint_type,
-        started_at=_time(record.started_at),
-        ended_at=_time(record.ended_at),
-        attempts=[
-            CheckpointAttempt(
-                attempt=a.attempt,
-                status=a.status,
-                started_at=_time(a.started_at),
-                ended_at=_time(a.ended_at),
-                duration_ms=a.duration_ms,
-                failure=FailureInfo.from_error(a.error, call=record.identity) if a.error else None,
-            )
-            for a in sorted(record.attempts, key=lambda a: a.attempt)
-        ],
-        failure=FailureInfo.from_error(record.error, call=record.identity)
-        if record.error
-        else None,
-        parent_call_ids=record.inputs_from,
-        metadata=dict(record.metadata),
-        llm_calls=[_llm_call(e, store) for e in record.llm_calls],
-    )
-
-
-def execution_from_state(state: ExecutionState, store: Store) -> Execution:
-    """Build the public view of an execution from its folded journal."""
-    assert state.started is not None
-    failure = None
-    if state.failure is not None:
-        failure = FailureInfo.from_error(
-            state.failure.error,
-            origin="divergence" if state.failure.divergence else "user_code",
-            call=state.failure.call,
-        )
-    interrupted = False
-    if state.status == "running":
-        lease = store.get_lease(state.exec_id)
-        interrupted = lease is None or is_stale(lease)
-    return Execution(
-        exec_id=state.exec_id,
-        flow_name=state.flow_name,
-        status=state.status,
-        started_at=_time(state.started_at),
-        ended_at=_time(state.ended_at),
-        failure=failure,
-        original_exec_id=state.started.original_exec_id,
-        interrupted=interrupted,
-        flow_module=state.started.flow.module,
-        flow_qualname=state.started.flow.qualname,
-        checkpoints=[_call(c, store) for _, c in sorted(state.by_position.items())],
-        llm_calls=[_llm_call(e, store) for e in state.llm_calls],
-        metadata=dict(state.metadata),
-        _result=state.result,
-        _store=store,
-    )
 
 
 class ExecutionsClient:
@@ -332,6 +107,200 @@ class ExecutionsClient:
         )
         return FlowHandle(run.exec_id, run=run, store=self._store)
 
+    def replay(
+        self,
+        exec_id: str,
+        *,
+        from_: str,
+        overrides: dict[str, Any] | None = None,
+        **flow_inputs: Any,
+    ) -> FlowHandle:
+        """Start a new execution from a finished one (see ``Flow.replay``)."""
+        from kitaru.flow import _registry_snapshot
+
+        source = load_state(self._store, self.resolve_id(exec_id))
+        assert source.flow is not None
+        run = replay_execution(
+            import_flow(source.flow),
+            source.exec_id,
+            from_=from_,
+            overrides=overrides,
+            flow_inputs=flow_inputs,
+            registry=_registry_snapshot(),
+            store=self._store,
+        )
+        return FlowHandle(run.exec_id, run=run, store=self._store)
+
+    def logs(self, exec_id: str, *, checkpoint: str | None = None) -> builtins.list[LogLine]:
+        """Lines printed or logged inside checkpoints, in time order."""
+        state = load_state(self._store, self.resolve_id(exec_id))
+        return log_lines(state, checkpoint)
+
+    def input(self, exec_id: str, *, wait: str | None = None, value: Any) -> Execution:
+        """Answer a pending wait; ``value`` is checked against the wait's schema."""
+        state = load_state(self._store, self.resolve_id(exec_id))
+        request = _pending(state, wait)
+        if request.schema_type and not request.schema_type.startswith("builtins:"):
+            _make_types_importable(state)
+        validate_input(request.schema_type, value, exec_id=state.exec_id, wait=request.identity)
+        try:
+            data = encode_value(value)
+        except UnencodableValueError as exc:
+            raise KitaruUsageError(f"The input for wait '{request.identity}' is {exc}.") from None
+        self._store.post_wait_input(state.exec_id, request.identity, data, aborted=False)
+        return self.get(state.exec_id)
+
+    def abort_wait(self, exec_id: str, *, wait: str | None = None) -> Execution:
+        """Refuse a pending wait: the execution ends ``cancelled``."""
+        state = load_state(self._store, self.resolve_id(exec_id))
+        request = _pending(state, wait)
+        reason = f"wait '{request.identity}' was aborted"
+        if not self._end_here(state.exec_id, reason, abort=request.identity):
+            self._store.post_wait_input(state.exec_id, request.identity, None, aborted=True)
+        return self.get(state.exec_id)
+
+    def cancel(self, exec_id: str) -> Execution:
+        """Cancel a running or waiting execution.
+
+        With no live process running it, it is cancelled at once; otherwise that
+        process stops it at its next durable call (within about half a second).
+        """
+        state = load_state(self._store, self.resolve_id(exec_id))
+        if state.finished:
+            raise KitaruStateError(
+                f"Execution {state.exec_id} already {state.status}; there is nothing to cancel.",
+                exec_id=state.exec_id,
+                status=state.status,
+            )
+        reason = "cancelled on request"
+        if not self._end_here(state.exec_id, reason):
+            self._store.request_cancel(state.exec_id, reason)
+        return self.get(state.exec_id)
+
+    def _end_here(self, exec_id: str, reason: str, *, abort: str | None = None) -> bool:
+        """Cancel the execution in this process if no live process runs it."""
+        try:
+            ownership = claim_execution(self._store, exec_id)
+        except KitaruStateError:
+            return False
+        try:
+            state = load_state(self._store, exec_id)
+            if state.finished:
+                return True
+            seq = state.last_seq + 1
+
+            def append(events: Sequence[Any], payloads: dict[str, bytes] | None = None) -> None:
+                now = time.time()
+                self._store.append(exec_id, seq, [(e, now) for e in events], payloads)
+
+            cancelled = ExecutionCancelled(reason=reason)
+            if abort is not None and abort in state.pending_waits:
+                resolve_wait(
+                    self._store,
+                    append,
+                    exec_id,
+                    state.calls[abort],
+                    None,
+                    aborted=True,
+                    then=[cancelled],
+                )
+            else:
+                append([cancelled])
+            self._store.clear_cancel(exec_id)
+        finally:
+            ownership.release()
+        return True
+
+
+def _pending(state: ExecutionState, wait: str | None) -> WaitRequested:
+    if not state.pending_waits:
+        raise KitaruStateError(
+            f"Execution {state.exec_id} is not waiting for input (status: {state.status}).",
+            exec_id=state.exec_id,
+            status=state.status,
+        )
+    if wait is None:
+        if len(state.pending_waits) == 1:
+            return next(iter(state.pending_waits.values()))
+        names = ", ".join(state.pending_waits)
+        raise KitaruUsageError(
+            f"Execution {state.exec_id} waits at several places ({names}); name one with wait=."
+        )
+    for request in state.pending_waits.values():
+        if wait in (request.identity, request.call_id, request.name):
+            return request
+    raise KitaruStateError(
+        f"Execution {state.exec_id} has no pending wait '{wait}'; pending: "
+        f"{', '.join(state.pending_waits)}.",
+        exec_id=state.exec_id,
+        status=state.status,
+    )
+
+
+def _make_types_importable(state: ExecutionState) -> None:
+    """Import the flow's module so schema types defined there (or in __main__) resolve."""
+    if state.flow is None:
+        return
+    with contextlib.suppress(KitaruError):
+        import_flow(state.flow)
+
+
+class ArtifactsClient:
+    """``KitaruClient().artifacts``."""
+
+    def __init__(self, executions: ExecutionsClient, store: Store):
+        self._executions = executions
+        self._store = store
+
+    def list(self, exec_id: str) -> builtins.list[ArtifactRef]:
+        """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution."""
+        state = load_state(self._store, self._executions.resolve_id(exec_id))
+        return artifacts_of(state, self._store)
+
+    def get(self, artifact_id: str) -> ArtifactRef:
+        """An artifact by its id (as ``list`` gives it)."""
+        exec_id = artifact_id.split(":", 1)[0]
+        for ref in self.list(exec_id):
+            if ref.artifact_id == artifact_id:
+                return ref
+        raise KitaruStateError(
+            f"No artifact {artifact_id}; list them with artifacts.list(exec_id)."
+        )
+
+    def find(self, exec_id: str, name: str) -> ArtifactRef:
+        """The artifact ``name`` of an execution: a saved one, else a call's output."""
+        state = load_state(self._store, self._executions.resolve_id(exec_id))
+        refs = artifacts_of(state, self._store)
+        saved = [r for r in refs if r.origin == "saved" and r.name == name]
+        if saved:
+            producers = sorted({r.producing_call or "" for r in saved})
+            if len(producers) > 1:
+                raise KitaruStateError(
+                    f"Several checkpoints saved an artifact '{name}' ({', '.join(producers)}); "
+                    "load one by id: " + ", ".join(r.artifact_id for r in saved)
+                )
+            return saved[-1]  # the latest attempt's
+        exact = [r for r in refs if r.name == name]
+        if len(exact) == 1:
+            return exact[0]
+        family = [
+            r
+            for r in refs
+            if r.origin == "checkpoint_output" and state.calls[r.producing_call or ""].name == name
+        ]
+        if len(family) == 1:
+            return family[0]
+        if family:
+            raise KitaruStateError(
+                f"'{name}' names several checkpoint outputs "
+                f"({', '.join(r.name for r in family)}); load one of those names."
+            )
+        available = ", ".join(sorted({r.name for r in refs})) or "(none)"
+        raise KitaruStateError(
+            f"Execution {state.exec_id} has no artifact or checkpoint output '{name}'. "
+            f"Available: {available}."
+        )
+
 
 class KitaruClient:
     """Entry point for managing executions: ``KitaruClient().executions.get(id)``."""
@@ -339,3 +308,4 @@ class KitaruClient:
     def __init__(self, store: str | None = None):
         self._store = open_store(store)
         self.executions = ExecutionsClient(self._store)
+        self.artifacts = ArtifactsClient(self.executions, self._store)

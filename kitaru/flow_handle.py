@@ -48,10 +48,10 @@ class FlowHandle:
             if not self._run.done.wait(timeout):
                 raise self._timeout(timeout)
             outcome = self._run.outcome
-            if outcome is not None and outcome.error is None:
+            if outcome is not None and not outcome.suspended:
+                if outcome.error is not None:
+                    raise outcome.error
                 return outcome.value
-            if outcome is not None and outcome.error is not None:
-                raise outcome.error
         while True:
             status = self.status
             if status in ("completed", "failed", "cancelled", "waiting"):
@@ -62,8 +62,8 @@ class FlowHandle:
 
     def get(self) -> Any:
         """Return the result of a finished execution without blocking."""
-        if self._run is not None and self._run.done.is_set() and self._run.outcome is not None:
-            outcome = self._run.outcome
+        outcome = self._run.outcome if self._run is not None and self._run.done.is_set() else None
+        if outcome is not None and not outcome.suspended:
             if outcome.error is not None:
                 raise outcome.error
             return outcome.value

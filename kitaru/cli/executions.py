@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import time
 from typing import Any
 
 import click
 
 from kitaru.cli.output import emit, output_option
 from kitaru.client import Execution, KitaruClient, LlmCall
+from kitaru.errors import KitaruUsageError
+from kitaru.runtime.runner import Run
 
 __all__ = ["executions"]
 
@@ -52,6 +55,14 @@ def _render_execution(execution: Execution) -> str:
         if len(result) > 200:
             result = result[:197] + "..."
         lines.append(f"Result     {result}")
+    for pending in execution.pending_waits:
+        question = f" {pending.question!r}" if pending.question else ""
+        expects = f", expects {json.dumps(pending.schema)}" if pending.schema else ""
+        received = " (input received; resume to continue)" if pending.input_received else ""
+        lines.append(f"Waiting    {pending.name}{question}{expects}{received}")
+        lines.append(
+            f"Hint       answer with `kitaru executions input {execution.exec_id} --value JSON`"
+        )
     if execution.metadata:
         lines.append(f"Metadata   {json.dumps(execution.metadata, default=str)}")
     if execution.interrupted:
@@ -146,15 +157,22 @@ def _continue(exec_id: str, mode: str, output: str) -> None:
 
     client = KitaruClient()
     exec_id = client.executions.resolve_id(exec_id)
-    run = resume_execution(exec_id, mode=mode, background=False)
+    _finish(client, resume_execution(exec_id, mode=mode, background=False), output)
+
+
+def _finish(client: KitaruClient, run: Run, output: str) -> None:
+    """Run an execution in the foreground, print how it ended; exit 1 if it failed."""
     outcome = run.run()
-    execution = client.executions.get(exec_id)
-    payload: dict[str, Any] = execution.to_dict()
+    execution = client.executions.get(run.exec_id)
+    emit(output, execution.to_dict(), lambda: _render_execution(execution))
+    if outcome.suspended and output == "text":
+        click.echo(
+            f"Waiting for input: answer with `kitaru executions input {run.exec_id} "
+            "--value JSON`, then resume it."
+        )
     if outcome.error is not None:
-        emit(output, payload, lambda: _render_execution(execution))
         click.echo(f"Error: {outcome.error}", err=True)
         sys.exit(1)
-    emit(output, payload, lambda: _render_execution(execution))
 
 
 @executions.command("resume")
@@ -171,3 +189,143 @@ def resume(exec_id: str, output: str) -> None:
 def retry(exec_id: str, output: str) -> None:
     """Continue a failed execution here; its failed calls run again."""
     _continue(exec_id, "retry", output)
+
+
+def _json_option(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise KitaruUsageError(f"{what} is not valid JSON ({exc}): {value!r}") from None
+
+
+@executions.command("replay")
+@click.argument("exec_id")
+@click.option("--from", "from_", required=True, help="Checkpoint name, call identity or call id.")
+@click.option("--args", "args_json", help="JSON object of flow inputs to change.")
+@click.option("--overrides", "overrides_json", help='JSON: {"checkpoint.<selector>": value}.')
+@output_option
+def replay(
+    exec_id: str, from_: str, args_json: str | None, overrides_json: str | None, output: str
+) -> None:
+    """Run a NEW execution from a finished one, reusing what came before --from."""
+    from kitaru.flow import _registry_snapshot
+    from kitaru.journal import open_store
+    from kitaru.runtime.locate import import_flow
+    from kitaru.runtime.runner import load_state, replay_execution
+
+    flow_inputs = _json_option(args_json, "--args") or {}
+    overrides = _json_option(overrides_json, "--overrides")
+    if not isinstance(flow_inputs, dict):
+        raise KitaruUsageError('--args must be a JSON object, e.g. {"topic": "x"}.')
+    if overrides is not None and not isinstance(overrides, dict):
+        raise KitaruUsageError('--overrides must be a JSON object, e.g. {"checkpoint.a": 1}.')
+    client = KitaruClient()
+    source = load_state(open_store(), client.executions.resolve_id(exec_id))
+    assert source.flow is not None
+    run = replay_execution(
+        import_flow(source.flow),
+        source.exec_id,
+        from_=from_,
+        overrides=overrides,
+        flow_inputs=flow_inputs,
+        registry=_registry_snapshot(),
+        background=False,
+    )
+    if output == "text":
+        click.echo(f"Replaying {source.exec_id} as {run.exec_id}")
+    _finish(client, run, output)
+
+
+@executions.command("input")
+@click.argument("exec_id")
+@click.option("--value", "value_json", help="The input, as JSON.")
+@click.option("--abort", is_flag=True, help="Refuse the wait: the execution is cancelled.")
+@click.option("--wait", "wait", help="Which pending wait (when there are several).")
+@output_option
+def give_input(
+    exec_id: str, value_json: str | None, abort: bool, wait: str | None, output: str
+) -> None:
+    """Answer (or abort) the wait an execution is paused at."""
+    if abort == (value_json is not None):
+        raise KitaruUsageError("Give exactly one of --value JSON or --abort.")
+    client = KitaruClient()
+    if abort:
+        execution = client.executions.abort_wait(exec_id, wait=wait)
+        message = f"Aborted the wait of {execution.exec_id} (status: {execution.status})."
+    else:
+        value = _json_option(value_json, "--value")
+        execution = client.executions.input(exec_id, wait=wait, value=value)
+        message = (
+            f"Input recorded for {execution.exec_id}."
+            if execution.status != "waiting" or _owner_alive(execution)
+            else f"Input recorded for {execution.exec_id}; no process is running it: "
+            f"continue it with `kitaru executions resume {execution.exec_id}`."
+        )
+    emit(output, execution.to_dict(), lambda: message)
+
+
+def _owner_alive(execution: Execution) -> bool:
+    from kitaru.journal import open_store
+    from kitaru.runtime.ownership import is_stale
+
+    lease = open_store().get_lease(execution.exec_id)
+    return lease is not None and not is_stale(lease)
+
+
+@executions.command("cancel")
+@click.argument("exec_id")
+@output_option
+def cancel(exec_id: str, output: str) -> None:
+    """Cancel a running or waiting execution."""
+    execution = KitaruClient().executions.cancel(exec_id)
+    message = (
+        f"Cancelled {execution.exec_id}."
+        if execution.status == "cancelled"
+        else f"Cancel requested: {execution.exec_id} stops at its next durable call."
+    )
+    emit(output, execution.to_dict(), lambda: message)
+
+
+@executions.command("logs")
+@click.argument("exec_id")
+@click.option("--checkpoint", help="Only this checkpoint (name or call identity).")
+@click.option("--follow", is_flag=True, help="Keep printing until the execution ends.")
+@output_option
+def logs(exec_id: str, checkpoint: str | None, follow: bool, output: str) -> None:
+    """Show what checkpoints printed and logged, in order."""
+    client = KitaruClient()
+    exec_id = client.executions.resolve_id(exec_id)
+    shown = 0
+    while True:
+        lines = client.executions.logs(exec_id, checkpoint=checkpoint)
+        fresh = lines[shown:]
+        shown = len(lines)
+        if output == "json":
+            for line in fresh:
+                click.echo(
+                    json.dumps(
+                        {
+                            "timestamp": line.timestamp.isoformat(),
+                            "level": line.level,
+                            "source": line.source,
+                            "checkpoint": line.checkpoint,
+                            "attempt": line.attempt,
+                            "message": line.message,
+                        }
+                    )
+                )
+        else:
+            for line in fresh:
+                click.echo(
+                    f"{_when(line.timestamp)} {line.checkpoint}#{line.attempt} "
+                    f"{line.level:<7} {line.source}: {line.message}"
+                )
+        if not follow or client.executions.get(exec_id).status in (
+            "completed",
+            "failed",
+            "cancelled",
+        ):
+            return
+        time.sleep(0.5)

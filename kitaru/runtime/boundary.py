@@ -395,6 +395,10 @@ def execute_wait(
         return load_value(ctx, slot.recorded.output)
     if decision is Verdict.RAISE:
         raise CancelSignal(f"wait '{slot.identity}' was aborted")
+    if slot.recorded is None and ctx.replay is not None:
+        reused = _wait_from_source(slot, ctx.replay, request)
+        if reused is not None:
+            return load_value(ctx, reused)
     if slot.recorded is None:
         _append(ctx, request)
         _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
@@ -418,6 +422,38 @@ def execute_wait(
         if deadline is not None and time.monotonic() >= deadline:
             raise Suspended(slot.identity)
         time.sleep(_WAIT_POLL_SECONDS)
+
+
+def _wait_from_source(
+    slot: CallSlot, replay: ReplayContext, request: WaitRequested
+) -> ValueRef | None:
+    """In a replay, reuse the input the source execution got at this wait."""
+    if slot.position >= replay.from_position or replay.tainted:
+        return None
+    source = replay.source.by_position.get(slot.position)
+    if source is None or source.identity != slot.identity or source.kind != "wait":
+        expected = describe(source.kind, source.identity) if source else None
+        divergence = Divergence(slot.position, expected, describe("wait", slot.identity))
+        raise _diverged(slot.ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
+    if source.status != "completed" or source.output is None:
+        return None
+    resolved = WaitResolved(
+        position=slot.position,
+        identity=slot.identity,
+        call_id=slot.call_id,
+        value=source.output,
+    )
+    payloads = (
+        {source.output.hash: slot.ctx.store.read_payload(source.output.hash)}
+        if source.output.hash
+        else None
+    )
+    try:
+        slot.ctx.writer.append([request, resolved], payloads, sync=False)
+    except KitaruError as exc:
+        slot.ctx.fatal = exc
+        raise
+    return source.output
 
 
 def resolve_wait(
