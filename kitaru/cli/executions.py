@@ -176,11 +176,43 @@ def _finish(client: KitaruClient, run: Run, output: str) -> None:
 
 
 @executions.command("resume")
-@click.argument("exec_id")
+@click.argument("exec_id", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every interrupted execution of the store.")
+@click.option(
+    "--parallel", type=click.IntRange(min=1), default=4, show_default=True, help="With --all."
+)
 @output_option
-def resume(exec_id: str, output: str) -> None:
-    """Continue an interrupted or waiting execution here, in the foreground."""
-    _continue(exec_id, "resume", output)
+def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
+    """Continue an interrupted or waiting execution here, in the foreground.
+
+    With --all, find every execution whose process is gone and resume each once
+    (executions waiting for input are left alone).
+    """
+    if all_ == (exec_id is not None):
+        raise KitaruUsageError("Give an execution id, or --all (not both).")
+    if exec_id is not None:
+        _continue(exec_id, "resume", output)
+        return
+    from kitaru.journal import open_store
+    from kitaru.runtime.recovery import RecoveryResult, recover_all
+
+    def report(result: RecoveryResult) -> None:
+        if output == "text":
+            why = f": {result.error}" if result.error and result.status == "failed" else ""
+            click.echo(f"{result.exec_id}  {result.status}{why}")
+
+    results = recover_all(open_store(), parallel=parallel, on_result=report)
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+    emit(
+        output,
+        [{"exec_id": r.exec_id, "status": r.status, "error": r.error} for r in results],
+        lambda: f"Recovered {len(results)} interrupted execution(s): {summary}.",
+    )
+    if counts.get("failed"):
+        sys.exit(1)
 
 
 @executions.command("retry")
