@@ -31,16 +31,38 @@ def _module_name(func: Any) -> str:
     return str(module)
 
 
+def _import_root(module_name: str, file: Path) -> str | None:
+    """The folder ``module_name`` is importable from, read off its file's path.
+
+    A module found through PYTHONPATH (or any sys.path entry other than the program's
+    own folder) can then be imported again by a process that lacks that setting.
+    """
+    parts = module_name.split(".")
+    package_dir = file.parent if file.stem == "__init__" else None
+    if package_dir is None and file.stem != parts[-1]:
+        return None
+    folder = package_dir if package_dir is not None else file.parent
+    expected = parts if package_dir is not None else parts[:-1]
+    for part in reversed(expected):
+        if folder.name != part:
+            return None  # an unusual loader: fall back to the program's folder
+        folder = folder.parent
+    return str(folder)
+
+
 def flow_ref(func: Any) -> FlowRef:
     """Describe where ``func`` (a flow's function) can be imported from."""
     module_name = _module_name(func)
     module = sys.modules.get(func.__module__)
     file = getattr(module, "__file__", None)
+    resolved = Path(file).resolve() if file else None
+    root = _import_root(module_name, resolved) if resolved and module_name != "__main__" else None
     return FlowRef(
         module=module_name,
         qualname=func.__qualname__,
-        file=str(Path(file).resolve()) if file else None,
-        sys_path=str(Path(sys.path[0]).resolve()) if sys.path and sys.path[0] else os.getcwd(),
+        file=str(resolved) if resolved else None,
+        sys_path=root
+        or (str(Path(sys.path[0]).resolve()) if sys.path and sys.path[0] else os.getcwd()),
     )
 
 
