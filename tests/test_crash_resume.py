@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -211,6 +213,30 @@ class TestResumeAfterSigkill:
         assert final["offset"] == 1
         assert final["square:3"] == 2
         assert final["summarise"] == 2
+
+    def test_a_module_found_through_pythonpath_resumes_without_it(self, ws: Workspace) -> None:
+        """A flow imported via PYTHONPATH by a launcher resumes from a shell without it."""
+        launcher = ws.launch / "launch_agent.py"
+        launcher.write_text(
+            "from tests.flows.pipeline import pipeline\nprint(pipeline.run(5).wait())\n"
+        )
+        first = subprocess.run(
+            [sys.executable, str(launcher)],
+            cwd=ws.launch,
+            env=ws.env(PYTHONPATH=str(REPO), PIPELINE_KILL="inside:offset"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert first.returncode == KILLED, first.stderr
+        exec_id = only_exec_id()
+        done = completed_calls(exec_id)
+        before = side_effects(ws.side)
+
+        result = resume(ws, exec_id)  # no PYTHONPATH, started in another folder
+
+        assert_resumed_correctly(ws, exec_id, before, done, result)
 
     def test_resume_of_a_completed_execution_is_refused(self, ws: Workspace) -> None:
         """Resuming an execution that already completed exits 1 and runs nothing."""
@@ -571,6 +597,73 @@ def body_retried() -> list[Any]:
     if _runs["body"] == 1:
         raise RuntimeError("the first pass fails")
     return [first, double(2)]
+
+
+_healed = threading.Event()
+
+
+@checkpoint
+def picky(x: int) -> int:
+    _runs[f"picky:{x}"] += 1
+    if x == 2 and not _healed.is_set():
+        raise LookupError(f"item {x} is not ready")
+    return x * 10
+
+
+@flow
+def picky_map(items: list[int]) -> list[int]:
+    return picky.map(items).load()
+
+
+class TestInProcessRetry:
+    @pytest.fixture(autouse=True)
+    def _sick(self) -> Any:
+        _healed.clear()
+        yield
+        _healed.clear()
+
+    def test_retry_of_a_failed_fan_out_reruns_only_the_failed_item(self) -> None:
+        """After one mapped call failed, ``executions.retry`` reruns it alone and completes."""
+        handle = picky_map.run([1, 2, 3])
+        with pytest.raises(KitaruUserCodeError) as caught:
+            handle.wait(timeout=30)
+        assert caught.value.call == "picky_2"
+        assert completed_calls(handle.exec_id) == {"picky", "picky_3"}
+        _healed.set()
+
+        retried = KitaruClient().executions.retry(handle.exec_id)
+
+        assert retried.exec_id == handle.exec_id
+        assert retried.wait(timeout=30) == [10, 20, 30]
+        assert _runs == Counter({"picky:1": 1, "picky:2": 2, "picky:3": 1})
+        assert handle.status == "completed"
+
+    def test_a_retry_gives_checkpoint_retries_a_fresh_budget(self) -> None:
+        """A retried execution runs a checkpoint with ``retries=1`` up to twice more."""
+        handle = hopeless_flow.run()
+        with pytest.raises(KitaruUserCodeError):
+            handle.wait(timeout=30)
+        with pytest.raises(KitaruUserCodeError):
+            KitaruClient().executions.retry(handle.exec_id).wait(timeout=30)
+        assert _runs["hopeless"] == 4
+        assert _runs["double:1"] == 1
+        call = KitaruClient().executions.get(handle.exec_id).checkpoints[-1]
+        assert [(a.attempt, a.status) for a in call.attempts] == [
+            (1, "failed"),
+            (2, "failed"),
+            (3, "failed"),
+            (4, "failed"),
+        ]
+
+    def test_resume_of_an_execution_this_process_is_running_is_refused(self) -> None:
+        """Resuming an execution that this very process still runs raises KitaruStateError."""
+        handle = gated_flow.run(5)
+        with pytest.raises(KitaruStateError, match="already running in this process"):
+            KitaruClient().executions.resume(handle.exec_id)
+        with pytest.raises(KitaruStateError, match="did not fail"):
+            KitaruClient().executions.retry(handle.exec_id)
+        _gate.set()
+        assert handle.wait(timeout=30) == 5
 
 
 class TestFlowHandle:
