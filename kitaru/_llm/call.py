@@ -20,7 +20,7 @@ import msgspec
 from kitaru._llm.credentials import Credentials, CredentialSource, resolve_credentials
 from kitaru._llm.messages import Message, normalise_prompt
 from kitaru._llm.providers import MockProvider, Provider, ProviderRequest, build_provider
-from kitaru._llm.registry import effective_registry
+from kitaru._llm.registry import ModelRegistry, effective_registry
 from kitaru._llm.resolution import ResolvedModel, resolve_model
 from kitaru.errors import KitaruUsageError
 
@@ -28,6 +28,7 @@ __all__ = [
     "MOCK_RESPONSE_ENV",
     "LlmResult",
     "PreparedLlmCall",
+    "check_call_options",
     "perform_llm_call",
     "prepare_llm_call",
 ]
@@ -143,6 +144,20 @@ def perform_llm_call(
         max_tokens=max_tokens,
         registry_snapshot=registry_snapshot,
     ).run()
+
+
+def check_call_options(*, model: object, temperature: object, max_tokens: object) -> None:
+    """Refuse options that no environment could make valid; raise ``KitaruUsageError``.
+
+    A durable call checks these before it takes a name or touches the journal. An alias
+    or a missing ``model=`` is left alone: what it resolves to depends on the registry
+    and the environment of the process that makes the call live.
+    """
+    _check_temperature(temperature)
+    _check_max_tokens(max_tokens)
+    if model is not None and (not isinstance(model, str) or "/" in model or not model.strip()):
+        # Alias names cannot hold '/', so this is a raw provider/model in any registry.
+        resolve_model(model, ModelRegistry())  # type: ignore[arg-type]
 
 
 def _check_temperature(temperature: object) -> None:

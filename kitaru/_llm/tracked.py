@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kitaru._llm.call import LlmResult, prepare_llm_call
+from kitaru._llm.call import LlmResult, check_call_options, prepare_llm_call
 from kitaru._llm.messages import Message, normalise_prompt
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.conversation import store_prompt, text_blob
@@ -48,6 +48,8 @@ def llm(
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise KitaruUsageError(f"name= must be a non-empty string, got {name!r}.")
     messages = normalise_prompt(prompt, system)
+    # Bad arguments raise here, before the call takes a name or anything is journaled.
+    check_call_options(model=model, temperature=temperature, max_tokens=max_tokens)
     options = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     scope = current_call.get()
     if scope is not None:
