@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from kitaru.runtime.values import MAIN_MODULE_ALIASES
 __all__ = ["flow_ref", "import_flow", "register_flow"]
 
 _registry: dict[tuple[str, str], Any] = {}
-_MAIN_ALIAS = "__kitaru_main__"
+_MAIN_ALIAS = "__kitaru_main_"
+_script_lock = threading.RLock()
 
 
 def _module_name(func: Any) -> str:
@@ -105,24 +108,32 @@ def import_flow(ref: FlowRef) -> Any:
 
 
 def _load_script(ref: FlowRef) -> Any:
-    """Import a script that ran as ``__main__`` under an alias (its main block stays off)."""
+    """Import a script that ran as ``__main__`` under an alias (its main block stays off).
+
+    Each script file gets its own alias, so flows of several scripts can be resumed
+    in one process (``resume --all``); a lock keeps parallel resumes from seeing a
+    half-executed module.
+    """
     if not ref.file:
         raise FileNotFoundError("the flow was defined in an interactive session")
-    loaded = sys.modules.get(_MAIN_ALIAS)
-    if loaded is not None and getattr(loaded, "__file__", None) == ref.file:
-        return loaded
-    script_dir = str(Path(ref.file).parent)
-    if script_dir not in sys.path:
-        sys.path.insert(0, script_dir)
-    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, ref.file)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(ref.file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_MAIN_ALIAS] = module
-    MAIN_MODULE_ALIASES.add(_MAIN_ALIAS)
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(_MAIN_ALIAS, None)
-        raise
-    return module
+    alias = f"{_MAIN_ALIAS}{hashlib.blake2b(ref.file.encode(), digest_size=6).hexdigest()}"
+    with _script_lock:
+        loaded = sys.modules.get(alias)
+        if loaded is not None:
+            return loaded
+        script_dir = str(Path(ref.file).parent)
+        if script_dir not in sys.path:
+            sys.path.insert(0, script_dir)
+        spec = importlib.util.spec_from_file_location(alias, ref.file)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(ref.file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[alias] = module
+        MAIN_MODULE_ALIASES.add(alias)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(alias, None)
+            MAIN_MODULE_ALIASES.discard(alias)
+            raise
+        return module
