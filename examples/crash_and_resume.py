@@ -52,7 +52,7 @@ def summarise(notes: list[str]) -> str:
 def write_report(summary: str, topic: str) -> str:
     _note("write_report")
     if os.environ.get("DEMO_CRASH") == "1":
-        print("    *** the process is killed (SIGKILL) in the middle of write_report ***", flush=True)
+        print("    *** the process is killed (SIGKILL) inside write_report ***", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     return f"# Report on {topic}\n\n{summary}\n"
 
@@ -75,7 +75,12 @@ def _kitaru(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     # From another directory, in a new process that has never imported this file:
     # the flow is found again from where the journal says it lives.
     return subprocess.run(
-        [kitaru, *args], env=env, cwd=tempfile.gettempdir(), text=True, capture_output=True
+        [kitaru, *args],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        text=True,
+        capture_output=True,
+        check=False,
     )
 
 
@@ -93,6 +98,7 @@ def main() -> int:
         env={**env, "DEMO_CRASH": "1"},
         text=True,
         capture_output=True,
+        check=False,
     )
     print(child.stdout, end="")
     print(f"    child exit status: {child.returncode} (-9 means SIGKILL)\n")

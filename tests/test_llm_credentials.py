@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kitaru.errors import KitaruUsageError
 from kitaru._llm.credentials import Credentials, resolve_credentials
 from kitaru._llm.resolution import ResolvedModel
+from kitaru.errors import KitaruUsageError
 from kitaru.secrets import set_secret
 
 SECRET_KEY = "sk-from-secret-7f3a"

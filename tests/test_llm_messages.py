@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kitaru.errors import KitaruUsageError
 from kitaru._llm.messages import normalise_prompt
+from kitaru.errors import KitaruUsageError
 
 
 class TestStringPrompts:

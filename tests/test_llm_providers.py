@@ -7,10 +7,10 @@ import sys
 import pytest
 from llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer
 
-from kitaru.errors import KitaruBackendError, KitaruUsageError
 from kitaru._llm.call import perform_llm_call
 from kitaru._llm.providers import ProviderError, ollama_base_url
 from kitaru._llm.providers.protocol import MAX_RETRIES, public_url
+from kitaru.errors import KitaruBackendError, KitaruUsageError
 
 OPENAI_KEY = "sk-openai-test-5d1e"
 ANTHROPIC_KEY = "sk-ant-test-8c2f"

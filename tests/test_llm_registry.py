@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from kitaru.errors import KitaruUsageError
 from kitaru._llm.registry import (
     ModelAlias,
     ModelRegistry,
@@ -20,6 +19,7 @@ from kitaru._llm.registry import (
     remove_model,
     set_default_model,
 )
+from kitaru.errors import KitaruUsageError
 from kitaru.secrets import set_secret
 
 ENV = "KITARU_MODEL_REGISTRY"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kitaru.errors import KitaruUsageError
 from kitaru._llm.registry import ModelAlias, ModelRegistry
 from kitaru._llm.resolution import ResolvedModel, resolve_model
+from kitaru.errors import KitaruUsageError
 
 REGISTRY = ModelRegistry(
     aliases={

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from llm_server import FakeLLMServer
 
+from kitaru._llm import perform_llm_call, prepare_llm_call
 from kitaru.cli import main
 from kitaru.errors import KitaruError
-from kitaru._llm import perform_llm_call, prepare_llm_call
 
 SECRET_VALUE = "sk-leak-canary-0123456789abcdef"
 ENV_VALUE = "sk-env-canary-fedcba9876543210"

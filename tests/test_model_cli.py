@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner, Result
 
-from kitaru.cli import main
 from kitaru._llm.registry import load_local_registry
+from kitaru.cli import main
 from kitaru.secrets import set_secret
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner, Result
 
-from kitaru.cli import main
 from kitaru._llm.registry import register_model
+from kitaru.cli import main
 from kitaru.secrets import get_secret, list_secrets
 
 VALUE = "sk-cli-value-6a0f"
