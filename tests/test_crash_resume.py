@@ -446,6 +446,30 @@ class TestDivergence:
         assert execution.failure.origin == "divergence"
         assert execution.failure.exception_type == "kitaru.errors.KitaruDivergenceError"
 
+    def test_a_flow_that_returns_before_recorded_calls_diverges(
+        self, crashed: dict[str, Any]
+    ) -> None:
+        """Code that returns without making recorded calls fails naming the first one missed."""
+        exec_id, side = crashed["id"], crashed["side"]
+        rows = journal_rows(exec_id)
+        env = child_env(SHAPES_SIDE=str(side), SHAPES_CODE="truncated")
+
+        result = kitaru("executions", "resume", exec_id, cwd=crashed["cwd"], env=env)
+
+        assert_clean_error(
+            result, "checkpoint 'research' at position 1", "returned without making it"
+        )
+        after = journal_rows(exec_id)
+        assert after[: len(rows)] == rows
+        assert [kind for _, kind, _ in after[len(rows) :]] == [
+            "execution_resumed",
+            "execution_failed",
+        ]
+        with pytest.raises(KitaruDivergenceError) as caught:
+            FlowHandle(exec_id).get()
+        assert (caught.value.position, caught.value.actual) == (1, None)
+        assert caught.value.expected == "checkpoint 'research'"
+
     def test_retry_with_the_code_restored_completes(self, crashed: dict[str, Any]) -> None:
         """After a divergence, restoring the code and retrying finishes without rerunning calls."""
         exec_id, side = crashed["id"], crashed["side"]

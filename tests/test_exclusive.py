@@ -170,6 +170,38 @@ class TestRacingResumes:
         assert kinds.count("execution_completed") == 1
 
 
+class TestManyExecutionsAtOnce:
+    def test_separate_executions_resume_side_by_side(self, tmp_path: Path) -> None:
+        """Several interrupted executions resumed by parallel processes all complete."""
+        sides = [tmp_path / f"side-{i}.txt" for i in range(3)]
+        for side in sides:
+            killed = run_flow(
+                "pipeline", "5", env=child_env(PIPELINE_SIDE=str(side), PIPELINE_KILL="square:3")
+            )
+            assert killed.returncode == -9
+        ids = [e.exec_id for e in reversed(KitaruClient().executions.list())]
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        with contextlib.ExitStack() as stack:
+            procs = [
+                stack.enter_context(
+                    background(
+                        [kitaru_executable(), "executions", "resume", exec_id],
+                        cwd=elsewhere,
+                        env=child_env(PIPELINE_SIDE=str(side)),
+                    )
+                )
+                for exec_id, side in zip(ids, sides, strict=True)
+            ]
+            results = [(p.communicate(timeout=TIMEOUT), p.returncode) for p in procs]
+        for (_out, err), code in results:
+            assert code == 0, err
+        for exec_id, side in zip(ids, sides, strict=True):
+            assert KitaruClient().executions.get(exec_id).status == "completed"
+            assert side_effects(side)["square:3"] == 2
+            assert side_effects(side)["summarise"] == 1
+
+
 @checkpoint
 def one_step() -> int:
     return 1

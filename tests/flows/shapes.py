@@ -2,7 +2,8 @@
 
 - ``SHAPES_CODE``: ``original`` (default), ``renamed`` (``research`` became
   ``research_v2``), ``added`` (a new ``extra`` call before ``research``), ``removed``
-  (``plan`` is gone) or ``reordered`` (``research`` before ``plan``).
+  (``plan`` is gone), ``reordered`` (``research`` before ``plan``) or ``truncated``
+  (the flow returns after ``plan``).
 - ``SHAPES_SIDE``: a file every checkpoint body appends its name to.
 - ``SHAPES_KILL``: when set, ``write`` SIGKILLs its process after its trace line.
 """
@@ -68,6 +69,8 @@ def report(topic: str) -> str:
     elif shape == "reordered":
         r = research(topic)
         p = plan(topic)
+    elif shape == "truncated":
+        return plan(topic).load()
     else:
         p, r = plan(topic), research(topic)
     return write(p, r)  # type: ignore[return-value]
