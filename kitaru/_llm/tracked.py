@@ -53,8 +53,7 @@ def llm(
     options = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     scope = current_call.get()
     if scope is not None:
-        scope.llm_count += 1
-        call_name = name or f"llm_{scope.llm_count}"
+        call_name = _child_name(scope, name)
         return _call(
             ctx, messages, options, name=call_name, parent=scope.identity, attempt=scope.attempt
         ).text
@@ -70,6 +69,22 @@ def llm(
 
     text = execute(slot, live, checkpoint_type="llm_call", scoped=False)
     return OutputHandle(slot.identity, slot.call_id, kind="llm", value=text)
+
+
+def _child_name(scope: CallScope, name: str | None) -> str:
+    """Name a call inside a checkpoint attempt the way the flow body names its calls.
+
+    Only unnamed calls count towards ``llm_N``; a name used again gets ``_2``, ``_3``.
+    """
+    if name is None:
+        scope.llm_count += 1
+        name = f"llm_{scope.llm_count}"
+    unique, count = name, 1
+    while unique in scope.llm_names:
+        count += 1
+        unique = f"{name}_{count}"
+    scope.llm_names.add(unique)
+    return unique
 
 
 def _call(

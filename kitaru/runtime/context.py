@@ -77,6 +77,8 @@ class CallScope:
     name: str
     attempt: int
     llm_count: int = 0
+    llm_names: set[str] = field(default_factory=set)
+    """Names of the model calls this attempt made, so a repeated name= gets ``_2``."""
     logs: list[LogEntry] = field(default_factory=list)
     """Prints and log records of this attempt (see runtime.capture)."""
     partial: dict[str, str] = field(default_factory=dict)
