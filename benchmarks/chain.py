@@ -63,6 +63,16 @@ class ChainResult:
     def ratio(self) -> float:
         return self.kitaru_s / self.bare_s
 
+    @property
+    def paired_ratios(self) -> list[float]:
+        """kitaru / baseline of each repeat: the two ran back to back, on the same disk state."""
+        return sorted(k / b for k, b in zip(self.kitaru, self.bare, strict=True))
+
+    @property
+    def python_s(self) -> float:
+        """kitaru's own code per checkpoint: the median excess over its bare transaction."""
+        return median([k - t for k, t in zip(self.kitaru, self.bare_txn, strict=True)])
+
 
 def _run_chain(n: int) -> float:
     """Seconds per checkpoint of one ``n``-step execution, end to end."""
