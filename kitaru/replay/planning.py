@@ -30,8 +30,8 @@ def select_calls(state: ExecutionState, selector: str) -> list[CallRecord]:
     """The calls ``selector`` names, earliest first.
 
     A selector is a call id, a call identity (``id=`` or ``name_2``), or a checkpoint
-    name, which names every call of that checkpoint. A selector that is the identity
-    of one call and the name of others is ambiguous.
+    name, which names every call of that checkpoint. A selector that is the ``id=`` of
+    a call of another checkpoint and also the name of a checkpoint is ambiguous.
     """
     calls = selectable_calls(state)
     by_id = [c for c in calls if c.call_id == selector]
@@ -39,14 +39,15 @@ def select_calls(state: ExecutionState, selector: str) -> list[CallRecord]:
         return by_id
     by_identity = [c for c in calls if c.identity == selector]
     by_name = [c for c in calls if c.name == selector]
-    if by_identity and by_name and any(c not in by_identity for c in by_name):
+    # The first call of a checkpoint has its name as identity: that is not ambiguous.
+    if by_identity and by_name and any(c.name != selector for c in by_identity):
         both = by_identity + [c for c in by_name if c not in by_identity]
         raise SelectorError(
             f"'{selector}' is ambiguous: it is the id of one call and the name of others. "
             "Use a call id or a unique call identity.",
             _choices(both),
         )
-    found = by_identity or by_name
+    found = by_name or by_identity
     if not found:
         raise SelectorError(
             f"No checkpoint or llm call matches '{selector}' in execution {state.exec_id}.",
