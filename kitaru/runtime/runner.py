@@ -454,8 +454,13 @@ def replay_execution(
     from_position = _select(source, from_)[0].position
     payloads: dict[str, bytes] = {}
     override_refs: dict[str, ValueRef] = {}
+    if overrides is not None and not isinstance(overrides, dict):
+        raise KitaruUsageError(
+            'overrides= must be a dict like {"checkpoint.<selector>": value}, '
+            f"got {type(overrides).__name__}."
+        )
     for key, value in (overrides or {}).items():
-        selector = key.removeprefix("checkpoint.")
+        selector = key.removeprefix("checkpoint.") if isinstance(key, str) else ""
         if not isinstance(key, str) or not key.startswith("checkpoint.") or not selector:
             raise KitaruUsageError(
                 f"Override key {key!r} is not understood; write 'checkpoint.<selector>' "
