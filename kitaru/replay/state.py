@@ -186,6 +186,7 @@ class ExecutionState:
             self.status, self.ended_at, self.failure = "failed", at, event
         elif isinstance(event, ExecutionCancelled):
             self.status, self.ended_at, self.cancelled = "cancelled", at, event
+            self.pending_waits.clear()  # a cancelled execution waits for nothing more
 
     def _check_still_open(self, event: Event) -> None:
         """Nothing follows a terminal event, except a retry of a failed execution."""
