@@ -6,12 +6,13 @@ import datetime as dt
 import json
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.client import Execution, KitaruClient, LlmCall
+from kitaru.client import Execution, KitaruClient, LlmCall, LogLine
 from kitaru.errors import KitaruUsageError
 from kitaru.runtime.runner import Run
 
@@ -329,11 +330,20 @@ def logs(exec_id: str, checkpoint: str | None, follow: bool, output: str) -> Non
     """Show what checkpoints printed and logged, in order."""
     client = KitaruClient()
     exec_id = client.executions.resolve_id(exec_id)
-    shown = 0
+    printed: Counter[LogLine] = Counter()
     while True:
+        # Status first: once it has ended, the lines read next are all there will be.
+        ended = client.executions.get(exec_id).status in ("completed", "failed", "cancelled")
         lines = client.executions.logs(exec_id, checkpoint=checkpoint)
-        fresh = lines[shown:]
-        shown = len(lines)
+        # Concurrent checkpoints journal lines older than some already printed: skip
+        # exactly what was printed, not a count of lines.
+        unseen, fresh = printed.copy(), []
+        for line in lines:
+            if unseen[line] > 0:
+                unseen[line] -= 1
+            else:
+                fresh.append(line)
+        printed.update(fresh)
         if output == "json":
             for line in fresh:
                 click.echo(
@@ -354,10 +364,6 @@ def logs(exec_id: str, checkpoint: str | None, follow: bool, output: str) -> Non
                     f"{_when(line.timestamp)} {line.checkpoint}#{line.attempt} "
                     f"{line.level:<7} {line.source}: {line.message}"
                 )
-        if not follow or client.executions.get(exec_id).status in (
-            "completed",
-            "failed",
-            "cancelled",
-        ):
+        if not follow or ended:
             return
         time.sleep(0.5)
