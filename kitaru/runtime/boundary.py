@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
+
 from kitaru.errors import KitaruDivergenceError, KitaruError, KitaruUsageError
 from kitaru.journal.events import (
     CallCompleted,
@@ -221,6 +223,12 @@ def _from_source(
         assert source.output is not None
         output = source.output
         events.extend(e for e in source.llm_calls if e.parent is None)
+        # What the reused attempt saved stays loadable by name from the replay.
+        events.extend(
+            msgspec.structs.replace(saved, attempt=1)
+            for _, saved in source.artifacts
+            if saved.attempt == source.last_attempt
+        )
     events.append(
         CallCompleted(
             position=slot.position,
