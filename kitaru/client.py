@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kitaru.errors import KitaruError, KitaruStateError, KitaruUsageError
+from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, KitaruUsageError
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
@@ -25,6 +25,7 @@ from kitaru.records import (
     artifacts_of,
     execution_from_state,
     log_lines,
+    unreadable_execution,
 )
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.boundary import resolve_wait
@@ -85,7 +86,14 @@ class ExecutionsClient:
     ) -> list[Execution]:
         """Executions, newest first, optionally filtered by flow name and status."""
         rows = self._store.list_executions(flow=flow, status=status, limit=limit)
-        return [self.get(row.exec_id) for row in rows]
+        found = []
+        for row in rows:
+            try:
+                found.append(self.get(row.exec_id))
+            except KitaruBackendError as exc:
+                # One unreadable journal must not hide every other execution.
+                found.append(unreadable_execution(row, exc))
+        return found
 
     def latest(self, flow: str | None = None, status: str | None = None) -> Execution:
         found = self.list(flow=flow, status=status, limit=1)

@@ -12,7 +12,7 @@ import msgspec
 from kitaru.errors import KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
-from kitaru.journal.store import Store
+from kitaru.journal.store import ExecutionRow, Store
 from kitaru.replay.state import CallRecord, ExecutionState
 from kitaru.runtime.ownership import is_stale
 from kitaru.runtime.values import decode_value
@@ -29,6 +29,7 @@ __all__ = [
     "artifacts_of",
     "execution_from_state",
     "log_lines",
+    "unreadable_execution",
 ]
 
 
@@ -261,13 +262,24 @@ def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
     )
 
 
-def _call(record: CallRecord, store: Store) -> CheckpointCall:
+def _attempt_status(record: CallRecord, attempt: int, status: str, live: bool) -> str:
+    """A started attempt that never ended, and never will, was interrupted."""
+    if status == "running" and (attempt < record.last_attempt or not live):
+        return "interrupted"
+    return status
+
+
+def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
+    """``live``: a process is (or may be) still running the execution."""
+    status = record.status
+    if status == "running" and not live:
+        status = "interrupted"
     return CheckpointCall(
         call_id=record.call_id,
         name=record.name,
         invocation_id=record.identity,
         kind=record.kind,
-        status=record.status,
+        status=status,
         position=record.position,
         checkpoint_type=record.checkpoint_type,
         started_at=_time(record.started_at),
@@ -275,7 +287,7 @@ def _call(record: CallRecord, store: Store) -> CheckpointCall:
         attempts=[
             CheckpointAttempt(
                 attempt=a.attempt,
-                status=a.status,
+                status=_attempt_status(record, a.attempt, a.status, live),
                 started_at=_time(a.started_at),
                 ended_at=_time(a.ended_at),
                 duration_ms=a.duration_ms,
@@ -404,6 +416,25 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
     return refs
 
 
+def unreadable_execution(row: ExecutionRow, error: Exception) -> Execution:
+    """What the read model knows of an execution whose events cannot be read."""
+    return Execution(
+        exec_id=row.exec_id,
+        flow_name=row.flow_name,
+        status=row.status,
+        started_at=_time(row.started_at),
+        ended_at=_time(row.ended_at),
+        failure=FailureInfo("JournalUnreadable", str(error), origin="backend"),
+        original_exec_id=row.original_exec_id,
+        interrupted=False,
+        flow_module="",
+        flow_qualname="",
+        checkpoints=[],
+        llm_calls=[],
+        metadata={},
+    )
+
+
 def execution_from_state(state: ExecutionState, store: Store) -> Execution:
     """Build the public view of an execution from its folded journal."""
     assert state.started is not None
@@ -430,7 +461,10 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         interrupted=interrupted,
         flow_module=state.started.flow.module,
         flow_qualname=state.started.flow.qualname,
-        checkpoints=[_call(c, store) for _, c in sorted(state.by_position.items())],
+        checkpoints=[
+            _call(c, store, live=state.status == "running" and not interrupted)
+            for _, c in sorted(state.by_position.items())
+        ],
         llm_calls=[_llm_call(e, store) for e in state.llm_calls],
         metadata=dict(state.metadata),
         pending_wait=waits[0] if waits else None,

@@ -80,14 +80,14 @@ class TestInterruptedJournal:
         before = KitaruClient().executions.get(exec_id)
         assert before.status == "running"
         assert before.interrupted
-        assert [c.status for c in before.checkpoints] == ["completed", "completed", "running"]
+        assert [c.status for c in before.checkpoints] == ["completed", "completed", "interrupted"]
 
         result = KitaruClient().executions.resume(exec_id).wait(timeout=30)
 
         assert result == EXPECTED_RESULT
         assert side_effects.read_text().split() == ["publish"]
         publish = KitaruClient().executions.get(exec_id).checkpoints[2]
-        assert [a.status for a in publish.attempts] == ["running", "completed"]
+        assert [a.status for a in publish.attempts] == ["interrupted", "completed"]
 
     def test_renamed_checkpoint_diverges_and_leaves_journal_intact(
         self,

@@ -73,9 +73,9 @@ class TestRegister:
         assert load_local_registry().aliases == {}
 
     def test_missing_model_option_is_a_usage_error(self) -> None:
-        """Leaving out --model is reported by the command's own usage check."""
+        """Leaving out --model is a usage error: exit 1, like every other CLI error."""
         result = run("model", "register", "fast")
-        assert result.exit_code == 2
+        assert result.exit_code == 1
         assert "--model" in result.stderr
 
 

@@ -7,6 +7,7 @@ Every ``KitaruError`` becomes one line on stderr and exit code 1, never a traceb
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -17,13 +18,34 @@ __all__ = ["main"]
 
 
 class _KitaruGroup(click.Group):
-    """A group that turns kitaru's errors into a clean message and exit code 1."""
+    """A group whose every error is one message on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KitaruError as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        # click exits 2 on a usage error; kitaru's contract is 1 for every error.
+        del standalone_mode
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(1)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
             sys.exit(1)
 
 
