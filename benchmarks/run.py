@@ -10,7 +10,10 @@ same run on the same disk:
 3. the same chain on DBOS and LangGraph (``benchmarks/peers.py``), as ratios to
    kitaru's per-step time (skipped with a note when they are not installed);
 4. ``import kitaru`` time over bare interpreter start-up (target: under 150 ms), its
-   heaviest imports, and a check that no provider SDK is loaded by it.
+   heaviest imports, and a check that no provider SDK is loaded by it;
+5. ``kitaru.llm()`` (``benchmarks/llm.py``): bytes stored for a growing conversation
+   against its unique messages (target: at most 1.2x), and the time a call adds over
+   the bare ``openai`` SDK against a local server.
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -39,15 +42,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import chain, imports, peers, resume
+from benchmarks import chain, imports, llm, peers, resume
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
-SECTIONS = ("chain", "resume", "peers", "imports")
+SECTIONS = ("chain", "resume", "peers", "imports", "llm")
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
     "resume": "2. Resume: time to the first live call, per recorded event",
     "peers": "3. Peers: the same chain on DBOS and LangGraph",
     "imports": "4. import kitaru",
+    "llm": "5. kitaru.llm(): storage of a growing conversation, time added per call",
 }
 
 
@@ -405,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         elif "peers" in selected:
             print(f"\n== {TITLES['peers']} ==\n  skipped: section 1 gave no kitaru figure")
         run_section("imports", lambda: _section_imports(counts))
+        run_section("llm", lambda: llm.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:
