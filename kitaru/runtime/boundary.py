@@ -407,13 +407,20 @@ def execute_wait(
         reused = _wait_from_source(slot, ctx.replay, request)
         if reused is not None:
             return load_value(ctx, reused)
-    if slot.recorded is None:
+    # A wait recorded before a resume is requested again if no input is there yet: the
+    # resume marked the execution running, and it must read `waiting` while it waits.
+    announced = slot.recorded is None
+    if announced:
         _append(ctx, request)
         _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         ctx.check_controls(force=True)
         posted = ctx.store.wait_inputs(ctx.exec_id).get(slot.identity)
+        if posted is None and not announced:
+            _append(ctx, request)
+            announced = True
+            _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
         if posted is not None:
             data, aborted = posted
             value = None if aborted or data is None else convert(decode_value(data))
