@@ -169,7 +169,7 @@ def _recorded_outcome(
         assert recorded is not None
         assert recorded.error is not None
         error = rebuild_exception(recorded.error)
-        _mark_origin(error, slot.identity)
+        _mark_origin(error, slot.identity, slot.kind)
         raise error
     if recorded is None and ctx.replay is not None:
         reused = _from_source(slot, ctx.replay, inputs_from, checkpoint_type)
@@ -261,11 +261,12 @@ def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
             )
 
 
-def _mark_origin(exc: BaseException, identity: str) -> None:
+def _mark_origin(exc: BaseException, identity: str, kind: str) -> None:
     """Note on the exception which call it came from, for the execution's failure record."""
     if getattr(exc, "__kitaru_call__", None) is None:
         with contextlib.suppress(AttributeError):
             exc.__kitaru_call__ = identity  # type: ignore[attr-defined]
+            exc.__kitaru_call_kind__ = kind  # type: ignore[attr-defined]
 
 
 def execute(
@@ -331,7 +332,7 @@ def execute(
             )
             if final:
                 _log.info("call failed", exec_id=ctx.exec_id, call=identity, attempt=attempt)
-                _mark_origin(exc, identity)
+                _mark_origin(exc, identity, slot.kind)
                 raise
             failures += 1
             attempt += 1
@@ -349,7 +350,7 @@ def execute(
                 "dataclasses, msgspec Structs or pydantic models (module-level classes), "
                 "or convert the value to one of those before returning it."
             )
-            _mark_origin(error, identity)
+            _mark_origin(error, identity, slot.kind)
             _append(
                 ctx,
                 CallFailed(

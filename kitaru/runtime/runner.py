@@ -84,7 +84,9 @@ def cancelled_error(exec_id: str, reason: str) -> KitaruExecutionError:
     )
 
 
-def failure_error(state: ExecutionState, cause: BaseException | None = None) -> KitaruError:
+def failure_error(
+    state: ExecutionState, cause: BaseException | None = None, *, kind: str | None = None
+) -> KitaruError:
     """The exception ``FlowHandle.wait()`` raises for a failed or cancelled execution."""
     exec_id = state.exec_id
     if state.status == "cancelled":
@@ -99,9 +101,14 @@ def failure_error(state: ExecutionState, cause: BaseException | None = None) -> 
             expected=failure.expected,
             actual=failure.actual,
         )
-    where = f" in {describe('checkpoint', failure.call)}" if failure.call else ""
+    where = ""
+    if failure.call:
+        call = state.calls.get(failure.call)
+        kind = kind or (call.kind if call else "checkpoint")
+        where = f" in {describe(kind, failure.call)}"
+    detail = failure.error.message.rstrip(". ")
     error = KitaruUserCodeError(
-        f"Execution {exec_id} failed{where}: {failure.error.type}: {failure.error.message}. "
+        f"Execution {exec_id} failed{where}: {failure.error.type}: {detail}. "
         f"Fix the cause, then run `kitaru executions retry {exec_id}`.",
         exec_id=exec_id,
         error_type=failure.error.type,
@@ -279,7 +286,8 @@ class Run:
         if divergence is not None:
             return Outcome(error=divergence)
         state = ExecutionState(ctx.exec_id, status="failed", failure=event)
-        return Outcome(error=failure_error(state, cause=exc))
+        kind = getattr(exc, "__kitaru_call_kind__", None)
+        return Outcome(error=failure_error(state, cause=exc, kind=kind))
 
 
 def _context(store: Store, state: ExecutionState) -> ExecutionContext:
