@@ -9,6 +9,7 @@ Each thread gets its own connections.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -32,6 +33,7 @@ from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, Stor
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
+_SMALLEST_DATABASE = 512
 
 _INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body) VALUES (?, ?, ?, ?, ?)"
 _INSERT_PAYLOAD = "INSERT OR IGNORE INTO payloads(hash, bytes) VALUES (?, ?)"
@@ -63,6 +65,17 @@ class SqliteStore:
                 f"The journal path {self.path} is a directory. Point KITARU_STORE at a "
                 f"file inside it, e.g. {self.path / 'kitaru.db'}."
             )
+        with contextlib.suppress(OSError):
+            size = self.path.stat().st_size
+            # SQLite writes whole pages (512 bytes at least), yet opens a 1-byte file as
+            # an empty database: kitaru would then create a fresh journal over the
+            # remains of a truncated one, and report it sound.
+            if 0 < size < _SMALLEST_DATABASE:
+                raise KitaruBackendError(
+                    f"{self.path} is a damaged journal, or not one: it is {size} bytes long, "
+                    "too short for an SQLite database. If it was a journal, restore it from "
+                    "a backup; otherwise point KITARU_STORE at another file."
+                )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
