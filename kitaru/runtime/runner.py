@@ -382,13 +382,15 @@ def resume_execution(
     flow = import_flow(state.flow)
     ownership = claim_execution(store, exec_id)
     try:
-        state = fold(exec_id, store.read_events(exec_id))  # what it is now we own it
+        # What it is now that we own it. Events are append-only, so folding the ones
+        # appended since the first read is the same as folding the whole journal again.
+        _catch_up(store, state)
         _check_resumable(state, mode)
         assert state.started is not None
         args, kwargs = decode_value(_payload(store, state.started.inputs))
         ctx = _context(store, state)
         ctx.writer.append([ExecutionResumed(mode=mode, owner=ownership.owner)])
-        ctx.state = fold(exec_id, store.read_events(exec_id))
+        _catch_up(store, ctx.state)
     except BaseException:
         ownership.release()
         raise
@@ -397,6 +399,12 @@ def resume_execution(
     if background:
         run.start_thread()
     return run
+
+
+def _catch_up(store: Store, state: ExecutionState) -> None:
+    """Fold the events appended after ``state.last_seq`` into ``state``."""
+    for stored in store.read_events(state.exec_id, after_seq=state.last_seq):
+        state.apply(stored)
 
 
 def _payload(store: Store, ref: Any) -> bytes:
