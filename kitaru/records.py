@@ -386,33 +386,24 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
             )
     for event in state.llm_calls:
         base = event.name if event.parent is None else f"{event.parent}.{event.name}"
-        owner = event.parent or event.name
-        refs.append(
-            ArtifactRef(
-                artifact_id=f"{exec_id}:llm:{base}:{event.attempt}:prompt",
-                exec_id=exec_id,
-                name=f"{base}.prompt",
-                kind="prompt",
-                origin="llm",
-                producing_call=owner,
-                attempt=event.attempt,
-                tags=(),
-                _load=functools.partial(load_prompt, event.prompt, store.read_payload),
+        loaders = {
+            "prompt": functools.partial(load_prompt, event.prompt, store.read_payload),
+            "response": _value_loader(store, event.response),
+        }
+        for kind, loader in loaders.items():
+            refs.append(
+                ArtifactRef(
+                    artifact_id=f"{exec_id}:llm:{base}:{event.attempt}:{kind}",
+                    exec_id=exec_id,
+                    name=f"{base}.{kind}",
+                    kind=kind,
+                    origin="llm",
+                    producing_call=event.parent or event.name,
+                    attempt=event.attempt,
+                    tags=(),
+                    _load=loader,
+                )
             )
-        )
-        refs.append(
-            ArtifactRef(
-                artifact_id=f"{exec_id}:llm:{base}:{event.attempt}:response",
-                exec_id=exec_id,
-                name=f"{base}.response",
-                kind="response",
-                origin="llm",
-                producing_call=owner,
-                attempt=event.attempt,
-                tags=(),
-                _load=_value_loader(store, event.response),
-            )
-        )
     return refs
 
 
