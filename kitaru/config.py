@@ -62,6 +62,7 @@ class Settings:
     """Process-wide defaults applied to flows and checkpoints that do not set their own."""
 
     cache: bool = True
+    """Accepted for Kitaru API compatibility; cross-execution output reuse is not implemented."""
     retries: int = 0
 
 
