@@ -1,7 +1,7 @@
 """A research agent that crashes half-way and finishes on resume.
 
 Run it with ``python examples/crash_and_resume.py``. It works offline with no API key:
-the model calls are answered by ``KITARU_LLM_MOCK_RESPONSE``.
+its model call is answered by ``KITARU_LLM_MOCK_RESPONSE`` (set below).
 
 What happens:
 1. The agent runs in a child process. While writing its report, the process is
@@ -9,11 +9,13 @@ What happens:
 2. ``kitaru executions get`` shows what the journal holds: the steps that finished.
 3. ``kitaru executions resume`` continues the execution in a brand-new process. The
    finished steps return their recorded results instead of running again (the
-   side-effect log proves it); the interrupted step runs again, and the agent ends.
+   side-effect log proves it), the model call is not made again (the journal holds
+   one call), the interrupted step runs again, and the agent ends.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import kitaru
 from kitaru import checkpoint, flow
 
 HERE = Path(__file__).resolve()
@@ -43,12 +46,6 @@ def search(topic: str) -> list[str]:
 
 
 @checkpoint(type="llm_call")
-def summarise(notes: list[str]) -> str:
-    _note("summarise")
-    return "Summary: " + "; ".join(notes)
-
-
-@checkpoint(type="llm_call")
 def write_report(summary: str, topic: str) -> str:
     _note("write_report")
     if os.environ.get("DEMO_CRASH") == "1":
@@ -60,7 +57,8 @@ def write_report(summary: str, topic: str) -> str:
 @flow
 def research_agent(topic: str) -> str:
     notes = search(topic)
-    summary = summarise(notes)
+    # A model call in the flow body is a durable call of its own.
+    summary = kitaru.llm(f"Summarise these notes: {notes.load()}", name="summarise")
     return write_report(summary, topic)
 
 
@@ -90,6 +88,8 @@ def main() -> int:
     env.setdefault("KITARU_STORE", str(workdir / "journal.db"))
     env.setdefault("KITARU_CONFIG_PATH", str(workdir / "config"))
     env["DEMO_SIDE_EFFECTS"] = str(workdir / "side-effects.log")
+    env.setdefault("KITARU_LLM_MOCK_RESPONSE", "Durable agents replay what they already did.")
+    env.setdefault("KITARU_DEFAULT_MODEL", "openai/gpt-4o-mini")
     print(f"Journal: {env['KITARU_STORE']}\n")
 
     print("1. Run the agent; it crashes while writing the report")
@@ -117,12 +117,15 @@ def main() -> int:
         return 1
 
     runs = Path(env["DEMO_SIDE_EFFECTS"]).read_text().split()
-    print("4. How many times each step's body ran, over both processes")
-    for step in ("search", "summarise", "write_report"):
-        print(f"    {step:<13} {runs.count(step)}")
+    got = json.loads(_kitaru("executions", "get", exec_id, "-o", "json", env=env).stdout)
+    model_calls = [call["name"] for call in got["llm_calls"]]
+    print("4. What ran, over both processes")
+    for step in ("search", "write_report"):
+        print(f"    {step:<13} body ran {runs.count(step)} time(s)")
+    print(f"    {'summarise':<13} model called {model_calls.count('summarise')} time(s)")
     print(
-        "\nsearch and summarise ran once: on resume they returned their recorded results.\n"
-        "write_report ran twice: its first run was cut off by the crash."
+        "\nsearch ran once and the model was called once: on resume they returned their\n"
+        "recorded results. write_report ran twice: its first run was cut off by the crash."
     )
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
