@@ -16,7 +16,12 @@ def test_demo_crashes_resumes_and_redoes_nothing_finished(tmp_path: Path) -> Non
     env["KITARU_STORE"] = str(tmp_path / "journal.db")
     env["KITARU_CONFIG_PATH"] = str(tmp_path / "config")
     result = subprocess.run(
-        [sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, str(DEMO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
