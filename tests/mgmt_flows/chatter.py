@@ -1,0 +1,47 @@
+"""Two checkpoints that run at once and print out of journal order.
+
+``slow`` prints first, then holds until the file ``CHATTER_RELEASE`` names exists;
+``fast`` prints later but completes (and is journaled) first. So ``slow``'s line is
+journaled after ``fast``'s although it was printed before it.
+
+``python -m tests.mgmt_flows.chatter`` prints ``{"exec_id": ...}``, then
+``{"status": "completed", "result": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from kitaru import checkpoint, flow
+
+
+@checkpoint
+def slow() -> str:
+    print("slow starts")
+    release = Path(os.environ["CHATTER_RELEASE"])
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print("slow ends")
+    return "slow"
+
+
+@checkpoint
+def fast() -> str:
+    time.sleep(0.1)
+    print("fast says hello")
+    return "fast"
+
+
+@flow
+def chatter() -> list[str]:
+    return [slow.submit(), fast.submit()]  # type: ignore[list-item]
+
+
+if __name__ == "__main__":
+    handle = chatter.run()
+    print(json.dumps({"exec_id": handle.exec_id}), flush=True)
+    print(json.dumps({"status": "completed", "result": handle.wait()}), flush=True)
