@@ -60,7 +60,7 @@ class UnencodableValueError(TypeError):
     def __init__(self, type_name: str, where: str, reason: str = ""):
         location = f" at {where}" if where else ""
         detail = f" ({reason})" if reason else ""
-        super().__init__(f"a value of type {type_name}{location} cannot be stored{detail}")
+        super().__init__(f"a value of type {type_name}{location}, which cannot be stored{detail}")
         self.type_name = type_name
         self.where = where
         self.reason = reason
