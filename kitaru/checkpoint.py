@@ -8,6 +8,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
+from kitaru.runtime.caching import cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
 
@@ -20,7 +21,9 @@ R = TypeVar("R")
 class Checkpoint(Generic[P, R]):
     """A checkpoint function. In a flow body, calls return output handles."""
 
-    def __init__(self, func: Callable[P, R], *, retries: int, type: str | None):
+    def __init__(
+        self, func: Callable[P, R], *, retries: int, type: str | None, cache: bool | None = None
+    ):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
         if type is not None and not isinstance(type, str):
@@ -29,7 +32,18 @@ class Checkpoint(Generic[P, R]):
         self.name: str = func.__name__
         self.retries = retries
         self.type = type
+        self.cache = cache
+        self._fingerprint: str | None = None
         functools.update_wrapper(self, func)
+
+    def _cache_key(
+        self, enabled: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        if not (self.cache if self.cache is not None else enabled):
+            return None
+        if self._fingerprint is None:
+            self._fingerprint = code_fingerprint(self.func)
+        return cache_key(self._fingerprint, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<kitaru checkpoint {self.name}>"
@@ -61,6 +75,7 @@ class Checkpoint(Generic[P, R]):
             retries=self.retries,
             checkpoint_type=self.type,
             inputs_from=tuple(dict.fromkeys(lineage)),
+            cache_key=self._cache_key(slot.ctx.cache, args, kwargs),
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
@@ -107,7 +122,7 @@ class Checkpoint(Generic[P, R]):
 def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
 @overload
 def checkpoint(
-    *, retries: int = 0, type: str | None = None
+    *, retries: int = 0, type: str | None = None, cache: bool | None = None
 ) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
@@ -115,14 +130,17 @@ def checkpoint(
     *,
     retries: int = 0,
     type: str | None = None,
+    cache: bool | None = None,
 ) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
     ``retries`` re-runs a failing body up to that many more times, journaling every
     attempt; ``type`` is a free label kept in the journal (``"llm_call"``, ...).
+    ``cache=True`` lets a call reuse the output an earlier execution recorded for the
+    same code and arguments (default: the flow's ``cache`` setting).
     """
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(fn, retries=retries, type=type)
+        return Checkpoint(fn, retries=retries, type=type, cache=cache)
 
     return wrap(func) if func is not None else wrap

@@ -61,8 +61,9 @@ def store_path(value: str | None = None) -> Path:
 class Settings:
     """Process-wide defaults applied to flows and checkpoints that do not set their own."""
 
-    cache: bool = True
-    """Accepted for Kitaru API compatibility; cross-execution output reuse is not implemented."""
+    cache: bool = False
+    """Reuse checkpoint outputs across executions. Off by default: a new execution of
+    an agent should not skip a side effect because an earlier one had the same inputs."""
     retries: int = 0
 
 

@@ -120,9 +120,9 @@ def flow(
     """Make a function a durable flow: ``@flow`` or ``@flow(retries=2)``.
 
     ``retries`` re-runs the flow body after a failure (completed calls are replayed,
-    failed ones run again). ``cache`` is accepted so programs written for Kitaru's
-    API run unchanged, but reuse of checkpoint outputs across executions is not
-    implemented: every new execution runs its checkpoints.
+    failed ones run again). ``cache=True`` lets its checkpoints reuse outputs that
+    earlier executions recorded for the same checkpoint code and arguments; it is off
+    unless set here, on the checkpoint, or with ``kitaru.configure(cache=True)``.
     """
     _check_retries(retries)
 

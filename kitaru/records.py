@@ -119,6 +119,12 @@ class CheckpointCall:
     """Identities of the calls whose outputs were passed into this one."""
     metadata: dict[str, Any]
     llm_calls: list[LlmCall]
+    reused_from: str | None = None
+    """A replay copied this call's output from that execution."""
+    cached_from: str | None = None
+    """Checkpoint caching reused this call's output from that execution."""
+    overridden: bool = False
+    """A replay override supplied this call's output."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +307,9 @@ def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
         parent_call_ids=record.inputs_from,
         metadata=dict(record.metadata),
         llm_calls=[_llm_call(e, store) for e in record.llm_calls],
+        reused_from=record.reused_from,
+        cached_from=record.cached_from,
+        overridden=record.overridden,
     )
 
 

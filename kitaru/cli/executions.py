@@ -81,6 +81,12 @@ def _render_execution(execution: Execution) -> str:
         )
         if call.failure:
             lines.append(f"        {call.failure.exception_type}: {call.failure.message}")
+        if call.overridden:
+            lines.append("        output supplied by a replay override")
+        elif call.reused_from:
+            lines.append(f"        output reused from {call.reused_from} (replay)")
+        elif call.cached_from:
+            lines.append(f"        output reused from {call.cached_from} (cache)")
         for llm in call.llm_calls:
             lines.extend(_render_llm(llm))
     return "\n".join(lines)

@@ -169,6 +169,10 @@ class CallCompleted(_Event, frozen=True, tag="call_completed"):
     """Set when a replay copied this outcome from the execution it replays."""
     overridden: bool = False
     """Set when a replay's override supplied this output instead of running the call."""
+    cache_key: str | None = None
+    """Set when the output may be reused by later executions (checkpoint caching)."""
+    cached_from: str | None = None
+    """Set when this output was reused from that execution's cached call."""
 
 
 class CallFailed(_Event, frozen=True, tag="call_failed"):

@@ -14,7 +14,7 @@ from typing import Any, Final
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 
 class SchemaError(Exception):
@@ -108,7 +108,14 @@ def _v3(db: Any) -> None:
     )
 
 
-MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(db: Any) -> None:
+    """An index of cacheable checkpoint outputs: cache key -> the completion event."""
+    db["call_cache"].create(
+        {"key": str, "exec_id": str, "seq": int}, pk="key", not_null={"exec_id", "seq"}
+    )
+
+
+MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 def _read_versions(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kitaru.errors import KitaruBackendError
 from kitaru.journal.events import (
+    CallCompleted,
     Event,
     ExecutionStarted,
     UnknownEventError,
@@ -41,6 +42,7 @@ _INSERT_EXECUTION = (
     "INSERT INTO executions(exec_id, flow_name, status, started_at, original_exec_id) "
     "VALUES (?, ?, 'running', ?, ?)"
 )
+_INDEX_CACHE = "INSERT OR REPLACE INTO call_cache(key, exec_id, seq) VALUES (?, ?, ?)"
 _UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WHERE exec_id = ?"
 _EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
@@ -186,6 +188,9 @@ class SqliteStore:
             for event, at in events:
                 conn.execute(_INSERT_EVENT, (exec_id, seq, event_tag(event), at, _encode(event)))
                 seq += 1
+                if isinstance(event, CallCompleted) and event.cache_key is not None:
+                    conn.execute(_INDEX_CACHE, (event.cache_key, exec_id, seq - 1))
+                    continue
                 if isinstance(event, ExecutionStarted):
                     conn.execute(
                         _INSERT_EXECUTION, (exec_id, event.flow_name, at, event.original_exec_id)
@@ -313,6 +318,28 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "read executions") from None
         return [ExecutionRow(*r) for r in rows]
+
+    def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
+        """The latest completion recorded under a checkpoint cache key, with its execution."""
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT e.exec_id, e.type, e.body FROM call_cache c "
+                    "JOIN events e ON e.exec_id = c.exec_id AND e.seq = c.seq WHERE c.key = ?",
+                    (key,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read the checkpoint cache") from None
+        if row is None:
+            return None
+        try:
+            event = decode_event(row[1], row[2])
+        except UnknownEventError:
+            return None
+        return (row[0], event) if isinstance(event, CallCompleted) else None
 
     # -- mailboxes: requests from other processes ----------------------------------------
 

@@ -11,7 +11,7 @@ from typing import NamedTuple, Protocol
 import msgspec
 
 from kitaru.errors import KitaruStateError
-from kitaru.journal.events import Event
+from kitaru.journal.events import CallCompleted, Event
 
 __all__ = [
     "ExecutionRow",
@@ -110,6 +110,10 @@ class Store(Protocol):
     def release(self, exec_id: str, owner: str) -> None: ...
 
     def get_lease(self, exec_id: str) -> Lease | None: ...
+
+    def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
+        """The latest completion recorded under a checkpoint cache key, with its execution."""
+        ...
 
     def post_wait_input(
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool

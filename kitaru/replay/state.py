@@ -83,6 +83,7 @@ class CallRecord:
     wait: WaitRequested | None = None
     reused_from: str | None = None
     overridden: bool = False
+    cached_from: str | None = None
 
     def attempt(self, number: int) -> AttemptRecord:
         for record in reversed(self.attempts):
@@ -259,6 +260,7 @@ class ExecutionState:
         attempt.status, attempt.ended_at, attempt.duration_ms = "completed", at, event.duration_ms
         call.status, call.output, call.ended_at, call.error = "completed", event.output, at, None
         call.reused_from, call.overridden = event.reused_from, event.overridden
+        call.cached_from = event.cached_from
 
     def _call_failed(self, event: CallFailed, at: float) -> None:
         call = self._call_for(event.identity, event)

@@ -151,7 +151,10 @@ def _append(ctx: ExecutionContext, event: Any, payloads: dict[str, bytes] | None
 
 
 def _recorded_outcome(
-    slot: CallSlot, inputs_from: tuple[str, ...], checkpoint_type: str | None
+    slot: CallSlot,
+    inputs_from: tuple[str, ...],
+    checkpoint_type: str | None,
+    cache_key: str | None = None,
 ) -> ValueRef | None:
     """The output to return without running the call, or None to run it live.
 
@@ -176,7 +179,44 @@ def _recorded_outcome(
         if reused is not None:
             return reused
         ctx.replay.changed.add(slot.identity)
+    elif recorded is None and cache_key is not None:
+        return _from_cache(slot, cache_key, inputs_from, checkpoint_type)
     return None
+
+
+def _from_cache(
+    slot: CallSlot, key: str, inputs_from: tuple[str, ...], checkpoint_type: str | None
+) -> ValueRef | None:
+    """Reuse an output an earlier execution recorded under the same cache key."""
+    ctx = slot.ctx
+    hit = ctx.store.find_cached(key)
+    if hit is None:
+        return None
+    source_exec, completed = hit
+    started = CallStarted(
+        position=slot.position,
+        identity=slot.identity,
+        kind=slot.kind,
+        name=slot.name,
+        call_id=slot.call_id,
+        checkpoint_type=checkpoint_type,
+        inputs_from=inputs_from,
+    )
+    reused = CallCompleted(
+        position=slot.position,
+        identity=slot.identity,
+        call_id=slot.call_id,
+        output=completed.output,
+        cached_from=source_exec,
+    )
+    # Not forced to disk: if this is lost in a crash, resuming looks it up again.
+    try:
+        ctx.writer.append([started, reused], sync=False)
+    except KitaruError as exc:
+        ctx.fatal = exc
+        raise
+    _log.info("checkpoint cached", exec_id=ctx.exec_id, call=slot.identity, source=source_exec)
+    return completed.output
 
 
 def _from_source(
@@ -277,6 +317,7 @@ def execute(
     checkpoint_type: str | None = None,
     inputs_from: tuple[str, ...] = (),
     scoped: bool = True,
+    cache_key: str | None = None,
 ) -> Any:
     """Return the call's recorded outcome, or run ``live`` and record it.
 
@@ -284,7 +325,7 @@ def execute(
     With ``scoped``, it runs as the current call (so nested kitaru calls see it).
     """
     ctx, recorded = slot.ctx, slot.recorded
-    outcome = _recorded_outcome(slot, inputs_from, checkpoint_type)
+    outcome = _recorded_outcome(slot, inputs_from, checkpoint_type, cache_key)
     if outcome is not None:
         return load_value(ctx, outcome)
 
@@ -375,6 +416,7 @@ def execute(
                 output=ref,
                 attempt=attempt,
                 duration_ms=duration,
+                cache_key=cache_key,
             ),
             payloads,
         )

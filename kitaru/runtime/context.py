@@ -102,6 +102,8 @@ class ExecutionContext:
     prompt_nodes: dict[tuple[str | None, str, str], str] = field(default_factory=dict)
     """Hashes of prompt nodes already stored by this execution (see journal.conversation)."""
     replay: ReplayContext | None = None
+    cache: bool = False
+    """Checkpoints may reuse outputs of earlier executions (``@flow(cache=True)``)."""
     _next_control_check: float = 0.0
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""

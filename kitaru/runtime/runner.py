@@ -145,6 +145,7 @@ class Run:
     ):
         self.ctx = ctx
         self.flow = flow
+        ctx.cache = bool(getattr(flow, "cache", False))
         self.ownership = ownership
         self.inputs = inputs
         self.retries_left = retries_left
