@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.client import Execution, KitaruClient, LlmCall, LogLine
+from kitaru.client import CheckpointCall, Execution, KitaruClient, LlmCall, LogLine
 from kitaru.errors import KitaruUsageError
 from kitaru.runtime.runner import Run
 
@@ -31,6 +31,28 @@ def _duration(ms: float | None) -> str:
 
 def _status(execution: Execution) -> str:
     return "running (interrupted)" if execution.interrupted else execution.status
+
+
+def _render_call(call: CheckpointCall) -> list[str]:
+    lines: list[str] = []
+    attempts = f", {len(call.attempts)} attempts" if len(call.attempts) > 1 else ""
+    kind = call.checkpoint_type or call.kind
+    last = call.attempts[-1] if call.attempts else None
+    lines.append(
+        f"  #{call.position:<3} {call.invocation_id:<24} {call.status:<10} "
+        f"{_duration(last.duration_ms if last else None):>10}  [{kind}]{attempts}"
+    )
+    if call.failure:
+        lines.append(f"        {call.failure.exception_type}: {call.failure.message}")
+    if call.overridden:
+        lines.append("        output supplied by a replay override")
+    elif call.reused_from:
+        lines.append(f"        output reused from {call.reused_from} (replay)")
+    elif call.cached_from:
+        lines.append(f"        output reused from {call.cached_from} (cache)")
+    for llm in call.llm_calls:
+        lines.extend(_render_llm(llm))
+    return lines
 
 
 def _render_execution(execution: Execution) -> str:
@@ -72,23 +94,7 @@ def _render_execution(execution: Execution) -> str:
         lines.append(f"Hint       retry it with `kitaru executions retry {execution.exec_id}`")
     lines.append(f"Calls      {len(execution.checkpoints)}")
     for call in execution.checkpoints:
-        attempts = f", {len(call.attempts)} attempts" if len(call.attempts) > 1 else ""
-        kind = call.checkpoint_type or call.kind
-        last = call.attempts[-1] if call.attempts else None
-        lines.append(
-            f"  #{call.position:<3} {call.invocation_id:<24} {call.status:<10} "
-            f"{_duration(last.duration_ms if last else None):>10}  [{kind}]{attempts}"
-        )
-        if call.failure:
-            lines.append(f"        {call.failure.exception_type}: {call.failure.message}")
-        if call.overridden:
-            lines.append("        output supplied by a replay override")
-        elif call.reused_from:
-            lines.append(f"        output reused from {call.reused_from} (replay)")
-        elif call.cached_from:
-            lines.append(f"        output reused from {call.cached_from} (cache)")
-        for llm in call.llm_calls:
-            lines.extend(_render_llm(llm))
+        lines.extend(_render_call(call))
     return "\n".join(lines)
 
 
