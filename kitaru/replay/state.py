@@ -123,6 +123,9 @@ class ExecutionState:
     artifacts: list[tuple[int, ArtifactSaved]] = field(default_factory=list)
     retry_epoch: int = 0
     """How many times a failed execution was retried; failures of older epochs re-run."""
+    body_retries: int = 0
+    """Retries of the flow body (``@flow(retries=)``) since the execution started or was
+    last retried by hand: what its retry budget has used, whichever process ran them."""
     last_seq: int = 0
 
     @property
@@ -180,6 +183,9 @@ class ExecutionState:
             self.resumes.append(event)
             if event.mode == "retry":
                 self.retry_epoch += 1
+                # Retrying a failed execution by hand grants a fresh budget; a retry while
+                # it runs is the runner's own retry of the flow body.
+                self.body_retries = 0 if self.status == "failed" else self.body_retries + 1
             self.status, self.ended_at, self.failure = "running", None, None
         elif isinstance(event, ExecutionCompleted):
             self.status, self.ended_at, self.result = "completed", at, event.result

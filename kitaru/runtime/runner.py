@@ -396,7 +396,9 @@ def resume_execution(
         ownership.release()
         raise
     _log.info(f"execution {'retried' if mode == 'retry' else 'resumed'}", exec_id=exec_id)
-    run = Run(ctx, flow, ownership, (tuple(args), dict(kwargs)), ctx.state.started.retries)  # type: ignore[union-attr]
+    # A crash must not refill the flow's retry budget: count what the journal says is used.
+    retries_left = max(0, state.started.retries - ctx.state.body_retries)
+    run = Run(ctx, flow, ownership, (tuple(args), dict(kwargs)), retries_left)
     if background:
         run.start_thread()
     return run
