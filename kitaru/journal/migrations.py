@@ -8,6 +8,7 @@ only imported when a migration has to run.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -138,6 +139,26 @@ def _check(app_id: int, version: int, conn: sqlite3.Connection) -> None:
         )
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting for another process that holds a lock.
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, while another process holds one: typically one that is
+    creating the same new journal right now. Wait for it as long as any other write
+    would (the connection's busy timeout).
+    """
+    timeout_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the database behind ``conn`` to ``SCHEMA_VERSION``, creating it if empty.
 
@@ -148,7 +169,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         return
     _check(app_id, version, conn)
     # WAL can only be switched on outside a transaction; it persists in the file.
-    conn.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         app_id, version = _read_versions(conn)  # another process may have migrated meanwhile
