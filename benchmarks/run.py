@@ -13,7 +13,10 @@ same run on the same disk:
    heaviest imports, and a check that no provider SDK is loaded by it;
 5. ``kitaru.llm()`` (``benchmarks/llm.py``): bytes stored for a growing conversation
    against its unique messages (target: at most 1.2x), and the time a call adds over
-   the bare ``openai`` SDK against a local server.
+   the bare ``openai`` SDK against a local server;
+6. executions per second with 1, 2, 4 and 8 processes on one journal, and the time
+   ``kitaru executions resume --all`` takes to recover 1,000 crashed executions
+   (``benchmarks/concurrency.py``; figures only).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -42,16 +45,17 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import chain, imports, llm, peers, resume
+from benchmarks import chain, concurrency, imports, llm, peers, resume
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
-SECTIONS = ("chain", "resume", "peers", "imports", "llm")
+SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency")
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
     "resume": "2. Resume: time to the first live call, per recorded event",
     "peers": "3. Peers: the same chain on DBOS and LangGraph",
     "imports": "4. import kitaru",
     "llm": "5. kitaru.llm(): storage of a growing conversation, time added per call",
+    "concurrency": "6. Concurrency: processes sharing one journal, and resume --all",
 }
 
 
@@ -410,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {TITLES['peers']} ==\n  skipped: section 1 gave no kitaru figure")
         run_section("imports", lambda: _section_imports(counts))
         run_section("llm", lambda: llm.section(workdir, quick=args.quick))
+        run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

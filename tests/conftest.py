@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # The fake provider server lives in tests/llm_server.py; loading it as a plugin makes its
 # ``llm_server`` fixture available to every test module.
@@ -42,3 +44,14 @@ def kitaru_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in _PROVIDER_URL_ENV.items():
         monkeypatch.setenv(name, value)
     return config
+
+
+# Hypothesis profiles. ``ci`` is the default: derandomized (the same examples on every
+# run) and sized so the whole suite stays within minutes. ``long`` is for nightly runs
+# (``pytest --hypothesis-profile=long``): many more, random examples. Expensive
+# properties take a share of the profile's examples (``strategies.costly``).
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=50, deadline=None, print_blob=True
+)
+settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,245 @@
+"""Dying at a chosen point, in the test process or for real in a child process.
+
+A :class:`Mortal` stands for one process running an execution. Its :class:`CrashPoint`
+says where it dies:
+
+- ``append:k``: at the k-th journal append, before anything of it is written;
+- ``torn:k``: half-way through the k-th append: ``BEGIN IMMEDIATE`` and every insert
+  ran, ``COMMIT`` never does;
+- ``body:k``: inside the k-th checkpoint body it enters, just after its side effect;
+- ``llm:k``: while its k-th model request is in flight (the provider got it and
+  answers, the process is gone before the answer is recorded).
+
+In a child process death is real (``os._exit``, or SIGKILL from the fake provider).
+In the test process :meth:`Mortal.die` marks the process dead and raises
+:class:`SimulatedDeath`; from then on its :class:`MortalStore` refuses every write
+and its checkpoint bodies refuse to start, so the journal is left exactly as a killed
+process leaves it: nothing written after the instant of death, and a lease whose
+holder is gone (``is_stale`` is true once the runner let go of it, as it does when
+the BaseException unwinds).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kitaru.journal.events import Event
+from kitaru.journal.sqlite import SqliteStore
+from kitaru.journal.store import Lease
+
+__all__ = [
+    "CRASH_KINDS",
+    "DEATH_EXIT_CODE",
+    "CrashPoint",
+    "Mortal",
+    "MortalStore",
+    "SimulatedDeath",
+    "current",
+    "install",
+]
+
+CRASH_KINDS = ("append", "torn", "body", "llm")
+DEATH_EXIT_CODE = 137
+"""What a child process exits with when it dies on purpose (as after SIGKILL)."""
+
+
+class SimulatedDeath(BaseException):
+    """The simulated process died here; nothing after this point may touch the world.
+
+    A BaseException, like the signal that would kill a real process: no
+    ``except Exception`` in the runtime or in user code may catch it.
+    """
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    """Where a process dies: the ``nth`` event of ``kind`` (see the module docstring)."""
+
+    kind: str
+    nth: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in CRASH_KINDS or self.nth < 1:
+            raise ValueError(f"not a crash point: {self.kind}:{self.nth}")
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.nth}"
+
+    @classmethod
+    def parse(cls, text: str) -> CrashPoint:
+        kind, _, nth = text.partition(":")
+        return cls(kind, int(nth))
+
+
+class Mortal:
+    """One process that dies at ``point`` (or never, when it is None)."""
+
+    def __init__(self, point: CrashPoint | None, *, real: bool = False):
+        self.point = point
+        self.real = real
+        self.died_at: str | None = None
+        self._dead = threading.Event()
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def dead(self) -> bool:
+        return self._dead.is_set()
+
+    def check(self) -> None:
+        """Raise ``SimulatedDeath`` if this process is already dead."""
+        if self._dead.is_set():
+            raise SimulatedDeath(self.died_at or "dead")
+
+    def due(self, kind: str) -> bool:
+        """Count one more event of ``kind``; True if the process dies at it.
+
+        ``append`` events are also what ``torn`` points count.
+        """
+        with self._lock:
+            self.check()
+            self._counts[kind] += 1
+            point = self.point
+            if point is None:
+                return False
+            counted = "append" if point.kind == "torn" else point.kind
+            return counted == kind and self._counts[kind] == point.nth
+
+    def kill(self, where: str) -> None:
+        """Mark the process dead without raising (for another thread that sees it die)."""
+        with self._lock:
+            if self.real:
+                os._exit(DEATH_EXIT_CODE)
+            if not self._dead.is_set():
+                self.died_at = where
+                self._dead.set()
+
+    def die(self, where: str) -> None:
+        """Die here: ``os._exit`` in a real process, else mark dead and raise."""
+        self.kill(where)
+        raise SimulatedDeath(where)
+
+
+class _TearingConnection:
+    """Stands in for the store's connection during a ``torn`` append.
+
+    Statements pass through until ``COMMIT``, where the process dies with its
+    transaction open. In the test process the real connection is closed first, which
+    drops the transaction just as the operating system does for a dead process.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, mortal: Mortal):
+        self._conn = conn
+        self._mortal = mortal
+
+    def execute(self, sql: str, *params: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            if not self._mortal.real:
+                self._conn.close()
+            self._mortal.die("in the middle of an append, before COMMIT")
+        return self._conn.execute(sql, *params)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        return self._conn.executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        # A dead process rolls nothing back: its transaction simply never commits.
+        return False if self._mortal.dead else self._conn.in_transaction
+
+
+class MortalStore(SqliteStore):
+    """The SQLite store of a process that can die: every write goes through its Mortal."""
+
+    def __init__(self, path: str | os.PathLike[str], mortal: Mortal, **kwargs: Any):
+        super().__init__(path, **kwargs)
+        self.mortal = mortal
+        self._tearing = threading.local()
+        self.torn_after_seq: int | None = None
+        """For a torn append: the execution's last seq before it (what must remain)."""
+
+    def _conn(self, sync: bool = True) -> sqlite3.Connection:
+        conn = super()._conn(sync)
+        if getattr(self._tearing, "active", False):
+            return _TearingConnection(conn, self.mortal)  # type: ignore[return-value]
+        return conn
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        events: Sequence[tuple[Event, float]],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        mortal = self.mortal
+        if not mortal.due("append"):
+            super().append(exec_id, first_seq, events, payloads, sync=sync)
+            return
+        assert mortal.point is not None
+        if mortal.point.kind == "append":
+            mortal.die(f"before append {mortal.point.nth} (seq {first_seq})")
+        self.torn_after_seq = first_seq - 1
+        self._tearing.active = True
+        try:
+            super().append(exec_id, first_seq, events, payloads, sync=sync)
+        finally:
+            self._tearing.active = False
+        raise AssertionError("a torn append committed")
+
+    # A dead process writes nothing more: every other write is refused too. Releasing
+    # is silently skipped (a killed process releases nothing; its lease goes stale).
+
+    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
+        self.mortal.check()
+        return super().claim(lease, is_stale)
+
+    def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
+        if self.mortal.dead:
+            return False
+        return super().renew(exec_id, owner, expires_at)
+
+    def release(self, exec_id: str, owner: str) -> None:
+        if not self.mortal.dead:
+            super().release(exec_id, owner)
+
+    def post_wait_input(
+        self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
+    ) -> None:
+        self.mortal.check()
+        super().post_wait_input(exec_id, wait, value, aborted=aborted)
+
+    def clear_wait_input(self, exec_id: str, wait: str) -> None:
+        self.mortal.check()
+        super().clear_wait_input(exec_id, wait)
+
+    def request_cancel(self, exec_id: str, reason: str) -> None:
+        self.mortal.check()
+        super().request_cancel(exec_id, reason)
+
+    def clear_cancel(self, exec_id: str) -> None:
+        self.mortal.check()
+        super().clear_cancel(exec_id)
+
+
+current: Mortal | None = None
+"""The Mortal the interpreter's checkpoint bodies and flow body answer to, if any."""
+
+
+def install(store_path: Path, mortal: Mortal) -> MortalStore:
+    """Make ``mortal`` this process's fate: its store serves ``store_path`` from now on."""
+    import kitaru.journal
+
+    global current  # noqa: PLW0603  (one process, one fate)
+    store = MortalStore(store_path, mortal)
+    kitaru.journal._stores[store_path.absolute()] = store
+    current = mortal
+    return store

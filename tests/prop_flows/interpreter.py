@@ -1,0 +1,213 @@
+"""One generic flow that runs any generated flow, given as data.
+
+A flow is a list of steps (JSON-able lists, passed as the flow's first argument, so a
+resuming process finds them in the journal). Every durable call has an explicit,
+unique identity (``key``), except ``map`` items, whose keys are the identities kitaru
+gives them (``fan``, ``fan_2``, ...). Steps:
+
+- ``["work", key, value, fails, pause]``: checkpoint ``work`` (``retries=2``) on the
+  running value; its first ``fails`` attempts raise; each attempt sleeps ``pause``
+  seconds (long enough, and the journal writer flushes the call's start on its own).
+- ``["submit", [[key, value, fails, pause], ...]]``: the same, all submitted at once.
+- ``["map", [key, ...], [value, ...]]``: ``fan.map`` over the values.
+- ``["llm", key]``: ``kitaru.llm()`` in the flow body (a durable call of its own).
+- ``["ask", key]``: checkpoint ``ask`` that makes one ``kitaru.llm()`` call inside.
+- ``["wait", key]``: ``kitaru.wait(schema=str, timeout=0)``: the run pauses until
+  someone answers.
+- ``["doomed", key]``: checkpoint ``doomed`` (``retries=1``) that always fails; the flow
+  body catches the error.
+
+Every checkpoint body first appends its key to the side-effect file ``log`` (one
+``write`` to an ``O_APPEND`` file, so a kill leaves whole lines), so the file counts
+how often each body was entered. A body that must fail decides from that count, so
+planned failures stay planned across crashes. Prompts are ``[key] <running value>``.
+
+``python -m tests.prop_flows.interpreter run STEPS_JSON LOG [--crash KIND:N]`` starts
+an execution and ``... resume EXEC_ID [--crash KIND:N]`` continues one; both print
+``EXEC_ID <id>`` first and a JSON line with the outcome last. ``PROP_PAUSE`` makes every
+body sleep that many seconds after its side effect; ``PROP_HOLD=KEY`` holds the body
+of ``KEY`` after its side effect until the process dies (to leave executions
+interrupted in the middle of a call).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import kitaru
+from kitaru import checkpoint, flow
+
+try:
+    from . import crashing
+except ImportError:  # run as a script rather than as a package module
+    import crashing  # type: ignore[import-not-found, no-redef]
+
+MODEL = "openai/gpt-4o-mini"
+WORK_RETRIES = 2
+DOOMED_RETRIES = 1
+MODULUS = 1_000_003
+
+
+def mix(prev: int, key: str, value: int) -> int:
+    """A deterministic function of the running value, the key and the step's value."""
+    return (prev * 31 + value * 7 + sum(map(ord, key))) % MODULUS
+
+
+def prompt(key: str, running: int) -> str:
+    return f"[{key}] {running}"
+
+
+def prompt_key(content: str) -> str:
+    """The key a prompt was made for (``[key] ...``)."""
+    return content[1:].split("]", 1)[0] if content.startswith("[") else ""
+
+
+def answer_for(key: str) -> str:
+    """What the tests answer the wait ``key`` with."""
+    return f"answer:{key}"
+
+
+def side_effects(log: str | Path) -> Counter[str]:
+    """How many times each checkpoint body was entered, by key."""
+    try:
+        text = Path(log).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Counter()
+    return Counter(text.split())
+
+
+def _alive() -> None:
+    mortal = crashing.current
+    if mortal is not None:
+        mortal.check()
+
+
+def _effect(log: str, key: str) -> int:
+    """Leave this body's side effect; return how many times the body has now run."""
+    _alive()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{key}\n".encode())
+    finally:
+        os.close(fd)
+    mortal = crashing.current
+    if mortal is not None and mortal.due("body"):
+        mortal.die(f"inside the body of {key}")
+    if os.environ.get("PROP_HOLD") == key:
+        threading.Event().wait()
+    pause = float(os.environ.get("PROP_PAUSE", "0") or 0)
+    if pause:
+        time.sleep(pause)
+    return side_effects(log)[key]
+
+
+@checkpoint(retries=WORK_RETRIES)
+def work(  # noqa: PLR0917  (one argument per field of the step)
+    key: str, value: int, fails: int, pause: float, prev: int, log: str
+) -> int:
+    runs = _effect(log, key)
+    time.sleep(pause)
+    if runs <= fails:
+        raise ValueError(f"{key}: planned failure {runs} of {fails}")
+    return mix(prev, key, value)
+
+
+@checkpoint(type="tool_call")
+def fan(key: str, value: int, prev: int, log: str) -> int:
+    _effect(log, key)
+    return mix(prev, key, value)
+
+
+@checkpoint(type="llm_call")
+def ask(key: str, prev: int, log: str) -> str:
+    _effect(log, key)
+    return str(kitaru.llm(prompt(key, prev), model=MODEL))
+
+
+@checkpoint(retries=DOOMED_RETRIES)
+def doomed(key: str, log: str) -> int:
+    _effect(log, key)
+    raise ValueError(f"{key} is doomed")
+
+
+def _value(running: Any) -> int:
+    return int(running.load() if hasattr(running, "load") else running)
+
+
+@flow
+def interpret(steps: list[list[Any]], log: str) -> list[Any]:
+    out: list[Any] = []
+    running: Any = 0  # an int, or the handle of the last ``work`` call
+    for step in steps:
+        _alive()
+        kind = step[0]
+        if kind == "work":
+            _, key, value, fails, pause = step
+            running = work(key, value, fails, pause, running, log, id=key)
+            out.append(running)
+        elif kind == "submit":
+            handles = [
+                work.submit(key, value, fails, pause, running, log, id=key)
+                for key, value, fails, pause in step[1]
+            ]
+            running = sum(handle.load() for handle in handles) % MODULUS
+            out.append(handles)
+        elif kind == "map":
+            _, keys, values = step
+            mapped = fan.map(keys, values, prev=running, log=log)
+            running = sum(mapped.load()) % MODULUS
+            out.append(mapped)
+        elif kind == "llm":
+            text = kitaru.llm(prompt(step[1], _value(running)), model=MODEL, name=step[1]).load()
+            running = len(text)
+            out.append(text)
+        elif kind == "ask":
+            handle = ask(step[1], running, log, id=step[1])
+            running = len(handle.load())
+            out.append(handle)
+        elif kind == "wait":
+            out.append(kitaru.wait(schema=str, name=step[1], question="go on?", timeout=0))
+        elif kind == "doomed":
+            try:
+                doomed(step[1], log, id=step[1])
+            except ValueError as exc:
+                out.append(f"caught {exc}")
+        else:
+            raise ValueError(f"unknown step {step!r}")
+    return out
+
+
+def _main(argv: list[str]) -> int:
+    from kitaru import KitaruError
+    from kitaru.client import KitaruClient
+    from kitaru.config import store_path
+
+    crash = None
+    if "--crash" in argv:
+        at = argv.index("--crash")
+        crash = crashing.CrashPoint.parse(argv[at + 1])
+        del argv[at : at + 2]
+    crashing.install(store_path(), crashing.Mortal(crash, real=True))
+    if argv[0] == "run":
+        handle = interpret.run(json.loads(argv[1]), argv[2])
+    else:
+        handle = KitaruClient().executions.resume(argv[1])
+    print(f"EXEC_ID {handle.exec_id}", flush=True)
+    try:
+        result = handle.wait()
+    except KitaruError as exc:
+        print(json.dumps({"status": handle.status, "error": str(exc)}), flush=True)
+        return 0 if handle.status == "waiting" else 1
+    print(json.dumps({"status": handle.status, "result": result}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

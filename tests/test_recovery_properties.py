@@ -1,0 +1,333 @@
+"""Recovery, proven over generated flows and generated crashes.
+
+A generated flow (``strategies.flows``: sequences, ``submit`` and ``map`` fan-outs of
+counted checkpoints, flow-body and in-checkpoint model calls against a fake provider
+that counts requests, checkpoints that fail and are retried, answered waits) runs
+once without crashes, and once more while its processes die at generated points
+(``strategies.crash_plans``): before any journal append, half-way through one (its
+transaction open), inside a checkpoint body, or with a model request in flight. Each
+death is followed by a resume from a new process, until the execution completes.
+
+The properties, checked after every process (``prop_flows.harness.check_books``):
+
+- the result equals the run that never crashed;
+- per call, the bodies entered equal the attempts the journal records as ended, plus
+  at most the one attempt a death interrupted; a call recorded as finished never
+  runs again;
+- the provider gets one request per recorded flow-body model call, plus at most the
+  one a death interrupted, and none once the call is recorded;
+- an uncommitted append leaves nothing, a dead process leaves a stale lease, and
+  ``kitaru store check`` passes.
+
+Deaths are simulated in this process (many examples) and real in child processes
+(``os._exit`` at the same points, SIGKILL at random moments from outside).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru, only_exec_id
+from hypothesis import assume, event, given
+from hypothesis import strategies as st
+from prop_flows.children import ChildDriver
+from prop_flows.crashing import CrashPoint, MortalStore
+from prop_flows.harness import (
+    Driver,
+    EchoProvider,
+    Journey,
+    check_books,
+    check_clean_run,
+)
+from strategies import costly, crash_plans, flows, kill_delays
+
+from kitaru.journal.sqlite import SqliteStore
+from kitaru.replay.planning import selectable_calls
+from kitaru.replay.state import fold
+
+KEY = "sk-test-recovery-properties"
+
+
+@pytest.fixture
+def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[EchoProvider]:
+    """The echo provider every model call of the generated flows goes to."""
+    server = EchoProvider().start()
+    try:
+        server.point_providers_here(monkeypatch)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        yield server
+    finally:
+        server.stop()
+
+
+class Examples:
+    """A fresh folder (journal, side-effect files) for each Hypothesis example."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.count = 0
+
+    def new(self) -> Path:
+        self.count += 1
+        folder = self.root / f"example-{self.count}"
+        folder.mkdir()
+        return folder
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Examples:
+    return Examples(tmp_path)
+
+
+def reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
+    """The flow run without crashes (waits answered), checked for its clean accounting."""
+    driver = Driver(folder / "reference.db", provider)
+    try:
+        journey = driver.drive(steps, folder / "reference.log", [])
+    finally:
+        driver.close()
+    check_clean_run(steps, journey)
+    check_books(steps, journey, folder / "reference.db")
+    return journey
+
+
+def note_deaths(journey: Journey) -> None:
+    """Tell Hypothesis's statistics where processes died (``--hypothesis-show-statistics``)."""
+    deaths = [ledger.died_at for ledger in journey.ledgers if ledger.died_at]
+    event("processes that died", len(deaths))
+    for where in deaths:
+        event("died", re.sub(r"\d+(\.\d+)?", "N", where.split(" (")[0].split(" of ")[0]))
+
+
+class TestCrashesInThisProcess:
+    @costly(1.0)
+    @given(steps=flows(), plan=crash_plans())
+    def test_any_crashes_resume_to_the_result_of_a_clean_run(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        plan: list[CrashPoint],
+    ) -> None:
+        """Processes dying at generated points lose nothing recorded and reach the same result."""
+        folder = examples.new()
+        clean = reference(folder, steps, provider)
+        driver = Driver(folder / "crashed.db", provider)
+        try:
+            crashed = driver.drive(steps, folder / "crashed.log", plan)
+        finally:
+            driver.close()
+        assert crashed.result == clean.result
+        check_books(steps, crashed, folder / "crashed.db")
+        note_deaths(crashed)
+
+
+class TestReplaysThroughCrashes:
+    @costly(0.5)
+    @given(steps=flows(), pick=st.integers(0, 10_000), plan=crash_plans())
+    def test_a_replay_that_crashes_reaches_the_result_of_a_clean_replay(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        pick: int,
+        plan: list[CrashPoint],
+    ) -> None:
+        """A replay from any call, crashed anywhere and resumed, equals the same replay run
+        cleanly; what it reuses from its source never runs."""
+        folder = examples.new()
+        journal = folder / "journal.db"
+        driver = Driver(journal, provider)
+        try:
+            source = driver.drive(steps, folder / "source.log", [])
+            state = fold(source.exec_id, driver.observer.read_events(source.exec_id))
+            calls = selectable_calls(state)
+            assume(calls)
+            chosen = calls[pick % len(calls)]
+            replay = (source.exec_id, chosen.call_id)
+            clean = driver.drive(steps, folder / "clean.log", [], replay=replay)
+            crashed = driver.drive(steps, folder / "crashed.log", plan, replay=replay)
+        finally:
+            driver.close()
+        assert crashed.result == clean.result
+        check_books(steps, clean, journal)
+        check_books(steps, crashed, journal)
+        reused = {c.identity for c in calls if c.position < chosen.position}
+        reused &= {c.identity for c in calls if c.status == "completed"}
+        for journey in (clean, crashed):
+            final = journey.ledgers[-1]
+            assert reused <= final.reused
+            assert not {key for key in reused if final.effects[key]}, "a reused call ran"
+            assert not {key for key in reused if final.asked[key]}, "a reused model call was sent"
+        note_deaths(crashed)
+
+
+class TestRealProcessDeaths:
+    @costly(0.1)
+    @given(steps=flows(min_steps=2, max_steps=5), plan=crash_plans(max_size=3, latest=4))
+    def test_child_processes_dying_at_the_same_points_resume_to_the_same_result(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        plan: list[CrashPoint],
+    ) -> None:
+        """Real processes dying at generated points (os._exit, SIGKILL) keep the books too."""
+        folder = examples.new()
+        clean = reference(folder, steps, provider)
+        elsewhere = folder / "elsewhere"
+        elsewhere.mkdir()
+        driver = ChildDriver(folder / "crashed.db", provider, elsewhere)
+        try:
+            crashed = driver.drive(steps, folder / "crashed.log", list(plan))
+        finally:
+            driver.close()
+        assert crashed.result == clean.result
+        check_books(steps, crashed, folder / "crashed.db")
+        note_deaths(crashed)
+
+    @costly(0.1)
+    @given(steps=flows(min_steps=2, max_steps=5), delays=kill_delays(longest=1.5))
+    def test_sigkill_at_random_moments_then_resume_elsewhere_reaches_the_same_result(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        delays: list[float],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A generated flow SIGKILLed again and again, resumed each time by `kitaru
+        executions resume` from another folder, completes with the clean run's result."""
+        monkeypatch.setenv("PROP_PAUSE", "0.03")  # bodies take time: kills land inside them
+        provider.delay = 0.03  # and inside model requests
+        folder = examples.new()
+        clean = reference(folder, steps, provider)
+        elsewhere = folder / "elsewhere"
+        elsewhere.mkdir()
+        driver = ChildDriver(folder / "killed.db", provider, elsewhere)
+        try:
+            killed = driver.drive(steps, folder / "killed.log", list(delays))
+        finally:
+            driver.close()
+            provider.delay = 0.0
+        assert killed.result == clean.result
+        check_books(steps, killed, folder / "killed.db")
+        note_deaths(killed)
+
+
+# A sequential flow has a fixed order of appends, so a process that dies half-way
+# through its k-th append must leave exactly what one dying just before it leaves.
+SEQUENTIAL = [
+    ["work", "s0", 1, 0, 0.0],
+    ["work", "s1", 2, 1, 0.0],
+    ["ask", "s2"],
+    ["doomed", "s3"],
+    ["llm", "s4"],
+    ["work", "s5", 3, 0, 0.0],
+]
+TORN_APPENDS = {
+    1: "the start",
+    3: "a failed attempt",
+    5: "a checkpoint with its model call",
+    7: "a final failure",
+    8: "a flow-body model call",
+    10: "the completion",
+}
+"""Appends of SEQUENTIAL: 1 start, 2 s0, 3-4 s1 (failed, completed), 5 s2, 6-7 s3
+(failed twice), 8 s4, 9 s5, 10 the execution's completion."""
+
+
+class TestTornAppendInARealProcess:
+    @pytest.mark.parametrize("k", TORN_APPENDS, ids=TORN_APPENDS.values())
+    def test_a_process_dying_with_its_transaction_open_leaves_nothing_of_it(
+        self, provider: EchoProvider, examples: Examples, k: int
+    ) -> None:
+        """os._exit after the inserts, before COMMIT: as if the append had never begun."""
+        folder = examples.new()
+        clean = reference(folder, SEQUENTIAL, provider)
+        elsewhere = folder / "elsewhere"
+        elsewhere.mkdir()
+        journeys = {}
+        for kind in ("torn", "append"):
+            driver = ChildDriver(folder / f"{kind}.db", provider, elsewhere)
+            try:
+                journeys[kind] = driver.drive(
+                    SEQUENTIAL, folder / f"{kind}.log", [CrashPoint(kind, k)]
+                )
+            finally:
+                driver.close()
+            assert journeys[kind].result == clean.result
+            check_books(SEQUENTIAL, journeys[kind], folder / f"{kind}.db")
+        torn, cut = journeys["torn"].ledgers[1], journeys["append"].ledgers[1]
+        assert torn.died_at is not None
+        assert cut.died_at is not None
+        assert torn.events == cut.events
+
+
+class TestFlowRetriesAcrossACrash:
+    @pytest.mark.parametrize("kill_pass", [0, 2])
+    def test_a_crash_does_not_give_the_flow_a_fresh_retry_budget(
+        self, tmp_path: Path, kill_pass: int
+    ) -> None:
+        """``@flow(retries=1)``: the body fails twice in all, whether or not a crash came
+        between; only a retry by hand gives it a new budget."""
+        log = tmp_path / "passes.log"
+        command = [sys.executable, "-m", "tests.prop_flows.retried", str(log), str(kill_pass)]
+        first = subprocess.run(
+            command,
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        exec_id = only_exec_id()
+        if kill_pass:
+            assert first.returncode == -signal.SIGKILL, first.stderr
+            resumed = kitaru("executions", "resume", exec_id, cwd=tmp_path)
+            assert_clean_error(resumed, "failed: RuntimeError: pass 3 fails")
+        else:
+            assert first.returncode == 1, first.stderr
+        passes = log.read_text().split()
+        failed = len(passes) - (1 if kill_pass else 0)
+        assert failed == 2, passes
+        retried = kitaru("executions", "retry", exec_id, cwd=tmp_path)
+        assert_clean_error(retried, "fails")
+        assert len(log.read_text().split()) == len(passes) + 2
+
+
+_STORE_READS = {
+    "read_events",
+    "read_payload",
+    "get_execution",
+    "find_executions",
+    "list_executions",
+    "find_cached",
+    "wait_inputs",
+    "cancel_requested",
+    "structural_problems",
+    "all_exec_ids",
+    "all_payloads",
+    "get_lease",
+    "close",
+}
+
+
+def test_a_simulated_death_guards_every_write_of_the_store() -> None:
+    """MortalStore refuses every SqliteStore write after death, so the simulation stays honest
+    as the store grows: a new store method must be listed as a read or guarded there."""
+    methods = {
+        name
+        for name, value in vars(SqliteStore).items()
+        if callable(value) and not name.startswith("_")
+    }
+    guarded = {name for name in vars(MortalStore) if name in methods}
+    assert methods - _STORE_READS - guarded == set()

@@ -1,0 +1,323 @@
+"""The SQLite store agrees with a trivial in-memory model, whatever is asked of it.
+
+A Hypothesis state machine appends random event batches (at the next free seq, at a
+taken one, past a gap; with payloads, some of which try to overwrite a stored one),
+reads events, payloads and executions back, and claims, renews and releases leases,
+through two store instances on one file (two processes). After every step both
+stores must say exactly what the model says, conflicts included: an append the model
+refuses raises ``JournalConflictError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+from strategies import event_batches
+
+from kitaru.errors import KitaruBackendError
+from kitaru.journal.events import (
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionResumed,
+    ExecutionStarted,
+    WaitRequested,
+    WaitResolved,
+)
+from kitaru.journal.payloads import content_hash
+from kitaru.journal.sqlite import SqliteStore
+from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, StoredEvent
+
+EXEC_IDS = ["run-1", "run-2", "run-10", "other"]
+OWNERS = ["host-a/1", "host-b/2"]
+
+
+class ConflictError(Exception):
+    """The model refuses an append."""
+
+
+class MissingEventsError(Exception):
+    """The model sees a gap in an execution's seqs."""
+
+
+@dataclass
+class _Execution:
+    flow_name: str
+    status: str
+    started_at: float
+    ended_at: float | None
+    original_exec_id: str | None
+    failure: str | None
+    order: int
+
+
+def _status(event: Event) -> tuple[str, bool, str | None] | None:
+    """The status an event puts its execution in: written here from the spec, not the code."""
+    if isinstance(event, ExecutionResumed | WaitResolved):
+        return "running", False, None
+    if isinstance(event, WaitRequested):
+        return "waiting", False, None
+    if isinstance(event, ExecutionCompleted):
+        return "completed", True, None
+    if isinstance(event, ExecutionFailed):
+        return "failed", True, f"{event.error.type}: {event.error.message}"
+    if isinstance(event, ExecutionCancelled):
+        return "cancelled", True, None
+    return None
+
+
+@dataclass
+class ModelStore:
+    """What the journal must hold: plain dicts."""
+
+    events: dict[str, dict[int, tuple[float, Event]]] = field(default_factory=dict)
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    executions: dict[str, _Execution] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        batch: list[tuple[Event, float]],
+        payloads: dict[str, bytes],
+    ) -> None:
+        taken = self.events.get(exec_id, {})
+        if any(first_seq + i in taken for i in range(len(batch))):
+            raise ConflictError("seq taken")
+        if any(
+            key in self.payloads and self.payloads[key] != data for key, data in payloads.items()
+        ):
+            raise ConflictError("payload overwrite")
+        starts = sum(isinstance(event, ExecutionStarted) for event, _ in batch)
+        if starts > 1 or (starts and exec_id in self.executions):
+            raise ConflictError("started twice")
+        self.payloads.update(payloads)
+        stored = self.events.setdefault(exec_id, {})
+        for i, (event, at) in enumerate(batch):
+            stored[first_seq + i] = (at, event)
+            if isinstance(event, ExecutionStarted):
+                self.executions[exec_id] = _Execution(
+                    event.flow_name,
+                    "running",
+                    at,
+                    None,
+                    event.original_exec_id,
+                    None,
+                    order=len(self.executions),
+                )
+                continue
+            change = _status(event)
+            row = self.executions.get(exec_id)
+            if change is not None and row is not None:
+                row.status, finished, row.failure = change
+                row.ended_at = at if finished else None
+
+    def read_events(self, exec_id: str, after: int = 0) -> list[StoredEvent]:
+        stored = self.events.get(exec_id, {})
+        seqs = sorted(seq for seq in stored if seq > after)
+        if seqs != list(range(after + 1, after + 1 + len(seqs))):
+            raise MissingEventsError(exec_id)
+        return [StoredEvent(seq, *stored[seq]) for seq in seqs]
+
+    def row(self, exec_id: str) -> ExecutionRow | None:
+        row = self.executions.get(exec_id)
+        if row is None:
+            return None
+        return ExecutionRow(
+            exec_id,
+            row.flow_name,
+            row.status,
+            row.started_at,
+            row.ended_at,
+            row.original_exec_id,
+            row.failure,
+        )
+
+    def listed(self, status: str | None) -> list[ExecutionRow]:
+        ordered = sorted(
+            self.executions.items(), key=lambda item: (item[1].started_at, item[1].order)
+        )
+        rows = [self.row(exec_id) for exec_id, _ in reversed(ordered)]
+        return [r for r in rows if r is not None and (status is None or r.status == status)]
+
+
+def _outcome(call: Any) -> tuple[str, Any]:
+    """Run ``call``; return ("ok", value) or the kind of error it raised."""
+    try:
+        return "ok", call()
+    except (ConflictError, JournalConflictError):
+        return "conflict", None
+    except MissingEventsError:
+        return "missing", None
+    except KitaruBackendError as exc:
+        if "missing events" in str(exc):
+            return "missing", None
+        if "lacks payload" in str(exc):
+            return "no payload", None
+        raise
+
+
+_times = st.floats(min_value=0, max_value=2e9, allow_nan=False, allow_infinity=False)
+_blobs = st.binary(min_size=1, max_size=48)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Two SqliteStore instances on one file versus one ModelStore."""
+
+    @initialize()
+    def open_stores(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="kitaru-store-model-"))
+        self.path = self.folder / "journal.db"
+        self.stores = [SqliteStore(self.path), SqliteStore(self.path)]
+        self.model = ModelStore()
+
+    def teardown(self) -> None:
+        for store in getattr(self, "stores", []):
+            store.close()
+        if hasattr(self, "folder"):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _last_seq(self, exec_id: str) -> int:
+        return max(self.model.events.get(exec_id, {}), default=0)
+
+    @rule(
+        which=st.integers(0, 1),
+        exec_id=st.sampled_from(EXEC_IDS),
+        where=st.sampled_from(["next", "next", "next", "taken", "gap"]),
+        events=st.data(),
+        times=st.lists(_times, min_size=5, max_size=5),
+        blobs=st.lists(_blobs, max_size=3),
+        overwrite=st.booleans(),
+    )
+    def append(  # noqa: PLR0917  (Hypothesis passes rule arguments by name)
+        self,
+        which: int,
+        exec_id: str,
+        where: str,
+        events: st.DataObject,
+        times: list[float],
+        blobs: list[bytes],
+        overwrite: bool,
+    ) -> None:
+        """Append a batch; the store and the model accept or refuse it alike."""
+        last = self._last_seq(exec_id)
+        first = exec_id not in self.model.executions and events.draw(st.booleans())
+        batch_events = events.draw(event_batches(first=first))
+        batch = list(zip(batch_events, times, strict=False))
+        first_seq = {"next": last + 1, "taken": max(1, last), "gap": last + 2}[where]
+        payloads = {content_hash(blob): blob for blob in blobs}
+        if overwrite and self.model.payloads:
+            stored = sorted(self.model.payloads)[0]
+            payloads[stored] = self.model.payloads[stored] + b"!"
+        # The model checks everything before it changes anything: a refusal leaves it as is.
+        expected, _ = _outcome(lambda: self.model.append(exec_id, first_seq, batch, payloads))
+        actual, _ = _outcome(lambda: self.stores[which].append(exec_id, first_seq, batch, payloads))
+        assert actual == expected, (exec_id, first_seq, [type(e).__name__ for e in batch_events])
+
+    @rule(which=st.integers(0, 1), exec_id=st.sampled_from(EXEC_IDS), after=st.integers(0, 6))
+    def read_events(self, which: int, exec_id: str, after: int) -> None:
+        """Reading from any seq gives the model's events, or both report the gap."""
+        assert _outcome(lambda: self.stores[which].read_events(exec_id, after)) == _outcome(
+            lambda: self.model.read_events(exec_id, after)
+        )
+
+    @precondition(lambda self: bool(self.model.payloads))
+    @rule(which=st.integers(0, 1), data=st.data())
+    def read_payload(self, which: int, data: st.DataObject) -> None:
+        """Every stored payload comes back byte for byte; an unknown one is reported."""
+        digest = data.draw(st.sampled_from(sorted(self.model.payloads)))
+        assert self.stores[which].read_payload(digest) == self.model.payloads[digest]
+        assert _outcome(lambda: self.stores[which].read_payload("f" * 32))[0] == "no payload"
+
+    @rule(which=st.integers(0, 1), status=st.sampled_from([None, "running", "completed"]))
+    def list_executions(self, which: int, status: str | None) -> None:
+        """Listing gives the model's rows, newest first."""
+        assert self.stores[which].list_executions(status=status) == self.model.listed(status)
+
+    @rule(which=st.integers(0, 1), prefix=st.sampled_from(["run-1", "run-", "o", "x", "%"]))
+    def find_executions(self, which: int, prefix: str) -> None:
+        """A prefix finds exactly the executions whose ids start with it (no wildcards)."""
+        found = self.stores[which].find_executions(prefix, limit=10)
+        assert sorted(found) == sorted(e for e in self.model.executions if e.startswith(prefix))
+
+    @rule(
+        which=st.integers(0, 1),
+        exec_id=st.sampled_from(EXEC_IDS),
+        owner=st.sampled_from(OWNERS),
+        stale=st.booleans(),
+        expires=_times,
+    )
+    def claim(self, which: int, exec_id: str, owner: str, stale: bool, expires: float) -> None:
+        """A claim wins over a stale or own lease and loses to a live one, naming its holder."""
+        lease = Lease(exec_id, owner, owner.split("/", maxsplit=1)[0], 1, "t", expires)
+        held = self.model.leases.get(exec_id)
+        expected = held if held is not None and held.owner != owner and not stale else None
+        if expected is None:
+            self.model.leases[exec_id] = lease
+        assert self.stores[which].claim(lease, lambda _: stale) == expected
+
+    @rule(
+        which=st.integers(0, 1),
+        exec_id=st.sampled_from(EXEC_IDS),
+        owner=st.sampled_from(OWNERS),
+        expires=_times,
+    )
+    def renew(self, which: int, exec_id: str, owner: str, expires: float) -> None:
+        """Only the holder renews its lease."""
+        held = self.model.leases.get(exec_id)
+        mine = held is not None and held.owner == owner
+        if mine:
+            assert held is not None
+            self.model.leases[exec_id] = Lease(
+                exec_id, owner, held.host, held.pid, held.pid_started, expires
+            )
+        assert self.stores[which].renew(exec_id, owner, expires) == mine
+
+    @rule(which=st.integers(0, 1), exec_id=st.sampled_from(EXEC_IDS), owner=st.sampled_from(OWNERS))
+    def release(self, which: int, exec_id: str, owner: str) -> None:
+        """Only the holder releases its lease."""
+        held = self.model.leases.get(exec_id)
+        if held is not None and held.owner == owner:
+            del self.model.leases[exec_id]
+        self.stores[which].release(exec_id, owner)
+
+    @rule(which=st.integers(0, 1))
+    def reopen(self, which: int) -> None:
+        """A new process opens the file: it sees everything the old one wrote."""
+        self.stores[which].close()
+        self.stores[which] = SqliteStore(self.path)
+
+    @invariant()
+    def stores_agree_with_the_model(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        for store in self.stores:
+            for exec_id in EXEC_IDS:
+                assert _outcome(lambda s=store, e=exec_id: s.read_events(e)) == _outcome(
+                    lambda e=exec_id: self.model.read_events(e)
+                )
+                assert store.get_execution(exec_id) == self.model.row(exec_id)
+                assert store.get_lease(exec_id) == self.model.leases.get(exec_id)
+            assert store.all_exec_ids() == sorted(
+                {e for e, stored in self.model.events.items() if stored}
+                | set(self.model.executions)
+            )
+
+
+StoreMachine.TestCase.settings = settings(settings.default, stateful_step_count=30, deadline=None)
+TestStoreAgreesWithModel = StoreMachine.TestCase
