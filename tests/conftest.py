@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from kitaru import KitaruClient, KitaruStateError
 
 # The fake provider server lives in tests/llm_server.py; loading it as a plugin makes its
 # ``llm_server`` fixture available to every test module.
@@ -31,6 +36,29 @@ _PROVIDER_URL_ENV = {
     "OLLAMA_HOST": _UNREACHABLE,
     "KITARU_OPENROUTER_BASE_URL": f"{_UNREACHABLE}/v1",
 }
+
+
+@pytest.fixture(autouse=True)
+def _quiet_cli_logging() -> Iterator[None]:
+    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
+    logger = logging.getLogger("kitaru")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    for handler in list(logger.handlers):
+        if handler not in handlers:
+            logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def cancel_leftover_executions() -> Iterator[None]:
+    """Cancel what a failed test left running or waiting, so no flow thread outlives it."""
+    yield
+    client = KitaruClient()
+    for execution in client.executions.list():
+        if execution.status in ("running", "waiting"):
+            with contextlib.suppress(KitaruStateError):
+                client.executions.cancel(execution.exec_id)
 
 
 @pytest.fixture(autouse=True)

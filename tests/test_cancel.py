@@ -7,9 +7,7 @@ client in this process, while running, while waiting, and after being killed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -44,6 +42,8 @@ from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.flow_handle import FlowHandle
 
+pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")
+
 CONTROL_INTERVAL = 0.5
 """How often a running execution looks for a cancel request, at most."""
 
@@ -59,29 +59,6 @@ def _fresh_state() -> Iterator[None]:
     _inside.clear()
     yield
     _gate.set()  # never leave a flow thread blocked
-
-
-@pytest.fixture(autouse=True)
-def _no_flow_left_running() -> Iterator[None]:
-    """Cancel what a failed test left running, so no flow thread outlives it."""
-    yield
-    client = KitaruClient()
-    for execution in client.executions.list():
-        if execution.status in ("running", "waiting"):
-            with contextlib.suppress(KitaruStateError):
-                client.executions.cancel(execution.exec_id)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cli_logging() -> Iterator[None]:
-    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
-    logger = logging.getLogger("kitaru")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @checkpoint

@@ -7,9 +7,7 @@ in-process through click's runner, and once through the installed ``kitaru`` scr
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +20,6 @@ from kitaru.cli import main
 from kitaru.journal import make_ref, open_store
 from kitaru.journal.events import ExecutionStarted, FlowRef
 from kitaru.runtime.values import encode_value
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cli_logging() -> Iterator[None]:
-    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
-    logger = logging.getLogger("kitaru")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def cli(*args: str) -> Result:

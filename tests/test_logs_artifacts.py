@@ -13,7 +13,6 @@ import logging
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,6 @@ _agent_log = logging.getLogger("agent")
 def _fresh_counts() -> None:
     _runs.clear()
     _attempts.clear()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cli_logging() -> Iterator[None]:
-    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
-    logger = logging.getLogger("kitaru")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def cli(*args: str) -> Result:

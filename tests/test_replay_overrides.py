@@ -10,7 +10,6 @@ that is killed and then resumed.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -56,18 +55,6 @@ def _fresh_counts() -> Iterator[None]:
     _gate.clear()
     yield
     _gate.set()  # never leave a flow thread blocked
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cli_logging() -> Iterator[None]:
-    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
-    logger = logging.getLogger("kitaru")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @checkpoint(type="tool_call")

@@ -8,14 +8,11 @@ after it gave up waiting and exited (then resumed from the command line).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +47,8 @@ from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.journal.events import WaitRequested, WaitResolved
 from kitaru.journal.store import StoredEvent
+
+pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")
 
 KILLED = -9
 LIVE_WAIT = 10.0
@@ -91,29 +90,6 @@ _fail_after_wait = {"on": False}
 def _fresh_state() -> None:
     _runs.clear()
     _fail_after_wait["on"] = False
-
-
-@pytest.fixture(autouse=True)
-def _no_flow_left_waiting() -> Iterator[None]:
-    """Cancel what a failed test left running, so no flow thread outlives it."""
-    yield
-    client = KitaruClient()
-    for execution in client.executions.list():
-        if execution.status in ("running", "waiting"):
-            with contextlib.suppress(KitaruStateError):
-                client.executions.cancel(execution.exec_id)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_cli_logging() -> Iterator[None]:
-    """The CLI adds a log handler on the runner's stderr; drop it when the test ends."""
-    logger = logging.getLogger("kitaru")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    for handler in list(logger.handlers):
-        if handler not in handlers:
-            logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @checkpoint
