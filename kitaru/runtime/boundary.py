@@ -291,6 +291,22 @@ def _from_source(
     return output
 
 
+def _record_failure(
+    slot: CallSlot, attempt: int, error: BaseException, *, final: bool, duration: float
+) -> None:
+    """Append a failed attempt; ``final`` when no retry follows."""
+    failed = CallFailed(
+        position=slot.position,
+        identity=slot.identity,
+        call_id=slot.call_id,
+        error=error_info(error),
+        attempt=attempt,
+        final=final,
+        duration_ms=duration,
+    )
+    _append(slot.ctx, failed)
+
+
 def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
     """Queue what the attempt printed or logged, to go with its outcome."""
     if scope.logs or scope.partial:
@@ -359,18 +375,7 @@ def execute(
             _journal_logs(ctx, scope)
             duration = (time.perf_counter() - started) * 1000
             final = failures >= retries or ctx.fatal is not None
-            _append(
-                ctx,
-                CallFailed(
-                    position=position,
-                    identity=identity,
-                    call_id=call_id,
-                    error=error_info(exc),
-                    attempt=attempt,
-                    final=final,
-                    duration_ms=duration,
-                ),
-            )
+            _record_failure(slot, attempt, exc, final=final, duration=duration)
             if final:
                 _log.info("call failed", exec_id=ctx.exec_id, call=identity, attempt=attempt)
                 _mark_origin(exc, identity, slot.kind)
@@ -392,18 +397,7 @@ def execute(
                 "or convert the value to one of those before returning it."
             )
             _mark_origin(error, identity, slot.kind)
-            _append(
-                ctx,
-                CallFailed(
-                    position=position,
-                    identity=identity,
-                    call_id=call_id,
-                    error=error_info(error),
-                    attempt=attempt,
-                    final=True,
-                    duration_ms=duration,
-                ),
-            )
+            _record_failure(slot, attempt, error, final=True, duration=duration)
             raise error from None
         payloads: dict[str, bytes] = {}
         ref = make_ref(data, payloads)
