@@ -81,3 +81,23 @@ class TestCheck:
         conn.commit()
         report = check_store(open_store())
         assert any("executions table says running" in p for p in report.problems)
+
+
+class TestEventChecksums:
+    def test_a_flipped_byte_inside_an_event_is_caught(self, journal: Path) -> None:
+        """Damage inside an event's body is reported, never decoded as another event."""
+        conn = sqlite3.connect(journal)
+        conn.execute("DROP TRIGGER events_refuse_update")
+        (body,) = conn.execute("SELECT body FROM events WHERE seq = 3 LIMIT 1").fetchone()
+        damaged = bytearray(body)
+        damaged[-1] ^= 0x01
+        conn.execute(
+            "UPDATE events SET body = ? "
+            "WHERE rowid = (SELECT min(rowid) FROM events WHERE seq = 3)",
+            (bytes(damaged),),
+        )
+        conn.commit()
+        report = check_store(open_store())
+        assert any("damaged" in problem for problem in report.problems)
+        result = CliRunner().invoke(main, ["store", "check"])
+        assert result.exit_code == 1

@@ -15,7 +15,7 @@ from typing import Any, Final
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 
 class SchemaError(Exception):
@@ -116,7 +116,21 @@ def _v4(db: Any) -> None:
     )
 
 
-MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(db: Any) -> None:
+    """A CRC-32 of each event body, so damage inside a row is caught, not mis-read.
+
+    Events written before this version have none (NULL) and are read as before.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN crc INTEGER")
+
+
+MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
+    1: _v1,
+    2: _v2,
+    3: _v3,
+    4: _v4,
+    5: _v5,
+}
 
 
 def _read_versions(conn: sqlite3.Connection) -> tuple[int, int]:

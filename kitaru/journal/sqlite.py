@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from zlib import crc32
 
 from kitaru.errors import KitaruBackendError
 from kitaru.journal.events import (
@@ -36,7 +37,7 @@ __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]
 DEFAULT_BUSY_TIMEOUT = 30.0
 _SMALLEST_DATABASE = 512
 
-_INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body) VALUES (?, ?, ?, ?, ?)"
+_INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body, crc) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_PAYLOAD = "INSERT OR IGNORE INTO payloads(hash, bytes) VALUES (?, ?)"
 _INSERT_EXECUTION = (
     "INSERT INTO executions(exec_id, flow_name, status, started_at, original_exec_id) "
@@ -186,7 +187,8 @@ class SqliteStore:
                 conn.executemany(_INSERT_PAYLOAD, payloads.items())
             seq = first_seq
             for event, at in events:
-                conn.execute(_INSERT_EVENT, (exec_id, seq, event_tag(event), at, _encode(event)))
+                body = _encode(event)
+                conn.execute(_INSERT_EVENT, (exec_id, seq, event_tag(event), at, body, crc32(body)))
                 seq += 1
                 if isinstance(event, CallCompleted) and event.cache_key is not None:
                     conn.execute(_INDEX_CACHE, (event.cache_key, exec_id, seq - 1))
@@ -221,18 +223,25 @@ class SqliteStore:
         conn = self._conn()
         try:
             rows = conn.execute(
-                "SELECT seq, at, type, body FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, at, type, body, crc FROM events "
+                "WHERE exec_id = ? AND seq > ? ORDER BY seq",
                 (exec_id, after_seq),
             ).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc, "read events") from None
         out: list[StoredEvent] = []
         expected = after_seq + 1
-        for seq, at, tag, body in rows:
+        for seq, at, tag, body, crc in rows:
             if seq != expected:
                 raise KitaruBackendError(
                     f"The journal {self.path} is missing events of execution {exec_id} "
                     f"(expected seq {expected}, found {seq}). Run `kitaru store check`."
+                )
+            if crc is not None and crc32(body) != crc:
+                raise KitaruBackendError(
+                    f"Event {seq} of execution {exec_id} in {self.path} is damaged (its bytes "
+                    "do not match their checksum). Run `kitaru store check`; restore the "
+                    "file from a backup if you have one."
                 )
             try:
                 out.append(StoredEvent(seq, at, decode_event(tag, body)))
