@@ -8,6 +8,7 @@ process can only find a flow through what the journal recorded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -168,3 +169,15 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str
     assert "Traceback" not in result.stdout, result.stdout
     for fragment in fragments:
         assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def started(proc: subprocess.Popen[str]) -> str:
+    """The execution id the flow process prints (checkpoint bodies may print before it)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        # A print of a checkpoint body may share the line (it writes its newline apart).
+        if '{"exec_id"' in line:
+            data, _ = json.JSONDecoder().raw_decode(line[line.index('{"exec_id"') :])
+            exec_id: str = data["exec_id"]
+            return exec_id
+    pytest.fail(f"the flow process ended ({proc.wait()}) without printing its execution id")

@@ -28,6 +28,7 @@ from helpers import (
     journal_rows,
     kitaru,
     side_effects,
+    started,
 )
 
 import kitaru as kt
@@ -298,18 +299,6 @@ def flow_process(module: str, *args: str, side: Path, **env: str) -> Any:
         cwd=REPO,
         env=child_env(MGMT_SIDE=str(side), **env),
     )
-
-
-def started(proc: subprocess.Popen[str]) -> str:
-    """The execution id the flow process prints (checkpoint bodies may print before it)."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        # A print of a checkpoint body may share the line (it writes its newline apart).
-        if '{"exec_id"' in line:
-            data, _ = json.JSONDecoder().raw_decode(line[line.index('{"exec_id"') :])
-            exec_id: str = data["exec_id"]
-            return exec_id
-    pytest.fail(f"the flow process ended ({proc.wait()}) without printing its execution id")
 
 
 def wait_for_ticks(side: Path, proc: subprocess.Popen[str], count: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_executable
+from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_executable, started
 
 import kitaru as kt
 from kitaru import (
@@ -262,18 +262,6 @@ def follow(exec_id: str, cwd: Path, *options: str) -> Any:
         cwd=cwd,
         env=child_env(),
     )
-
-
-def started(proc: subprocess.Popen[str]) -> str:
-    """The execution id the flow process prints (checkpoint bodies may print before it)."""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        # A print of a checkpoint body may share the line (it writes its newline apart).
-        if '{"exec_id"' in line:
-            data, _ = json.JSONDecoder().raw_decode(line[line.index('{"exec_id"') :])
-            exec_id: str = data["exec_id"]
-            return exec_id
-    pytest.fail(f"the flow process ended ({proc.wait()}) without printing its execution id")
 
 
 class TestFollow:
