@@ -25,14 +25,16 @@ def _check_retries(retries: int | None) -> None:
         raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
 
 
-def _registry_snapshot() -> dict[str, Any] | None:
-    """The effective model registry, carried into the execution for ``kitaru.llm``."""
-    try:
-        from kitaru._llm.registry import effective_registry
-    except ImportError:
-        return None
+def _registry_snapshot() -> dict[str, Any]:
+    """The effective model registry, carried into the execution for ``kitaru.llm``.
+
+    Always taken, even when empty: an execution resolves aliases from the registry it
+    started with, wherever it is resumed, never from the resuming machine's config.
+    """
+    from kitaru._llm.registry import effective_registry
+
     snapshot: dict[str, Any] = effective_registry().to_snapshot()
-    return snapshot if snapshot.get("aliases") else None
+    return snapshot
 
 
 class Flow(Generic[P, R]):

@@ -30,12 +30,14 @@ from llm_server import FakeLLMServer, RecordedRequest
 import kitaru
 from kitaru import (
     KitaruContextError,
+    KitaruStateError,
     KitaruUsageError,
     KitaruUserCodeError,
     checkpoint,
     flow,
 )
 from kitaru._llm.providers.protocol import MAX_RETRIES
+from kitaru._llm.registry import register_model
 from kitaru.client import Execution, KitaruClient
 from kitaru.journal.events import decode_event
 
@@ -837,8 +839,6 @@ class TestWhatIsRecorded:
 
 def kitaru_register(alias: str, model: str, secret: str | None = None) -> None:
     """Register an alias in this test's config dir, as ``kitaru model register`` does."""
-    from kitaru._llm.registry import register_model
-
     register_model(alias, model, secret=secret)
 
 
@@ -1299,3 +1299,40 @@ class TestLlmAgentExample:
         topic = "why an AI agent should keep a journal of its steps"
         draft = expected_reply(f"Write one short paragraph about {topic}.")
         assert f"Draft:\n  {draft}\n" in result.stdout
+
+
+@kitaru.flow
+def _late_alias_flow() -> str:
+    kitaru.wait(timeout=0)
+    return kitaru.llm("hi", model="fast").load()
+
+
+class TestEmptyRegistrySnapshot:
+    def test_aliases_registered_after_start_are_not_seen_on_resume(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An execution started with no aliases resolves from that empty snapshot, not config."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "hello")
+        handle = _late_alias_flow.run()
+        with pytest.raises(KitaruStateError):
+            handle.wait(timeout=30)
+        register_model("fast", "openai/gpt-4o-mini")
+        client = KitaruClient()
+        client.executions.input(handle.exec_id, value=None)
+        with pytest.raises(KitaruUserCodeError, match="fast"):
+            client.executions.resume(handle.exec_id).wait(timeout=30)
+
+    def test_the_runtime_environment_registry_still_applies(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """KITARU_MODEL_REGISTRY in the resuming environment adds aliases to the snapshot."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "hello")
+        handle = _late_alias_flow.run()
+        with pytest.raises(KitaruStateError):
+            handle.wait(timeout=30)
+        monkeypatch.setenv(
+            "KITARU_MODEL_REGISTRY", '{"aliases": {"fast": {"model": "openai/gpt-4o-mini"}}}'
+        )
+        client = KitaruClient()
+        client.executions.input(handle.exec_id, value=None)
+        assert client.executions.resume(handle.exec_id).wait(timeout=30) == "hello"
