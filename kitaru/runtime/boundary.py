@@ -141,9 +141,16 @@ def load_value(ctx: ExecutionContext, ref: ValueRef) -> Any:
     return decode_value(data)
 
 
-def _append(ctx: ExecutionContext, event: Any, payloads: dict[str, bytes] | None = None) -> None:
+def _append(
+    ctx: ExecutionContext,
+    events: Sequence[Any],
+    payloads: dict[str, bytes] | None = None,
+    *,
+    sync: bool = True,
+) -> None:
+    """Append for the running execution; a journal failure makes the run fatal."""
     try:
-        ctx.writer.append([event], payloads)
+        ctx.writer.append(events, payloads, sync=sync)
     except KitaruError as exc:
         # The journal can no longer be trusted to hold what this process does next.
         ctx.fatal = exc
@@ -210,11 +217,7 @@ def _from_cache(
         cached_from=source_exec,
     )
     # Not forced to disk: if this is lost in a crash, resuming looks it up again.
-    try:
-        ctx.writer.append([started, reused], sync=False)
-    except KitaruError as exc:
-        ctx.fatal = exc
-        raise
+    _append(ctx, [started, reused], sync=False)
     _log.info("checkpoint cached", exec_id=ctx.exec_id, call=slot.identity, source=source_exec)
     return completed.output
 
@@ -283,11 +286,7 @@ def _from_source(
         replay.changed.add(slot.identity)
     payloads = {output.hash: ctx.store.read_payload(output.hash)} if output.hash else None
     # Not forced to disk: if this is lost in a crash, resuming copies it again.
-    try:
-        ctx.writer.append(events, payloads, sync=False)
-    except KitaruError as exc:
-        ctx.fatal = exc
-        raise
+    _append(ctx, events, payloads, sync=False)
     return output
 
 
@@ -304,7 +303,7 @@ def _record_failure(
         final=final,
         duration_ms=duration,
     )
-    _append(slot.ctx, failed)
+    _append(slot.ctx, [failed])
 
 
 def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
@@ -401,19 +400,16 @@ def execute(
             raise error from None
         payloads: dict[str, bytes] = {}
         ref = make_ref(data, payloads)
-        _append(
-            ctx,
-            CallCompleted(
-                position=position,
-                identity=identity,
-                call_id=call_id,
-                output=ref,
-                attempt=attempt,
-                duration_ms=duration,
-                cache_key=cache_key,
-            ),
-            payloads,
+        completed = CallCompleted(
+            position=position,
+            identity=identity,
+            call_id=call_id,
+            output=ref,
+            attempt=attempt,
+            duration_ms=duration,
+            cache_key=cache_key,
         )
+        _append(ctx, [completed], payloads)
         return value
 
 
@@ -448,26 +444,27 @@ def execute_wait(
     # resume marked the execution running, and it must read `waiting` while it waits.
     announced = slot.recorded is None
     if announced:
-        _append(ctx, request)
+        _append(ctx, [request])
         _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         ctx.check_controls(force=True)
         posted = ctx.store.wait_inputs(ctx.exec_id).get(slot.identity)
         if posted is None and not announced:
-            _append(ctx, request)
+            _append(ctx, [request])
             announced = True
             _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
         if posted is not None:
             data, aborted = posted
             value = None if aborted or data is None else convert(decode_value(data))
-            try:
-                resolve_wait(
-                    ctx.store, ctx.writer.append, ctx.exec_id, slot, value, aborted=aborted
-                )
-            except KitaruError as exc:
-                ctx.fatal = exc
-                raise
+            resolve_wait(
+                ctx.store,
+                functools.partial(_append, ctx),
+                ctx.exec_id,
+                slot,
+                value,
+                aborted=aborted,
+            )
             if aborted:
                 raise CancelSignal(f"wait '{slot.identity}' was aborted")
             return value
@@ -500,11 +497,7 @@ def _wait_from_source(
         if source.output.hash
         else None
     )
-    try:
-        slot.ctx.writer.append([request, resolved], payloads, sync=False)
-    except KitaruError as exc:
-        slot.ctx.fatal = exc
-        raise
+    _append(slot.ctx, [request, resolved], payloads, sync=False)
     return source.output
 
 
