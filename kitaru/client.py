@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import time
-from collections.abc import Sequence
 from typing import Any
 
 from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, KitaruUsageError
@@ -34,6 +32,7 @@ from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import claim_execution
 from kitaru.runtime.runner import load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
+from kitaru.runtime.writer import JournalWriter
 
 __all__ = [
     "ArtifactRef",
@@ -195,12 +194,7 @@ class ExecutionsClient:
             state = load_state(self._store, exec_id)
             if state.finished:
                 return True
-            seq = state.last_seq + 1
-
-            def append(events: Sequence[Any], payloads: dict[str, bytes] | None = None) -> None:
-                now = time.time()
-                self._store.append(exec_id, seq, [(e, now) for e in events], payloads)
-
+            append = JournalWriter(self._store, ownership, state.last_seq).append
             cancelled = ExecutionCancelled(reason=reason)
             if abort is not None and abort in state.pending_waits:
                 resolve_wait(

@@ -7,7 +7,8 @@ Every error is a ``KitaruError``; catch that to handle them all::
     │   └── KitaruWaitValidationError         wait input that does not fit its schema
     ├── KitaruContextError (RuntimeError)     called in the wrong place
     ├── KitaruStateError (RuntimeError)       execution in the wrong state for the request
-    │   └── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
+    │   ├── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
+    │   └── KitaruLeaseLostError              this process no longer owns the execution
     └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
         ├── KitaruExecutionError              an execution ended badly (exec_id, status)
         │   ├── KitaruUserCodeError           the user's code raised
@@ -25,6 +26,7 @@ __all__ = [
     "KitaruDivergenceError",
     "KitaruError",
     "KitaruExecutionError",
+    "KitaruLeaseLostError",
     "KitaruRuntimeError",
     "KitaruStateError",
     "KitaruTimeoutError",
@@ -71,6 +73,19 @@ class KitaruTimeoutError(KitaruStateError, TimeoutError):
         super().__init__(message, exec_id=exec_id, status=last_status)
         self.timeout_seconds = timeout_seconds
         self.last_status = last_status
+
+
+class KitaruLeaseLostError(KitaruStateError):
+    """Another process took the execution over: this one may record nothing more for it.
+
+    Raised at the next durable call of the process that lost its lease (its heartbeat
+    found the lease taken, or the journal refused an append). ``owner`` is the lease
+    this process held.
+    """
+
+    def __init__(self, message: str, *, exec_id: str, owner: str):
+        super().__init__(message, exec_id=exec_id, status="running")
+        self.owner = owner
 
 
 class KitaruRuntimeError(KitaruError, RuntimeError):

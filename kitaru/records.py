@@ -14,7 +14,6 @@ from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import ExecutionRow, Store
 from kitaru.replay.state import CallRecord, ExecutionState
-from kitaru.runtime.ownership import is_stale
 from kitaru.runtime.values import decode_value
 
 __all__ = [
@@ -448,8 +447,7 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
     waits = _pending_waits(state, store)
     interrupted = False
     if state.status == "running":
-        lease = store.get_lease(state.exec_id)
-        interrupted = lease is None or is_stale(lease)
+        interrupted = store.live_lease(state.exec_id) is None
     return Execution(
         exec_id=state.exec_id,
         flow_name=state.flow_name,

@@ -22,10 +22,41 @@ from pathlib import Path
 import pytest
 
 from kitaru.client import KitaruClient
+from kitaru.journal.sqlite import SqliteStore
+from kitaru.journal.store import Lease
+from kitaru.runtime.ownership import this_host
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWS = REPO / "tests" / "flows"
 TIMEOUT = 60.0
+
+
+class OwnedStore(SqliteStore):
+    """The real store, taking an execution's lease for each append as a runner does.
+
+    For tests of the journal below the runtime: appends still go through the fenced path.
+    With ``keep``, a lease it took is kept after the append (as a running owner keeps it).
+    """
+
+    owner = "tests/1"
+
+    def __init__(self, path: Path, *, keep: bool = False):
+        super().__init__(path)
+        self.keep = keep
+
+    def append(self, exec_id, first_seq, events, payloads=None, *, owner=None, sync=True):  # type: ignore[no-untyped-def]
+        claimed = False
+        if owner is None:
+            owner = self.owner
+            if self.get_lease(exec_id) is None:
+                lease = Lease(exec_id, owner, this_host(), os.getpid(), "", time.time() + 60)
+                assert self.claim(lease) is None
+                claimed = True
+        try:
+            super().append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)
+        finally:
+            if claimed and not self.keep:
+                self.release(exec_id, owner)
 
 
 def kitaru_executable() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import child_env, kitaru, run_flow
+from helpers import OwnedStore, child_env, kitaru, run_flow
 
 from kitaru import KitaruUserCodeError, checkpoint, flow
 from kitaru.cli import main
@@ -241,7 +241,7 @@ def _record_started(exec_id: str) -> None:
         inputs=make_ref(encode_value([["x"], {}]), payloads),
         kitaru_version="test",
     )
-    open_store().append(exec_id, 1, [(started, time.time())], payloads)
+    OwnedStore(open_store().path).append(exec_id, 1, [(started, time.time())], payloads)
 
 
 class TestInstalledCommand:

@@ -20,6 +20,7 @@ import pytest
 from helpers import (
     REPO,
     TIMEOUT,
+    OwnedStore,
     assert_clean_error,
     background,
     child_env,
@@ -37,7 +38,6 @@ from helpers import (
 
 from kitaru import checkpoint, flow
 from kitaru.client import KitaruClient
-from kitaru.journal import SqliteStore
 from kitaru.journal.events import ExecutionResumed
 from kitaru.journal.store import JournalConflictError
 
@@ -224,12 +224,14 @@ class TestStoreRefusesASecondWriter:
         exec_id = _completed_tiny()
         recorded = journal_rows(exec_id)
         next_seq = recorded[-1][0] + 1
-        writer_a, writer_b = SqliteStore(store_file()), SqliteStore(store_file())
+        # Both write under the same lease: only the sequence number can stop the second.
+        writer_a, writer_b = OwnedStore(store_file(), keep=True), OwnedStore(store_file())
         try:
             writer_a.append(exec_id, next_seq, [(ExecutionResumed("resume", "a"), time.time())])
             with pytest.raises(JournalConflictError, match=f"seq {next_seq} is taken") as caught:
                 writer_b.append(exec_id, next_seq, [(ExecutionResumed("resume", "b"), time.time())])
         finally:
+            writer_a.release(exec_id, OwnedStore.owner)
             writer_a.close()
             writer_b.close()
         assert caught.value.exec_id == exec_id
@@ -244,7 +246,7 @@ class TestStoreRefusesASecondWriter:
         exec_id = _completed_tiny()
         rows = journal_rows(exec_id)
         last = rows[-1][0]
-        store = SqliteStore(store_file())
+        store = OwnedStore(store_file())
         try:
             batch = [(ExecutionResumed("resume", f"w{i}"), time.time()) for i in range(2)]
             with pytest.raises(JournalConflictError):

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import OwnedStore
 
 from kitaru import KitaruBackendError
 from kitaru.journal import JournalConflictError, SqliteStore
@@ -52,7 +53,7 @@ def checkpoint_events(position: int, output: ValueRef) -> list[tuple[object, flo
 
 @pytest.fixture
 def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "j.db")
+    return OwnedStore(tmp_path / "j.db")
 
 
 class TestAppendAndRead:
@@ -180,7 +181,7 @@ class TestSchema:
 
     def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
         """A journal from a newer kitaru is refused with advice to upgrade."""
-        SqliteStore(tmp_path / "j.db").append("e1", 1, [(started(), 1.0)])
+        OwnedStore(tmp_path / "j.db").append("e1", 1, [(started(), 1.0)])
         conn = sqlite3.connect(tmp_path / "j.db")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
         conn.close()

@@ -317,6 +317,7 @@ _STORE_READS = {
     "all_exec_ids",
     "all_payloads",
     "get_lease",
+    "live_lease",
     "close",
 }
 

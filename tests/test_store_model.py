@@ -3,15 +3,18 @@
 A Hypothesis state machine appends random event batches (at the next free seq, at a
 taken one, past a gap; with payloads, some of which try to overwrite a stored one),
 reads events, payloads and executions back, and claims, renews and releases leases,
-through two store instances on one file (two processes). After every step both
-stores must say exactly what the model says, conflicts included: an append the model
-refuses raises ``JournalConflictError`` and changes nothing.
+through two store instances on one file (two processes, whose kernel locks conflict
+as two processes' do), one of which may die. After every step both stores must say
+exactly what the model says, refusals included: an append the model refuses raises
+``JournalConflictError`` (or ``KitaruLeaseLostError`` from a writer that does not hold
+the lease) and changes nothing.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from hypothesis.stateful import (
 )
 from strategies import event_batches
 
-from kitaru.errors import KitaruBackendError
+from kitaru.errors import KitaruBackendError, KitaruLeaseLostError
 from kitaru.journal.events import (
     Event,
     ExecutionCancelled,
@@ -38,12 +41,21 @@ from kitaru.journal.events import (
     WaitRequested,
     WaitResolved,
 )
+from kitaru.journal.locks import kernel_id
 from kitaru.journal.payloads import content_hash
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, StoredEvent
 
 EXEC_IDS = ["run-1", "run-2", "run-10", "other"]
-OWNERS = ["host-a/1", "host-b/2"]
+OWNERS = ["host-a/1", "host-b/2", "host-c/3"]
+HERE = f"host-a#{kernel_id()}"
+"""A lease written on this kernel: alive exactly while its kernel lock is held."""
+ELSEWHERE = "host-z#0ther0ne"
+"""A lease written under another kernel: alive until it expires."""
+
+
+class LeaseLostError(Exception):
+    """The model refuses an append from a writer that does not hold the lease."""
 
 
 class ConflictError(Exception):
@@ -88,6 +100,32 @@ class ModelStore:
     payloads: dict[str, bytes] = field(default_factory=dict)
     executions: dict[str, _Execution] = field(default_factory=dict)
     leases: dict[str, Lease] = field(default_factory=dict)
+    locks: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Kernel locks: execution -> (store that holds it, owner it holds it for)."""
+
+    def claim(self, which: int, lease: Lease) -> Lease | None:
+        row = self.leases.get(lease.exec_id)
+        lock = self.locks.get(lease.exec_id)
+        if lock is not None and lock != (which, lease.owner):
+            return row or Lease(lease.exec_id, "", "", 0, "", 0.0)
+        if (
+            row is not None
+            and row.owner != lease.owner
+            and row.host == ELSEWHERE
+            and row.expires_at >= time.time()
+        ):
+            return row
+        self.leases[lease.exec_id] = lease
+        self.locks[lease.exec_id] = (which, lease.owner)
+        return None
+
+    def live_lease(self, exec_id: str) -> Lease | None:
+        row = self.leases.get(exec_id)
+        if exec_id in self.locks:
+            return row or Lease(exec_id, "", "", 0, "", 0.0)
+        if row is not None and row.host == ELSEWHERE and row.expires_at >= time.time():
+            return row
+        return None
 
     def append(
         self,
@@ -95,7 +133,11 @@ class ModelStore:
         first_seq: int,
         batch: list[tuple[Event, float]],
         payloads: dict[str, bytes],
+        owner: str,
     ) -> None:
+        held = self.leases.get(exec_id)
+        if held is None or held.owner != owner:
+            raise LeaseLostError(exec_id)
         taken = self.events.get(exec_id, {})
         if any(first_seq + i in taken for i in range(len(batch))):
             raise ConflictError("seq taken")
@@ -164,6 +206,8 @@ def _outcome(call: Any) -> tuple[str, Any]:
         return "conflict", None
     except MissingEventsError:
         return "missing", None
+    except (LeaseLostError, KitaruLeaseLostError):
+        return "lease lost", None
     except KitaruBackendError as exc:
         if "missing events" in str(exc):
             return "missing", None
@@ -188,6 +232,8 @@ class StoreMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         for store in getattr(self, "stores", []):
+            for exec_id, owner in list(store._holds):
+                store.release(exec_id, owner)
             store.close()
         if hasattr(self, "folder"):
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -203,6 +249,7 @@ class StoreMachine(RuleBasedStateMachine):
         times=st.lists(_times, min_size=5, max_size=5),
         blobs=st.lists(_blobs, max_size=3),
         overwrite=st.booleans(),
+        writer=st.sampled_from(["holder", "holder", "holder", *OWNERS]),
     )
     def append(  # noqa: PLR0917  (Hypothesis passes rule arguments by name)
         self,
@@ -213,8 +260,13 @@ class StoreMachine(RuleBasedStateMachine):
         times: list[float],
         blobs: list[bytes],
         overwrite: bool,
+        writer: str,
     ) -> None:
         """Append a batch; the store and the model accept or refuse it alike."""
+        held = self.model.leases.get(exec_id)
+        owner = held.owner if writer == "holder" and held is not None else writer
+        if owner == "holder":
+            owner = OWNERS[which]
         last = self._last_seq(exec_id)
         first = exec_id not in self.model.executions and events.draw(st.booleans())
         batch_events = events.draw(event_batches(first=first))
@@ -225,8 +277,12 @@ class StoreMachine(RuleBasedStateMachine):
             stored = sorted(self.model.payloads)[0]
             payloads[stored] = self.model.payloads[stored] + b"!"
         # The model checks everything before it changes anything: a refusal leaves it as is.
-        expected, _ = _outcome(lambda: self.model.append(exec_id, first_seq, batch, payloads))
-        actual, _ = _outcome(lambda: self.stores[which].append(exec_id, first_seq, batch, payloads))
+        expected, _ = _outcome(
+            lambda: self.model.append(exec_id, first_seq, batch, payloads, owner)
+        )
+        actual, _ = _outcome(
+            lambda: self.stores[which].append(exec_id, first_seq, batch, payloads, owner=owner)
+        )
         assert actual == expected, (exec_id, first_seq, [type(e).__name__ for e in batch_events])
 
     @rule(which=st.integers(0, 1), exec_id=st.sampled_from(EXEC_IDS), after=st.integers(0, 6))
@@ -259,17 +315,29 @@ class StoreMachine(RuleBasedStateMachine):
         which=st.integers(0, 1),
         exec_id=st.sampled_from(EXEC_IDS),
         owner=st.sampled_from(OWNERS),
-        stale=st.booleans(),
-        expires=_times,
+        host=st.sampled_from([HERE, HERE, ELSEWHERE]),
+        expires_in=st.sampled_from([-3600.0, 3600.0]),
     )
-    def claim(self, which: int, exec_id: str, owner: str, stale: bool, expires: float) -> None:
-        """A claim wins over a stale or own lease and loses to a live one, naming its holder."""
-        lease = Lease(exec_id, owner, owner.split("/", maxsplit=1)[0], 1, "t", expires)
-        held = self.model.leases.get(exec_id)
-        expected = held if held is not None and held.owner != owner and not stale else None
-        if expected is None:
-            self.model.leases[exec_id] = lease
-        assert self.stores[which].claim(lease, lambda _: stale) == expected
+    def claim(self, which: int, exec_id: str, owner: str, host: str, expires_in: float) -> None:
+        """A claim wins unless a live holder has the lease, and then names that holder.
+
+        Liveness is the kernel lock of whichever store holds it; a lease written under
+        another kernel, whose lock this kernel cannot see, lives until it expires.
+        """
+        lease = Lease(exec_id, owner, host, 1, "t", time.time() + expires_in)
+        expected = self.model.claim(which, lease)
+        assert self.stores[which].claim(lease) == expected
+
+    @rule(which=st.integers(0, 1))
+    def die(self, which: int) -> None:
+        """A process dies: the kernel drops its locks; its lease rows stay behind."""
+        store = self.stores[which]
+        for held in store._holds.values():
+            held.abandon()
+        store._holds.clear()
+        store.close()
+        self.stores[which] = SqliteStore(self.path)
+        self.model.locks = {e: lock for e, lock in self.model.locks.items() if lock[0] != which}
 
     @rule(
         which=st.integers(0, 1),
@@ -290,17 +358,18 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(which=st.integers(0, 1), exec_id=st.sampled_from(EXEC_IDS), owner=st.sampled_from(OWNERS))
     def release(self, which: int, exec_id: str, owner: str) -> None:
-        """Only the holder releases its lease."""
+        """Only the holder releases its lease; a store lets go of the locks it holds."""
         held = self.model.leases.get(exec_id)
         if held is not None and held.owner == owner:
             del self.model.leases[exec_id]
+        if self.model.locks.get(exec_id) == (which, owner):
+            del self.model.locks[exec_id]
         self.stores[which].release(exec_id, owner)
 
     @rule(which=st.integers(0, 1))
     def reopen(self, which: int) -> None:
-        """A new process opens the file: it sees everything the old one wrote."""
+        """The process opens the file again: it sees everything written so far."""
         self.stores[which].close()
-        self.stores[which] = SqliteStore(self.path)
 
     @invariant()
     def stores_agree_with_the_model(self) -> None:
@@ -313,6 +382,7 @@ class StoreMachine(RuleBasedStateMachine):
                 )
                 assert store.get_execution(exec_id) == self.model.row(exec_id)
                 assert store.get_lease(exec_id) == self.model.leases.get(exec_id)
+                assert store.live_lease(exec_id) == self.model.live_lease(exec_id)
             assert store.all_exec_ids() == sorted(
                 {e for e, stored in self.model.events.items() if stored}
                 | set(self.model.executions)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kitaru.journal.events import CallStarted, Event, MetadataLogged
+from kitaru.runtime.ownership import Ownership
 from kitaru.runtime.writer import FLUSH_AFTER, JournalWriter
 
 # Generous: these tests pin that a start is written, not how fast a loaded machine is.
@@ -29,8 +30,10 @@ class RecordingStore:
         events: Sequence[tuple[Event, float]],
         payloads: Mapping[str, bytes] | None = None,
         *,
+        owner: str,
         sync: bool = True,
     ) -> None:
+        assert owner == "owner-1"
         with self.changed:
             self.appends.append((first_seq, [event for event, _ in events], sync))
             self.changed.notify_all()
@@ -55,7 +58,8 @@ def _done() -> MetadataLogged:
 
 
 def _writer(store: RecordingStore) -> JournalWriter:
-    return JournalWriter(store, "exec-1", last_seq=1)  # type: ignore[arg-type]
+    ownership = Ownership(store, "exec-1", "owner-1", ttl=30.0)  # type: ignore[arg-type]
+    return JournalWriter(store, ownership, last_seq=1)  # type: ignore[arg-type]
 
 
 def test_quick_calls_write_their_start_with_their_completion() -> None:

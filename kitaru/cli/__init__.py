@@ -44,7 +44,11 @@ class _KitaruGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(1)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                # Ctrl-C: what ran here is recorded, and an interrupted execution resumes.
+                click.echo("Interrupted.", err=True)
+                sys.exit(130)
             click.echo("Aborted!", err=True)
             sys.exit(1)
 

@@ -313,10 +313,8 @@ def give_input(
 
 def _owner_alive(execution: Execution) -> bool:
     from kitaru.journal import open_store
-    from kitaru.runtime.ownership import is_stale
 
-    lease = open_store().get_lease(execution.exec_id)
-    return lease is not None and not is_stale(lease)
+    return open_store().live_lease(execution.exec_id) is not None
 
 
 @executions.command("cancel")

@@ -14,11 +14,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
-from kitaru.errors import KitaruBackendError
+from kitaru.errors import KitaruBackendError, KitaruLeaseLostError
 from kitaru.journal.events import (
     CallCompleted,
     Event,
@@ -28,6 +29,7 @@ from kitaru.journal.events import (
     event_tag,
 )
 from kitaru.journal.events import encode_event as _encode
+from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
 from kitaru.journal.read_model import status_change
 from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, StoredEvent
@@ -47,6 +49,20 @@ _INDEX_CACHE = "INSERT OR REPLACE INTO call_cache(key, exec_id, seq) VALUES (?, 
 _UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WHERE exec_id = ?"
 _EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
+_LEASE_OWNER = "SELECT owner FROM leases WHERE exec_id = ?"
+
+_stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # SQLite connections must not cross a fork: the child opens its own. The parent's
+    # are left alone (closing them here could disturb the parent's locks and WAL).
+    for store in list(_stores):
+        store._local = threading.local()
+        store._holds = {}
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SqliteStore:
@@ -59,6 +75,10 @@ class SqliteStore:
         self._local = threading.local()
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        self._locks = ExecutionLocks(self.path.with_name(self.path.name + "-leases"))
+        self._holds: dict[tuple[str, str], HeldLock] = {}
+        """Kernel locks this process holds, by execution and lease owner token."""
+        _stores.add(self)
 
     # -- connections -------------------------------------------------------------------
 
@@ -175,6 +195,7 @@ class SqliteStore:
         events: Sequence[tuple[Event, float]],
         payloads: Mapping[str, bytes] | None = None,
         *,
+        owner: str,
         sync: bool = True,
     ) -> None:
         conn = self._conn(sync)
@@ -183,6 +204,23 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "start a write") from None
         try:
+            # Fencing: the lease is checked under the write lock the events are written
+            # under, so no append can slip in between a takeover and this check.
+            holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
+            if holder is None or holder[0] != owner:
+                conn.execute("ROLLBACK")
+                raise KitaruLeaseLostError(
+                    f"This process no longer owns execution {exec_id}: "
+                    + (
+                        "its lease was released"
+                        if holder is None
+                        else "another process took it over"
+                    )
+                    + ", so nothing more is recorded here. Check it with "
+                    f"`kitaru executions get {exec_id}`.",
+                    exec_id=exec_id,
+                    owner=owner,
+                )
             if payloads:
                 conn.executemany(_INSERT_PAYLOAD, payloads.items())
             seq = first_seq
@@ -462,7 +500,24 @@ class SqliteStore:
             raise self._error(exc, "read leases") from None
         return None if row is None else Lease(*row)
 
-    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
+    def claim(self, lease: Lease) -> Lease | None:
+        """Take the lease unless a live holder has it; return that holder, or None.
+
+        Liveness on this kernel is the holder's kernel lock; a lease written under
+        another kernel (see ``locks.kernel_id``) is alive until it expires.
+        """
+        key = (lease.exec_id, lease.owner)
+        try:
+            held = self._holds.get(key) or self._locks.try_acquire(lease.exec_id)
+        except OSError as exc:
+            raise KitaruBackendError(
+                f"Cannot lock execution {lease.exec_id} in {self._locks.folder}: "
+                f"{exc.strerror}. Make the journal's folder writable, or point KITARU_STORE "
+                "at a writable location."
+            ) from None
+        if held is None:
+            holder = self.get_lease(lease.exec_id)
+            return holder if holder is not None else _claiming(lease.exec_id)
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -471,8 +526,10 @@ class SqliteStore:
             ).fetchone()
             if row is not None:
                 holder = Lease(*row)
-                if holder.owner != lease.owner and not is_stale(holder):
+                if holder.owner != lease.owner and _alive_elsewhere(holder):
                     conn.execute("ROLLBACK")
+                    self._holds.pop(key, None)
+                    held.release()
                     return holder
             conn.execute(
                 f"INSERT OR REPLACE INTO leases({_LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -489,12 +546,24 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._holds.pop(key, None)
+            held.release()
             raise self._error(exc, "claim an execution") from None
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._holds.pop(key, None)
+            held.release()
             raise
+        self._holds[key] = held
         return None
+
+    def live_lease(self, exec_id: str) -> Lease | None:
+        """The lease of ``exec_id`` if its holder is alive, else None."""
+        if self._locks.is_held(exec_id):
+            return self.get_lease(exec_id) or _claiming(exec_id)
+        lease = self.get_lease(exec_id)
+        return lease if lease is not None and _alive_elsewhere(lease) else None
 
     def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
         try:
@@ -513,3 +582,24 @@ class SqliteStore:
             )
         except sqlite3.Error as exc:
             raise self._error(exc, "release a lease") from None
+        finally:
+            # The row goes first: between the two, the execution looks ours and idle.
+            held = self._holds.pop((exec_id, owner), None)
+            if held is not None:
+                held.release()
+
+
+def _alive_elsewhere(lease: Lease) -> bool:
+    """A holder whose kernel lock this process cannot see: alive until its lease expires.
+
+    On this kernel the lock decides, and it is free (the caller holds it or saw it free),
+    so the holder is gone.
+    """
+    if lease.host.rpartition("#")[2] == kernel_id():
+        return False
+    return lease.expires_at >= time.time()
+
+
+def _claiming(exec_id: str) -> Lease:
+    """A live holder that has locked the execution but not yet written its lease."""
+    return Lease(exec_id=exec_id, owner="", host="", pid=0, pid_started="", expires_at=0.0)

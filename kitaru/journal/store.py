@@ -5,7 +5,7 @@ SQL and its dialect stay inside the backends; this module only names the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -43,7 +43,12 @@ class ExecutionRow(msgspec.Struct, frozen=True):
 
 
 class Lease(msgspec.Struct, frozen=True):
-    """Who runs an execution right now, and until when the claim holds."""
+    """Who runs an execution right now, and until when the claim holds.
+
+    ``owner`` is the claim's token: every append carries it and is refused once the
+    lease is someone else's. ``host`` (name and kernel id), ``pid`` and ``pid_started``
+    are for people reading the lease; whether its holder is alive is the store's call.
+    """
 
     exec_id: str
     owner: str
@@ -69,13 +74,16 @@ class Store(Protocol):
         events: Sequence[tuple[Event, float]],
         payloads: Mapping[str, bytes] | None = None,
         *,
+        owner: str,
         sync: bool = True,
     ) -> None:
         """Append ``events`` (with their times) as seq ``first_seq``, ``first_seq+1``, ...
 
         All or nothing, in one transaction with the payloads and the read model.
-        A seq that is taken raises ``JournalConflictError``. ``sync=False`` may skip
-        the flush to stable storage (the write still survives a process crash).
+        Unless ``owner`` holds the execution's lease at that moment, nothing is written
+        and ``KitaruLeaseLostError`` is raised (fencing). A seq that is taken raises
+        ``JournalConflictError``. ``sync=False`` may skip the flush to stable storage
+        (the write still survives a process crash).
         """
         ...
 
@@ -99,17 +107,30 @@ class Store(Protocol):
         """Return executions, newest first."""
         ...
 
-    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
-        """Take the lease unless a live one exists; return the live holder, or None."""
+    def claim(self, lease: Lease) -> Lease | None:
+        """Take the lease unless its holder is alive; return the live holder, or None.
+
+        Liveness is decided by something that dies with the holder's process where the
+        backend has one, and by the lease's expiry otherwise. A successful claim holds
+        that liveness token until ``release``.
+        """
+        ...
+
+    def live_lease(self, exec_id: str) -> Lease | None:
+        """The execution's lease if its holder is alive, else None."""
         ...
 
     def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
         """Extend our lease; False if it is no longer ours."""
         ...
 
-    def release(self, exec_id: str, owner: str) -> None: ...
+    def release(self, exec_id: str, owner: str) -> None:
+        """Drop our lease and its liveness token; a no-op if it is no longer ours."""
+        ...
 
-    def get_lease(self, exec_id: str) -> Lease | None: ...
+    def get_lease(self, exec_id: str) -> Lease | None:
+        """The recorded lease, alive or not (for display)."""
+        ...
 
     def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
         """The latest completion recorded under a checkpoint cache key, with its execution."""

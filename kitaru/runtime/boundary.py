@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from kitaru.errors import KitaruDivergenceError, KitaruError, KitaruUsageError
+from kitaru.errors import KitaruDivergenceError, KitaruUsageError
 from kitaru.journal.events import (
     CallCompleted,
     CallFailed,
@@ -86,8 +86,7 @@ def reserve(
     ctx: ExecutionContext, kind: str, name: str, explicit_id: str | None = None
 ) -> CallSlot:
     """Give the next durable call its position and identity, and match it to the journal."""
-    if ctx.fatal is not None:
-        raise ctx.fatal
+    ctx.check_running()
     ctx.check_controls()
     position, identity = ctx.new_identity(name, explicit_id)
     try:
@@ -139,22 +138,6 @@ def load_value(ctx: ExecutionContext, ref: ValueRef) -> Any:
     """Decode a recorded value, fetching its payload if it was stored by hash."""
     data = ref.inline if ref.inline is not None else ctx.store.read_payload(ref.hash or "")
     return decode_value(data)
-
-
-def _append(
-    ctx: ExecutionContext,
-    events: Sequence[Any],
-    payloads: dict[str, bytes] | None = None,
-    *,
-    sync: bool = True,
-) -> None:
-    """Append for the running execution; a journal failure makes the run fatal."""
-    try:
-        ctx.writer.append(events, payloads, sync=sync)
-    except KitaruError as exc:
-        # The journal can no longer be trusted to hold what this process does next.
-        ctx.fatal = exc
-        raise
 
 
 def _recorded_outcome(
@@ -217,7 +200,7 @@ def _from_cache(
         cached_from=source_exec,
     )
     # Not forced to disk: if this is lost in a crash, resuming looks it up again.
-    _append(ctx, [started, reused], sync=False)
+    ctx.append([started, reused], sync=False)
     _log.info("checkpoint cached", exec_id=ctx.exec_id, call=slot.identity, source=source_exec)
     return completed.output
 
@@ -286,7 +269,7 @@ def _from_source(
         replay.changed.add(slot.identity)
     payloads = {output.hash: ctx.store.read_payload(output.hash)} if output.hash else None
     # Not forced to disk: if this is lost in a crash, resuming copies it again.
-    _append(ctx, events, payloads, sync=False)
+    ctx.append(events, payloads, sync=False)
     return output
 
 
@@ -303,7 +286,7 @@ def _record_failure(
         final=final,
         duration_ms=duration,
     )
-    _append(slot.ctx, [failed])
+    slot.ctx.append([failed])
 
 
 def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
@@ -348,8 +331,7 @@ def execute(
     attempt = recorded.last_attempt + 1 if recorded else 1
     failures = recorded.failures_in_epoch(ctx.state.retry_epoch) if recorded else 0
     while True:
-        if ctx.fatal is not None:
-            raise ctx.fatal
+        ctx.check_running()
         ctx.writer.defer(
             CallStarted(
                 position=position,
@@ -409,7 +391,7 @@ def execute(
             duration_ms=duration,
             cache_key=cache_key,
         )
-        _append(ctx, [completed], payloads)
+        ctx.append([completed], payloads)
         return value
 
 
@@ -444,14 +426,15 @@ def execute_wait(
     # resume marked the execution running, and it must read `waiting` while it waits.
     announced = slot.recorded is None
     if announced:
-        _append(ctx, [request])
+        ctx.append([request])
         _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        ctx.check_running()
         ctx.check_controls(force=True)
         posted = ctx.store.wait_inputs(ctx.exec_id).get(slot.identity)
         if posted is None and not announced:
-            _append(ctx, [request])
+            ctx.append([request])
             announced = True
             _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
         if posted is not None:
@@ -459,7 +442,7 @@ def execute_wait(
             value = None if aborted or data is None else convert(decode_value(data))
             resolve_wait(
                 ctx.store,
-                functools.partial(_append, ctx),
+                ctx.append,
                 ctx.exec_id,
                 slot,
                 value,
@@ -497,7 +480,7 @@ def _wait_from_source(
         if source.output.hash
         else None
     )
-    _append(slot.ctx, [request, resolved], payloads, sync=False)
+    slot.ctx.append([request, resolved], payloads, sync=False)
     return source.output
 
 

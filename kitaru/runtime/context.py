@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kitaru.errors import KitaruContextError, KitaruUsageError
-from kitaru.journal.events import LogEntry, ValueRef
+from kitaru.errors import KitaruContextError, KitaruError, KitaruUsageError
+from kitaru.journal.events import Event, LogEntry, ValueRef
 from kitaru.journal.store import Store
 from kitaru.replay.state import ExecutionState
+from kitaru.runtime.interrupts import Interrupted, stop_requested
 from kitaru.runtime.writer import JournalWriter
-
-if TYPE_CHECKING:
-    from kitaru.errors import KitaruError
 
 __all__ = [
     "CallScope",
@@ -111,6 +109,32 @@ class ExecutionContext:
     _futures: list[Future[Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def append(
+        self,
+        events: Sequence[Event],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Append for the running execution; a journal failure makes the run fatal."""
+        try:
+            self.writer.append(events, payloads, sync=sync)
+        except KitaruError as exc:
+            # The journal can no longer be trusted to hold what this process does next
+            # (or, with a lost lease, it is no longer ours to write).
+            self.fatal = exc
+            raise
+
+    def check_running(self) -> None:
+        """Raise if this process may not start another durable call for the execution."""
+        if self.fatal is not None:
+            raise self.fatal
+        if self.writer.ownership.lost.is_set():
+            self.fatal = self.writer.ownership.lost_error()
+            raise self.fatal
+        if stop_requested():
+            raise Interrupted(self.exec_id)
+
     def check_controls(self, *, force: bool = False) -> None:
         """Raise ``CancelSignal`` if a cancel was requested (looked up at most every 0.5 s)."""
         now = time.monotonic()
@@ -173,7 +197,8 @@ class ExecutionContext:
             self._pool = None
         for future in futures:
             # The flow body saw (or chose to ignore) each outcome; here we only wait.
-            with contextlib.suppress(BaseException):
+            # (A KeyboardInterrupt while waiting is not an outcome: it goes up.)
+            with contextlib.suppress(Exception):
                 future.exception()
         if pool is not None:
             pool.shutdown(wait=True)

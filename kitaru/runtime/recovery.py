@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from kitaru.errors import KitaruError, KitaruStateError
 from kitaru.journal.store import Store
-from kitaru.runtime.ownership import is_stale
 from kitaru.runtime.runner import resume_execution
 
 __all__ = ["RecoveryResult", "interrupted_executions", "recover_all"]
@@ -27,8 +26,7 @@ def interrupted_executions(store: Store) -> list[str]:
     """Executions marked running whose owning process is gone (waiting ones are left)."""
     found = []
     for row in store.list_executions(status="running"):
-        lease = store.get_lease(row.exec_id)
-        if lease is None or is_stale(lease):
+        if store.live_lease(row.exec_id) is None:
             found.append(row.exec_id)
     return found
 

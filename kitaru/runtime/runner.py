@@ -43,6 +43,12 @@ from kitaru.runtime.context import (
 )
 from kitaru.runtime.failures import error_info, type_name
 from kitaru.runtime.handles import resolve_handles
+from kitaru.runtime.interrupts import (
+    Interrupted,
+    install_stop_handlers,
+    request_stop,
+    running,
+)
 from kitaru.runtime.ownership import Ownership, claim_execution
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 from kitaru.runtime.writer import JournalWriter
@@ -51,6 +57,7 @@ __all__ = [
     "Outcome",
     "Run",
     "failure_error",
+    "interrupted_error",
     "load_state",
     "replay_execution",
     "resume_execution",
@@ -81,6 +88,15 @@ def cancelled_error(exec_id: str, reason: str) -> KitaruExecutionError:
     why = f" ({reason})" if reason else ""
     return KitaruExecutionError(
         f"Execution {exec_id} was cancelled{why}.", exec_id=exec_id, status="cancelled"
+    )
+
+
+def interrupted_error(exec_id: str) -> KitaruStateError:
+    return KitaruStateError(
+        f"Execution {exec_id} was interrupted before it finished; nothing is lost. "
+        f"Continue it with `kitaru executions resume {exec_id}`.",
+        exec_id=exec_id,
+        status="running",
     )
 
 
@@ -152,6 +168,9 @@ class Run:
         self.outcome: Outcome | None = None
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
+        # Made in the thread that starts or resumes the execution: if that is the main
+        # thread, Ctrl-C and SIGTERM now stop the execution cleanly (runtime.interrupts).
+        install_stop_handlers()
 
     @property
     def exec_id(self) -> str:
@@ -164,21 +183,37 @@ class Run:
         self.thread.start()
 
     def run(self) -> Outcome:
-        """Drive the flow body in this thread; always releases the execution."""
+        """Drive the flow body in this thread; always lets go of the execution."""
         token = current_execution.set(self.ctx)
-        try:
-            self.outcome = self._drive()
-        except BaseException as exc:
-            # KeyboardInterrupt / SystemExit: the process is going down. Nothing is
-            # recorded, so the execution stays resumable, exactly as after a crash.
-            self.outcome = Outcome(error=exc)
-            raise
-        finally:
-            current_execution.reset(token)
-            self.ctx.writer.close()
-            self.ownership.release()
-            self.done.set()
+        with running():
+            try:
+                self.outcome = self._drive()
+            except BaseException as exc:
+                # KeyboardInterrupt / SystemExit in the thread driving the flow body: the
+                # process is going down. Nothing more starts; calls running on other
+                # threads finish first (below), so the execution stays resumable exactly
+                # as after a crash, and nobody can run it while they still record.
+                self.outcome = Outcome(error=exc)
+                if threading.current_thread() is threading.main_thread():
+                    request_stop()
+                raise
+            finally:
+                current_execution.reset(token)
+                self._let_go()
         return self.outcome
+
+    def _let_go(self) -> None:
+        """Release the lease once no thread of this process can record for the execution."""
+        try:
+            self.ctx.drain()
+        except BaseException:
+            # Interrupted again while calls were still running: they may yet record,
+            # so the lease is kept. It dies with this process.
+            self.done.set()
+            raise
+        self.ctx.writer.close()
+        self.ownership.release()
+        self.done.set()
 
     def _drive(self) -> Outcome:
         ctx = self.ctx
@@ -199,6 +234,10 @@ class Run:
             except CancelSignal as cancel:
                 ctx.drain()
                 return self._cancel(cancel.reason)
+            except Interrupted:
+                ctx.drain()
+                _log.info("execution interrupted", exec_id=ctx.exec_id)
+                return Outcome(error=interrupted_error(ctx.exec_id))
             except Exception as exc:
                 ctx.drain()
                 fatal = ctx.fatal
@@ -223,18 +262,14 @@ class Run:
                 "Structs or pydantic models, or convert the result before returning it."
             ) from None
         payloads: dict[str, bytes] = {}
-        try:
-            ctx.writer.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
-        except KitaruError as exc:
-            ctx.fatal = exc
-            raise
+        ctx.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
         _log.info("execution completed", exec_id=ctx.exec_id, flow=ctx.flow_name)
         return Outcome(value=result)
 
     def _cancel(self, reason: str) -> Outcome:
         ctx = self.ctx
         try:
-            ctx.writer.append([ExecutionCancelled(reason=reason)])
+            ctx.append([ExecutionCancelled(reason=reason)])
             ctx.store.clear_cancel(ctx.exec_id)
         except KitaruError as exc:
             return Outcome(error=exc)
@@ -265,7 +300,7 @@ class Run:
             error=f"{type_name(exc)}: {exc}",
             retries_left=self.retries_left,
         )
-        ctx.writer.append([ExecutionResumed(mode="retry", owner=self.ownership.owner)])
+        ctx.append([ExecutionResumed(mode="retry", owner=self.ownership.owner)])
         ctx.reset_for_retry(fold(ctx.exec_id, ctx.store.read_events(ctx.exec_id)))
 
     def _fail(self, exc: Exception) -> Outcome:
@@ -280,7 +315,7 @@ class Run:
             actual=divergence.actual if divergence else None,
         )
         try:
-            ctx.writer.append([event])
+            ctx.append([event])
         except KitaruError as store_error:
             return Outcome(error=store_error)
         _log.info("execution failed", exec_id=ctx.exec_id, error=f"{event.error.type}: {exc}")
@@ -291,7 +326,7 @@ class Run:
         return Outcome(error=failure_error(state, cause=exc, kind=kind))
 
 
-def _context(store: Store, state: ExecutionState) -> ExecutionContext:
+def _context(store: Store, state: ExecutionState, ownership: Ownership) -> ExecutionContext:
     assert state.started is not None
     replay = None
     plan = state.started.replay_plan
@@ -301,7 +336,7 @@ def _context(store: Store, state: ExecutionState) -> ExecutionContext:
     return ExecutionContext(
         exec_id=state.exec_id,
         store=store,
-        writer=JournalWriter(store, state.exec_id, state.last_seq),
+        writer=JournalWriter(store, ownership, state.last_seq),
         state=state,
         flow_name=state.flow_name,
         registry=state.started.registry,
@@ -349,13 +384,9 @@ def start_execution(
     )
     ownership = claim_execution(store, exec_id)
     try:
-        store.append(exec_id, 1, [(started, time.time())], payloads)
-    except BaseException:
-        ownership.release()
-        raise
-    state = ExecutionState(exec_id, started=started, last_seq=1, started_at=time.time())
-    try:
-        ctx = _context(store, state)
+        JournalWriter(store, ownership, 0).append([started], payloads)
+        state = ExecutionState(exec_id, started=started, last_seq=1, started_at=time.time())
+        ctx = _context(store, state, ownership)
     except BaseException:
         ownership.release()
         raise
@@ -389,8 +420,8 @@ def resume_execution(
         _check_resumable(state, mode)
         assert state.started is not None
         args, kwargs = decode_value(_payload(store, state.started.inputs))
-        ctx = _context(store, state)
-        ctx.writer.append([ExecutionResumed(mode=mode, owner=ownership.owner)])
+        ctx = _context(store, state, ownership)
+        ctx.append([ExecutionResumed(mode=mode, owner=ownership.owner)])
         _catch_up(store, ctx.state)
     except BaseException:
         ownership.release()

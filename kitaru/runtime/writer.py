@@ -6,6 +6,9 @@ A call's *start* is deferred: it rides along in the transaction of the next appe
 If the call runs longer than ``FLUSH_AFTER`` seconds, a background thread writes the
 pending start on its own (without forcing it to disk; the next durable commit does),
 so other processes see a long call as running.
+
+This is the only path from a running execution to its journal: every append carries
+the owner's lease token, and the store refuses it once the lease is someone else's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from kitaru.journal.events import Event
 from kitaru.journal.store import Store
+from kitaru.runtime.ownership import Ownership
 
 __all__ = ["FLUSH_AFTER", "JournalWriter"]
 
@@ -25,9 +29,11 @@ FLUSH_AFTER = 0.05
 class JournalWriter:
     """Appends events for one execution; safe to use from several threads."""
 
-    def __init__(self, store: Store, exec_id: str, last_seq: int):
+    def __init__(self, store: Store, ownership: Ownership, last_seq: int):
         self.store = store
-        self.exec_id = exec_id
+        self.ownership = ownership
+        self.exec_id = ownership.exec_id
+        self.owner = ownership.owner
         self._next_seq = last_seq + 1
         self._lock = threading.Lock()
         self._pending: list[tuple[Event, float]] = []
@@ -50,13 +56,19 @@ class JournalWriter:
         *,
         sync: bool = True,
     ) -> None:
-        """Append pending events and ``events`` in one transaction."""
+        """Append pending events and ``events`` in one transaction.
+
+        Raises ``KitaruLeaseLostError`` without writing once the lease is lost.
+        """
+        self.ownership.check()
         now = time.time()
         with self._lock:
             batch = [*self._pending, *((event, now) for event in events)]
             if self._pending_payloads:
                 payloads = {**self._pending_payloads, **(payloads or {})}
-            self.store.append(self.exec_id, self._next_seq, batch, payloads, sync=sync)
+            self.store.append(
+                self.exec_id, self._next_seq, batch, payloads, owner=self.owner, sync=sync
+            )
             self._next_seq += len(batch)
             self._pending.clear()
             self._pending_payloads.clear()
@@ -102,11 +114,13 @@ class JournalWriter:
                     self._wake.wait(FLUSH_AFTER - age)
                     continue
                 try:
+                    self.ownership.check()
                     self.store.append(
                         self.exec_id,
                         self._next_seq,
                         list(self._pending),
                         dict(self._pending_payloads),
+                        owner=self.owner,
                         sync=False,
                     )
                 except BaseException as exc:  # the next append retries the same events

@@ -19,7 +19,7 @@ from helpers import REPO, TIMEOUT, child_env, kitaru_executable
 
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal.sqlite import SqliteStore
-from kitaru.runtime.ownership import is_stale, process_started
+from kitaru.runtime.ownership import process_started
 
 from .crashing import DEATH_EXIT_CODE, CrashPoint, Mortal
 from .harness import EchoProvider, Journey, Ledger, answer_waits, take_ledger
@@ -135,8 +135,7 @@ class ChildDriver:
             ledgers.append(ledger)
             if exec_id is None:
                 continue
-            lease = self.observer.get_lease(exec_id)
-            assert lease is None or is_stale(lease), "a dead process still holds its lease"
+            assert self.observer.live_lease(exec_id) is None, "a dead process still holds its lease"
             if ledger.status == "completed":
                 result = FlowHandle(exec_id, store=self.observer).get()
                 return Journey(exec_id, result, ledgers)

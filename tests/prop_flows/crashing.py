@@ -15,8 +15,7 @@ In the test process :meth:`Mortal.die` marks the process dead and raises
 :class:`SimulatedDeath`; from then on its :class:`MortalStore` refuses every write
 and its checkpoint bodies refuse to start, so the journal is left exactly as a killed
 process leaves it: nothing written after the instant of death, and a lease whose
-holder is gone (``is_stale`` is true once the runner let go of it, as it does when
-the BaseException unwinds).
+holder is gone (its kernel lock is dropped, as the kernel drops a dead process's).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,11 +177,12 @@ class MortalStore(SqliteStore):
         events: Sequence[tuple[Event, float]],
         payloads: Mapping[str, bytes] | None = None,
         *,
+        owner: str,
         sync: bool = True,
     ) -> None:
         mortal = self.mortal
         if not mortal.due("append"):
-            super().append(exec_id, first_seq, events, payloads, sync=sync)
+            super().append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)
             return
         assert mortal.point is not None
         if mortal.point.kind == "append":
@@ -190,17 +190,18 @@ class MortalStore(SqliteStore):
         self.torn_after_seq = first_seq - 1
         self._tearing.active = True
         try:
-            super().append(exec_id, first_seq, events, payloads, sync=sync)
+            super().append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)
         finally:
             self._tearing.active = False
         raise AssertionError("a torn append committed")
 
     # A dead process writes nothing more: every other write is refused too. Releasing
-    # is silently skipped (a killed process releases nothing; its lease goes stale).
+    # writes nothing either (a killed process releases nothing); only its kernel locks
+    # go, as the kernel drops them when a process dies.
 
-    def claim(self, lease: Lease, is_stale: Callable[[Lease], bool]) -> Lease | None:
+    def claim(self, lease: Lease) -> Lease | None:
         self.mortal.check()
-        return super().claim(lease, is_stale)
+        return super().claim(lease)
 
     def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
         if self.mortal.dead:
@@ -210,6 +211,10 @@ class MortalStore(SqliteStore):
     def release(self, exec_id: str, owner: str) -> None:
         if not self.mortal.dead:
             super().release(exec_id, owner)
+            return
+        held = self._holds.pop((exec_id, owner), None)
+        if held is not None:
+            held.abandon()
 
     def post_wait_input(
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool

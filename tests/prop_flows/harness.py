@@ -32,7 +32,6 @@ from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.replay.state import fold
 from kitaru.runtime.locate import flow_ref
-from kitaru.runtime.ownership import is_stale
 from kitaru.runtime.runner import Run, replay_execution, resume_execution, start_execution
 
 from . import crashing
@@ -331,8 +330,7 @@ class Driver:
         )
 
     def _check_dead_process_left_cleanly(self, exec_id: str, store: crashing.MortalStore) -> None:
-        lease = self.observer.get_lease(exec_id)
-        assert lease is None or is_stale(lease), "a dead process still holds its lease"
+        assert self.observer.live_lease(exec_id) is None, "a dead process still holds its lease"
         if store.torn_after_seq is not None:
             events = self.observer.read_events(exec_id)
             assert len(events) == store.torn_after_seq, "an uncommitted append left events"
