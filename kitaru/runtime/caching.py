@@ -153,7 +153,7 @@ class _Fingerprint:
                 self.add("attribute", attribute)
                 self.value(getattr(module, attribute), f"{where}.{attribute}")
 
-    def value(self, value: Any, where: str) -> None:
+    def value(self, value: Any, where: str) -> None:  # noqa: PLR0911  (one branch per kind)
         if isinstance(value, types.ModuleType):
             self.add("module", value.__name__)
             return
@@ -163,6 +163,11 @@ class _Fingerprint:
         wrapped = getattr(value, "__wrapped__", None)
         if isinstance(wrapped, types.FunctionType) and not isinstance(value, type):
             value = wrapped  # a decorated function: what runs is the function inside
+        if isinstance(value, functools.partial):
+            self.value(value.func, f"{where} (partial)")
+            self.value(value.args, f"{where} (partial arguments)")
+            self.value(value.keywords, f"{where} (partial arguments)")
+            return
         if isinstance(value, types.MethodType):
             self.value(value.__func__, where)
             self.value(value.__self__, f"{where} (bound to)")
@@ -176,7 +181,7 @@ class _Fingerprint:
             else:
                 self.function(value, f"{value.__qualname__}()")
             return
-        if isinstance(value, (types.BuiltinFunctionType, functools.partial)) or (
+        if isinstance(value, types.BuiltinFunctionType) or (
             callable(value) and _is_library(type(value)) and not _is_data(value)
         ):
             name = getattr(value, "__qualname__", type(value).__qualname__)
