@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
+from kitaru.logs import get_logger
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
-from kitaru.runtime.caching import cache_key, code_fingerprint
+from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
 
@@ -16,6 +17,8 @@ __all__ = ["Checkpoint", "checkpoint"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_log = get_logger()
 
 
 class Checkpoint(Generic[P, R]):
@@ -33,7 +36,7 @@ class Checkpoint(Generic[P, R]):
         self.retries = retries
         self.type = type
         self.cache = cache
-        self._fingerprint: str | None = None
+        self._uncacheable_logged = False
         functools.update_wrapper(self, func)
 
     def _cache_key(
@@ -41,9 +44,19 @@ class Checkpoint(Generic[P, R]):
     ) -> str | None:
         if not (self.cache if self.cache is not None else enabled):
             return None
-        if self._fingerprint is None:
-            self._fingerprint = code_fingerprint(self.func)
-        return cache_key(self._fingerprint, args, kwargs)
+        try:
+            # Taken at every call: a global the body reads may change while running.
+            fingerprint = code_fingerprint(self.func)
+        except CacheKeyError as exc:
+            if not self._uncacheable_logged:
+                self._uncacheable_logged = True
+                _log.warning(
+                    "checkpoint not cached: what it reads cannot be fingerprinted",
+                    checkpoint=self.name,
+                    reason=str(exc),
+                )
+            return None
+        return cache_key(fingerprint, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<kitaru checkpoint {self.name}>"

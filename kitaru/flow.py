@@ -9,7 +9,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from kitaru.config import settings
 from kitaru.errors import KitaruUsageError
 from kitaru.flow_handle import FlowHandle
-from kitaru.runtime.locate import flow_ref, register_flow
+from kitaru.runtime.locate import check_not_importing, flow_ref, register_flow
 from kitaru.runtime.runner import start_execution
 
 __all__ = ["Flow", "flow"]
@@ -65,6 +65,7 @@ class Flow(Generic[P, R]):
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> FlowHandle:
         """Start a new execution of this flow and return its handle at once."""
+        check_not_importing(self.name, "run")
         run = start_execution(
             self,
             flow_ref(self.func),
@@ -92,6 +93,7 @@ class Flow(Generic[P, R]):
         """
         from kitaru.runtime.runner import replay_execution
 
+        check_not_importing(self.name, "replay")
         run = replay_execution(
             self,
             exec_id,

@@ -42,6 +42,7 @@ from kitaru import (
 from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.flow_handle import FlowHandle
+from kitaru.journal import open_store
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")
 
@@ -58,6 +59,7 @@ def _fresh_state() -> Iterator[None]:
     _ticks.clear()
     _gate.clear()
     _inside.clear()
+    _service_up.clear()
     yield
     _gate.set()  # never leave a flow thread blocked
 
@@ -105,6 +107,23 @@ def explode() -> None:
 @flow
 def failing() -> None:
     explode()
+
+
+_service_up = threading.Event()
+
+
+@checkpoint
+def last_call() -> str:
+    _inside.set()
+    assert _gate.wait(TIMEOUT), "the test never opened the gate"
+    if not _service_up.is_set():
+        raise ConnectionError("service unavailable")
+    return "done"
+
+
+@flow
+def fails_at_its_last_call() -> str:
+    return last_call().load()
 
 
 def until(condition: Any, what: str) -> None:
@@ -260,6 +279,50 @@ class TestCancelOfAFinishedExecution:
         result = cli("executions", "cancel", "no-such-execution")
         assert result.exit_code == 1
         assert "No execution no-such-execution" in result.stderr
+
+
+class TestACancelEndsWithItsExecution:
+    def _fail_with_a_cancel_pending(self) -> str:
+        handle = fails_at_its_last_call.run()
+        assert _inside.wait(TIMEOUT)
+        assert KitaruClient().executions.cancel(handle.exec_id).status == "running"
+        _gate.set()
+        with pytest.raises(KitaruUserCodeError):
+            handle.wait(timeout=TIMEOUT)
+        return handle.exec_id
+
+    def test_a_retry_after_fixing_the_cause_completes(self) -> None:
+        """A cancel requested during a last call that then failed does not cancel the retry."""
+        exec_id = self._fail_with_a_cancel_pending()
+        _service_up.set()
+        assert KitaruClient().executions.retry(exec_id).wait(timeout=TIMEOUT) == "done"
+        assert KitaruClient().executions.get(exec_id).status == "completed"
+
+    def test_the_request_is_cleared_when_the_execution_fails(self) -> None:
+        """Once the execution has failed, no cancel request is left stored for it."""
+        exec_id = self._fail_with_a_cancel_pending()
+        assert open_store().cancel_requested(exec_id) is None
+
+    def test_a_request_left_over_from_the_failed_run_is_ignored_by_retry(self) -> None:
+        """A request the failed run left behind (its process died first) spares the retry."""
+        handle = failing.run()
+        with pytest.raises(KitaruUserCodeError):
+            handle.wait(timeout=TIMEOUT)
+        open_store().request_cancel(handle.exec_id, "cancelled on request")
+        with pytest.raises(KitaruUserCodeError, match="boom"):
+            KitaruClient().executions.retry(handle.exec_id).wait(timeout=TIMEOUT)
+        assert KitaruClient().executions.get(handle.exec_id).status == "failed"
+        assert open_store().cancel_requested(handle.exec_id) is None
+
+    def test_the_request_is_cleared_when_the_execution_completes(self) -> None:
+        """A cancel that arrives too late to stop anything is not left behind."""
+        _service_up.set()
+        handle = fails_at_its_last_call.run()
+        assert _inside.wait(TIMEOUT)
+        KitaruClient().executions.cancel(handle.exec_id)
+        _gate.set()
+        assert handle.wait(timeout=TIMEOUT) == "done"
+        assert open_store().cancel_requested(handle.exec_id) is None
 
 
 def finished(status: str) -> str:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import signal
 import sqlite3
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import REPO, child_env, kitaru, run_flow
 
 from kitaru import checkpoint, flow
 from kitaru.cli import main
@@ -101,3 +108,147 @@ class TestEventChecksums:
         assert any("damaged" in problem for problem in report.problems)
         result = CliRunner().invoke(main, ["store", "check"])
         assert result.exit_code == 1
+
+
+# -- the write-ahead log ---------------------------------------------------------------
+
+WAL_HEADER, FRAME_HEADER = 32, 24
+
+
+@pytest.fixture
+def killed_journal(tmp_path: Path) -> Path:
+    """A journal whose writer was SIGKILLed, so its -wal file was never checkpointed."""
+    store = tmp_path / "killed" / "kitaru.db"
+    store.parent.mkdir()
+    env = child_env(KITARU_STORE=str(store), PIPELINE_KILL="inside:summarise")
+    result = run_flow("pipeline", "5", env=env)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert Path(f"{store}-wal").stat().st_size > 10 * FRAME_HEADER
+    return store
+
+
+def store_check(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH names the kitaru under test, wherever the console script came from.
+    env = child_env(KITARU_STORE=str(store), PYTHONPATH=str(REPO))
+    return kitaru("store", "check", *args, cwd=store.parent, env=env)
+
+
+def frame_offset(store: Path, index: int) -> int:
+    """Where frame ``index`` (from 1) starts in the -wal file."""
+    (page_size,) = struct.unpack(">I", Path(f"{store}-wal").read_bytes()[8:12])
+    return WAL_HEADER + (index - 1) * (FRAME_HEADER + page_size)
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0x01]))
+
+
+def frames_sqlite_keeps(store: Path, tmp_path: Path) -> int:
+    """How many WAL frames SQLite itself accepts, asked of a copy of the journal."""
+    copy = tmp_path / "sqlite-view"
+    copy.mkdir()
+    shutil.copyfile(store, copy / "kitaru.db")
+    shutil.copyfile(f"{store}-wal", copy / "kitaru.db-wal")
+    with contextlib.closing(sqlite3.connect(copy / "kitaru.db")) as conn:
+        _, log_frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(log_frames)
+
+
+class TestWriteAheadLog:
+    def test_a_sound_log_of_a_killed_writer_checks_clean(
+        self, killed_journal: Path, tmp_path: Path
+    ) -> None:
+        """Every frame of an uncheckpointed log is verified and kept; the check passes."""
+        result = store_check(killed_journal, "-o", "json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        wal = json.loads(result.stdout)["wal"]
+        assert wal["frames"] == wal["kept"] > 10
+        assert wal["broken_frame"] is None
+        text = store_check(killed_journal).stdout
+        assert "1 executions" in text
+        assert "OK: no problems found." in text
+
+    def test_a_flipped_byte_in_a_frame_is_reported_with_what_sqlite_drops(
+        self, killed_journal: Path, tmp_path: Path
+    ) -> None:
+        """A damaged frame is named with the frames, commits and pages SQLite would drop."""
+        wal_file = Path(f"{killed_journal}-wal")
+        original = wal_file.read_bytes()
+        frames = (len(original) - WAL_HEADER) // (frame_offset(killed_journal, 2) - WAL_HEADER)
+        broken = frames // 2
+        flip(wal_file, frame_offset(killed_journal, broken) + FRAME_HEADER + 100)
+        kept_by_sqlite = frames_sqlite_keeps(killed_journal, tmp_path)
+        assert kept_by_sqlite < broken
+
+        result = store_check(killed_journal, "-o", "json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        wal = report["wal"]
+        assert wal["frames"] == frames
+        assert wal["kept"] == kept_by_sqlite
+        assert wal["broken_frame"] == broken
+        assert wal["dropped_frames"] == list(range(broken, frames + 1))
+        assert wal["lost_commits"] >= 1
+        assert wal["dropped_pages"]
+        [problem] = [p for p in report["problems"] if p.startswith("wal:")]
+        assert f"frame {broken} " in problem
+        assert f"{frames - kept_by_sqlite} frame(s)" in problem
+        assert "committed transaction(s)" in problem
+        assert any("cannot see damage inside frames it keeps" in n for n in report["notes"])
+        # The evidence survives the check: SQLite discards the frames once it opens the file.
+        assert Path(wal["saved_copy"]).read_bytes()[:100] == original[:100]
+
+    def test_the_text_report_says_what_is_lost(self, killed_journal: Path) -> None:
+        """Without -o json the command prints the problem and exits 1, with no traceback."""
+        flip(Path(f"{killed_journal}-wal"), frame_offset(killed_journal, 10) + FRAME_HEADER + 7)
+        result = store_check(killed_journal)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stdout + result.stderr
+        assert "frame 10 " in result.stdout
+        assert "SQLite ignores it and everything after it" in result.stdout
+        assert "OK" not in result.stdout
+
+    def test_a_damaged_salt_is_a_break_not_a_leftover(
+        self, killed_journal: Path, tmp_path: Path
+    ) -> None:
+        """A frame whose salt was damaged, with current frames after it, is reported."""
+        flip(Path(f"{killed_journal}-wal"), frame_offset(killed_journal, 12) + 9)
+        kept_by_sqlite = frames_sqlite_keeps(killed_journal, tmp_path)
+        result = store_check(killed_journal, "-o", "json")
+        assert result.returncode == 1
+        wal = json.loads(result.stdout)["wal"]
+        assert wal["broken_frame"] == 12
+        assert wal["kept"] == kept_by_sqlite
+
+    def test_a_damaged_header_loses_every_frame(self, killed_journal: Path, tmp_path: Path) -> None:
+        """A damaged log header makes SQLite ignore the whole log; the check says so."""
+        flip(Path(f"{killed_journal}-wal"), 17)  # inside salt-1
+        assert frames_sqlite_keeps(killed_journal, tmp_path) == 0
+        result = store_check(killed_journal, "-o", "json")
+        assert result.returncode == 1
+        report = json.loads(result.stdout)
+        assert report["wal"]["header_damaged"] is True
+        assert any("header" in p and "ignores all" in p for p in report["problems"])
+
+    def test_a_transaction_cut_short_is_not_damage(
+        self, killed_journal: Path, tmp_path: Path
+    ) -> None:
+        """Frames after the last commit, as a crash mid-transaction leaves them, lose nothing."""
+        wal_file = Path(f"{killed_journal}-wal")
+        data = wal_file.read_bytes()
+        step = frame_offset(killed_journal, 2) - WAL_HEADER
+        frames = (len(data) - WAL_HEADER) // step
+        # Cut the log just before its last frame (a commit frame): the frames of that
+        # last transaction stay, but its commit never happened.
+        wal_file.write_bytes(data[: WAL_HEADER + (frames - 1) * step])
+        kept_by_sqlite = frames_sqlite_keeps(killed_journal, tmp_path)
+        result = store_check(killed_journal, "-o", "json")
+        report = json.loads(result.stdout)
+        assert result.returncode == 0, report["problems"]
+        assert report["wal"]["kept"] == kept_by_sqlite
+        if kept_by_sqlite < frames - 1:
+            assert any("never committed" in note for note in report["notes"])

@@ -8,7 +8,7 @@ import click
 
 from kitaru.cli.output import emit, output_option
 from kitaru.journal import open_store
-from kitaru.journal.integrity import check_store
+from kitaru.journal.integrity import IntegrityReport, check_store
 
 __all__ = ["store"]
 
@@ -29,10 +29,12 @@ def check(output: str) -> None:
             f"Journal {report.location}: {report.executions} executions, {report.events} "
             f"events, {report.payloads} payloads."
         )
+        notes = [f"  {note}" for note in report.notes]
         if report.ok:
-            return f"{head}\nOK: no problems found."
+            return "\n".join([head, *notes, "OK: no problems found."])
         return "\n".join(
-            [head, f"{len(report.problems)} problem(s):"] + [f"  - {p}" for p in report.problems]
+            [head, *notes, f"{len(report.problems)} problem(s):"]
+            + [f"  - {p}" for p in report.problems]
         )
 
     emit(
@@ -44,8 +46,29 @@ def check(output: str) -> None:
             "events": report.events,
             "payloads": report.payloads,
             "problems": report.problems,
+            "notes": report.notes,
+            "wal": _wal_json(report),
         },
         text,
     )
     if not report.ok:
         sys.exit(1)
+
+
+def _wal_json(report: IntegrityReport) -> dict[str, object] | None:
+    wal = report.wal
+    if wal is None or not wal.exists:
+        return None
+    broken = wal.broken_at
+    lost = [] if broken is None else [broken, *wal.dropped]
+    return {
+        "path": wal.path,
+        "frames": wal.frames,
+        "kept": wal.kept,
+        "header_damaged": wal.header_damaged,
+        "broken_frame": None if broken is None else broken.index,
+        "dropped_frames": [frame.index for frame in lost],
+        "dropped_pages": sorted({frame.page for frame in lost}),
+        "lost_commits": wal.lost_commits,
+        "saved_copy": report.saved_wal,
+    }

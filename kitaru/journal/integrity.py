@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kitaru.errors import KitaruBackendError
 from kitaru.journal.conversation import load_prompt
@@ -16,6 +18,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.payloads import content_hash
 from kitaru.journal.sqlite import SqliteStore
+from kitaru.journal.wal import WalReport, read_wal
 
 __all__ = ["IntegrityReport", "check_store"]
 
@@ -27,6 +30,11 @@ class IntegrityReport:
     events: int = 0
     payloads: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What was checked and what the check cannot prove."""
+    wal: WalReport | None = None
+    saved_wal: str | None = None
+    """A copy of a damaged -wal file, taken before SQLite could discard its frames."""
 
     @property
     def ok(self) -> bool:
@@ -50,8 +58,28 @@ def _refs(event: object) -> list[ValueRef]:
 
 
 def check_store(store: SqliteStore) -> IntegrityReport:
-    """Check the file, every execution's events, the read model and every payload."""
+    """Check the WAL, the file, every execution's events, the read model and every payload.
+
+    The WAL is read first: opening the database makes SQLite recover the log, and a
+    later write or the last close reuses or deletes it, destroying the evidence.
+    """
     report = IntegrityReport(store.location)
+    report.wal = read_wal(Path(store.path).resolve())
+    report.problems.extend(report.wal.problems())
+    report.notes.extend(report.wal.notes())
+    for earlier in sorted(
+        Path(report.wal.path).parent.glob(Path(report.wal.path).name + ".damaged*")
+    ):
+        report.notes.append(
+            f"wal: {earlier} holds a damaged log that an earlier check saved; remove it "
+            "once its frames are dealt with"
+        )
+    if report.wal.damaged:
+        report.saved_wal = _keep_copy(Path(report.wal.path))
+        report.notes.append(
+            f"wal: the damaged log was copied to {report.saved_wal} before the database was "
+            "opened (opening it makes SQLite discard the frames it cannot use)"
+        )
     try:
         structure = store.structural_problems()
         exec_ids = store.all_exec_ids()
@@ -73,6 +101,17 @@ def check_store(store: SqliteStore) -> IntegrityReport:
         except KitaruBackendError as exc:
             report.problems.append(f"execution {exec_id}: {exc}")
     return report
+
+
+def _keep_copy(wal: Path) -> str:
+    """Copy ``wal`` to a name no other copy has; the copy keeps every frame."""
+    number = 1
+    while True:
+        target = wal.with_name(f"{wal.name}.damaged{'' if number == 1 else f'-{number}'}")
+        if not target.exists():
+            shutil.copyfile(wal, target)
+            return str(target)
+        number += 1
 
 
 def _check_execution(

@@ -89,7 +89,22 @@ class SqliteStore:
                 f"file inside it, e.g. {self.path / 'kitaru.db'}."
             )
         with contextlib.suppress(OSError):
-            size = self.path.stat().st_size
+            info = self.path.stat()
+            # SQLite finds a database's -wal and -shm files by the name it was opened
+            # under: two processes reaching one file through two hard links each keep
+            # their own WAL and lock table, and overwrite each other's pages. A
+            # symlink is fine (SQLite resolves it to the file's own name).
+            if info.st_nlink > 1:
+                error = KitaruBackendError(
+                    f"The journal {self.path} has {info.st_nlink} hard links; processes "
+                    "using it under different names would corrupt it. Remove the other "
+                    f"links (`find / -xdev -samefile {self.path}` lists them), or use a "
+                    "symlink instead."
+                )
+                error.path = str(self.path)  # type: ignore[attr-defined]
+                error.links = info.st_nlink  # type: ignore[attr-defined]
+                raise error
+            size = info.st_size
             # SQLite writes whole pages (512 bytes at least), yet opens a 1-byte file as
             # an empty database: kitaru would then create a fresh journal over the
             # remains of a truncated one, and report it sound.

@@ -1,4 +1,14 @@
-"""Recording where a flow function lives, and importing it again in another process."""
+"""Recording where a flow function lives, and importing it again in another process.
+
+Resuming or replaying an execution in a new process imports the flow's module (or
+script, under an alias so its main block stays off). A ``.run()`` at the module's top
+level would then start a second execution and repeat its side effects, so while this
+module imports one, ``Flow.run`` and ``Flow.replay`` raise ``UnguardedRunError``
+instead. The import stops there; the flow is still found if it was defined above that
+line (a warning says to add the guard), since everything a flow needs is usually
+defined before the line that starts it. If it was not, the resume fails with the
+same advice.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +18,44 @@ import importlib.util
 import os
 import sys
 import threading
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from kitaru.errors import KitaruRuntimeError
+from kitaru.errors import KitaruRuntimeError, KitaruUsageError
 from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
-__all__ = ["flow_ref", "import_flow", "register_flow"]
+__all__ = ["UnguardedRunError", "check_not_importing", "flow_ref", "import_flow", "register_flow"]
 
 _registry: dict[tuple[str, str], Any] = {}
 _MAIN_ALIAS = "__kitaru_main_"
 _script_lock = threading.RLock()
+_importing: ContextVar[str | None] = ContextVar("kitaru_importing_flow", default=None)
+"""The module or script this thread is importing to resume or replay a flow."""
+
+
+class UnguardedRunError(KitaruUsageError):
+    """A flow was started at the top level of a module kitaru imported to resume one."""
+
+    def __init__(self, message: str, *, flow: str, module: str):
+        super().__init__(message)
+        self.flow = flow
+        self.module = module
+
+
+def check_not_importing(flow_name: str, method: str) -> None:
+    """Refuse to start an execution from a module kitaru is importing to resume one."""
+    where = _importing.get()
+    if where is None:
+        return
+    raise UnguardedRunError(
+        f"{flow_name}.{method}() was reached while kitaru imported {where} to resume or "
+        "replay an execution; it would start a second execution. Put the code that "
+        'starts the flow under `if __name__ == "__main__":` in that file.',
+        flow=flow_name,
+        module=where,
+    )
 
 
 def _module_name(func: Any) -> str:
@@ -80,23 +116,12 @@ def import_flow(ref: FlowRef) -> Any:
     known = _registry.get((ref.module, ref.qualname))
     if known is not None:
         return known
+    where = ref.file if ref.module == "__main__" and ref.file else ref.module
+    token = _importing.set(where)
     try:
-        if ref.module == "__main__":
-            module = _load_script(ref)
-        else:
-            if ref.sys_path and ref.sys_path not in sys.path:
-                sys.path.insert(0, ref.sys_path)
-            module = importlib.import_module(ref.module)
-        obj: Any = module
-        for part in ref.qualname.split("."):
-            obj = getattr(obj, part)
-    except Exception as exc:
-        where = f" (file {ref.file})" if ref.file else ""
-        raise KitaruRuntimeError(
-            f"Cannot import flow {ref.qualname} from module {ref.module}{where}: "
-            f"{type(exc).__name__}: {exc}. Run the command from the project the flow belongs "
-            "to, or make its module importable (PYTHONPATH), then try again."
-        ) from exc
+        obj = _import_flow_object(ref)
+    finally:
+        _importing.reset(token)
     from kitaru.flow import Flow
 
     if not isinstance(obj, Flow):
@@ -105,6 +130,77 @@ def import_flow(ref: FlowRef) -> Any:
             "Restore the @flow decorator to resume this execution."
         )
     return obj
+
+
+def _import_flow_object(ref: FlowRef) -> Any:
+    try:
+        module = _load_script(ref) if ref.module == "__main__" else _load_module(ref)
+        obj: Any = module
+        for part in ref.qualname.split("."):
+            obj = getattr(obj, part)
+    except UnguardedRunError as exc:
+        # The module stopped at a `.run()` on its top level. What it defined above that
+        # line is there (and registered); the flow is used if it is among it.
+        found = _registry.get((ref.module, ref.qualname))
+        if found is None:
+            raise KitaruUsageError(
+                f"Cannot resume flow {ref.qualname}: importing {exc.module} reached "
+                f"{exc.flow}.run() on its top level before {ref.qualname} was defined. Put "
+                'the code that starts the flow under `if __name__ == "__main__":`, then '
+                "try again."
+            ) from None
+        _log().warning(
+            "flow module has an unguarded .run(); it was imported only up to that call",
+            imported=exc.module,
+            flow=ref.qualname,
+            advice='put the code that starts the flow under `if __name__ == "__main__":`',
+        )
+        return found
+    except Exception as exc:
+        where = f" (file {ref.file})" if ref.file else ""
+        raise KitaruRuntimeError(
+            f"Cannot import flow {ref.qualname} from module {ref.module}{where}: "
+            f"{type(exc).__name__}: {exc}. Run the command from the project the flow belongs "
+            "to, or make its module importable (PYTHONPATH), then try again."
+        ) from exc
+    return obj
+
+
+def _log() -> Any:
+    from kitaru.logs import get_logger
+
+    return get_logger()
+
+
+def _load_module(ref: FlowRef) -> Any:
+    """Import ``ref.module``; one stopped by an unguarded ``.run()`` stays half-imported.
+
+    Importing it again (to resolve a type defined in it, say) would run its top level,
+    and that ``.run()``, a second time.
+    """
+    if ref.sys_path and ref.sys_path not in sys.path:
+        sys.path.insert(0, ref.sys_path)
+    loaded = sys.modules.get(ref.module)
+    if loaded is not None:
+        return loaded
+    parent, _, child = ref.module.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    spec = importlib.util.find_spec(ref.module)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"No module named {ref.module!r}", name=ref.module)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[ref.module] = module
+    try:
+        spec.loader.exec_module(module)
+    except UnguardedRunError:
+        pass  # keep what the top level defined before that call
+    except BaseException:
+        sys.modules.pop(ref.module, None)
+        raise
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return sys.modules.get(ref.module, module)
 
 
 def _load_script(ref: FlowRef) -> Any:
@@ -132,6 +228,10 @@ def _load_script(ref: FlowRef) -> Any:
         MAIN_MODULE_ALIASES.add(alias)
         try:
             spec.loader.exec_module(module)
+        except UnguardedRunError:
+            # Keep what the script defined before that call: loading it again would run
+            # its top level again.
+            raise
         except BaseException:
             sys.modules.pop(alias, None)
             MAIN_MODULE_ALIASES.discard(alias)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -263,6 +264,7 @@ class Run:
             ) from None
         payloads: dict[str, bytes] = {}
         ctx.append([ExecutionCompleted(result=make_ref(data, payloads))], payloads)
+        _forget_cancel(ctx.store, ctx.exec_id)
         _log.info("execution completed", exec_id=ctx.exec_id, flow=ctx.flow_name)
         return Outcome(value=result)
 
@@ -318,12 +320,22 @@ class Run:
             ctx.append([event])
         except KitaruError as store_error:
             return Outcome(error=store_error)
+        _forget_cancel(ctx.store, ctx.exec_id)
         _log.info("execution failed", exec_id=ctx.exec_id, error=f"{event.error.type}: {exc}")
         if divergence is not None:
             return Outcome(error=divergence)
         state = ExecutionState(ctx.exec_id, status="failed", failure=event)
         kind = getattr(exc, "__kitaru_call_kind__", None)
         return Outcome(error=failure_error(state, cause=exc, kind=kind))
+
+
+def _forget_cancel(store: Store, exec_id: str) -> None:
+    """Drop a cancel request that arrived too late: it ends with the run it was meant for.
+
+    Best effort: the execution has already ended, and a retry clears it again.
+    """
+    with contextlib.suppress(KitaruError):
+        store.clear_cancel(exec_id)
 
 
 def _context(store: Store, state: ExecutionState, ownership: Ownership) -> ExecutionContext:
@@ -421,6 +433,10 @@ def resume_execution(
         assert state.started is not None
         args, kwargs = decode_value(_payload(store, state.started.inputs))
         ctx = _context(store, state, ownership)
+        if mode == "retry":
+            # The execution is failed, so a cancel stored now was meant for the run that
+            # failed (its process may have died before clearing it), not for this one.
+            store.clear_cancel(exec_id)
         ctx.append([ExecutionResumed(mode=mode, owner=ownership.owner)])
         _catch_up(store, ctx.state)
     except BaseException:
