@@ -16,12 +16,14 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 from helpers import REPO, TIMEOUT, background, child_env, store_file, wait_for_file
 from helpers import kitaru as cli
 from llm_flows.conversation import question
@@ -37,6 +39,7 @@ from kitaru import (
     flow,
 )
 from kitaru._llm.registry import register_model
+from kitaru.cli import main as cli_main
 from kitaru.client import Execution, KitaruClient
 from kitaru.journal.events import decode_event
 
@@ -474,6 +477,47 @@ class TestProviderFailures:
         assert request.failure is not None
         assert "HTTP 401" in request.failure.message
         assert (request.input_tokens, request.response()) == (None, "")
+
+
+@flow
+def impatient_flow() -> str:
+    return str(kitaru.llm("Write a long essay.", model=MODEL, timeout=0.3).load())
+
+
+class TestEveryRequestIsRecorded:
+    def test_a_timed_out_call_is_sent_once_and_recorded(
+        self, server: EchoServer, env_key: str
+    ) -> None:
+        """A call that times out sends exactly one request; the journal and `get` show it."""
+        server.delay_replies(1.0)
+        handle = impatient_flow.run()
+        with pytest.raises(kitaru.KitaruError, match="did not answer"):
+            handle.wait(timeout=TIMEOUT)
+        time.sleep(1.2)  # long enough for any resend to have arrived
+        assert server.count == 1
+        (request,) = KitaruClient().executions.get(handle.exec_id).llm_calls
+        assert request.failure is not None
+        assert "did not answer" in request.failure.message
+        assert (request.provider_attempt, request.reached_provider) == (1, True)
+        assert request.timeout == 0.3
+        shown = CliRunner().invoke(cli_main, ["executions", "get", handle.exec_id])
+        assert "failed after" in shown.output
+        assert "(reached the provider)" in shown.output
+
+    def test_refused_requests_are_sent_again_and_each_is_recorded(self, env_key: str) -> None:
+        """A provider refusing connections (conftest's dead port) gets 3 tries, all on record."""
+        handle = impatient_flow.run()
+        with pytest.raises(kitaru.KitaruError, match="Could not connect"):
+            handle.wait(timeout=TIMEOUT)
+        requests = KitaruClient().executions.get(handle.exec_id).llm_calls
+        assert [(r.provider_attempt, r.reached_provider) for r in requests] == [
+            (1, False),
+            (2, False),
+            (3, False),
+        ]
+        assert all(r.failure is not None for r in requests)
+        shown = CliRunner().invoke(cli_main, ["executions", "get", handle.exec_id])
+        assert shown.output.count("(never sent)") == 3
 
 
 @flow
