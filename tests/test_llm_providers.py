@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
@@ -370,34 +369,41 @@ class TestMissingSdk:
 PROVIDERS = ["openai/gpt-4o", "anthropic/claude-sonnet-4", "openrouter/x/y", "ollama/m"]
 
 
+class RefusingPort:
+    """A port that refuses connections until ``come_up`` puts the fake server on it."""
+
+    def __init__(self) -> None:
+        self._holder = socket.socket()
+        self._holder.bind(("127.0.0.1", 0))  # bound but not listening: connecting is refused
+        self.port: int = self._holder.getsockname()[1]
+        self.server: FakeLLMServer | None = None
+
+    def come_up(self) -> None:
+        if self.server is None:
+            self._holder.close()
+            self.server = FakeLLMServer(port=self.port).start()
+
+    def close(self) -> None:
+        self._holder.close()
+        if self.server is not None:
+            self.server.stop()
+
+
 @pytest.fixture
-def refused_then_served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeLLMServer]]:
-    """A port that refuses connections for 0.1 s, then has the fake server listening on it."""
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))  # bound but not listening: connecting is refused
-    port = holder.getsockname()[1]
+def refusing_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[RefusingPort]:
+    """Every provider aimed at a port that refuses connections until told to come up."""
+    port = RefusingPort()
     for name, suffix in (
         ("OPENAI_BASE_URL", "/v1"),
         ("ANTHROPIC_BASE_URL", ""),
         ("OLLAMA_HOST", ""),
         ("KITARU_OPENROUTER_BASE_URL", "/v1"),
     ):
-        monkeypatch.setenv(name, f"http://127.0.0.1:{port}{suffix}")
-    started: list[FakeLLMServer] = []
-
-    def come_up() -> None:
-        time.sleep(0.1)
-        holder.close()
-        started.append(FakeLLMServer(port=port).start())
-
-    thread = threading.Thread(target=come_up)
-    thread.start()
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port.port}{suffix}")
     try:
-        yield started
+        yield port
     finally:
-        thread.join()
-        for server in started:
-            server.stop()
+        port.close()
 
 
 class TestOneRequestPerAttempt:
@@ -455,23 +461,26 @@ class TestOneRequestPerAttempt:
 
     @pytest.mark.parametrize("model", PROVIDERS)
     def test_a_refused_connection_is_tried_again(
-        self,
-        refused_then_served: list[FakeLLMServer],
-        model: str,
-        monkeypatch: pytest.MonkeyPatch,
+        self, refusing_port: RefusingPort, model: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A request refused before it was sent is sent again, and every try is reported."""
         for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY"):
             monkeypatch.setenv(name, "sk-test-key-0000")
         failures: list[FailedAttempt] = []
-        result = prepare_llm_call("Hi", model=model).run(failures.append)
+
+        def on_failure(failed: FailedAttempt) -> None:
+            failures.append(failed)
+            refusing_port.come_up()  # the provider is back before the next try
+
+        result = prepare_llm_call("Hi", model=model).run(on_failure)
         assert result.text == "ok"
         assert result.provider_attempt == 2
         assert [(f.number, f.error.reason, f.will_retry) for f in failures] == [
             (1, "connection", True)
         ]
         assert not failures[0].error.reached_provider
-        assert refused_then_served[0].count == 1
+        assert refusing_port.server is not None
+        assert refusing_port.server.count == 1
 
     def test_a_provider_that_stays_down_is_tried_a_bounded_number_of_times(
         self, monkeypatch: pytest.MonkeyPatch
