@@ -273,7 +273,7 @@ def _measure_overhead(calls: int, repeats: int, db: pathlib.Path) -> dict[str, A
 
     from kitaru._llm.providers.protocol import (
         CONNECT_TIMEOUT_SECONDS,
-        MAX_RETRIES,
+        SDK_MAX_RETRIES,
         TIMEOUT_SECONDS,
     )
 
@@ -286,7 +286,7 @@ def _measure_overhead(calls: int, repeats: int, db: pathlib.Path) -> dict[str, A
         client = openai.OpenAI(
             api_key=_API_KEY,
             base_url=server.url,
-            max_retries=MAX_RETRIES,
+            max_retries=SDK_MAX_RETRIES,
             timeout=openai.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
         )
 

@@ -24,10 +24,16 @@ _SQLITE_URL_PREFIX = "sqlite:///"
 
 
 def config_dir() -> Path:
-    """Return the directory that holds kitaru's config, secrets and default journal."""
+    """Return the directory that holds kitaru's config, secrets and default journal.
+
+    Raise ``KitaruUsageError`` if ``$KITARU_CONFIG_PATH`` names a file, or a path under
+    one: nothing could be read from or stored there.
+    """
     explicit = os.environ.get(CONFIG_PATH_ENV)
     if explicit:
-        return Path(explicit).expanduser()
+        path = Path(explicit).expanduser()
+        _refuse_file_in_the_way(path)
+        return path
     if sys.platform == "win32":
         base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
         return Path(base) / "kitaru"
@@ -35,6 +41,26 @@ def config_dir() -> Path:
         return Path.home() / "Library" / "Application Support" / "kitaru"
     xdg = os.environ.get("XDG_CONFIG_HOME")
     return (Path(xdg) if xdg else Path.home() / ".config") / "kitaru"
+
+
+def _refuse_file_in_the_way(path: Path) -> None:
+    # The dir may not exist yet (it is created on first write), so look for the nearest
+    # part of the path that does exist: it must be a directory.
+    for candidate in (path, *path.parents):
+        try:
+            is_dir = candidate.is_dir()
+            exists = is_dir or candidate.exists()
+        except OSError:
+            return  # unreadable: the read or write that follows reports it
+        if not exists:
+            continue
+        if is_dir:
+            return
+        what = "is a file" if candidate == path else f"is under {candidate}, which is a file"
+        raise KitaruUsageError(
+            f"{CONFIG_PATH_ENV} is {str(path)!r}, which {what}, not a directory; point it "
+            "at a directory (it is created if missing), or unset it."
+        )
 
 
 def store_path(value: str | None = None) -> Path:

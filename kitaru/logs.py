@@ -29,6 +29,15 @@ def get_logger(**initial: Any) -> Any:
     )
 
 
+class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """Formats like structlog's, then blanks secret values (errors can quote them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from kitaru.redaction import redact
+
+        return redact(super().format(record))
+
+
 def enable_cli_logging(level: int = logging.INFO) -> None:
     """Print kitaru's lifecycle events to stderr (what the CLI shows)."""
     logger = logging.getLogger(_LOGGER_NAME)
@@ -37,7 +46,7 @@ def enable_cli_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler._kitaru_cli = True  # type: ignore[attr-defined]
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        _RedactingFormatter(
             processor=structlog.dev.ConsoleRenderer(colors=False),
             foreign_pre_chain=[
                 structlog.processors.add_log_level,

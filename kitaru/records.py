@@ -13,6 +13,7 @@ from kitaru.errors import KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import ExecutionRow, Store
+from kitaru.redaction import redact_shown
 from kitaru.replay.state import CallRecord, ExecutionState
 from kitaru.runtime.values import decode_value
 
@@ -51,7 +52,9 @@ class FailureInfo:
     def from_error(
         cls, error: ErrorInfo, *, origin: str = "user_code", call: str | None = None
     ) -> FailureInfo:
-        return cls(error.type, error.message, error.traceback, origin, call)
+        # Blanked again as shown: the journal may predate the key being known as secret.
+        message, traceback = redact_shown(error.message), redact_shown(error.traceback)
+        return cls(error.type, message, traceback, origin, call)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,14 @@ class LlmCall:
     _prompt: str = field(repr=False)
     _response: ValueRef = field(repr=False)
     _store: Store | None = field(default=None, repr=False, compare=False)
+    provider_attempt: int = 1
+    """Which request to the provider within the call this is (1, 2, ...)."""
+    failure: FailureInfo | None = None
+    """Why this request failed; None when it was answered (its response is then empty)."""
+    reached_provider: bool = True
+    """False when the failed request provably never left, so it cannot have been billed."""
+    timeout: float | None = None
+    """Seconds the request was given (None in journals written before it was recorded)."""
 
     def prompt(self) -> list[dict[str, Any]]:
         """Load the prompt that was sent: the normalised list of chat messages."""
@@ -264,6 +275,10 @@ def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
         _prompt=event.prompt,
         _response=event.response,
         _store=store,
+        provider_attempt=event.provider_attempt,
+        failure=None if event.error is None else FailureInfo.from_error(event.error),
+        reached_provider=event.reached_provider,
+        timeout=event.timeout,
     )
 
 
@@ -338,7 +353,7 @@ def log_lines(state: ExecutionState, checkpoint: str | None = None) -> list[LogL
             timestamp=dt.datetime.fromtimestamp(entry.at, dt.UTC),
             level=entry.level,
             source=entry.source,
-            message=entry.message,
+            message=redact_shown(entry.message),
             checkpoint=call.identity,
             attempt=captured.attempt,
         )
@@ -393,6 +408,8 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
                 )
             )
     for event in state.llm_calls:
+        if event.error is not None:
+            continue  # a failed request has no response; its prompt is the answered one's
         base = event.name if event.parent is None else f"{event.parent}.{event.name}"
         loaders = {
             "prompt": functools.partial(load_prompt, event.prompt, store.read_payload),

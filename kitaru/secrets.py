@@ -35,6 +35,7 @@ __all__ = [
     "list_secrets",
     "secrets_path",
     "set_secret",
+    "stored_values",
     "validate_secret_name",
     "write_private_json",
 ]
@@ -106,6 +107,11 @@ def get_secret(name: str) -> dict[str, str]:
     if name not in stored:
         raise SecretNotFoundError(name)
     return dict(stored[name])
+
+
+def stored_values() -> list[str]:
+    """Return every value of every stored secret, for blanking them out of messages."""
+    return [value for values in _read().values() for value in values.values()]
 
 
 def list_secrets() -> dict[str, list[str]]:

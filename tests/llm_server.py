@@ -7,7 +7,8 @@ It speaks two wire formats:
 
 Every request is recorded (path, lower-cased headers, JSON body). What the server answers
 is a standing reply, changed with ``reply_text``, ``reply_status``, ``reply_garbage`` or
-``reply_no_text``; it applies to every request until changed.
+``reply_no_text``; it applies to every request until changed. ``delay_replies`` makes it
+hold each answer back, as a provider busy generating does.
 
 Use the ``llm_server`` fixture (loaded for every test module by ``tests/conftest.py``)::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,13 +80,14 @@ class _Reply:
 
 
 class FakeLLMServer:
-    """A threaded HTTP server bound to an ephemeral port on 127.0.0.1."""
+    """A threaded HTTP server bound to ``port`` (default: an ephemeral one) on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._reply = _Reply(kind="text", text="ok", input_tokens=1, output_tokens=1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._delay = 0.0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
         # A short poll interval keeps shutdown (and so every test's teardown) quick.
         self._thread = threading.Thread(
@@ -152,6 +155,11 @@ class FakeLLMServer:
         """Answer every request with a well-formed reply that carries no text."""
         self._set(_Reply(kind="no_text", input_tokens=4, output_tokens=0))
 
+    def delay_replies(self, seconds: float) -> None:
+        """Wait ``seconds`` after receiving each request before answering it (0: at once)."""
+        with self._lock:
+            self._delay = seconds
+
     def _set(self, reply: _Reply) -> None:
         with self._lock:
             self._reply = reply
@@ -180,7 +188,10 @@ class FakeLLMServer:
     def _record(self, request: RecordedRequest) -> _Reply:
         with self._lock:
             self._requests.append(request)
-            return self._reply
+            reply, delay = self._reply, self._delay
+        if delay:
+            time.sleep(delay)
+        return reply
 
 
 def _make_handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:

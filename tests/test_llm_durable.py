@@ -16,12 +16,14 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 from helpers import REPO, TIMEOUT, background, child_env, store_file, wait_for_file
 from helpers import kitaru as cli
 from llm_flows.conversation import question
@@ -36,8 +38,8 @@ from kitaru import (
     checkpoint,
     flow,
 )
-from kitaru._llm.providers.protocol import MAX_RETRIES
 from kitaru._llm.registry import register_model
+from kitaru.cli import main as cli_main
 from kitaru.client import Execution, KitaruClient
 from kitaru.journal.events import decode_event
 
@@ -389,7 +391,7 @@ class TestProviderFailures:
     @pytest.mark.parametrize(
         "case",
         [
-            pytest.param((500, 1 + MAX_RETRIES, "Retry later"), id="server-error"),
+            pytest.param((500, 1, "Retry later"), id="server-error"),
             pytest.param((401, 1, "OPENAI_API_KEY"), id="unauthorised"),
         ],
     )
@@ -449,7 +451,15 @@ class TestProviderFailures:
         assert asked(server.new_requests(before)) == [question(3), question(4)]
         final = calls_of(KitaruClient().executions.get(exec_id))
         assert [a.status for a in final["llm_3"].attempts] == ["failed", "completed"]
-        assert [(c.name, c.attempt) for c in final["llm_3"].llm_calls] == [("llm_3", 2)]
+        # The failed request is on record too, with the (blanked) reason it failed.
+        requests = final["llm_3"].llm_calls
+        assert [(c.name, c.attempt, c.failure is None) for c in requests] == [
+            ("llm_3", 1, False),
+            ("llm_3", 2, True),
+        ]
+        assert requests[0].failure is not None
+        assert f"HTTP {status}" in requests[0].failure.message
+        assert env_key not in requests[0].failure.message
         assert [len(final[f"llm_{n}"].attempts) for n in (1, 2, 4)] == [1, 1, 1]
 
     def test_a_failure_the_flow_body_catches_is_still_recorded(
@@ -463,7 +473,51 @@ class TestProviderFailures:
         assert execution.status == "completed"
         (call,) = execution.checkpoints
         assert (call.kind, call.status) == ("llm", "failed")
-        assert execution.llm_calls == []
+        (request,) = execution.llm_calls
+        assert request.failure is not None
+        assert "HTTP 401" in request.failure.message
+        assert (request.input_tokens, request.response()) == (None, "")
+
+
+@flow
+def impatient_flow() -> str:
+    return str(kitaru.llm("Write a long essay.", model=MODEL, timeout=0.3).load())
+
+
+class TestEveryRequestIsRecorded:
+    def test_a_timed_out_call_is_sent_once_and_recorded(
+        self, server: EchoServer, env_key: str
+    ) -> None:
+        """A call that times out sends exactly one request; the journal and `get` show it."""
+        server.delay_replies(1.0)
+        handle = impatient_flow.run()
+        with pytest.raises(kitaru.KitaruError, match="did not answer"):
+            handle.wait(timeout=TIMEOUT)
+        time.sleep(1.2)  # long enough for any resend to have arrived
+        assert server.count == 1
+        (request,) = KitaruClient().executions.get(handle.exec_id).llm_calls
+        assert request.failure is not None
+        assert "did not answer" in request.failure.message
+        assert (request.provider_attempt, request.reached_provider) == (1, True)
+        assert request.timeout == 0.3
+        shown = CliRunner().invoke(cli_main, ["executions", "get", handle.exec_id])
+        assert "failed after" in shown.output
+        assert "(reached the provider)" in shown.output
+
+    def test_refused_requests_are_sent_again_and_each_is_recorded(self, env_key: str) -> None:
+        """A provider refusing connections (conftest's dead port) gets 3 tries, all on record."""
+        handle = impatient_flow.run()
+        with pytest.raises(kitaru.KitaruError, match="Could not connect"):
+            handle.wait(timeout=TIMEOUT)
+        requests = KitaruClient().executions.get(handle.exec_id).llm_calls
+        assert [(r.provider_attempt, r.reached_provider) for r in requests] == [
+            (1, False),
+            (2, False),
+            (3, False),
+        ]
+        assert all(r.failure is not None for r in requests)
+        shown = CliRunner().invoke(cli_main, ["executions", "get", handle.exec_id])
+        assert shown.output.count("(never sent)") == 3
 
 
 @flow
@@ -1308,10 +1362,10 @@ def _late_alias_flow() -> str:
 
 
 class TestEmptyRegistrySnapshot:
-    def test_aliases_registered_after_start_are_not_seen_on_resume(
+    def test_aliases_registered_after_start_resolve_on_resume(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """An execution started with no aliases resolves from that empty snapshot, not config."""
+        """An alias the snapshot lacks, registered while the run waited, resolves on resume."""
         monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "hello")
         handle = _late_alias_flow.run()
         with pytest.raises(KitaruStateError):
@@ -1319,8 +1373,25 @@ class TestEmptyRegistrySnapshot:
         register_model("fast", "openai/gpt-4o-mini")
         client = KitaruClient()
         client.executions.input(handle.exec_id, value=None)
-        with pytest.raises(KitaruUserCodeError, match="fast"):
-            client.executions.resume(handle.exec_id).wait(timeout=30)
+        assert client.executions.resume(handle.exec_id).wait(timeout=30) == "hello"
+        (call,) = client.executions.get(handle.exec_id).llm_calls
+        assert (call.alias, call.resolved_model) == ("fast", "openai/gpt-4o-mini")
+
+    def test_aliases_the_snapshot_holds_keep_their_snapshot_model(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Re-registering an alias the snapshot holds does not change what a resume calls."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "hello")
+        register_model("fast", "openai/gpt-4o-mini")
+        handle = _late_alias_flow.run()
+        with pytest.raises(KitaruStateError):
+            handle.wait(timeout=30)
+        register_model("fast", "anthropic/claude-haiku-4-5")
+        client = KitaruClient()
+        client.executions.input(handle.exec_id, value=None)
+        assert client.executions.resume(handle.exec_id).wait(timeout=30) == "hello"
+        (call,) = client.executions.get(handle.exec_id).llm_calls
+        assert call.resolved_model == "openai/gpt-4o-mini"
 
     def test_the_runtime_environment_registry_still_applies(
         self, monkeypatch: pytest.MonkeyPatch
@@ -1336,3 +1407,35 @@ class TestEmptyRegistrySnapshot:
         client = KitaruClient()
         client.executions.input(handle.exec_id, value=None)
         assert client.executions.resume(handle.exec_id).wait(timeout=30) == "hello"
+
+
+class TestRegisterMissingAliasThenRetry:
+    def test_the_error_says_register_and_retry_and_that_works(
+        self, server: EchoServer, env_key: str, ws: Workspace
+    ) -> None:
+        """A flow failing on an unknown alias completes after `model register` and `retry`."""
+        # This checkout's kitaru in every process, the `kitaru` command included.
+        env = child_env(PYTHONPATH=str(REPO))
+
+        failed = run_flow("conversation", "2", "later", env=env)
+
+        assert failed.returncode == 1, failed.stderr
+        exec_id = only_execution().exec_id
+        assert server.count == 0
+        for fragment in (
+            "'later' is neither a registered alias",
+            "kitaru model register later --model PROVIDER/MODEL",
+            f"then `kitaru executions retry {exec_id}`",
+        ):
+            assert fragment in failed.stderr, (fragment, failed.stderr)
+
+        registered = cli(
+            "model", "register", "later", "--model", "openai/gpt-5-nano", cwd=ws.elsewhere, env=env
+        )
+        assert registered.returncode == 0, registered.stderr
+        retried = ws.resume(exec_id, env, verb="retry")
+
+        assert retried.returncode == 0, retried.stderr
+        assert json.loads(retried.stdout)["status"] == "completed"
+        assert [r.body["model"] for r in server.requests] == ["gpt-5-nano"] * 2
+        assert [m[1:3] for m in recorded_models(exec_id)] == [("later", "openai/gpt-5-nano")] * 2

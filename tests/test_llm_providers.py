@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
+from collections.abc import Iterator
 
 import pytest
 from llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer
 
-from kitaru._llm.call import perform_llm_call
+from kitaru._llm.call import CONNECT_RETRIES, FailedAttempt, perform_llm_call, prepare_llm_call
 from kitaru._llm.providers import ProviderError, ollama_base_url
-from kitaru._llm.providers.protocol import MAX_RETRIES, public_url
+from kitaru._llm.providers.protocol import TIMEOUT_SECONDS, public_url
 from kitaru.errors import KitaruBackendError, KitaruUsageError
 
 OPENAI_KEY = "sk-openai-test-5d1e"
@@ -239,28 +242,32 @@ class TestErrorMapping:
         assert server.count == 1
 
     @pytest.mark.parametrize("model", PROVIDER_MODELS)
-    def test_rate_limit_is_retried_then_reported(self, server: FakeLLMServer, model: str) -> None:
-        """HTTP 429 is retried by the SDK, then reported as a rate-limit error with the status."""
+    def test_rate_limit_is_reported_after_one_request(
+        self, server: FakeLLMServer, model: str
+    ) -> None:
+        """HTTP 429 is not resent by the SDK; it is reported as a rate-limit error at once."""
         server.reply_status(429, "slow down")
         with pytest.raises(ProviderError) as info:
             perform_llm_call("Hi", model=model)
         assert (info.value.reason, info.value.status_code) == ("rate_limit", 429)
         assert "slow down" in str(info.value)
         assert "kitaru executions retry" in str(info.value)
-        assert server.count == 1 + MAX_RETRIES
+        assert info.value.reached_provider
+        assert server.count == 1
 
     @pytest.mark.parametrize("model", PROVIDER_MODELS)
     @pytest.mark.parametrize("status", [500, 503])
-    def test_server_errors_are_retried_then_reported(
+    def test_server_errors_are_reported_after_one_request(
         self, server: FakeLLMServer, model: str, status: int
     ) -> None:
-        """5xx answers are retried, then reported as server errors with the status."""
+        """A 5xx answer is not resent (the provider may have billed it); it is reported."""
         server.reply_status(status, "upstream exploded")
         with pytest.raises(ProviderError) as info:
             perform_llm_call("Hi", model=model)
         assert (info.value.reason, info.value.status_code) == ("server", status)
         assert "upstream exploded" in str(info.value)
-        assert server.count == 1 + MAX_RETRIES
+        assert "does not resend" in str(info.value)
+        assert server.count == 1
 
     @pytest.mark.parametrize("model", PROVIDER_MODELS)
     def test_bad_request_shows_the_provider_message_with_the_key_blanked(
@@ -273,7 +280,9 @@ class TestErrorMapping:
         with pytest.raises(ProviderError) as info:
             perform_llm_call("Hi", model=model)
         assert (info.value.reason, info.value.status_code) == ("bad_request", 400)
-        assert "temperature too high for key [key]" in str(info.value)
+        # Ollama gets a fixed placeholder, not a secret: there is nothing to blank.
+        blanked = echoed if echoed == "ollama" else "[redacted]"
+        assert f"temperature too high for key {blanked}" in str(info.value)
         assert server.count == 1
 
     def test_not_found_on_ollama_suggests_pulling_the_model(self, server: FakeLLMServer) -> None:
@@ -314,6 +323,7 @@ class TestErrorMapping:
         ) as info:
             perform_llm_call("Hi", model=model)
         assert (info.value.reason, info.value.status_code) == ("connection", None)
+        assert not info.value.reached_provider
         if model.startswith("ollama"):
             assert "OLLAMA_HOST" in str(info.value)
 
@@ -354,3 +364,132 @@ class TestMissingSdk:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         assert output.strip() == "[]"
+
+
+PROVIDERS = ["openai/gpt-4o", "anthropic/claude-sonnet-4", "openrouter/x/y", "ollama/m"]
+
+
+class RefusingPort:
+    """A port that refuses connections until ``come_up`` puts the fake server on it."""
+
+    def __init__(self) -> None:
+        self._holder = socket.socket()
+        self._holder.bind(("127.0.0.1", 0))  # bound but not listening: connecting is refused
+        self.port: int = self._holder.getsockname()[1]
+        self.server: FakeLLMServer | None = None
+
+    def come_up(self) -> None:
+        if self.server is None:
+            self._holder.close()
+            self.server = FakeLLMServer(port=self.port).start()
+
+    def close(self) -> None:
+        self._holder.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture
+def refusing_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[RefusingPort]:
+    """Every provider aimed at a port that refuses connections until told to come up."""
+    port = RefusingPort()
+    for name, suffix in (
+        ("OPENAI_BASE_URL", "/v1"),
+        ("ANTHROPIC_BASE_URL", ""),
+        ("OLLAMA_HOST", ""),
+        ("KITARU_OPENROUTER_BASE_URL", "/v1"),
+    ):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port.port}{suffix}")
+    try:
+        yield port
+    finally:
+        port.close()
+
+
+class TestOneRequestPerAttempt:
+    @pytest.mark.parametrize("model", PROVIDERS)
+    def test_a_timed_out_request_is_sent_exactly_once(
+        self, server: FakeLLMServer, model: str
+    ) -> None:
+        """A provider answering after the timeout gets one request: nothing resends it."""
+        server.delay_replies(1.0)
+        with pytest.raises(ProviderError, match=r"within 0\.3s") as info:
+            perform_llm_call("Write a long essay.", model=model, timeout=0.3)
+        assert info.value.reason == "timeout"
+        assert info.value.reached_provider
+        assert "not resent" in str(info.value)
+        time.sleep(1.2)  # long enough for any resend to have arrived
+        assert server.count == 1
+
+    @pytest.mark.parametrize("model", ["openai/gpt-4o", "anthropic/claude-sonnet-4"])
+    def test_the_environment_sets_the_timeout(
+        self, server: FakeLLMServer, model: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """KITARU_LLM_TIMEOUT applies when timeout= is not given; timeout= wins over it."""
+        server.delay_replies(0.6)
+        monkeypatch.setenv("KITARU_LLM_TIMEOUT", "0.2")
+        with pytest.raises(ProviderError, match=r"within 0\.2s"):
+            perform_llm_call("Hi", model=model)
+        assert perform_llm_call("Hi", model=model, timeout=5).text == "ok"
+        time.sleep(0.8)
+        assert server.count == 2
+
+    def test_the_default_timeout_is_unchanged(self, server: FakeLLMServer) -> None:
+        """Without timeout= or KITARU_LLM_TIMEOUT a call waits 300 s, as before."""
+        assert TIMEOUT_SECONDS == 300.0
+        assert prepare_llm_call("Hi", model="openai/gpt-4o").timeout == 300.0
+
+    @pytest.mark.parametrize("value", [-1, 0, float("nan"), float("inf"), "10", True])
+    def test_bad_timeout_argument_is_a_usage_error(
+        self, server: FakeLLMServer, value: object
+    ) -> None:
+        """timeout= must be a positive number of seconds; anything else says so."""
+        with pytest.raises(KitaruUsageError, match=r"timeout= must be a number of seconds > 0"):
+            perform_llm_call("Hi", model="openai/gpt-4o", timeout=value)  # type: ignore[arg-type]
+        assert server.count == 0
+
+    @pytest.mark.parametrize("value", ["-5", "0", "soon", "nan"])
+    def test_bad_timeout_variable_is_a_usage_error(
+        self, server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        """A KITARU_LLM_TIMEOUT that is not a positive number names the variable and value."""
+        monkeypatch.setenv("KITARU_LLM_TIMEOUT", value)
+        with pytest.raises(KitaruUsageError, match=r"KITARU_LLM_TIMEOUT must be") as info:
+            perform_llm_call("Hi", model="openai/gpt-4o")
+        assert repr(value) in str(info.value)
+        assert server.count == 0
+
+    @pytest.mark.parametrize("model", PROVIDERS)
+    def test_a_refused_connection_is_tried_again(
+        self, refusing_port: RefusingPort, model: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A request refused before it was sent is sent again, and every try is reported."""
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY"):
+            monkeypatch.setenv(name, "sk-test-key-0000")
+        failures: list[FailedAttempt] = []
+
+        def on_failure(failed: FailedAttempt) -> None:
+            failures.append(failed)
+            refusing_port.come_up()  # the provider is back before the next try
+
+        result = prepare_llm_call("Hi", model=model).run(on_failure)
+        assert result.text == "ok"
+        assert result.provider_attempt == 2
+        assert [(f.number, f.error.reason, f.will_retry) for f in failures] == [
+            (1, "connection", True)
+        ]
+        assert not failures[0].error.reached_provider
+        assert refusing_port.server is not None
+        assert refusing_port.server.count == 1
+
+    def test_a_provider_that_stays_down_is_tried_a_bounded_number_of_times(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Refused every time (conftest's dead port), the call gives up after its retries."""
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        failures: list[FailedAttempt] = []
+        with pytest.raises(ProviderError, match="Could not connect"):
+            prepare_llm_call("Hi", model="openai/gpt-4o").run(failures.append)
+        assert [(f.number, f.will_retry) for f in failures] == [
+            (n, n <= CONNECT_RETRIES) for n in range(1, CONNECT_RETRIES + 2)
+        ]

@@ -7,7 +7,11 @@ find; the key may then appear only inside secrets.json.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +20,14 @@ import pytest
 from click.testing import CliRunner
 from llm_server import FakeLLMServer
 
+import kitaru
+from kitaru import checkpoint, flow, redaction
 from kitaru._llm import perform_llm_call, prepare_llm_call
+from kitaru._llm.registry import register_model
 from kitaru.cli import main
 from kitaru.errors import KitaruError
+from kitaru.redaction import Redactor, redact
+from kitaru.secrets import set_secret
 
 SECRET_VALUE = "sk-leak-canary-0123456789abcdef"
 ENV_VALUE = "sk-env-canary-fedcba9876543210"
@@ -170,3 +179,119 @@ class TestNoSecretLeaks:
         assert SECRET_VALUE in secrets_file.read_text()
         assert any(SECRET_VALUE in r.headers.get("authorization", "") for r in llm_server.requests)
         assert len(collected.texts) > 100
+
+
+NEAR_KEY = "sk-near-canary-4f7a9c2e1b8d6053"
+
+
+def runs_of(secret: str, length: int = 8) -> set[str]:
+    """Every run of ``length`` characters of ``secret``, lower-cased."""
+    folded = secret.lower()
+    return {folded[i : i + length] for i in range(len(folded) - length + 1)}
+
+
+@checkpoint
+def ask_and_report(prompt: str) -> str:
+    try:
+        return str(kitaru.llm(prompt, model="near"))
+    except KitaruError as exc:
+        print(f"provider said: {exc}")
+        logging.getLogger("agent").warning("call failed: %s", exc)
+        raise
+
+
+@flow
+def near_echo_flow() -> str:
+    return ask_and_report("Hello")  # type: ignore[return-value]
+
+
+class TestNearEchoesOfTheKey:
+    @pytest.mark.parametrize(
+        "echo",
+        [
+            pytest.param(NEAR_KEY[:-1], id="last-character-cut"),
+            pytest.param(NEAR_KEY[1:], id="first-character-cut"),
+            pytest.param(NEAR_KEY.upper(), id="upper-cased"),
+            pytest.param(f"{NEAR_KEY[:10]}...{NEAR_KEY[-9:]}", id="middle-elided"),
+        ],
+    )
+    def test_no_run_of_the_key_reaches_journal_get_or_logs(
+        self, llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch, echo: str
+    ) -> None:
+        """A provider echoing part of the key, in any case, leaves no 8-character run of it."""
+        llm_server.point_providers_here(monkeypatch)
+        set_secret("near-creds", {"OPENAI_API_KEY": NEAR_KEY})
+        register_model("near", "openai/gpt-4o", "near-creds")
+        llm_server.reply_status(403, f"key {echo} lacks access to this model")
+
+        handle = near_echo_flow.run()
+        with pytest.raises(KitaruError) as caught:
+            handle.wait(timeout=60)
+
+        exec_id = handle.exec_id
+        texts = {"error": f"{caught.value} {caught.value!r}"}
+        with contextlib.closing(sqlite3.connect(os.environ["KITARU_STORE"])) as conn:
+            rows = conn.execute("SELECT body FROM events").fetchall()
+            rows += conn.execute("SELECT bytes FROM payloads").fetchall()
+        texts["journal"] = "\n".join(bytes(row[0]).decode("utf-8", "replace") for row in rows)
+        for args in (
+            ("executions", "get", exec_id),
+            ("executions", "get", exec_id, "-o", "json"),
+            ("executions", "logs", exec_id),
+            ("executions", "logs", exec_id, "-o", "json"),
+        ):
+            result = CliRunner().invoke(main, list(args))
+            assert result.exit_code == 0, result.output
+            texts[" ".join(args)] = result.output
+
+        # The scenario did produce the messages the key could hide in.
+        assert "lacks access" in texts["journal"]
+        assert "provider said" in texts["executions logs " + exec_id]
+        assert "call failed" in texts["executions logs " + exec_id]
+        assert llm_server.count == 1
+        leaked = {
+            where: sorted(run for run in runs_of(NEAR_KEY) if run in text.lower())
+            for where, text in texts.items()
+        }
+        assert leaked == {where: [] for where in texts}
+
+
+class TestRedactor:
+    KEY = "sk-proj-AbCdEf0123456789"
+
+    @pytest.mark.parametrize(
+        ("text", "shown"),
+        [
+            (f"key {KEY} bad", "key [redacted] bad"),
+            (f"key {KEY[:-1]}!", "key [redacted]!"),
+            (f"KEY {KEY.upper()}", "KEY [redacted]"),
+            (f"{KEY[:8]} and {KEY[-8:]}", "[redacted] and [redacted]"),
+            (f"only {KEY[:7]} here", f"only {KEY[:7]} here"),
+            ("nothing secret at all", "nothing secret at all"),
+        ],
+    )
+    def test_runs_of_eight_or_more_are_blanked(self, text: str, shown: str) -> None:
+        """Any run of 8+ characters of the key, in any case, becomes [redacted]; less stays."""
+        assert Redactor([self.KEY])(text) == shown
+
+    def test_non_ascii_text_keeps_its_positions(self) -> None:
+        """Characters whose lower case is longer do not shift what is blanked."""
+        text = f"İstanbul İ {self.KEY.upper()} ß"
+        assert Redactor([self.KEY])(text) == "İstanbul İ [redacted] ß"
+
+    def test_short_secret_values_are_not_searched_for(self) -> None:
+        """A value under 8 characters would blank ordinary words, so it is left alone."""
+        assert Redactor(["short"])("a short text") == "a short text"
+
+    def test_the_matcher_is_built_once_per_set_of_secrets(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Redacting again with the same secrets reuses the matcher, and a large text is fast."""
+        monkeypatch.setenv("OPENAI_API_KEY", self.KEY)
+        redact("warm up")
+        built = dict(redaction._built)
+        text = "an ordinary log line with no key in it\n" * 25_000  # about 1 MB
+        started = time.perf_counter()
+        assert redact(text) == text
+        assert time.perf_counter() - started < 5.0
+        assert redaction._built == built

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru_executable
 
-from kitaru._llm.registry import load_local_registry
+from kitaru._llm.registry import list_models, load_local_registry, register_model
 from kitaru.cli import main
+from kitaru.errors import KitaruUsageError
 from kitaru.secrets import set_secret
 
 
@@ -174,3 +178,59 @@ class TestRemoveAndDefault:
         """Removing or defaulting an unknown alias exits 1 with the known aliases listed."""
         run_ok("model", "register", "fast", "--model", "openai/gpt-5-nano")
         assert_clean_failure(run("model", command, "nope"), "registered aliases: fast")
+
+
+def cli_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real ``kitaru`` command in a new process, importing this checkout's kitaru."""
+    return subprocess.run(
+        [kitaru_executable(), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+class TestConfigPathIsAFile:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["model", "list"],
+            ["secrets", "set", "creds", "--OPENAI_API_KEY=sk-x"],
+            ["model", "register", "fast", "--model", "openai/gpt-4o"],
+        ],
+    )
+    @pytest.mark.parametrize("under", [False, True])
+    def test_cli_gives_one_line(self, tmp_path: Path, args: list[str], under: bool) -> None:
+        """A KITARU_CONFIG_PATH that is (or is under) a file gives one line and exit 1."""
+        in_the_way = tmp_path / "not-a-dir"
+        in_the_way.write_text("x")
+        config = in_the_way / "sub" if under else in_the_way
+        env = child_env(KITARU_CONFIG_PATH=str(config), PYTHONPATH=str(REPO))
+        result = cli_process(*args, env=env)
+        assert_clean_error(result, "KITARU_CONFIG_PATH", str(in_the_way), "not a directory")
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    def test_python_api_raises_usage_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The library functions behind those commands raise KitaruUsageError, not OSError."""
+        in_the_way = tmp_path / "not-a-dir"
+        in_the_way.write_text("x")
+        monkeypatch.setenv("KITARU_CONFIG_PATH", str(in_the_way))
+        for action in (
+            list_models,
+            lambda: set_secret("creds", {"OPENAI_API_KEY": "sk-x"}),
+            lambda: register_model("fast", "openai/gpt-4o"),
+        ):
+            with pytest.raises(KitaruUsageError, match="not a directory"):
+                action()
+
+    def test_missing_directory_is_still_fine(self, tmp_path: Path) -> None:
+        """A config path that does not exist yet is created on first write, as before."""
+        env = child_env(KITARU_CONFIG_PATH=str(tmp_path / "new" / "cfg"), PYTHONPATH=str(REPO))
+        result = cli_process("model", "register", "fast", "--model", "openai/gpt-4o", env=env)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "new" / "cfg" / "models.json").is_file()

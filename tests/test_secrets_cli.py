@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import REPO, TIMEOUT, child_env, kitaru_executable
 
 from kitaru._llm.registry import register_model
 from kitaru.cli import main
@@ -55,7 +62,7 @@ class TestSet:
         [
             ([], "at least one key"),
             ([f"--OPENAI_API_KEY {VALUE}"], "Argument 1 after the secret name"),
-            (["--OPENAI_API_KEY", VALUE], "Argument 1 after the secret name"),
+            (["--OPENAI_API_KEY", VALUE], "Argument 2 after the secret name"),
             ([VALUE], "Argument 1 after the secret name"),
             (["--A=1", f"-K={VALUE}"], "Argument 2 after the secret name"),
             (["--=x"], "not --KEY=VALUE"),
@@ -120,3 +127,119 @@ class TestListShowDelete:
     def test_unknown_secret_fails_cleanly(self, command: str) -> None:
         """show or delete of an unknown secret exits 1 saying how to create it."""
         assert_clean_failure(run("secrets", command, "nope"), "kitaru secrets set nope")
+
+
+def set_command(*args: str) -> list[str]:
+    return [kitaru_executable(), "secrets", "set", *args]
+
+
+def this_checkout() -> dict[str, str]:
+    """The environment for a ``kitaru`` process that imports this checkout's kitaru."""
+    return child_env(PYTHONPATH=str(REPO))
+
+
+class TestValuesOffTheCommandLine:
+    def test_values_are_read_from_standard_input_in_order(self) -> None:
+        """Bare --KEY values come from stdin, one line each in order; --KEY=VALUE still works."""
+        result = subprocess.run(
+            set_command("creds", "--OPENAI_API_KEY", "--ORG=o1", "--PROJECT"),
+            input=f"{VALUE}\r\nproj-2\n",
+            env=this_checkout(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "Saved secret 'creds' (keys: OPENAI_API_KEY, ORG, PROJECT).\n"
+        assert VALUE not in result.stdout + result.stderr
+        assert get_secret("creds") == {"OPENAI_API_KEY": VALUE, "ORG": "o1", "PROJECT": "proj-2"}
+
+    def test_the_value_never_appears_in_the_process_arguments(self) -> None:
+        """While kitaru waits for the value, its command line (what ps shows) lacks it."""
+        proc = subprocess.Popen(
+            set_command("creds", "--OPENAI_API_KEY"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=this_checkout(),
+            cwd=REPO,
+            text=True,
+        )
+        try:
+            # The command starts through a launcher that execs Python: wait for the final one.
+            deadline = time.monotonic() + TIMEOUT
+            cmdline = ""
+            while "python" not in cmdline and time.monotonic() < deadline:
+                time.sleep(0.02)
+                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+            out, err = proc.communicate(f"{VALUE}\n", timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "--OPENAI_API_KEY" in cmdline
+        assert VALUE not in cmdline + out + err
+        assert get_secret("creds") == {"OPENAI_API_KEY": VALUE}
+
+    def test_input_that_ends_early_stores_nothing(self) -> None:
+        """Fewer lines than bare keys is one clear error naming the key, and nothing is saved."""
+        result = subprocess.run(
+            set_command("creds", "--A", "--B"),
+            input="only-one\n",
+            env=this_checkout(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("Error: Standard input ended before the value for B")
+        assert "Traceback" not in result.stderr
+        assert list_secrets() == {}
+
+    def test_a_terminal_is_asked_without_echo(self) -> None:
+        """On a terminal kitaru asks for the value and the typed value is not echoed."""
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: its terminal is the pty
+            env = this_checkout()
+            os.execve(kitaru_executable(), set_command("creds", "--OPENAI_API_KEY"), env)
+        seen = b""
+        try:
+            seen += _read_until(fd, b"Value for OPENAI_API_KEY")
+            time.sleep(0.2)  # let the prompt turn echo off before typing
+            os.write(fd, f"{VALUE}\n".encode())
+            seen += _read_until(fd, b"Saved secret")
+        finally:
+            _, status = os.waitpid(pid, 0)
+            os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 0, seen
+        assert VALUE.encode() not in seen
+        assert get_secret("creds") == {"OPENAI_API_KEY": VALUE}
+
+    def test_help_explains_the_bare_key_form(self) -> None:
+        """`--help` says how to keep a value off the command line."""
+        result = run_ok("secrets", "set", "--help")
+        assert "Give --KEY alone" in result.stdout
+        assert "standard input" in result.stdout
+
+
+def _read_until(fd: int, marker: bytes) -> bytes:
+    """Read the terminal's output until ``marker`` shows up (or fail after TIMEOUT)."""
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    while marker not in seen:
+        assert time.monotonic() < deadline, seen
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    return seen

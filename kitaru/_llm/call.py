@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +19,23 @@ import msgspec
 
 from kitaru._llm.credentials import Credentials, CredentialSource, resolve_credentials
 from kitaru._llm.messages import Message, normalise_prompt
-from kitaru._llm.providers import MockProvider, Provider, ProviderRequest, build_provider
+from kitaru._llm.providers import (
+    MockProvider,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    build_provider,
+)
+from kitaru._llm.providers.protocol import TIMEOUT_SECONDS
 from kitaru._llm.registry import ModelRegistry, effective_registry
 from kitaru._llm.resolution import ResolvedModel, resolve_model
 from kitaru.errors import KitaruUsageError
 
 __all__ = [
+    "CONNECT_RETRIES",
     "MOCK_RESPONSE_ENV",
+    "TIMEOUT_ENV",
+    "FailedAttempt",
     "LlmResult",
     "PreparedLlmCall",
     "check_call_options",
@@ -34,6 +44,14 @@ __all__ = [
 ]
 
 MOCK_RESPONSE_ENV = "KITARU_LLM_MOCK_RESPONSE"
+TIMEOUT_ENV = "KITARU_LLM_TIMEOUT"
+
+# A request that provably never reached the provider (connection refused, host name not
+# found) is sent again this many times, after these pauses: a provider restarting or a
+# network blip costs nothing to ride out. Anything else is not resent (see
+# ``ProviderError.reached_provider``).
+CONNECT_RETRIES = 2
+_CONNECT_RETRY_DELAYS = (0.25, 1.0)
 
 
 class LlmResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,6 +67,23 @@ class LlmResult(msgspec.Struct, frozen=True, kw_only=True):
     alias: str | None
     resolved_model: str
     credential_source: CredentialSource
+    provider_attempt: int = 1
+    """Which request to the provider this answer came from (1 unless one never arrived)."""
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    """One request to the provider that failed: what happened and how long it took."""
+
+    number: int
+    """1 for the call's first request, 2 for the one sent after it, ..."""
+    error: ProviderError
+    latency_ms: float
+    will_retry: bool
+    """True when the request never reached the provider and is sent again."""
+
+
+AttemptObserver = Callable[[FailedAttempt], None]
 
 
 @dataclass(frozen=True)
@@ -61,17 +96,39 @@ class PreparedLlmCall:
     provider: Provider
     temperature: float | None
     max_tokens: int | None
+    timeout: float = TIMEOUT_SECONDS
 
-    def run(self) -> LlmResult:
-        """Send the call and return its result; provider failures raise ``ProviderError``."""
+    def run(self, on_failure: AttemptObserver | None = None) -> LlmResult:
+        """Send the call and return its result; provider failures raise ``ProviderError``.
+
+        A request that provably never reached the provider is sent again (up to
+        ``CONNECT_RETRIES`` times); any other failure is raised at once, since the provider
+        may be generating, and billing, an answer to it. ``on_failure`` hears of every
+        failed request, so each one can be recorded.
+        """
         request = ProviderRequest(
             messages=self.messages,
             model_name=self.resolved.model_name,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
+            timeout=self.timeout,
         )
-        started = time.perf_counter()
-        response = self.provider.complete(request)
+        number = 1
+        while True:
+            started = time.perf_counter()
+            try:
+                response = self.provider.complete(request)
+            except ProviderError as exc:
+                will_retry = not exc.reached_provider and number <= CONNECT_RETRIES
+                if on_failure is not None:
+                    latency_ms = (time.perf_counter() - started) * 1000.0
+                    on_failure(FailedAttempt(number, exc, latency_ms, will_retry))
+                if not will_retry:
+                    raise
+                time.sleep(_CONNECT_RETRY_DELAYS[min(number, len(_CONNECT_RETRY_DELAYS)) - 1])
+                number += 1
+                continue
+            break
         latency_ms = (time.perf_counter() - started) * 1000.0
         return LlmResult(
             messages=self.messages,
@@ -84,6 +141,7 @@ class PreparedLlmCall:
             alias=self.resolved.alias,
             resolved_model=self.resolved.model,
             credential_source=self.credentials.source,
+            provider_attempt=number,
         )
 
 
@@ -94,18 +152,28 @@ def prepare_llm_call(
     system: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    timeout: float | None = None,
     registry_snapshot: Mapping[str, Any] | None = None,
+    fill_from_local: bool = False,
+    retry_hint: str | None = None,
 ) -> PreparedLlmCall:
     """Check the arguments, resolve the model and its credentials; raise on bad input.
 
     ``registry_snapshot`` is the execution's registry (``ModelRegistry.to_snapshot()``);
-    None uses the local registry. With ``KITARU_LLM_MOCK_RESPONSE`` set, the call is
-    answered by a mock provider and no credentials are needed.
+    None uses the local registry. ``fill_from_local`` (resumed and retried executions)
+    resolves aliases the snapshot lacks from the local registry; ``retry_hint`` is the
+    command that retries the execution, named in errors that registering an alias fixes.
+    ``timeout`` (seconds) defaults to ``KITARU_LLM_TIMEOUT``, else ``TIMEOUT_SECONDS``.
+    With ``KITARU_LLM_MOCK_RESPONSE`` set, the call is answered by a mock provider and no
+    credentials are needed.
     """
     messages = normalise_prompt(prompt, system)
     _check_temperature(temperature)
     _check_max_tokens(max_tokens)
-    resolved = resolve_model(model, effective_registry(registry_snapshot))
+    _check_timeout(timeout)
+    seconds = float(timeout) if timeout is not None else timeout_from_environment()
+    registry = effective_registry(registry_snapshot, fill_from_local=fill_from_local)
+    resolved = resolve_model(model, registry, retry_hint=retry_hint)
     mock_text = os.environ.get(MOCK_RESPONSE_ENV, "")
     provider: Provider
     if mock_text:
@@ -123,6 +191,7 @@ def prepare_llm_call(
         provider=provider,
         temperature=None if temperature is None else float(temperature),
         max_tokens=max_tokens,
+        timeout=seconds,
     )
 
 
@@ -133,6 +202,7 @@ def perform_llm_call(
     system: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    timeout: float | None = None,
     registry_snapshot: Mapping[str, Any] | None = None,
 ) -> LlmResult:
     """Make one model call: normalise the prompt, resolve model and credentials, send it."""
@@ -142,11 +212,31 @@ def perform_llm_call(
         system=system,
         temperature=temperature,
         max_tokens=max_tokens,
+        timeout=timeout,
         registry_snapshot=registry_snapshot,
     ).run()
 
 
-def check_call_options(*, model: object, temperature: object, max_tokens: object) -> None:
+def timeout_from_environment() -> float:
+    """Return ``KITARU_LLM_TIMEOUT`` in seconds, or ``TIMEOUT_SECONDS`` if it is unset."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return TIMEOUT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise KitaruUsageError(
+            f"{TIMEOUT_ENV} must be a number of seconds > 0 (e.g. 120), got {raw!r}; fix "
+            f"it or unset it to use the default of {TIMEOUT_SECONDS:g} s."
+        )
+    return seconds
+
+
+def check_call_options(
+    *, model: object, temperature: object, max_tokens: object, timeout: object = None
+) -> None:
     """Refuse options that no environment could make valid; raise ``KitaruUsageError``.
 
     A durable call checks these before it takes a name or touches the journal. An alias
@@ -155,6 +245,7 @@ def check_call_options(*, model: object, temperature: object, max_tokens: object
     """
     _check_temperature(temperature)
     _check_max_tokens(max_tokens)
+    _check_timeout(timeout)
     if model is not None and (not isinstance(model, str) or "/" in model or not model.strip()):
         # Alias names cannot hold '/', so this is a raw provider/model in any registry.
         resolve_model(model, ModelRegistry())  # type: ignore[arg-type]
@@ -180,4 +271,19 @@ def _check_max_tokens(max_tokens: object) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise KitaruUsageError(
             f"max_tokens= must be a whole number >= 1 (e.g. 512), got {max_tokens!r}."
+        )
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise KitaruUsageError(
+            f"timeout= must be a number of seconds > 0 (e.g. 120), got {timeout!r}; leave "
+            f"it out to use {TIMEOUT_ENV} or the default of {TIMEOUT_SECONDS:g} s."
         )

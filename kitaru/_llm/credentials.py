@@ -15,6 +15,7 @@ from typing import Literal
 from kitaru._llm.providers import PROVIDER_KEY_ENV
 from kitaru._llm.resolution import ResolvedModel
 from kitaru.errors import KitaruUsageError
+from kitaru.redaction import remember_secret
 from kitaru.secrets import MASK, SecretNotFoundError, get_secret
 
 __all__ = ["CredentialSource", "Credentials", "resolve_credentials"]
@@ -40,7 +41,17 @@ class Credentials:
 
 
 def resolve_credentials(resolved: ResolvedModel) -> Credentials:
-    """Return the credentials to call ``resolved`` with, or raise a setup error."""
+    """Return the credentials to call ``resolved`` with, or raise a setup error.
+
+    The key is registered as a secret in use, so every message recorded or shown from
+    now on has it (and any part of it) blanked out.
+    """
+    credentials = _find_credentials(resolved)
+    remember_secret(credentials.api_key)
+    return credentials
+
+
+def _find_credentials(resolved: ResolvedModel) -> Credentials:
     key_env = PROVIDER_KEY_ENV[resolved.provider]
     if key_env is None:
         return Credentials(api_key=None, source="none", hint="no key (none is needed)")

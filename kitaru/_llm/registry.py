@@ -214,13 +214,28 @@ def environment_registry() -> ModelRegistry | None:
     return registry
 
 
-def effective_registry(snapshot: Mapping[str, Any] | None = None) -> ModelRegistry:
+def effective_registry(
+    snapshot: Mapping[str, Any] | None = None, *, fill_from_local: bool = False
+) -> ModelRegistry:
     """Return the registry model resolution uses here and now.
 
     Without ``snapshot``: the local config with ``KITARU_MODEL_REGISTRY`` laid over it.
     With one (an execution's, see ``ModelRegistry.to_snapshot``): the snapshot replaces
     the local config, and ``KITARU_MODEL_REGISTRY`` is still laid over it.
+
+    ``fill_from_local`` (for resumed and retried executions) adds the local aliases the
+    snapshot lacks, and the local default if the snapshot has none: an alias registered
+    after a call failed for want of it then resolves, while every alias the snapshot
+    holds still means what it meant when the execution started.
     """
+    if snapshot is not None and fill_from_local:
+        frozen = ModelRegistry.from_snapshot(snapshot)
+        local = load_local_registry()
+        filled = ModelRegistry(
+            aliases={**local.aliases, **frozen.aliases},
+            default=frozen.default if frozen.default is not None else local.default,
+        )
+        snapshot = filled.to_snapshot()
     return _layers(snapshot)[0]
 
 

@@ -38,8 +38,16 @@ class ResolvedModel(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.provider}/{self.model_name}"
 
 
-def resolve_model(model: str | None, registry: ModelRegistry) -> ResolvedModel:
-    """Resolve ``model`` (None: fall back to the environment, then the registry default)."""
+def resolve_model(
+    model: str | None, registry: ModelRegistry, *, retry_hint: str | None = None
+) -> ResolvedModel:
+    """Resolve ``model`` (None: fall back to the environment, then the registry default).
+
+    ``retry_hint`` (e.g. "`kitaru executions retry ID`") is named in the errors that
+    registering an alias fixes: a retried execution looks up the aliases its registry
+    snapshot lacks in the local registry.
+    """
+    then = f", then {retry_hint}" if retry_hint else ""
     if model is not None:
         if not isinstance(model, str) or not model.strip():
             raise KitaruUsageError(
@@ -55,7 +63,7 @@ def resolve_model(model: str | None, registry: ModelRegistry) -> ResolvedModel:
         raise KitaruUsageError(
             "No model to call: pass model='provider/model' (e.g. model='openai/gpt-4o'), set "
             f"{DEFAULT_MODEL_ENV}, or register a default alias with `kitaru model register "
-            "ALIAS --model PROVIDER/MODEL`."
+            f"ALIAS --model PROVIDER/MODEL`{then}."
         )
 
     entry = registry.aliases.get(requested)
@@ -74,8 +82,8 @@ def resolve_model(model: str | None, registry: ModelRegistry) -> ResolvedModel:
         raise KitaruUsageError(
             f"{origin} {requested!r} is neither a registered alias (registered: {known}) nor "
             f"a 'provider/model' string (supported providers: {providers}). Register it with "
-            f"`kitaru model register {requested} --model PROVIDER/MODEL`, or pass the full "
-            "provider/model."
+            f"`kitaru model register {requested} --model PROVIDER/MODEL`{then}, or pass the "
+            "full provider/model."
         )
     try:
         provider, model_name = parse_model(requested)

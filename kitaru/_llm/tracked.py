@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kitaru._llm.call import LlmResult, check_call_options, prepare_llm_call
+from kitaru._llm.call import FailedAttempt, LlmResult, check_call_options, prepare_llm_call
 from kitaru._llm.messages import Message, normalise_prompt
+from kitaru._llm.providers import ProviderError
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.conversation import store_prompt, text_blob
-from kitaru.journal.events import LlmCallRecorded, LlmUsage
+from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmUsage
 from kitaru.journal.payloads import make_ref
 from kitaru.logs import get_logger
+from kitaru.redaction import redact
 from kitaru.runtime.boundary import execute, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
+from kitaru.runtime.failures import type_name
 from kitaru.runtime.handles import OutputHandle
 
 __all__ = ["llm"]
@@ -34,6 +37,7 @@ def llm(
     temperature: float | None = None,
     max_tokens: int | None = None,
     name: str | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Make one tracked model call; returns an output handle in a flow body, text in a checkpoint.
 
@@ -41,6 +45,9 @@ def llm(
     prepends a system message. ``model`` is an alias or ``provider/model`` (default:
     ``KITARU_DEFAULT_MODEL``, then the registry's default alias). ``name`` names the
     call (default ``llm_1``, ``llm_2``, ... per flow body or checkpoint attempt).
+    ``timeout`` is how many seconds to wait for the answer (default: ``KITARU_LLM_TIMEOUT``,
+    else 300); a request that timed out is not resent, as the provider may still be
+    generating, and billing, it.
     """
     ctx = current_execution.get()
     if ctx is None:
@@ -49,13 +56,19 @@ def llm(
         raise KitaruUsageError(f"name= must be a non-empty string, got {name!r}.")
     messages = normalise_prompt(prompt, system)
     # Bad arguments raise here, before the call takes a name or anything is journaled.
-    check_call_options(model=model, temperature=temperature, max_tokens=max_tokens)
+    check_call_options(model=model, temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     options = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     scope = current_call.get()
     if scope is not None:
         call_name = _child_name(scope, name)
         return _call(
-            ctx, messages, options, name=call_name, parent=scope.identity, attempt=scope.attempt
+            ctx,
+            messages,
+            options,
+            timeout,
+            name=call_name,
+            parent=scope.identity,
+            attempt=scope.attempt,
         ).text
 
     if name is None:
@@ -64,7 +77,13 @@ def llm(
 
     def live(attempt: CallScope) -> str:
         return _call(
-            ctx, messages, options, name=slot.identity, parent=None, attempt=attempt.attempt
+            ctx,
+            messages,
+            options,
+            timeout,
+            name=slot.identity,
+            parent=None,
+            attempt=attempt.attempt,
         ).text
 
     text = execute(slot, live, checkpoint_type="llm_call", scoped=False)
@@ -91,33 +110,83 @@ def _call(
     ctx: ExecutionContext,
     messages: list[Message],
     options: dict[str, Any],
+    timeout: float | None,
     *,
     name: str,
     parent: str | None,
     attempt: int,
 ) -> LlmResult:
-    """Run the model call and queue its record for the enclosing call's next append."""
-    prepared = prepare_llm_call(messages, registry_snapshot=ctx.registry, **options)
-    result = prepared.run()
-    payloads: dict[str, bytes] = {}
-    head = store_prompt(result.messages, payloads, ctx.prompt_nodes)
-    event = LlmCallRecorded(
-        name=name,
-        parent=parent,
-        prompt=head,
-        message_count=len(result.messages),
-        response=make_ref(text_blob(result.text), payloads),
-        usage=LlmUsage(result.input_tokens, result.output_tokens, result.total_tokens),
-        latency_ms=result.latency_ms,
-        requested_model=result.requested_model,
-        alias=result.alias,
-        resolved_model=result.resolved_model,
-        credential_source=result.credential_source,
-        attempt=attempt,
-        temperature=prepared.temperature,
-        max_tokens=prepared.max_tokens,
+    """Run the model call and queue a record of every request it sent for the next append."""
+    # A resumed or retried execution looks up aliases its snapshot lacks in the local
+    # registry, so registering a missing alias and retrying really does fix the call.
+    resumed = bool(ctx.state.resumes)
+    prepared = prepare_llm_call(
+        messages,
+        registry_snapshot=ctx.registry,
+        timeout=timeout,
+        fill_from_local=resumed,
+        retry_hint=f"`kitaru executions retry {ctx.exec_id}`",
+        **options,
     )
-    ctx.writer.defer(event, payloads)
+
+    def record(
+        result: LlmResult | None,
+        *,
+        provider_attempt: int,
+        latency_ms: float,
+        error: ProviderError | None = None,
+    ) -> None:
+        payloads: dict[str, bytes] = {}
+        head = store_prompt(prepared.messages, payloads, ctx.prompt_nodes)
+        text = result.text if result is not None else ""
+        ctx.writer.defer(
+            LlmCallRecorded(
+                name=name,
+                parent=parent,
+                prompt=head,
+                message_count=len(prepared.messages),
+                response=make_ref(text_blob(text), payloads),
+                usage=LlmUsage(
+                    *(
+                        (result.input_tokens, result.output_tokens, result.total_tokens)
+                        if result is not None
+                        else (None, None, None)
+                    )
+                ),
+                latency_ms=latency_ms,
+                requested_model=prepared.resolved.requested,
+                alias=prepared.resolved.alias,
+                resolved_model=prepared.resolved.model,
+                credential_source=prepared.credentials.source,
+                attempt=attempt,
+                temperature=prepared.temperature,
+                max_tokens=prepared.max_tokens,
+                provider_attempt=provider_attempt,
+                error=None if error is None else _request_error(error),
+                reached_provider=True if error is None else error.reached_provider,
+                timeout=prepared.timeout,
+            ),
+            payloads,
+        )
+
+    def on_failure(failed: FailedAttempt) -> None:
+        record(
+            None, provider_attempt=failed.number, latency_ms=failed.latency_ms, error=failed.error
+        )
+        _log.warning(
+            "llm request failed",
+            exec_id=ctx.exec_id,
+            call=name,
+            parent=parent,
+            model=prepared.resolved.model,
+            provider_attempt=failed.number,
+            reason=failed.error.reason,
+            reached_provider=failed.error.reached_provider,
+            sending_again=failed.will_retry,
+        )
+
+    result = prepared.run(on_failure)
+    record(result, provider_attempt=result.provider_attempt, latency_ms=result.latency_ms)
     _log.info(
         "llm call completed",
         exec_id=ctx.exec_id,
@@ -128,3 +197,8 @@ def _call(
         latency_ms=round(result.latency_ms, 1),
     )
     return result
+
+
+def _request_error(error: ProviderError) -> ErrorInfo:
+    """The recorded form of a failed request: its type and (already blanked) message."""
+    return ErrorInfo(type=type_name(error), message=redact(str(error)))

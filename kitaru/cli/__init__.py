@@ -24,7 +24,9 @@ class _KitaruGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KitaruError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            from kitaru.redaction import redact_shown
+
+            click.echo(f"Error: {redact_shown(str(exc))}", err=True)
             sys.exit(1)
 
     def main(

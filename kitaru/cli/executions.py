@@ -107,11 +107,17 @@ def _render_llm(llm: LlmCall) -> list[str]:
     requested = llm.requested_model or "(default)"
     via = f" via alias {llm.alias}" if llm.alias else ""
     tokens = f"{llm.input_tokens} in / {llm.output_tokens} out / {llm.total_tokens} total"
+    request = f", request {llm.provider_attempt}" if llm.provider_attempt > 1 else ""
     lines = [
-        f"        llm {llm.name} (attempt {llm.attempt}): {requested}{via} -> "
+        f"        llm {llm.name} (attempt {llm.attempt}{request}): {requested}{via} -> "
         f"{llm.resolved_model}, key from {llm.credential_source}",
-        f"          {tokens} tokens, {_duration(llm.latency_ms)}",
     ]
+    if llm.failure is not None:
+        billed = "reached the provider" if llm.reached_provider else "never sent"
+        lines.append(f"          failed after {_duration(llm.latency_ms)} ({billed}): ")
+        lines[-1] += _short(llm.failure.message)
+        return lines
+    lines.append(f"          {tokens} tokens, {_duration(llm.latency_ms)}")
     try:
         prompt, response = llm.prompt(), llm.response()
     except Exception as exc:

@@ -205,6 +205,15 @@ class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
     attempt: int = 1
     temperature: float | None = None
     max_tokens: int | None = None
+    provider_attempt: int = 1
+    """Which request to the provider within the call this records (1, 2, ...): kitaru
+    resends a request only when it provably never reached the provider."""
+    error: ErrorInfo | None = None
+    """Set when this request failed; ``response`` is then empty and usage unknown."""
+    reached_provider: bool = True
+    """False when the failed request provably never left (it cannot have been billed)."""
+    timeout: float | None = None
+    """The timeout in seconds the request was sent with (None in older journals)."""
 
 
 class WaitRequested(_Event, frozen=True, tag="wait_requested"):

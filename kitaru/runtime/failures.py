@@ -6,6 +6,7 @@ import importlib
 import traceback
 
 from kitaru.journal.events import ErrorInfo, ValueRef
+from kitaru.redaction import redact
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = ["error_info", "rebuild_exception", "type_name"]
@@ -18,18 +19,21 @@ def type_name(exc: BaseException) -> str:
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    """Describe ``exc`` for the journal: type, message, traceback and (if encodable) args."""
+    """Describe ``exc`` for the journal: type, message, traceback and (if encodable) args.
+
+    Secret values in use are blanked out of all three (see ``kitaru.redaction``).
+    """
     args: ValueRef | None = None
     try:
-        data = encode_value(tuple(exc.args))
+        data = encode_value(tuple(redact(a) if isinstance(a, str) else a for a in exc.args))
         if len(data) <= 64 * 1024:
             args = ValueRef(inline=data)
     except UnencodableValueError:
         pass
     return ErrorInfo(
         type=type_name(exc),
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
+        message=redact(str(exc)),
+        traceback=redact("".join(traceback.format_exception(exc))),
         args=args,
     )
 

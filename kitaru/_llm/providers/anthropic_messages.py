@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kitaru._llm.messages import Message
 from kitaru._llm.providers.protocol import (
     CONNECT_TIMEOUT_SECONDS,
-    MAX_RETRIES,
+    SDK_MAX_RETRIES,
     TIMEOUT_SECONDS,
     ProviderError,
     ProviderRequest,
@@ -20,6 +20,7 @@ from kitaru._llm.providers.protocol import (
     connection_error,
     empty_response_error,
     malformed_response_error,
+    never_reached_provider,
     status_error,
     token_count,
 )
@@ -101,14 +102,19 @@ class AnthropicMessagesProvider:
                 model=request.model_name,
                 max_tokens=max_tokens,
                 messages=chat,  # type: ignore[arg-type]  # plain role/content dicts
+                timeout=sdk.Timeout(
+                    request.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, request.timeout)
+                ),
                 **options,
             )
         except sdk.APIStatusError as exc:
             raise self._status_error(request, exc) from None
         except sdk.APITimeoutError:
             raise self._connection_error(request, timed_out=True) from None
-        except sdk.APIConnectionError:
-            raise self._connection_error(request, timed_out=False) from None
+        except sdk.APIConnectionError as exc:
+            raise self._connection_error(
+                request, timed_out=False, reached_provider=not never_reached_provider(exc)
+            ) from None
         except ValueError as exc:
             # Bodies that are not JSON surface as JSON or Unicode decode errors.
             raise malformed_response_error(
@@ -126,13 +132,16 @@ class AnthropicMessagesProvider:
             api_key=self._api_key,
         )
 
-    def _connection_error(self, request: ProviderRequest, *, timed_out: bool) -> ProviderError:
+    def _connection_error(
+        self, request: ProviderRequest, *, timed_out: bool, reached_provider: bool = True
+    ) -> ProviderError:
         return connection_error(
             provider=PROVIDER,
             model=request.model_name,
             base_url=self._base_url,
             timed_out=timed_out,
-            timeout=TIMEOUT_SECONDS,
+            timeout=request.timeout,
+            reached_provider=reached_provider,
         )
 
 
@@ -186,6 +195,6 @@ def _client(api_key: str, base_url: str) -> anthropic.Anthropic:
     return anthropic.Anthropic(
         api_key=api_key,
         base_url=base_url,
-        max_retries=MAX_RETRIES,
+        max_retries=SDK_MAX_RETRIES,
         timeout=anthropic.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kitaru._llm.providers.protocol import (
     CONNECT_TIMEOUT_SECONDS,
-    MAX_RETRIES,
+    SDK_MAX_RETRIES,
     TIMEOUT_SECONDS,
     ProviderError,
     ProviderRequest,
@@ -19,6 +19,7 @@ from kitaru._llm.providers.protocol import (
     connection_error,
     empty_response_error,
     malformed_response_error,
+    never_reached_provider,
     status_error,
     token_count,
 )
@@ -69,14 +70,19 @@ class OpenAIChatProvider:
             completion = client.chat.completions.create(
                 model=request.model_name,
                 messages=request.messages,  # type: ignore[arg-type]  # plain role/content dicts
+                timeout=sdk.Timeout(
+                    request.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, request.timeout)
+                ),
                 **options,
             )
         except sdk.APIStatusError as exc:
             raise self._status_error(request, exc) from None
         except sdk.APITimeoutError:
             raise self._connection_error(request, timed_out=True) from None
-        except sdk.APIConnectionError:
-            raise self._connection_error(request, timed_out=False) from None
+        except sdk.APIConnectionError as exc:
+            raise self._connection_error(
+                request, timed_out=False, reached_provider=not never_reached_provider(exc)
+            ) from None
         except ValueError as exc:
             # The SDK raises JSON and Unicode decode errors (ValueErrors) for bodies that
             # are not JSON; pydantic's validation errors are ValueErrors too.
@@ -95,13 +101,16 @@ class OpenAIChatProvider:
             api_key=self._api_key,
         )
 
-    def _connection_error(self, request: ProviderRequest, *, timed_out: bool) -> ProviderError:
+    def _connection_error(
+        self, request: ProviderRequest, *, timed_out: bool, reached_provider: bool = True
+    ) -> ProviderError:
         return connection_error(
             provider=self._provider,
             model=request.model_name,
             base_url=self._base_url,
             timed_out=timed_out,
-            timeout=TIMEOUT_SECONDS,
+            timeout=request.timeout,
+            reached_provider=reached_provider,
         )
 
     def _response(self, request: ProviderRequest, completion: Any) -> ProviderResponse:
@@ -159,6 +168,6 @@ def _client(api_key: str, base_url: str) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=api_key,
         base_url=base_url,
-        max_retries=MAX_RETRIES,
+        max_retries=SDK_MAX_RETRIES,
         timeout=openai.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
     )

@@ -7,6 +7,7 @@ same status reads the same whatever the provider.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -15,10 +16,11 @@ import msgspec
 
 from kitaru._llm.messages import Message
 from kitaru.errors import KitaruBackendError
+from kitaru.redaction import Redactor, redact
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
-    "MAX_RETRIES",
+    "SDK_MAX_RETRIES",
     "TIMEOUT_SECONDS",
     "Provider",
     "ProviderError",
@@ -27,17 +29,19 @@ __all__ = [
     "connection_error",
     "empty_response_error",
     "malformed_response_error",
+    "never_reached_provider",
     "public_url",
     "status_error",
     "token_count",
 ]
 
-# Every SDK client gets these. Two retries with the SDK's backoff ride out the brief
-# 429s, 5xxs and dropped connections that hosted models produce all the time, and a
-# request that failed before any answer was delivered costs nothing to repeat; more
-# retries would stall a flow for minutes. Long generations take minutes, so the read
-# timeout is generous, but a dead host should fail fast.
-MAX_RETRIES = 2
+# The SDKs' own retries are off. They resend after a read timeout or a 5xx, when the
+# provider may already be generating (and billing) the first request, and they do it
+# out of sight of the journal. kitaru resends only requests that provably never reached
+# the provider (see ``never_reached_provider``) and records every attempt.
+SDK_MAX_RETRIES = 0
+# The default timeout of a model call (``timeout=``/``KITARU_LLM_TIMEOUT`` change it).
+# Long generations take minutes, so it is generous, but a dead host should fail fast.
 TIMEOUT_SECONDS = 300.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 
@@ -52,6 +56,8 @@ class ProviderRequest(msgspec.Struct, frozen=True, kw_only=True):
     model_name: str
     temperature: float | None = None
     max_tokens: int | None = None
+    timeout: float = TIMEOUT_SECONDS
+    """Seconds to wait for the answer (connecting gets at most ``CONNECT_TIMEOUT_SECONDS``)."""
 
 
 class ProviderResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,7 +73,7 @@ class Provider(Protocol):
     """Something that completes a chat prompt."""
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
-        """Send ``request``; return the answer or raise ``ProviderError``."""
+        """Send ``request`` once; return the answer or raise ``ProviderError``."""
         ...
 
 
@@ -77,7 +83,9 @@ class ProviderError(KitaruBackendError):
     ``reason`` is one of ``authentication``, ``permission``, ``not_found``,
     ``rate_limit``, ``bad_request``, ``server``, ``http``, ``timeout``, ``connection``,
     ``malformed_response`` or ``empty_response``; ``status_code`` is the HTTP status when
-    there was one.
+    there was one. ``reached_provider`` is False only when the request provably never
+    left this machine (connection refused, host name not found): only then is it safe to
+    send again without risking a second, billed generation.
     """
 
     def __init__(
@@ -88,12 +96,14 @@ class ProviderError(KitaruBackendError):
         model: str,
         reason: str,
         status_code: int | None = None,
+        reached_provider: bool = True,
     ) -> None:
         super().__init__(message)
         self.provider = provider
         self.model = model
         self.reason = reason
         self.status_code = status_code
+        self.reached_provider = reached_provider
 
 
 def status_error(
@@ -108,7 +118,8 @@ def status_error(
     """Build the error for an HTTP error status from ``provider``.
 
     ``key_hint`` says where the key came from (never the key), None if kitaru sends none;
-    ``api_key`` is only used to blank the key out of the provider's own message.
+    ``api_key`` is only used to blank the key (and any part of it) out of the provider's
+    own message.
     """
     detail = _provider_message(body, api_key)
     said = f": {detail}" if detail else ""
@@ -137,9 +148,8 @@ def status_error(
         reason = "not_found"
     elif status_code == 429:
         message = (
-            f"{provider} rate-limited {target} (HTTP 429, still after {MAX_RETRIES} retries)"
-            f"{said}. Wait and retry (e.g. `kitaru executions retry <id>`), or raise your "
-            "quota with the provider."
+            f"{provider} rate-limited {target} (HTTP 429){said}. Wait and retry (e.g. "
+            "`kitaru executions retry <id>`), or raise your quota with the provider."
         )
         reason = "rate_limit"
     elif status_code in (400, 413, 422):
@@ -150,8 +160,9 @@ def status_error(
         reason = "bad_request"
     elif status_code >= 500:
         message = (
-            f"{provider} had a server error for {target} (HTTP {status_code}, still after "
-            f"{MAX_RETRIES} retries){said}. Retry later (e.g. `kitaru executions retry <id>`)."
+            f"{provider} had a server error for {target} (HTTP {status_code}){said}. kitaru "
+            "does not resend a request the provider received, as it may have been processed "
+            "and billed. Retry later (e.g. `kitaru executions retry <id>`)."
         )
         reason = "server"
     else:
@@ -163,14 +174,26 @@ def status_error(
 
 
 def connection_error(
-    *, provider: str, model: str, base_url: str, timed_out: bool, timeout: float
+    *,
+    provider: str,
+    model: str,
+    base_url: str,
+    timed_out: bool,
+    timeout: float,
+    reached_provider: bool = True,
 ) -> ProviderError:
-    """Build the error for a request that never got an HTTP answer."""
+    """Build the error for a request that never got an HTTP answer.
+
+    ``reached_provider`` is False when the request never left (see
+    ``never_reached_provider``).
+    """
     where = public_url(base_url)
     if timed_out:
         message = (
             f"{provider} did not answer for {provider}/{model} at {where} within "
-            f"{timeout:g}s. Retry later, or ask for fewer tokens with max_tokens=."
+            f"{timeout:g}s. It was not resent, as the provider may still be generating (and "
+            "billing) it. Retry later, ask for fewer tokens with max_tokens=, or allow more "
+            "time with timeout= or KITARU_LLM_TIMEOUT."
         )
         return ProviderError(message, provider=provider, model=model, reason="timeout")
     hint = (
@@ -179,7 +202,40 @@ def connection_error(
         else "Check your network connection and any proxy or base URL setting."
     )
     message = f"Could not connect to {provider} at {where} for {provider}/{model}. {hint}"
-    return ProviderError(message, provider=provider, model=model, reason="connection")
+    return ProviderError(
+        message,
+        provider=provider,
+        model=model,
+        reason="connection",
+        reached_provider=reached_provider,
+    )
+
+
+# What the SDKs' HTTP layers (httpx and its successors) raise while opening a connection,
+# before a byte of the request is written.
+_CONNECT_ERROR_NAMES = frozenset({"ConnectError"})
+
+
+def never_reached_provider(exc: BaseException) -> bool:
+    """Whether the SDK failure ``exc`` provably happened before the request was sent.
+
+    True for a refused connection or a host name that did not resolve, found anywhere in
+    the chain of causes. Anything else (a timeout, a connection dropped mid-answer) may
+    have reached the provider.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError | socket.gaierror):
+            return True
+        module = type(current).__module__.split(".")[0]
+        if type(current).__name__ in _CONNECT_ERROR_NAMES and module.startswith(
+            ("httpx", "httpcore")
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def malformed_response_error(*, provider: str, model: str, detail: str) -> ProviderError:
@@ -214,9 +270,8 @@ def public_url(url: str) -> str:
 
 
 def _provider_message(body: object, api_key: str | None) -> str:
-    text = _find_message(body)
-    if api_key:
-        text = text.replace(api_key, "[key]")
+    # Blank echoes of the key (even partial or re-cased ones) before anything else.
+    text = redact(Redactor([api_key] if api_key else [])(_find_message(body)))
     text = " ".join(text.split())
     if len(text) > _MAX_PROVIDER_MESSAGE:
         text = text[: _MAX_PROVIDER_MESSAGE - 3] + "..."
