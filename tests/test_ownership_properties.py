@@ -58,8 +58,8 @@ class Round:
     """none | sigkill | sigint | sigint_twice | sigterm | pause."""
     after: float
     """Seconds after the owner's first body started."""
-    rival: bool
-    """Another `kitaru executions resume` runs meanwhile."""
+    rival: str
+    """none | resume | resume_all | resume_pidns: another process tries to take over."""
 
 
 def rounds() -> st.SearchStrategy[list[Round]]:
@@ -67,8 +67,11 @@ def rounds() -> st.SearchStrategy[list[Round]]:
     later = st.sampled_from(["resume", "resume_pidns"] if _CAN_UNSHARE else ["resume"])
     adversity = st.sampled_from(["none", "sigkill", "sigint", "sigint_twice", "sigterm", "pause"])
     delay = st.sampled_from([0.0, 0.05, 0.15, 0.3])
+    rival = st.sampled_from(
+        ["none", "resume", "resume_all", *(["resume_pidns"] if _CAN_UNSHARE else [])]
+    )
 
-    def plan(first_launcher: str, rest: list[tuple[str, str, float, bool]]) -> list[Round]:
+    def plan(first_launcher: str, rest: list[tuple[str, str, float, str]]) -> list[Round]:
         head, *tail = rest
         return [
             Round(first_launcher, *head[1:]),
@@ -78,7 +81,7 @@ def rounds() -> st.SearchStrategy[list[Round]]:
     return st.builds(
         plan,
         first,
-        st.lists(st.tuples(later, adversity, delay, st.booleans()), min_size=1, max_size=4),
+        st.lists(st.tuples(later, adversity, delay, rival), min_size=1, max_size=4),
     )
 
 
@@ -98,13 +101,15 @@ class Deployment:
             KITARU_STORE=str(self.store),
             KITARU_LEASE_TTL=TTL,
             OWNERS_SIDE=str(self.side),
-            OWNERS_PAUSE="0.15",
+            # Long enough that a rival started meanwhile arrives while bodies still run.
+            OWNERS_PAUSE="0.8",
         )
 
     def command(self, launcher: str) -> list[str]:
         flow = [sys.executable, "-m", "tests.flows.owners"]
         resume = [kitaru_executable(), "executions", "resume", str(self.exec_id)]
         return {
+            "resume_all": [kitaru_executable(), "executions", "resume", "--all"],
             "script": [*flow, "run", str(self.width)],
             "fork": [*flow, "fork", str(self.width)],
             "pidns": [*PID_NS, *flow, "run", str(self.width)],
@@ -134,12 +139,11 @@ class Deployment:
             while self.effects() == before and owner.poll() is None:
                 assert time.monotonic() < deadline, "the owner never started a body"
                 time.sleep(0.005)
-            time.sleep(round_.after)
             if self.exec_id is None:
                 self.exec_id = self._only_exec_id()
-            if round_.rival and self.exec_id is not None:
+            if round_.rival != "none" and self.exec_id is not None:
                 rival = subprocess.Popen(
-                    self.command("resume"),
+                    self.command(round_.rival),
                     cwd=self.folder,
                     env=self.env(),
                     stdout=subprocess.DEVNULL,
@@ -147,16 +151,20 @@ class Deployment:
                     text=True,
                     start_new_session=True,
                 )
+            time.sleep(round_.after)
             self._meet(owner, round_.adversity)
             _, err = owner.communicate(timeout=TIMEOUT)
             # The kitaru command never shows a traceback; a user's script stopped by
             # Ctrl-C shows Python's usual KeyboardInterrupt ones, which are its own.
             if round_.launcher.startswith("resume") or "sigint" not in round_.adversity:
                 assert "Traceback" not in err, err
+            assert "Another writer appended" not in err, err
             if rival is not None:
                 _, err = rival.communicate(timeout=TIMEOUT)
                 assert rival.returncode in (0, 1), err
                 assert "Traceback" not in err, err
+                # A second writer on the execution is the violation this hunts for.
+                assert "Another writer appended" not in err, err
         finally:
             for proc in (owner, rival):
                 if proc is not None and proc.poll() is None:
@@ -238,7 +246,7 @@ class Deployment:
 
 
 class TestOneLiveOwner:
-    @costly(0.3)
+    @costly(0.2)
     @given(width=st.integers(1, 3), plan=rounds())
     def test_no_call_ever_runs_in_two_live_owners(
         self, tmp_path_factory: pytest.TempPathFactory, width: int, plan: list[Round]
