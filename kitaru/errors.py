@@ -20,7 +20,10 @@ Messages end with what to do next; structured attributes carry the details.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
+    "BackendFailure",
     "KitaruBackendError",
     "KitaruContextError",
     "KitaruDivergenceError",
@@ -92,8 +95,43 @@ class KitaruRuntimeError(KitaruError, RuntimeError):
     """Setup or runtime failure."""
 
 
+class BackendFailure(StrEnum):
+    """What kind of storage failure a ``KitaruBackendError`` reports (its ``failure``)."""
+
+    READ_ONLY = "read_only"
+    """The journal (or its folder) cannot be written."""
+    CANNOT_OPEN = "cannot_open"
+    """The journal file cannot be opened or created."""
+    NOT_A_JOURNAL = "not_a_journal"
+    """The file is not a database kitaru can use."""
+    DAMAGED = "damaged"
+    """The file is corrupt, or events fail their checksums."""
+    BUSY = "busy"
+    """Another process held the journal's write lock for longer than the busy timeout."""
+    DISK_FULL = "disk_full"
+    """The disk has no room for the write; nothing of it was recorded."""
+    OTHER = "other"
+    """Anything else; ``detail`` holds the underlying message."""
+
+
 class KitaruBackendError(KitaruRuntimeError):
-    """The journal store or a model provider failed."""
+    """The journal store or a model provider failed.
+
+    ``failure`` classifies a storage failure (None for a provider's); ``detail`` is the
+    underlying library's own message, when there is one (for diagnostics: the message
+    itself says what to do).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure: BackendFailure | None = None,
+        detail: str | None = None,
+    ):
+        super().__init__(message)
+        self.failure = failure
+        self.detail = detail
 
 
 class KitaruExecutionError(KitaruRuntimeError):

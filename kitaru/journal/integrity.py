@@ -85,7 +85,7 @@ def check_store(store: SqliteStore) -> IntegrityReport:
         exec_ids = store.all_exec_ids()
         payloads = store.all_payloads()
     except KitaruBackendError as exc:
-        detail = getattr(exc, "sqlite_error", None) or str(exc)
+        detail = exc.detail or str(exc)
         report.problems.append(f"the file cannot be read as a journal: {detail}")
         return report
     report.problems.extend(f"sqlite: {message}" for message in structure)

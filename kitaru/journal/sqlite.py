@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
-from kitaru.errors import KitaruBackendError, KitaruLeaseLostError
+from kitaru.errors import BackendFailure, KitaruBackendError, KitaruLeaseLostError
 from kitaru.journal.events import (
     CallCompleted,
     Event,
@@ -50,6 +50,27 @@ _UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WH
 _EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _LEASE_OWNER = "SELECT owner FROM leases WHERE exec_id = ?"
+
+_REASONS = {
+    "SQLITE_READONLY": BackendFailure.READ_ONLY,
+    "SQLITE_PERM": BackendFailure.READ_ONLY,
+    "SQLITE_CANTOPEN": BackendFailure.CANNOT_OPEN,
+    "SQLITE_NOTADB": BackendFailure.NOT_A_JOURNAL,
+    "SQLITE_CORRUPT": BackendFailure.DAMAGED,
+    "SQLITE_BUSY": BackendFailure.BUSY,
+    "SQLITE_LOCKED": BackendFailure.BUSY,
+    "SQLITE_FULL": BackendFailure.DISK_FULL,
+}
+
+
+def _primary_code(exc: sqlite3.Error) -> str:
+    """``SQLITE_READONLY_DBMOVED`` -> ``SQLITE_READONLY``; "" when SQLite gave no code."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    for primary in _REASONS:
+        if name == primary or name.startswith(primary + "_"):
+            return primary
+    return name
+
 
 _stores: weakref.WeakSet[SqliteStore] = weakref.WeakSet()
 
@@ -86,7 +107,8 @@ class SqliteStore:
         if self.path.is_dir():
             raise KitaruBackendError(
                 f"The journal path {self.path} is a directory. Point KITARU_STORE at a "
-                f"file inside it, e.g. {self.path / 'kitaru.db'}."
+                f"file inside it, e.g. {self.path / 'kitaru.db'}.",
+                failure=BackendFailure.CANNOT_OPEN,
             )
         with contextlib.suppress(OSError):
             info = self.path.stat()
@@ -99,7 +121,8 @@ class SqliteStore:
                     f"The journal {self.path} has {info.st_nlink} hard links; processes "
                     "using it under different names would corrupt it. Remove the other "
                     f"links (`find / -xdev -samefile {self.path}` lists them), or use a "
-                    "symlink instead."
+                    "symlink instead.",
+                    failure=BackendFailure.CANNOT_OPEN,
                 )
                 error.path = str(self.path)  # type: ignore[attr-defined]
                 error.links = info.st_nlink  # type: ignore[attr-defined]
@@ -112,14 +135,16 @@ class SqliteStore:
                 raise KitaruBackendError(
                     f"{self.path} is a damaged journal, or not one: it is {size} bytes long, "
                     "too short for an SQLite database. If it was a journal, restore it from "
-                    "a backup; otherwise point KITARU_STORE at another file."
+                    "a backup; otherwise point KITARU_STORE at another file.",
+                    failure=BackendFailure.NOT_A_JOURNAL,
                 )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise KitaruBackendError(
                 f"Cannot create the journal's folder {self.path.parent}: {exc.strerror}. "
-                "Set KITARU_STORE to a file in a writable folder."
+                "Set KITARU_STORE to a file in a writable folder.",
+                failure=BackendFailure.CANNOT_OPEN,
             ) from None
         try:
             conn = sqlite3.connect(
@@ -138,7 +163,8 @@ class SqliteStore:
             conn.close()
             raise KitaruBackendError(
                 f"{self.path} cannot be used as a kitaru journal: {exc}. Point KITARU_STORE "
-                "at another file, or move this one away."
+                "at another file, or move this one away.",
+                failure=BackendFailure.NOT_A_JOURNAL,
             ) from None
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from None
@@ -161,45 +187,41 @@ class SqliteStore:
                 setattr(self._local, attr, None)
 
     def _error(self, exc: sqlite3.Error, doing: str) -> KitaruBackendError:
-        """Map an sqlite3 error to one clear message: the one place that knows them."""
+        """Map an sqlite3 error to one clear message: the one place that knows them.
+
+        Keyed on SQLite's result code name (``SQLITE_BUSY_SNAPSHOT`` is a kind of
+        ``SQLITE_BUSY``), never on the wording of its message.
+        """
         text = str(exc)
-        lowered = text.lower()
+        reason = _REASONS.get(_primary_code(exc), BackendFailure.OTHER)
         where = self.path
-        if "readonly" in lowered or "read-only" in lowered:
-            advice = (
+        advice = {
+            BackendFailure.READ_ONLY: (
                 f"The journal {where} is read-only. Make the file and its folder writable, "
                 "or point KITARU_STORE at a writable location."
-            )
-        elif "unable to open" in lowered:
-            advice = (
+            ),
+            BackendFailure.CANNOT_OPEN: (
                 f"Cannot open the journal {where}. Check that its folder exists and is "
                 "writable, or point KITARU_STORE at a writable location."
-            )
-        elif "not a database" in lowered:
-            advice = (
+            ),
+            BackendFailure.NOT_A_JOURNAL: (
                 f"{where} is not a kitaru journal (not an SQLite database). Point "
                 "KITARU_STORE at another file, or move this one away."
-            )
-        elif "malformed" in lowered or "corrupt" in lowered:
-            advice = (
+            ),
+            BackendFailure.DAMAGED: (
                 f"The journal {where} is damaged ({text}). Run `kitaru store check` to "
                 "see what is affected; restore the file from a backup if you have one."
-            )
-        elif "locked" in lowered or "busy" in lowered:
-            advice = (
+            ),
+            BackendFailure.BUSY: (
                 f"The journal {where} stayed locked by another process for more than "
                 f"{self.busy_timeout:g} s. Try again once that process has finished."
-            )
-        elif "full" in lowered:
-            advice = (
+            ),
+            BackendFailure.DISK_FULL: (
                 f"The disk holding the journal {where} is full. Nothing was recorded by the "
                 "failed write; free some space and resume the execution."
-            )
-        else:
-            advice = f"The journal {where} failed to {doing}: {text}."
-        error = KitaruBackendError(advice)
-        error.sqlite_error = text  # type: ignore[attr-defined]
-        return error
+            ),
+        }.get(reason, f"The journal {where} failed to {doing}: {text}.")
+        return KitaruBackendError(advice, failure=reason, detail=text)
 
     # -- events --------------------------------------------------------------------------
 
@@ -288,13 +310,15 @@ class SqliteStore:
             if seq != expected:
                 raise KitaruBackendError(
                     f"The journal {self.path} is missing events of execution {exec_id} "
-                    f"(expected seq {expected}, found {seq}). Run `kitaru store check`."
+                    f"(expected seq {expected}, found {seq}). Run `kitaru store check`.",
+                    failure=BackendFailure.DAMAGED,
                 )
             if crc is not None and crc32(body) != crc:
                 raise KitaruBackendError(
                     f"Event {seq} of execution {exec_id} in {self.path} is damaged (its bytes "
                     "do not match their checksum). Run `kitaru store check`; restore the "
-                    "file from a backup if you have one."
+                    "file from a backup if you have one.",
+                    failure=BackendFailure.DAMAGED,
                 )
             try:
                 out.append(StoredEvent(seq, at, decode_event(tag, body)))
@@ -302,12 +326,14 @@ class SqliteStore:
                 raise KitaruBackendError(
                     f"Event {seq} of execution {exec_id} has type '{tag}', which this version "
                     "of kitaru does not know: a newer kitaru wrote it. Upgrade kitaru to read "
-                    "this execution."
+                    "this execution.",
+                    failure=BackendFailure.NOT_A_JOURNAL,
                 ) from None
             except Exception as exc:
                 raise KitaruBackendError(
                     f"Event {seq} ('{tag}') of execution {exec_id} cannot be decoded: {exc}. "
-                    "Run `kitaru store check`."
+                    "Run `kitaru store check`.",
+                    failure=BackendFailure.DAMAGED,
                 ) from None
             expected += 1
         return out
@@ -323,7 +349,8 @@ class SqliteStore:
             raise self._error(exc, "read a payload") from None
         if row is None:
             raise KitaruBackendError(
-                f"The journal {self.path} lacks payload {digest}. Run `kitaru store check`."
+                f"The journal {self.path} lacks payload {digest}. Run `kitaru store check`.",
+                failure=BackendFailure.DAMAGED,
             )
         return bytes(row[0])
 
@@ -528,7 +555,8 @@ class SqliteStore:
             raise KitaruBackendError(
                 f"Cannot lock execution {lease.exec_id} in {self._locks.folder}: "
                 f"{exc.strerror}. Make the journal's folder writable, or point KITARU_STORE "
-                "at a writable location."
+                "at a writable location.",
+                failure=BackendFailure.READ_ONLY,
             ) from None
         if held is None:
             holder = self.get_lease(lease.exec_id)
