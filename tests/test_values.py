@@ -133,7 +133,13 @@ class TestRefusals:
         with pytest.raises(UnencodableValueError, match="inside a function"):
             encode_value(Local(1))
 
-    def test_functions_are_refused(self) -> None:
-        """Callables are not data."""
-        with pytest.raises(UnencodableValueError):
-            encode_value(len)
+    def test_lambdas_and_local_functions_are_refused(self) -> None:
+        """A function that cannot be imported again by name is refused, saying why."""
+
+        def local() -> None:
+            pass
+
+        with pytest.raises(UnencodableValueError, match="lambda"):
+            encode_value({"f": lambda: 0})
+        with pytest.raises(UnencodableValueError, match="inside a function"):
+            encode_value([local])

@@ -20,18 +20,50 @@ def type_name(exc: BaseException) -> str:
 def error_info(exc: BaseException) -> ErrorInfo:
     """Describe ``exc`` for the journal: type, message, traceback and (if encodable) args."""
     args: ValueRef | None = None
-    try:
-        data = encode_value(tuple(exc.args))
-        if len(data) <= 64 * 1024:
-            args = ValueRef(inline=data)
-    except UnencodableValueError:
-        pass
+    data = _encode_args(exc)
+    if len(data) <= 64 * 1024:
+        args = ValueRef(inline=data)
     return ErrorInfo(
         type=type_name(exc),
-        message=str(exc),
+        message=_message(exc),
         traceback="".join(traceback.format_exception(exc)),
         args=args,
     )
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not stop the failure being recorded
+        return _safe_repr(exc)
+
+
+def _encode_args(exc: BaseException) -> bytes:
+    """The exception's args; any that cannot be stored are kept as their ``repr``.
+
+    The type and message are recorded either way, so a replayed failure still reads the
+    same; only such arguments come back as strings.
+    """
+    try:
+        return encode_value(tuple(exc.args))
+    except UnencodableValueError:
+        pass
+    kept: list[object] = []
+    for arg in exc.args:
+        try:
+            encode_value(arg)
+        except UnencodableValueError:
+            kept.append(_safe_repr(arg))
+        else:
+            kept.append(arg)
+    return encode_value(tuple(kept))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__} object>"
 
 
 class RecordedError(Exception):
