@@ -397,6 +397,8 @@ def _object_to_wire(value: Any, cls: type, depth: int, careful: bool) -> Any:  #
             tail[3] = _dict_to_wire(dict(kwargs), depth, careful)
     except _Refusal as refusal:
         raise refusal.inside(value, "") from None
+    except (OverflowError, UnicodeEncodeError):
+        raise  # for the careful pass in encode_value
     except Exception as exc:
         raise _Refusal(_shown_type(cls), f"its items cannot be read: {exc}") from None
     if setter is not None:
