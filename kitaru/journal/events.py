@@ -44,6 +44,7 @@ __all__ = [
     "decode_event",
     "encode_event",
     "event_tag",
+    "journal_text",
 ]
 
 CALL_KINDS: Final = ("checkpoint", "llm", "wait")
@@ -339,14 +340,25 @@ def encode_event(event: Event) -> bytes:
         return _encoder.encode(_escape_surrogates(event))
 
 
+def journal_text(text: str) -> str:
+    """``text`` as it can be recorded: lone surrogates become ``\\udXXX`` escapes.
+
+    Use it where text from user code (error messages, printed lines) enters an event,
+    so that the event and the columns derived from it hold the same valid UTF-8.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _escape_surrogates(item: Any) -> Any:
     """``item`` with every str in it made valid UTF-8 (other values untouched)."""
     if isinstance(item, str):
-        return item.encode("utf-8", "backslashreplace").decode("utf-8")
+        return journal_text(item)
     if isinstance(item, msgspec.Struct):
-        changes = {
-            name: _escape_surrogates(getattr(item, name)) for name in item.__struct_fields__
-        }
+        changes = {name: _escape_surrogates(getattr(item, name)) for name in item.__struct_fields__}
         return msgspec.structs.replace(item, **changes)
     if isinstance(item, tuple | list):
         return type(item)(_escape_surrogates(part) for part in item)

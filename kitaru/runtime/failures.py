@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import traceback
 
-from kitaru.journal.events import ErrorInfo, ValueRef
+from kitaru.journal.events import ErrorInfo, ValueRef, journal_text
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = ["error_info", "rebuild_exception", "type_name"]
@@ -25,8 +25,10 @@ def error_info(exc: BaseException) -> ErrorInfo:
         args = ValueRef(inline=data)
     return ErrorInfo(
         type=type_name(exc),
-        message=_message(exc),
-        traceback="".join(traceback.format_exception(exc)),
+        # Text with lone surrogates (a cut emoji) is escaped: it also fills the
+        # executions table's failure column, which SQLite stores as UTF-8.
+        message=journal_text(_message(exc)),
+        traceback=journal_text("".join(traceback.format_exception(exc))),
         args=args,
     )
 
