@@ -20,7 +20,7 @@ from kitaru import KitaruUserCodeError, checkpoint, flow
 from kitaru.client import KitaruClient
 from kitaru.journal.events import ErrorInfo, ExecutionFailed, decode_event, encode_event
 from kitaru.runtime.failures import error_info, rebuild_exception
-from kitaru.runtime.values import encode_value
+from kitaru.runtime.values import UnencodableValueError, encode_value
 
 CUT_EMOJI = "tool said: \ud83d"
 """The first half of a surrogate pair: what a tool returns when it cuts an emoji in two."""
@@ -143,6 +143,13 @@ class TestUnstorableOutputs:
         assert "['handle']" in message
         assert "_thread.lock" in message
         assert KitaruClient().executions.get(handle.exec_id).status == "failed"
+        refusal = caught.value.__cause__.__cause__ if caught.value.__cause__ else None
+        assert isinstance(refusal, UnencodableValueError)
+        assert (refusal.call, refusal.where, refusal.type_name) == (
+            "returns_a_lock",
+            "['handle']",
+            "_thread.lock",
+        )
 
     def test_a_self_referencing_output_is_refused_clearly(self) -> None:
         """A value that contains itself fails the run with the path to the cycle."""

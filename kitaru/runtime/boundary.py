@@ -329,11 +329,12 @@ def _encode_output(slot: CallSlot, value: Any) -> bytes:
     try:
         return encode_value(value)
     except UnencodableValueError as exc:
+        exc.call = slot.identity
         raise KitaruUsageError(
             f"{slot.kind.capitalize()} '{slot.identity}' returned {exc}. Return data "
             "(builtins, dataclasses, msgspec Structs, pydantic models or other module-level "
             "classes), or convert the value to data before returning it."
-        ) from None
+        ) from exc
 
 
 def execute(

@@ -92,7 +92,10 @@ class UnencodableValueError(TypeError):
         super().__init__(f"a value of type {type_name}{location}, which cannot be stored{detail}")
         self.type_name = type_name
         self.where = where
+        """Path inside the value, e.g. ``['items'][2].owner`` ("" for the value itself)."""
         self.reason = reason
+        self.call: str | None = None
+        """Identity of the durable call whose output it was, once the boundary knows."""
 
 
 class _Refusal(Exception):  # noqa: N818  (internal; becomes UnencodableValueError)
