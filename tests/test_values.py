@@ -311,6 +311,18 @@ class TestOldEncodings:
         assert decoded["clock"] == dt.time(3, 4)
         assert decoded[2] == frozenset({3})
 
+    def test_a_struct_field_added_since_gets_its_default(self) -> None:
+        """A Struct recorded before a field was added decodes with that field's default."""
+        path = f"{Counted.__module__}:Counted"
+        old = msgspec.msgpack.encode(
+            msgspec.msgpack.Ext(6, msgspec.msgpack.encode([path, {"name": "r"}]))
+        )
+        validations.clear()
+        assert decode_value(old) == Counted("r", 0)
+        validations.clear()
+        decode_value(old)
+        assert validations == []
+
 
 class TestRefusals:
     def test_unknown_type_names_type_and_place(self) -> None:

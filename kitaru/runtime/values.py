@@ -30,6 +30,7 @@ import copyreg
 import datetime as dt
 import decimal
 import enum
+import functools
 import importlib
 import pathlib
 import sys
@@ -512,23 +513,37 @@ def resolve_type(path: str) -> type:
     return _resolve_class(path)  # type: ignore[no-any-return]
 
 
-def _new_struct(cls: Any, fields: dict[str, Any]) -> Any:
-    """A msgspec Struct with exactly these fields, without running ``__post_init__``."""
-    if getattr(cls, "__post_init__", None) is None:
-        return cls(**fields)  # a Struct's own __init__ only assigns the fields
-    # msgspec has no public way to allocate a Struct without __init__/__post_init__;
-    # this is the allocation its own __copy__ makes (tp_alloc), then every field is set.
+@functools.cache
+def _struct_alloc() -> Any:
+    # msgspec has no public way to make a Struct without __init__/__post_init__; this
+    # is the allocation its own __copy__ makes (tp_alloc), after which every field is
+    # set, as __copy__ does.
     import ctypes
 
     alloc = ctypes.pythonapi.PyType_GenericAlloc
     alloc.restype = ctypes.py_object
     alloc.argtypes = [ctypes.py_object, ctypes.c_ssize_t]
-    obj = alloc(cls, cls.__itemsize__)
-    missing = set(cls.__struct_fields__) - set(fields)
-    if missing:
-        raise ValueError(f"the recorded {cls.__qualname__} lacks fields {sorted(missing)}")
-    for name, item in fields.items():
-        msgspec.structs.force_setattr(obj, name, item)
+    return alloc
+
+
+def _new_struct(cls: Any, fields: dict[str, Any]) -> Any:
+    """A msgspec Struct with exactly these fields, without running ``__post_init__``.
+
+    A field the record lacks (added to the class since) gets its default.
+    """
+    if getattr(cls, "__post_init__", None) is None:
+        return cls(**fields)  # a Struct's own __init__ only assigns the fields
+    obj = _struct_alloc()(cls, cls.__itemsize__)
+    for field in msgspec.structs.fields(cls):
+        if field.name in fields:
+            item = fields[field.name]
+        elif field.default is not msgspec.NODEFAULT:
+            item = field.default
+        elif field.default_factory is not msgspec.NODEFAULT:
+            item = field.default_factory()
+        else:
+            raise ValueError(f"the recorded {cls.__qualname__} has no field {field.name!r}")
+        msgspec.structs.force_setattr(obj, field.name, item)
     return obj
 
 
