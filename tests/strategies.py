@@ -6,7 +6,11 @@
 - :func:`crash_points` / :func:`crash_plans`: where the processes running them die;
 - :func:`kill_delays`: when a real process is SIGKILLed from outside;
 - :func:`events` / :func:`event_batches`: journal events for the store model;
-- :func:`costly`: settings for properties whose examples take real time.
+- :func:`costly`: settings for properties whose examples take real time;
+- :func:`storable_values`: values of every type kitaru stores, nested, with the
+  module-level classes they use (defined here, so a flow process that imports this
+  module can rebuild them) and :func:`assert_same_value`, which compares type and
+  state, not only ``==``.
 
 The profiles themselves (``ci``, the default; ``long``, for nightly runs) are
 registered in ``tests/conftest.py``.
@@ -14,8 +18,19 @@ registered in ``tests/conftest.py``.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import math
+import pathlib
+import uuid
+import zoneinfo
+from collections import Counter
+from typing import Any, NamedTuple
 
+import msgspec
+import pydantic
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from prop_flows.crashing import CrashPoint
@@ -40,6 +55,8 @@ from kitaru.journal.events import (
 )
 
 __all__ = [
+    "RUNS",
+    "assert_same_value",
     "costly",
     "crash_plans",
     "crash_points",
@@ -48,6 +65,7 @@ __all__ = [
     "flows",
     "kill_delays",
     "number_steps",
+    "storable_values",
 ]
 
 
@@ -275,3 +293,216 @@ def event_batches(*, first: bool = False) -> st.SearchStrategy[list[Event]]:
     if not first:
         return rest
     return st.tuples(_started(), rest).map(lambda pair: [pair[0], *pair[1]])
+
+
+# -- stored values ---------------------------------------------------------------------
+
+RUNS: Counter[str] = Counter()
+"""How many times each class's constructor, ``__post_init__`` or validator ran: reading
+a value back must not add to it."""
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = 2
+
+
+class Pair(NamedTuple):
+    left: Any
+    right: Any
+
+
+@dataclasses.dataclass
+class Tracked:
+    """A dataclass whose ``__post_init__`` sets an attribute that is not a field."""
+
+    value: Any
+    label: str = "x"
+
+    def __post_init__(self) -> None:
+        RUNS["Tracked"] += 1
+        self.extra = [self.label]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frozen:
+    value: Any
+    tags: tuple[str, ...] = ()
+
+
+class Record(msgspec.Struct, frozen=True):
+    value: Any
+    notes: list[str] = []
+
+    def __post_init__(self) -> None:
+        RUNS["Record"] += 1
+
+
+class Model(pydantic.BaseModel):
+    """A pydantic model whose validator changes the value: running it twice shows."""
+
+    items: list[int]
+    note: str = ""
+
+    @pydantic.field_validator("items")
+    @classmethod
+    def _append(cls, items: list[int]) -> list[int]:
+        RUNS["Model"] += 1
+        return [*items, 0]
+
+
+class Plain:
+    """A plain class: its ``__init__`` is not how it is rebuilt."""
+
+    def __init__(self, value: Any):
+        RUNS["Plain"] += 1
+        self.value = value
+        self.seen = 1
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Plain and other.__dict__ == self.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Slotted:
+    """A class with ``__slots__`` and its own ``__getstate__``/``__setstate__``."""
+
+    __slots__ = ("state", "value")
+
+    def __init__(self, value: Any):
+        RUNS["Slotted"] += 1
+        self.value = value
+        self.state = "made"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"value": self.value, "state": self.state}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        RUNS["Slotted.__setstate__"] += 1
+        self.value = state["value"]
+        self.state = state["state"]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Slotted and other.value == self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Tagged(dict[str, Any]):
+    """A dict subclass with an attribute of its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.kind = "tagged"
+
+
+_any_text = st.text(
+    st.characters(exclude_categories=()) | st.characters(categories=("Cs",)), max_size=8
+)
+"""Any str, lone surrogates (a truncated emoji) included."""
+
+_store_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**64 - 2, max_value=2**64 + 2) | st.integers(max_value=-(2**63) + 1),
+    st.integers(min_value=2**200, max_value=2**5000),
+    st.floats(allow_nan=False),
+    _any_text,
+    st.binary(max_size=8),
+    st.datetimes(
+        timezones=st.none()
+        | st.timezones()
+        | st.builds(
+            dt.timezone,
+            st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23)),
+        )
+    ),
+    st.dates(),
+    st.times(timezones=st.none() | st.just(dt.UTC)),
+    st.timedeltas(),
+    st.decimals(allow_nan=False),
+    st.uuids(),
+    st.builds(pathlib.PurePosixPath, st.text(max_size=5)),
+    st.builds(pathlib.Path, st.text(max_size=5)),
+    st.sampled_from(Colour),
+)
+_hashable_values = st.recursive(
+    _store_scalars.filter(lambda v: not isinstance(v, float) or not math.isnan(v)),
+    lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+    max_leaves=4,
+)
+
+
+def _classes(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.builds(Pair, inner, inner),
+        st.builds(Tracked, inner, _any_text),
+        st.builds(Frozen, inner, st.tuples(_any_text)),
+        st.builds(Record, inner, st.lists(_any_text, max_size=2)),
+        st.builds(Model, items=st.lists(st.integers(-5, 5), max_size=3), note=_any_text),
+        st.builds(Plain, inner),
+        st.builds(Slotted, inner),
+        st.builds(Tagged, st.dictionaries(_any_text, inner, max_size=3)),
+    )
+
+
+def storable_values(*, max_leaves: int = 12) -> st.SearchStrategy[Any]:
+    """Any value kitaru stores: every supported type, nested in one another."""
+    return st.recursive(
+        _store_scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.tuples(inner, inner),
+            st.dictionaries(_any_text, inner, max_size=4),
+            st.dictionaries(_hashable_values, inner, max_size=3),
+            st.sets(_hashable_values, max_size=3),
+            st.frozensets(_hashable_values, max_size=3),
+            _classes(inner),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def assert_same_value(got: Any, want: Any, where: str = "value") -> None:  # noqa: PLR0912
+    """``got`` has ``want``'s type and state, all the way down (not only ``==``)."""
+    assert type(got) is type(want), f"{where}: {type(got)} is not {type(want)}"
+    if isinstance(want, float):
+        assert got == want, where
+        assert math.copysign(1, got) == math.copysign(1, want), where
+    elif isinstance(want, dt.datetime | dt.time):
+        assert got == want, where
+        assert got.fold == want.fold, where
+        assert got.isoformat() == want.isoformat(), where
+        assert_same_value(got.tzinfo, want.tzinfo, f"{where}.tzinfo")
+    elif isinstance(want, zoneinfo.ZoneInfo):
+        assert got.key == want.key, where
+    elif isinstance(want, decimal.Decimal):
+        assert str(got) == str(want), where
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same_value(g, w, f"{where}[{i}]")
+    elif isinstance(want, dict):
+        assert list(got) == list(want), where
+        for key, item in want.items():
+            assert_same_value(got[key], item, f"{where}[{key!r}]")
+    elif isinstance(want, set | frozenset):
+        assert got == want, where
+    elif isinstance(want, msgspec.Struct):
+        for name in want.__struct_fields__:
+            assert_same_value(getattr(got, name), getattr(want, name), f"{where}.{name}")
+    elif isinstance(want, pydantic.BaseModel):
+        assert got.__getstate__() == want.__getstate__(), where
+    elif isinstance(want, Slotted):
+        assert got.state == want.state, where
+        assert_same_value(got.value, want.value, f"{where}.value")
+    elif isinstance(want, dt.timezone | enum.Enum | uuid.UUID | pathlib.PurePath):
+        assert got == want, where
+    if hasattr(want, "__dict__") and not isinstance(want, type | enum.Enum | pydantic.BaseModel):
+        assert_same_value(vars(got), vars(want), f"{where}.__dict__")
+    slots = [name for name in getattr(type(want), "__slots__", ()) if hasattr(want, name)]
+    if dataclasses.is_dataclass(want) and slots:
+        for name in slots:
+            assert_same_value(getattr(got, name), getattr(want, name), f"{where}.{name}")

@@ -44,6 +44,7 @@ __all__ = [
     "decode_event",
     "encode_event",
     "event_tag",
+    "journal_text",
 ]
 
 CALL_KINDS: Final = ("checkpoint", "llm", "wait")
@@ -335,8 +336,44 @@ def event_tag(event: Event) -> str:
 
 
 def encode_event(event: Event) -> bytes:
-    """Encode an event body (msgpack; the tag is inside it as well)."""
-    return _encoder.encode(event)
+    """Encode an event body (msgpack; the tag is inside it as well).
+
+    Text with lone surrogates (a truncated emoji in an error message or a printed line)
+    is not valid UTF-8, so msgpack cannot hold it: such characters are recorded as
+    ``\\udXXX`` escapes instead of failing the append. Recorded values never get here
+    as text: they are encoded bytes (``ValueRef``), exact to the character.
+    """
+    try:
+        return _encoder.encode(event)
+    except UnicodeEncodeError:
+        return _encoder.encode(_escape_surrogates(event))
+
+
+def journal_text(text: str) -> str:
+    """``text`` as it can be recorded: lone surrogates become ``\\udXXX`` escapes.
+
+    Use it where text from user code (error messages, printed lines) enters an event,
+    so that the event and the columns derived from it hold the same valid UTF-8.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _escape_surrogates(item: Any) -> Any:
+    """``item`` with every str in it made valid UTF-8 (other values untouched)."""
+    if isinstance(item, str):
+        return journal_text(item)
+    if isinstance(item, msgspec.Struct):
+        changes = {name: _escape_surrogates(getattr(item, name)) for name in item.__struct_fields__}
+        return msgspec.structs.replace(item, **changes)
+    if isinstance(item, tuple | list):
+        return type(item)(_escape_surrogates(part) for part in item)
+    if isinstance(item, dict):
+        return {_escape_surrogates(k): _escape_surrogates(v) for k, v in item.items()}
+    return item
 
 
 def decode_event(tag: str, body: bytes) -> Event:

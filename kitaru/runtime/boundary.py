@@ -307,6 +307,19 @@ def _mark_origin(exc: BaseException, identity: str, kind: str) -> None:
             exc.__kitaru_call_kind__ = kind  # type: ignore[attr-defined]
 
 
+def _encode_output(slot: CallSlot, value: Any) -> bytes:
+    """The call's output, encoded; a ``KitaruUsageError`` naming the call if it cannot be."""
+    try:
+        return encode_value(value)
+    except UnencodableValueError as exc:
+        exc.call = slot.identity
+        raise KitaruUsageError(
+            f"{slot.kind.capitalize()} '{slot.identity}' returned {exc}. Return data "
+            "(builtins, dataclasses, msgspec Structs, pydantic models or other module-level "
+            "classes), or convert the value to data before returning it."
+        ) from exc
+
+
 def execute(
     slot: CallSlot,
     live: Callable[[CallScope], Any],
@@ -352,6 +365,9 @@ def execute(
         started = time.perf_counter()
         try:
             value = live(scope)
+            # Inside the attempt: an output that cannot be stored fails this attempt,
+            # so retries= applies to it like to any other failure.
+            data = _encode_output(slot, value)
         except Exception as exc:
             _journal_logs(ctx, scope)
             duration = (time.perf_counter() - started) * 1000
@@ -369,17 +385,6 @@ def execute(
                 current_call.reset(token)
         _journal_logs(ctx, scope)
         duration = (time.perf_counter() - started) * 1000
-        try:
-            data = encode_value(value)
-        except UnencodableValueError as exc:
-            error = KitaruUsageError(
-                f"{slot.kind.capitalize()} '{identity}' returned {exc}. Return builtins, "
-                "dataclasses, msgspec Structs or pydantic models (module-level classes), "
-                "or convert the value to one of those before returning it."
-            )
-            _mark_origin(error, identity, slot.kind)
-            _record_failure(slot, attempt, error, final=True, duration=duration)
-            raise error from None
         payloads: dict[str, bytes] = {}
         ref = make_ref(data, payloads)
         completed = CallCompleted(

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from kitaru.journal.events import LogEntry
+from kitaru.journal.events import LogEntry, journal_text
 from kitaru.redaction import redact
 from kitaru.runtime.context import CallScope, current_call
 
@@ -28,7 +28,7 @@ def _keep(source: str, level: str, message: str) -> None:
     scope = current_call.get()
     if scope is None or len(scope.logs) >= _MAX_ENTRIES:
         return
-    scope.logs.append(LogEntry(time.time(), level, source, redact(message)))
+    scope.logs.append(LogEntry(time.time(), level, source, journal_text(redact(message))))
 
 
 class _Tee:
@@ -94,7 +94,7 @@ def take_logs(scope: CallScope) -> list[LogEntry]:
     for source, rest in scope.partial.items():
         if rest and len(scope.logs) < _MAX_ENTRIES:
             level = "ERROR" if source == "stderr" else "INFO"
-            scope.logs.append(LogEntry(time.time(), level, source, redact(rest)))
+            scope.logs.append(LogEntry(time.time(), level, source, journal_text(redact(rest))))
     scope.partial.clear()
     logs, scope.logs = scope.logs, []
     return logs

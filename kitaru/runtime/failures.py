@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import traceback
 
-from kitaru.journal.events import ErrorInfo, ValueRef
+from kitaru.journal.events import ErrorInfo, ValueRef, journal_text
 from kitaru.redaction import redact
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
@@ -24,18 +24,53 @@ def error_info(exc: BaseException) -> ErrorInfo:
     Secret values in use are blanked out of all three (see ``kitaru.redaction``).
     """
     args: ValueRef | None = None
-    try:
-        data = encode_value(tuple(redact(a) if isinstance(a, str) else a for a in exc.args))
-        if len(data) <= 64 * 1024:
-            args = ValueRef(inline=data)
-    except UnencodableValueError:
-        pass
+    data = _encode_args(exc)
+    if len(data) <= 64 * 1024:
+        args = ValueRef(inline=data)
     return ErrorInfo(
         type=type_name(exc),
-        message=redact(str(exc)),
-        traceback=redact("".join(traceback.format_exception(exc))),
+        # Text with lone surrogates (a cut emoji) is escaped: it also fills the
+        # executions table's failure column, which SQLite stores as UTF-8.
+        message=journal_text(redact(_message(exc))),
+        traceback=journal_text(redact("".join(traceback.format_exception(exc)))),
         args=args,
     )
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not stop the failure being recorded
+        return _safe_repr(exc)
+
+
+def _encode_args(exc: BaseException) -> bytes:
+    """The exception's args; any that cannot be stored are kept as their ``repr``.
+
+    The type and message are recorded either way, so a replayed failure still reads the
+    same; only such arguments come back as strings.
+    """
+    given = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+    try:
+        return encode_value(given)
+    except UnencodableValueError:
+        pass
+    kept: list[object] = []
+    for arg in given:
+        try:
+            encode_value(arg)
+        except UnencodableValueError:
+            kept.append(redact(_safe_repr(arg)))
+        else:
+            kept.append(arg)
+    return encode_value(tuple(kept))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__} object>"
 
 
 class RecordedError(Exception):
