@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
-from kitaru.runtime.arguments import CallArguments, capture_arguments, signature_of
+from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
 from kitaru.runtime.caching import cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
@@ -44,8 +44,8 @@ class Checkpoint(Generic[P, R]):
         self.cache = cache
         self.target = qualified_name(func)
         """``module:QualName``: with the name, what a recorded call must match."""
-        self._signature = signature_of(func)
-        self.ignore_args = _check_ignore_args(self.name, self._signature, ignore_args)
+        self._layout = ArgumentLayout(func)
+        self.ignore_args = _check_ignore_args(self.name, self._layout.signature, ignore_args)
         self._fingerprint: str | None = None
         functools.update_wrapper(self, func)
 
@@ -83,7 +83,7 @@ class Checkpoint(Generic[P, R]):
     def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallArguments:
         # Captured in the flow body's thread, before the call is matched: handles are
         # digested by the call that produced them, so nothing waits for their values.
-        return capture_arguments(self._signature, args, kwargs, self.ignore_args)
+        return capture_arguments(self._layout, args, kwargs, self.ignore_args)
 
     def _execute(self, slot: CallSlot, arguments: CallArguments) -> Any:
         arguments.resolve()

@@ -26,6 +26,7 @@ from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = [
+    "ArgumentLayout",
     "CallArguments",
     "OutputOf",
     "capture_arguments",
@@ -40,7 +41,12 @@ _PREVIEW_MAX_BYTES: Final = 512
 """Arguments that encode larger than this are previewed by type and size, not repr:
 a repr of a megabyte would cost more than the call."""
 
-_DIGEST_BYTES: Final = 8
+_DIGEST_HEX: Final = 16
+"""64 bits of SHA-256: an accidental match between two different arguments is out of
+reach, and SHA-256 is the fastest hash here for megabyte arguments (SHA extensions)."""
+
+_OUTPUT_PREFIX: Final = b"\xc1output:"
+"""0xc1 never starts a msgpack value, so no encoded argument digests like a handle."""
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -57,7 +63,7 @@ class OutputOf:
 
 
 def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).hexdigest()
+    return hashlib.sha256(data).hexdigest()[:_DIGEST_HEX]
 
 
 def _type_name(value: Any) -> str:
@@ -68,6 +74,11 @@ def _type_name(value: Any) -> str:
 def _preview(value: Any, size: int) -> str:
     if size > _PREVIEW_MAX_BYTES:
         return f"<{type(value).__qualname__}, {size} bytes encoded>"
+    cls = type(value)
+    if cls is int or cls is float or cls is bool or value is None:
+        return repr(value)
+    if cls is str and len(value) <= _repr.maxstring:
+        return repr(value)
     return _repr.repr(value)
 
 
@@ -111,6 +122,16 @@ class _Argument:
         self.value = value
         self.handles = False
         self.data: bytes | None = None
+        if type(value) is OutputHandle:
+            # The common way outputs flow from call to call: no encoding attempt needed.
+            self.handles = True
+            lineage.append(value.identity)
+            self.digest = ArgumentDigest(
+                name,
+                _digest(_OUTPUT_PREFIX + value.identity.encode()),
+                f"<output of {value.kind} '{value.identity}'>",
+            )
+            return
         try:
             data = encode_value(value)
         except UnencodableValueError:
@@ -153,10 +174,51 @@ class _Argument:
         return decode_value(self.data)
 
 
+class ArgumentLayout:
+    """How a function's parameters name the arguments of a call (worked out once)."""
+
+    __slots__ = ("defaults", "names", "signature", "simple")
+
+    def __init__(self, func: Callable[..., Any]):
+        self.signature = signature_of(func)
+        params = list(self.signature.parameters.values()) if self.signature is not None else []
+        self.names = tuple(param.name for param in params)
+        self.defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        # Plain parameters only: arguments can be named without ``Signature.bind`` (the
+        # common case, and several times faster) and passed back in order.
+        self.simple = self.signature is not None and all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params
+        )
+
+    def in_order(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Every parameter's value, defaults filled in; None if the call does not fit."""
+        names = self.names
+        if not self.simple or len(args) > len(names):
+            return None
+        if not kwargs and len(args) == len(names):
+            return dict(zip(names, args, strict=True))
+        given = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in given or key not in names:
+                return None
+            given[key] = value
+        if len(given) == len(names):
+            return {name: given[name] for name in names}
+        ordered = {}
+        for name in names:
+            if name in given:
+                ordered[name] = given[name]
+            elif name in self.defaults:
+                ordered[name] = self.defaults[name]
+            else:
+                return None
+        return ordered
+
+
 class CallArguments:
     """A call's arguments, captured before the call is matched against the journal."""
 
-    __slots__ = ("_bound", "_named", "_positional", "digests", "ignored", "lineage")
+    __slots__ = ("_bound", "_in_order", "_named", "_positional", "digests", "ignored", "lineage")
 
     def __init__(
         self,
@@ -165,7 +227,11 @@ class CallArguments:
         positional: list[_Argument],
         ignored: frozenset[str],
         lineage: list[str],
+        *,
+        in_order: bool = False,
     ):
+        self._in_order = in_order
+        """Every parameter is in ``named``, in order: pass them all positionally."""
         self._bound = bound
         self._named = named
         self._positional = positional
@@ -188,6 +254,8 @@ class CallArguments:
 
     def copies(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for one attempt of the body, each a copy."""
+        if self._in_order:
+            return tuple(arg.copy() for arg in self._named.values()), {}
         bound = self._bound
         if bound is None:
             args = tuple(arg.copy() for arg in self._positional)
@@ -213,7 +281,7 @@ def _var_keyword(signature: inspect.Signature) -> str | None:
 
 
 def capture_arguments(
-    signature: inspect.Signature | None,
+    layout: ArgumentLayout,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     ignored: Collection[str] = (),
@@ -227,6 +295,11 @@ def capture_arguments(
     """
     ignored_set = frozenset(ignored)
     lineage: list[str] = []
+    ordered = layout.in_order(args, kwargs)
+    if ordered is not None:
+        named = {name: _Argument(name, value, lineage) for name, value in ordered.items()}
+        return CallArguments(None, named, [], ignored_set, lineage, in_order=True)
+    signature = layout.signature
     bound = None
     if signature is not None:
         try:
