@@ -254,6 +254,22 @@ class TestArgumentsThatChanged:
         assert result == {name: f"record of {name}" for name in NAMES}
 
 
+class TestEqualArgumentsUnderAnotherHashSeed:
+    def test_an_equal_set_iterated_in_another_order_is_the_same_argument(
+        self, elsewhere: Path
+    ) -> None:
+        """A set passed to a checkpoint, resumed under another PYTHONHASHSEED (so iterated,
+        and encoded, in another order): no divergence, the recorded output is reused."""
+        seed, other, _, _ = _seeds_with_different_first_names()
+        first = run_flow(
+            "drift", "tagged", *NAMES, env=child_env(DRIFT_KILL_AFTER="1", PYTHONHASHSEED=seed)
+        )
+        assert first.returncode == KILLED, first.stderr
+        resumed = _resume(only_exec_id(), elsewhere, PYTHONHASHSEED=other)
+        assert resumed.returncode == 0, resumed.stderr
+        assert KitaruClient().executions.get(only_exec_id()).result() == [6, 7]
+
+
 class TestArgumentMutation:
     def test_a_mutating_body_gives_the_same_result_live_and_resumed(self, elsewhere: Path) -> None:
         """A checkpoint appending to the state it was given: the flow body sees the same thing

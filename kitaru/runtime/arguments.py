@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import reprlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from kitaru.journal.events import ArgumentDigest
 from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
@@ -64,6 +67,38 @@ class OutputOf:
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:_DIGEST_HEX]
+
+
+_SET_CODES: Final = (2, 3)
+"""The value encoding's extension codes for ``set`` and ``frozenset`` (never renumbered)."""
+_EXT_HEADERS: Final = tuple(bytes([b]) for b in (0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8))
+_SET_EXT: Final = re.compile(
+    rb"[\xd4-\xd8][\x02\x03]|\xc7.[\x02\x03]|\xc8..[\x02\x03]|\xc9....[\x02\x03]", re.DOTALL
+)
+_raw_encoder = msgspec.msgpack.Encoder()
+
+
+def _sorted_sets(code: int, raw: memoryview) -> msgspec.msgpack.Ext:
+    tree = _raw_decoder.decode(raw)
+    if code in _SET_CODES:
+        tree = sorted(_raw_encoder.encode(item) for item in tree)
+    return msgspec.msgpack.Ext(code, _raw_encoder.encode(tree))
+
+
+_raw_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_sorted_sets)
+
+
+def _digest_encoded(data: bytes) -> str:
+    """The digest of an encoded argument, the same whatever order its sets iterate in.
+
+    A set of strings iterates in an order that changes with ``PYTHONHASHSEED`` (so from
+    one process to the next), and is encoded in that order: equal sets must not look
+    like changed arguments on resume. The bytes are searched for a set first (in C);
+    only then are they re-encoded with every set's items sorted.
+    """
+    if any(header in data for header in _EXT_HEADERS) and _SET_EXT.search(data):
+        data = _raw_encoder.encode(_raw_decoder.decode(data))
+    return _digest(data)
 
 
 def _type_name(value: Any) -> str:
@@ -142,7 +177,7 @@ class _Argument:
             self.digest = self._digest_handles(name, value, lineage)
             return
         self.data = data
-        self.digest = ArgumentDigest(name, _digest(data), _preview(value, len(data)))
+        self.digest = ArgumentDigest(name, _digest_encoded(data), _preview(value, len(data)))
 
     @staticmethod
     def _digest_handles(name: str, value: Any, lineage: list[str]) -> ArgumentDigest:
@@ -155,7 +190,7 @@ class _Argument:
             data = encode_value(form)
         except UnencodableValueError:
             return ArgumentDigest(name, type_name=_type_name(value))
-        return ArgumentDigest(name, _digest(data), preview)
+        return ArgumentDigest(name, _digest_encoded(data), preview)
 
     def copy(self) -> Any:
         """The body's own copy of this argument (handles resolved by ``resolve`` first)."""

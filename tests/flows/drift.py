@@ -13,6 +13,8 @@ and prints the result as JSON. Flows:
   named ``fetch``, in different modules).
 - ``lookups NAME ...``: ``lookup(name)`` for each name of a ``set`` of the names, so
   the order follows ``PYTHONHASHSEED``.
+- ``tagged NAME ...``: ``count_tags`` given the ``set`` of the names (equal sets, in
+  whatever order this process's hash seed iterates them).
 - ``notes``: a checkpoint appends to the dataclass "agent state" it is given; the flow
   returns what the flow body then sees of that state, and what the calls returned.
 """
@@ -69,6 +71,17 @@ def lookups(names: list[str]) -> dict[str, str]:
     return found
 
 
+@checkpoint
+def count_tags(tags: set[str]) -> int:
+    return len(tags)
+
+
+@flow
+def tagged(names: list[str]) -> list[int]:
+    tags = set(names)
+    return [_completed(count_tags(tags)), _completed(count_tags(tags | {"extra"}))]
+
+
 @dataclass
 class AgentState:
     notes: list[str] = field(default_factory=list)
@@ -87,13 +100,13 @@ def notes() -> dict[str, Any]:
     return {"seen": state.notes, "counts": counts}
 
 
-FLOWS = {"swapped": swapped, "lookups": lookups, "notes": notes}
+FLOWS = {"swapped": swapped, "lookups": lookups, "tagged": tagged, "notes": notes}
 
 
 def main(argv: list[str]) -> int:
     name, *args = argv
     chosen = FLOWS[name]
-    handle = chosen.run(args) if name == "lookups" else chosen.run(*args)
+    handle = chosen.run(args) if name in ("lookups", "tagged") else chosen.run(*args)
     print(json.dumps(handle.wait()))
     return 0
 
