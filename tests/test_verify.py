@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from helpers import (
@@ -265,6 +265,48 @@ class TestFinishedExecutions:
         assert all(f.ok for f in found)
         with pytest.raises(ValueError, match="at least one execution id"):
             KitaruClient().executions.verify()
+
+
+@flow
+def chatty() -> list[str]:
+    import kitaru
+
+    first = kitaru.llm("one", model="openai/gpt-4o-mini").load()
+    answer = kitaru.wait(schema=str, name="gate", question="go on?", timeout=0)
+    second = kitaru.llm(f"two {answer}", model="openai/gpt-4o-mini").load()
+    return [first, answer, second]
+
+
+class TestNothingLive:
+    def test_no_model_request_and_no_wait_beyond_the_record(
+        self, llm_server: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A recorded model call replays without a request; the check stops at a wait the
+        journal holds no answer for, even with input posted, and leaves that input for the
+        real resume."""
+        llm_server.point_providers_here(monkeypatch)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-verify")
+        llm_server.reply_text("hi")
+        handle = chatty.run()
+        deadline = time.monotonic() + TIMEOUT
+        while handle.status != "waiting" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert handle.status == "waiting"
+        assert llm_server.count == 1
+        client = KitaruClient()
+        client.executions.input(handle.exec_id, value="yes")
+        rows = journal_rows(handle.exec_id)
+
+        (found,) = client.executions.verify(handle.exec_id)
+
+        assert found.ok, found
+        assert found.calls_matched == 1
+        assert "wait 'gate' at position 1" in found.stopped_at
+        assert llm_server.count == 1
+        assert journal_rows(handle.exec_id) == rows
+        result = client.executions.resume(handle.exec_id).wait(timeout=TIMEOUT)
+        assert result == ["hi", "yes", "hi"]
+        assert llm_server.count == 2
 
 
 class TestCommandLine:
