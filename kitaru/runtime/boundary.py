@@ -32,13 +32,7 @@ from kitaru.journal.events import (
 from kitaru.journal.payloads import make_ref
 from kitaru.journal.store import Store
 from kitaru.logs import get_logger
-from kitaru.replay.matching import (
-    Divergence,
-    Verdict,
-    describe,
-    match_call,
-    verdict,
-)
+from kitaru.replay.matching import Divergence, Verdict, describe, match_call, verdict
 from kitaru.replay.state import CallRecord
 from kitaru.runtime.capture import ensure_capturing, take_logs
 from kitaru.runtime.context import (
@@ -157,6 +151,8 @@ def _diverged(ctx: ExecutionContext, divergence: Divergence, against: str) -> Ki
             "Restore the code that made the recorded calls (checkpoints added, removed, "
             "renamed or reordered before this point)"
         )
+    elif (divergence.expected or "").startswith("llm "):
+        advice = "Make the model call with its recorded prompt and options again"
     else:
         advice = (
             f"Make the call with its recorded arguments again, or, if '{drift.name}' may "
