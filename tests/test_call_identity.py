@@ -240,7 +240,13 @@ class TestArgumentsThatChanged:
         assert journal_rows(exec_id)[: len(rows)] == rows
         with pytest.raises(KitaruDivergenceError) as caught:
             FlowHandle(exec_id).get()
-        assert caught.value.position == 0
+        error = caught.value
+        assert error.position == 0
+        assert (error.argument, error.recorded_argument, error.current_argument) == (
+            "name",
+            repr(order[0]),
+            repr(resumed_order[0]),
+        )
 
     def test_the_same_hash_seed_resumes_to_every_name_s_own_record(self, elsewhere: Path) -> None:
         """Resumed under the same seed, each name gets its own record."""

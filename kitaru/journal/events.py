@@ -152,6 +152,10 @@ class ExecutionFailed(_Event, frozen=True, tag="execution_failed"):
     """For a divergence: the call position where code and journal disagree."""
     expected: str | None = None
     actual: str | None = None
+    argument: str | None = None
+    """For a divergence in a call's arguments: the first argument that differs."""
+    recorded_argument: str | None = None
+    current_argument: str | None = None
 
 
 class ExecutionCancelled(_Event, frozen=True, tag="execution_cancelled"):
