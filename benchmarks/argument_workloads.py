@@ -48,8 +48,8 @@ SHAPES: dict[str, Callable[[], tuple[Any, ...]]] = {
 
 
 @checkpoint
-def consume(*args: Any) -> int:
-    return len(args)
+def consume(first: Any, second: Any = None) -> int:
+    return 1 if second is None else 2
 
 
 @flow
