@@ -48,8 +48,8 @@ _DIGEST_HEX: Final = 16
 """64 bits of SHA-256: an accidental match between two different arguments is out of
 reach, and SHA-256 is the fastest hash here for megabyte arguments (SHA extensions)."""
 
-_OUTPUT_PREFIX: Final = b"\xc1output:"
-"""0xc1 never starts a msgpack value, so no encoded argument digests like a handle."""
+_OUTPUT_DIGEST: Final = "output:"
+"""A handle's digest is this and the producing call's identity: never a hex digest."""
 
 _repr = reprlib.Repr()
 _repr.maxstring = 40
@@ -172,7 +172,7 @@ class _Argument:
             lineage.append(value.identity)
             self.digest = ArgumentDigest(
                 name,
-                _digest(_OUTPUT_PREFIX + value.identity.encode()),
+                _OUTPUT_DIGEST + value.identity,
                 f"<output of {value.kind} '{value.identity}'>",
             )
             return
@@ -282,8 +282,11 @@ class CallArguments:
         self.ignored = ignored
         self.lineage = tuple(dict.fromkeys(lineage))
         """Identities of the calls whose output handles were passed in, in order."""
-        self.digests: tuple[ArgumentDigest, ...] = tuple(
-            arg.digest for arg in (*positional, *named.values()) if arg.digest.name not in ignored
+        arguments = [*positional, *named.values()]
+        self.digests: tuple[ArgumentDigest, ...] = (
+            tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
+            if ignored
+            else tuple([arg.digest for arg in arguments])
         )
         """What the journal records for the call (ignored arguments left out)."""
 
