@@ -16,7 +16,9 @@ same run on the same disk:
    the bare ``openai`` SDK against a local server;
 6. executions per second with 1, 2, 4 and 8 processes on one journal, and the time
    ``kitaru executions resume --all`` takes to recover 1,000 crashed executions
-   (``benchmarks/concurrency.py``; figures only).
+   (``benchmarks/concurrency.py``; figures only);
+7. what argument digests and copies add per checkpoint call, for small and for 1 MB
+   arguments, beside a bare durable commit (``benchmarks/arguments.py``; figures only).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -45,10 +47,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import chain, concurrency, imports, llm, peers, resume
+from benchmarks import arguments, chain, concurrency, imports, llm, peers, resume
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
-SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency")
+SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency", "arguments")
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
     "resume": "2. Resume: time to the first live call, per recorded event",
@@ -56,6 +58,7 @@ TITLES = {
     "imports": "4. import kitaru",
     "llm": "5. kitaru.llm(): storage of a growing conversation, time added per call",
     "concurrency": "6. Concurrency: processes sharing one journal, and resume --all",
+    "arguments": "7. Arguments: digest and copy per checkpoint call, small and 1 MB",
 }
 
 
@@ -415,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section("imports", lambda: _section_imports(counts))
         run_section("llm", lambda: llm.section(workdir, quick=args.quick))
         run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
+        run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.logs import get_logger
+from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
-from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
+from kitaru.runtime.handles import MapResult, OutputHandle
+from kitaru.runtime.locate import qualified_name
 
 __all__ = ["Checkpoint", "checkpoint"]
 
@@ -25,17 +28,27 @@ class Checkpoint(Generic[P, R]):
     """A checkpoint function. In a flow body, calls return output handles."""
 
     def __init__(
-        self, func: Callable[P, R], *, retries: int, type: str | None, cache: bool | None = None
+        self,
+        func: Callable[P, R],
+        *,
+        retries: int,
+        type: str | None,
+        cache: bool | None = None,
+        ignore_args: Iterable[str] = (),
     ):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
         if type is not None and not isinstance(type, str):
             raise KitaruUsageError(f"type must be a string label, got {type!r}.")
         self.func = func
-        self.name: str = func.__name__
+        self.name: str = getattr(func, "__name__", None) or func.__class__.__name__
         self.retries = retries
         self.type = type
         self.cache = cache
+        self.target = qualified_name(func)
+        """``module:QualName``: with the name, what a recorded call must match."""
+        self._layout = ArgumentLayout(func)
+        self.ignore_args = _check_ignore_args(self.name, self._layout.signature, ignore_args)
         self._uncacheable_logged = False
         functools.update_wrapper(self, func)
 
@@ -61,7 +74,7 @@ class Checkpoint(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<kitaru checkpoint {self.name}>"
 
-    def _slot(self, explicit_id: str | None) -> CallSlot:
+    def _slot(self, explicit_id: str | None, arguments: CallArguments) -> CallSlot:
         ctx = current_execution.get()
         if ctx is None:
             raise KitaruContextError("Checkpoints can only run inside a @flow.")
@@ -70,16 +83,31 @@ class Checkpoint(Generic[P, R]):
                 f"Checkpoint '{self.name}' was called inside another checkpoint; checkpoints "
                 "cannot be nested. Call it from the flow body, or make it a plain function."
             )
-        return reserve(ctx, "checkpoint", self.name, explicit_id)
+        return reserve(
+            ctx,
+            "checkpoint",
+            self.name,
+            explicit_id,
+            target=self.target,
+            arguments=arguments.digests,
+            ignored=self.ignore_args,
+        )
 
-    def _execute(self, slot: CallSlot, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        lineage: list[str] = []
-        if args:
-            args = resolve_handles(args, lineage)
-        if kwargs:
-            kwargs = resolve_handles(kwargs, lineage)
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallArguments:
+        # Captured in the flow body's thread, before the call is matched: handles are
+        # digested by the call that produced them, so nothing waits for their values.
+        return capture_arguments(self._layout, args, kwargs, self.ignore_args)
+
+    def _execute(self, slot: CallSlot, arguments: CallArguments) -> Any:
+        arguments.resolve()
+        key = None
+        if self.cache or (self.cache is None and slot.ctx.cache):
+            key = self._cache_key(True, *arguments.copies())
 
         def live(_scope: CallScope) -> Any:
+            # Each attempt gets fresh copies: a retry starts from the arguments as they
+            # were given, not as a failed attempt left them.
+            args, kwargs = arguments.copies()
             return self.func(*args, **kwargs)
 
         return execute(
@@ -87,26 +115,28 @@ class Checkpoint(Generic[P, R]):
             live,
             retries=self.retries,
             checkpoint_type=self.type,
-            inputs_from=tuple(dict.fromkeys(lineage)),
-            cache_key=self._cache_key(slot.ctx.cache, args, kwargs),
+            inputs_from=arguments.lineage,
+            cache_key=key,
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
         """Run the checkpoint (or return its recorded output); ``id=`` names the call."""
         explicit_id: Any = kwargs.pop("id", None)
-        slot = self._slot(explicit_id)
-        value = self._execute(slot, args, kwargs)
+        arguments = self._arguments(args, kwargs)
+        slot = self._slot(explicit_id, arguments)
+        value = self._execute(slot, arguments)
         return output_handle(slot, value=value)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
         """Start the checkpoint concurrently; ``.load()`` on the handle waits for it."""
         explicit_id: Any = kwargs.pop("id", None)
-        slot = self._slot(explicit_id)
+        arguments = self._arguments(args, kwargs)
+        slot = self._slot(explicit_id, arguments)
         ctx = slot.ctx
         import contextvars
 
         context = contextvars.copy_context()
-        future = ctx.submit(lambda: context.run(self._execute, slot, args, kwargs))
+        future = ctx.submit(lambda: context.run(self._execute, slot, arguments))
         return output_handle(slot, future=future)
 
     def map(self, *iterables: Iterable[Any], **kwargs: Any) -> MapResult[R]:
@@ -131,11 +161,39 @@ class Checkpoint(Generic[P, R]):
         return MapResult(self.submit(*items, **kwargs) for items in zip(*columns, strict=True))
 
 
+def _check_ignore_args(
+    name: str, signature: inspect.Signature | None, ignore_args: Iterable[str]
+) -> frozenset[str]:
+    """The argument names of ``ignore_args=``, checked against the function's parameters."""
+    if isinstance(ignore_args, str):
+        raise KitaruUsageError(
+            f"ignore_args= of checkpoint '{name}' must be a tuple of argument names, "
+            f'not a string: write ignore_args=("{ignore_args}",).'
+        )
+    names = frozenset(ignore_args)
+    if signature is None or not names:
+        return names
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return names  # any keyword may arrive through **kwargs
+    unknown = sorted(names - set(params))
+    if unknown:
+        raise KitaruUsageError(
+            f"ignore_args= of checkpoint '{name}' names {', '.join(map(repr, unknown))}, "
+            f"which it does not take; its parameters are {', '.join(params) or '(none)'}."
+        )
+    return names
+
+
 @overload
 def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
 @overload
 def checkpoint(
-    *, retries: int = 0, type: str | None = None, cache: bool | None = None
+    *,
+    retries: int = 0,
+    type: str | None = None,
+    cache: bool | None = None,
+    ignore_args: Iterable[str] = (),
 ) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
@@ -144,6 +202,7 @@ def checkpoint(
     retries: int = 0,
     type: str | None = None,
     cache: bool | None = None,
+    ignore_args: Iterable[str] = (),
 ) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
@@ -151,9 +210,12 @@ def checkpoint(
     attempt; ``type`` is a free label kept in the journal (``"llm_call"``, ...).
     ``cache=True`` lets a call reuse the output an earlier execution recorded for the
     same code and arguments (default: the flow's ``cache`` setting).
+    ``ignore_args`` names arguments that may differ between a recorded call and its
+    resume (a timestamp, a request id): every other argument must be equal for the
+    recorded output to be reused, or the resume stops with ``KitaruDivergenceError``.
     """
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(fn, retries=retries, type=type, cache=cache)
+        return Checkpoint(fn, retries=retries, type=type, cache=cache, ignore_args=ignore_args)
 
     return wrap(func) if func is not None else wrap

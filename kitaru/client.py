@@ -32,6 +32,7 @@ from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import claim_execution
 from kitaru.runtime.runner import load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
+from kitaru.runtime.verify import Verification, verify_execution
 from kitaru.runtime.writer import JournalWriter
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "LlmCall",
     "LogLine",
     "PendingWait",
+    "Verification",
 ]
 
 
@@ -99,6 +101,26 @@ class ExecutionsClient:
         if not found:
             raise KitaruStateError("No execution matches those filters.")
         return found[0]
+
+    def verify(self, *exec_ids: str) -> builtins.list[Verification]:
+        """Check today's code against recorded executions, running nothing live.
+
+        Each execution's flow body runs against its journal: recorded calls return
+        their recorded outcomes, and the body stops at the first call the journal does
+        not hold, before running it. Nothing is written and no lease is taken, so
+        running (even with a live owner), failed and completed executions can all be
+        checked. One ``Verification`` per id, in order.
+        """
+        if not exec_ids:
+            raise KitaruUsageError(
+                "Give at least one execution id to verify, or call verify_all()."
+            )
+        return [verify_execution(self._store, self.resolve_id(exec_id)) for exec_id in exec_ids]
+
+    def verify_all(self) -> builtins.list[Verification]:
+        """``verify`` every execution of the store, oldest first."""
+        rows = self._store.list_executions()
+        return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
 
     def resume(self, exec_id: str) -> FlowHandle:
         """Continue an interrupted or waiting execution in this process."""

@@ -170,7 +170,11 @@ class KitaruUserCodeError(KitaruExecutionError):
 
 
 class KitaruDivergenceError(KitaruExecutionError):
-    """The flow code made a different durable call than the journal recorded there."""
+    """The flow code made a different durable call than the journal recorded there.
+
+    For a call made with other arguments, ``argument`` names the first that differs and
+    ``recorded_argument`` / ``current_argument`` describe its two values, shortened.
+    """
 
     def __init__(
         self,
@@ -181,8 +185,14 @@ class KitaruDivergenceError(KitaruExecutionError):
         position: int,
         expected: str | None,
         actual: str | None,
+        argument: str | None = None,
+        recorded_argument: str | None = None,
+        current_argument: str | None = None,
     ):
         super().__init__(message, exec_id=exec_id, status=status)
         self.position = position
         self.expected = expected
         self.actual = actual
+        self.argument = argument
+        self.recorded_argument = recorded_argument
+        self.current_argument = current_argument

@@ -1,12 +1,14 @@
 """Running flows in real subprocesses and driving the real ``kitaru`` command.
 
 Every child process inherits the test's environment (``KITARU_STORE`` and
-``KITARU_CONFIG_PATH`` point into ``tmp_path``) minus ``PYTHONPATH``, so a resuming
-process can only find a flow through what the journal recorded.
+``KITARU_CONFIG_PATH`` point into ``tmp_path``) with a ``PYTHONPATH`` that holds only
+the kitaru package the tests import, so a resuming process can only find a flow
+through what the journal recorded.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -14,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -67,10 +70,31 @@ def kitaru_executable() -> str:
     return path
 
 
+_KITARU_ONLY: list[str] = []
+
+
+def _kitaru_only_path() -> str:
+    """A folder holding nothing but this process's ``kitaru`` package (a symlink).
+
+    On a child's PYTHONPATH it makes the child run the same kitaru as the tests (also
+    from a checkout other than the installed one) while the tests' own modules stay out
+    of its reach.
+    """
+    if not _KITARU_ONLY:
+        import kitaru as package
+
+        folder = Path(tempfile.mkdtemp(prefix="kitaru-package-"))
+        (folder / "kitaru").symlink_to(Path(package.__file__).resolve().parent)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _KITARU_ONLY.append(str(folder))
+    return _KITARU_ONLY[0]
+
+
 def child_env(**changes: str | None) -> dict[str, str]:
-    """This process's environment without PYTHONPATH, with ``changes`` (None removes)."""
+    """This process's environment with ``changes`` (None removes), and a PYTHONPATH that
+    holds only kitaru itself."""
     env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = _kitaru_only_path()
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)

@@ -2,7 +2,10 @@
 
 - :func:`flows`: generated flows as data for ``prop_flows.interpreter`` (sequences and
   fan-outs of counted checkpoints, model calls, failing-then-retried checkpoints,
-  waits);
+  waits, checkpoints sharing a short name across modules, bodies that mutate the state
+  they are given);
+- :func:`drifts`: a change of code at one step of a flow (another argument value, or
+  the same-named checkpoint of the other module);
 - :func:`crash_points` / :func:`crash_plans`: where the processes running them die;
 - :func:`kill_delays`: when a real process is SIGKILLed from outside;
 - :func:`events` / :func:`event_batches`: journal events for the store model;
@@ -60,6 +63,7 @@ __all__ = [
     "costly",
     "crash_plans",
     "crash_points",
+    "drifts",
     "event_batches",
     "events",
     "flows",
@@ -109,6 +113,8 @@ def _shapes(*, llm: bool, waits: bool) -> st.SearchStrategy[tuple[Any, ...]]:
         ),
         st.tuples(st.just("map"), st.lists(_values, min_size=1, max_size=4)),
         st.just(("doomed",)),
+        st.tuples(st.just("twin"), _values),
+        st.just(("jot",)),
     ]
     if llm:
         choices += [st.just(("llm",)), st.just(("ask",))]
@@ -131,8 +137,8 @@ def number_steps(shapes: list[tuple[Any, ...]]) -> list[list[Any]]:
     steps: list[list[Any]] = []
     for shape in shapes:
         kind = shape[0]
-        if kind == "work":
-            steps.append(["work", key(), *shape[1:]])
+        if kind in ("work", "twin"):
+            steps.append([kind, key(), *shape[1:]])
         elif kind == "submit":
             steps.append(["submit", [[key(), *item] for item in shape[1]]])
         elif kind == "map":
@@ -153,6 +159,19 @@ def flows(
     return st.lists(_shapes(llm=llm, waits=waits), min_size=min_steps, max_size=max_steps).map(
         number_steps
     )
+
+
+def drifts(steps: list[list[Any]]) -> st.SearchStrategy[tuple[str, str]] | None:
+    """``(key, how)``: the code changed at the ``work``/``twin`` step ``key``, passing
+    another value (``"value"``) or calling the other module's ``work`` (``"module"``).
+
+    None when the flow has no such step.
+    """
+    keys = [step[1] for step in steps if step[0] in ("work", "twin")]
+    keys += [item[0] for step in steps if step[0] == "submit" for item in step[1]]
+    if not keys:
+        return None
+    return st.tuples(st.sampled_from(keys), st.sampled_from(["value", "module"]))
 
 
 # -- crashes ---------------------------------------------------------------------------

@@ -10,7 +10,8 @@ death is followed by a resume from a new process, until the execution completes.
 
 The properties, checked after every process (``prop_flows.harness.check_books``):
 
-- the result equals the run that never crashed;
+- the result equals the run that never crashed (bodies that mutate the state they are
+  given included: they get copies, live and resumed alike);
 - per call, the bodies entered equal the attempts the journal records as ended, plus
   at most the one attempt a death interrupted; a call recorded as finished never
   runs again;
@@ -21,6 +22,10 @@ The properties, checked after every process (``prop_flows.harness.check_books``)
 
 Deaths are simulated in this process (many examples) and real in child processes
 (``os._exit`` at the same points, SIGKILL at random moments from outside).
+
+Generated drift (``strategies.drifts``: a changed argument, or the same-named
+checkpoint of another module at one step) must be reported as a divergence wherever
+the journal's record of that call would otherwise be reused.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import pytest
 from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru, only_exec_id
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
+from prop_flows import interpreter
 from prop_flows.children import ChildDriver
 from prop_flows.crashing import CrashPoint, MortalStore
 from prop_flows.harness import (
@@ -46,8 +52,10 @@ from prop_flows.harness import (
     check_books,
     check_clean_run,
 )
-from strategies import costly, crash_plans, flows, kill_delays
+from strategies import costly, crash_plans, crash_points, drifts, flows, kill_delays
 
+from kitaru import KitaruDivergenceError
+from kitaru.client import ExecutionsClient
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.replay.planning import selectable_calls
 from kitaru.replay.state import fold
@@ -167,6 +175,70 @@ class TestReplaysThroughCrashes:
             assert not {key for key in reused if final.effects[key]}, "a reused call ran"
             assert not {key for key in reused if final.asked[key]}, "a reused model call was sent"
         note_deaths(crashed)
+
+
+class TestDriftedCodeIsNeverGivenARecordedOutput:
+    @costly(0.5)
+    @given(data=st.data(), steps=flows(waits=False), point=crash_points())
+    def test_a_drifted_call_diverges_exactly_where_its_record_would_be_reused(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        data: st.DataObject,
+        steps: list[list[Any]],
+        point: CrashPoint,
+    ) -> None:
+        """Code changed at one step (another argument value, or the same-named checkpoint of
+        another module): checking the completed run diverges at that call; resuming a
+        crashed run diverges there if the journal holds that call's outcome (for another
+        function: holds the call at all), and otherwise completes."""
+        drift = drifts(steps)
+        assume(drift is not None)
+        assert drift is not None
+        key, how = data.draw(drift, label="drift")
+        folder = examples.new()
+        driver = Driver(folder / "journal.db", provider)
+        try:
+            clean = driver.drive(steps, folder / "clean.log", [])
+            crashed = driver.drive(steps, folder / "crashed.log", [point], segments=1)
+            interpreter.DRIFT[key] = how
+            try:
+                self._check_verify(driver, clean.exec_id, key, how)
+                if crashed.exec_id:
+                    self._check_resume(driver, crashed.exec_id, key, how)
+            finally:
+                interpreter.DRIFT.clear()
+        finally:
+            driver.close()
+        event("drift", how)
+
+    @staticmethod
+    def _check_verify(driver: Driver, exec_id: str, key: str, how: str) -> None:
+        state = fold(exec_id, driver.observer.read_events(exec_id))
+        (found,) = ExecutionsClient(driver.observer).verify(exec_id)
+        assert found.outcome == "diverged", found
+        assert found.position == state.calls[key].position
+        if how == "value":
+            assert found.argument == "value"
+        else:
+            assert found.expected != found.actual
+            assert "twins.work" in f"{found.expected} {found.actual}"
+
+    @staticmethod
+    def _check_resume(driver: Driver, exec_id: str, key: str, how: str) -> None:
+        state = fold(exec_id, driver.observer.read_events(exec_id))
+        if state.status != "running":
+            return  # the process finished before its crash point: nothing to resume
+        recorded = state.calls.get(key)
+        reused = recorded is not None and (how == "module" or recorded.status == "completed")
+        event("drifted call recorded before the resume", reused)
+        outcome = driver.resume_once(exec_id)
+        if reused:
+            assert recorded is not None
+            assert isinstance(outcome.error, KitaruDivergenceError), outcome
+            assert outcome.error.position == recorded.position
+        else:
+            assert outcome.error is None, outcome.error
 
 
 class TestRealProcessDeaths:

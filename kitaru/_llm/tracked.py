@@ -19,6 +19,7 @@ from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmUsage
 from kitaru.journal.payloads import make_ref
 from kitaru.logs import get_logger
 from kitaru.redaction import redact
+from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 from kitaru.runtime.failures import type_name
@@ -73,7 +74,10 @@ def llm(
 
     if name is None:
         ctx.llm_count += 1
-    slot = reserve(ctx, "llm", name or f"llm_{ctx.llm_count}")
+    # Checked like a checkpoint's arguments: a resumed call with another prompt or other
+    # options must not get the answer recorded for the old one.
+    checked = digest_arguments({"prompt": messages, **options})
+    slot = reserve(ctx, "llm", name or f"llm_{ctx.llm_count}", arguments=checked)
 
     def live(attempt: CallScope) -> str:
         return _call(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -12,7 +13,14 @@ from typing import Any
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.client import CheckpointCall, Execution, KitaruClient, LlmCall, LogLine
+from kitaru.client import (
+    CheckpointCall,
+    Execution,
+    KitaruClient,
+    LlmCall,
+    LogLine,
+    Verification,
+)
 from kitaru.errors import KitaruUsageError
 from kitaru.runtime.runner import Run
 
@@ -231,6 +239,60 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
         lambda: f"Recovered {len(results)} interrupted execution(s): {summary}.",
     )
     if counts.get("failed"):
+        sys.exit(1)
+
+
+def _render_verification(found: Verification) -> list[str]:
+    head = f"{found.exec_id}  {found.flow}  ({found.execution_status}): {found.outcome.upper()}"
+    lines = [head]
+    if found.outcome == "matched":
+        lines.append(
+            f"    {found.calls_matched} recorded call(s) matched; stopped at {found.stopped_at}"
+        )
+    elif found.outcome == "diverged":
+        lines.append(f"    at position {found.position}")
+        lines.append(f"    recorded: {found.expected}")
+        lines.append(f"    made:     {found.actual or 'no call (the flow returned)'}")
+        if found.argument is not None:
+            lines.append(
+                f"    argument {found.argument}: recorded {found.recorded_argument}, "
+                f"now {found.current_argument}"
+            )
+    else:
+        lines.append(f"    could not check: {found.message}")
+    return lines
+
+
+@executions.command("verify")
+@click.argument("exec_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every execution of the store.")
+@output_option
+def verify(exec_ids: tuple[str, ...], all_: bool, output: str) -> None:
+    """Check today's code against recorded executions, with nothing live.
+
+    Each execution's flow body runs against its journal: every recorded call returns
+    its recorded output, and the body stops at the first call the journal does not
+    hold, without running it. Nothing is written to the journal. Exits 1 if any
+    execution diverges or cannot be checked.
+    """
+    if all_ == bool(exec_ids):
+        raise KitaruUsageError("Give one or more execution ids, or --all (not both).")
+    client = KitaruClient()
+    found = client.executions.verify_all() if all_ else client.executions.verify(*exec_ids)
+
+    def text() -> str:
+        if not found:
+            return "No executions."
+        lines = [line for item in found for line in _render_verification(item)]
+        bad = sum(1 for item in found if not item.ok)
+        lines.append(
+            f"{len(found) - bad} of {len(found)} execution(s) match today's code."
+            + (" Fix the code (or finish those executions first) before deploying." if bad else "")
+        )
+        return "\n".join(lines)
+
+    emit(output, [dataclasses.asdict(item) | {"ok": item.ok} for item in found], text)
+    if any(not item.ok for item in found):
         sys.exit(1)
 
 

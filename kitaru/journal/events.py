@@ -19,6 +19,7 @@ import msgspec
 __all__ = [
     "CALL_KINDS",
     "EVENT_TYPES",
+    "ArgumentDigest",
     "ArtifactSaved",
     "CallCompleted",
     "CallFailed",
@@ -55,6 +56,20 @@ class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True)
 
     inline: bytes | None = None
     hash: str | None = None
+
+
+class ArgumentDigest(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """One argument of a durable call, as recorded to check a later call against it.
+
+    ``digest`` covers the argument's encoded bytes (or, for an output handle, the
+    identity of the call that produced it). An argument that cannot be encoded has no
+    digest; ``type_name`` names its type instead. ``preview`` is a short repr for messages.
+    """
+
+    name: str
+    digest: str | None = None
+    preview: str = ""
+    type_name: str | None = None
 
 
 class FlowRef(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -138,6 +153,10 @@ class ExecutionFailed(_Event, frozen=True, tag="execution_failed"):
     """For a divergence: the call position where code and journal disagree."""
     expected: str | None = None
     actual: str | None = None
+    argument: str | None = None
+    """For a divergence in a call's arguments: the first argument that differs."""
+    recorded_argument: str | None = None
+    current_argument: str | None = None
 
 
 class ExecutionCancelled(_Event, frozen=True, tag="execution_cancelled"):
@@ -157,6 +176,11 @@ class CallStarted(_Event, frozen=True, tag="call_started"):
     checkpoint_type: str | None = None
     inputs_from: tuple[str, ...] = ()
     """Identities of the calls whose outputs were passed in (lineage)."""
+    target: str | None = None
+    """``module:QualName`` of the function called (None for llm and wait calls, and in
+    journals written before it was recorded: those match on ``name`` alone)."""
+    arguments: tuple[ArgumentDigest, ...] | None = None
+    """Digests of the call's arguments (None in journals written before they were)."""
 
 
 class CallCompleted(_Event, frozen=True, tag="call_completed"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kitaru.journal.events import (
+    ArgumentDigest,
     ArtifactSaved,
     CallCompleted,
     CallFailed,
@@ -63,6 +64,10 @@ class CallRecord:
     call_id: str
     checkpoint_type: str | None = None
     inputs_from: tuple[str, ...] = ()
+    target: str | None = None
+    """``module:QualName`` of the function called, when the journal recorded it."""
+    arguments: tuple[ArgumentDigest, ...] | None = None
+    """Argument digests of the latest attempt, when the journal recorded them."""
     status: str = "running"
     """``running`` (started, not ended), ``completed`` or ``failed``."""
     attempts: list[AttemptRecord] = field(default_factory=list)
@@ -223,6 +228,12 @@ class ExecutionState:
             )
             self.calls[event.identity] = call
             self.by_position[event.position] = call
+        # The latest attempt's record wins: an interrupted or failed call may run again
+        # with other arguments, and what it completes with is what a resume checks.
+        if event.target is not None:
+            call.target = event.target
+        if event.arguments is not None:
+            call.arguments = event.arguments
         attempt = call.attempt(event.attempt)
         attempt.started_at, attempt.status = at, "running"
         call.status, call.ended_at = "running", None

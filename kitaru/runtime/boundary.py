@@ -12,7 +12,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -20,6 +20,7 @@ import msgspec
 
 from kitaru.errors import KitaruDivergenceError, KitaruUsageError
 from kitaru.journal.events import (
+    ArgumentDigest,
     CallCompleted,
     CallFailed,
     CallStarted,
@@ -62,7 +63,17 @@ _log = get_logger()
 class CallSlot:
     """A durable call whose place in the flow body is fixed and matched."""
 
-    __slots__ = ("call_id", "ctx", "identity", "kind", "name", "position", "recorded")
+    __slots__ = (
+        "arguments",
+        "call_id",
+        "ctx",
+        "identity",
+        "kind",
+        "name",
+        "position",
+        "recorded",
+        "target",
+    )
 
     def __init__(  # noqa: PLR0917  (built in one place, by reserve())
         self,
@@ -72,6 +83,8 @@ class CallSlot:
         kind: str,
         name: str,
         recorded: CallRecord | None,
+        target: str | None = None,
+        arguments: tuple[ArgumentDigest, ...] | None = None,
     ):
         self.ctx = ctx
         self.position = position
@@ -79,34 +92,82 @@ class CallSlot:
         self.kind = kind
         self.name = name
         self.recorded = recorded
+        self.target = target
+        """``module:QualName`` of the function called, recorded with every attempt."""
+        self.arguments = arguments
+        """Digests of the call's arguments, recorded with every attempt."""
         self.call_id = recorded.call_id if recorded is not None else os.urandom(8).hex()
+
+    def started(self, attempt: int = 1, **fields: Any) -> CallStarted:
+        """The ``CallStarted`` event of one attempt of this call."""
+        return CallStarted(
+            position=self.position,
+            identity=self.identity,
+            kind=self.kind,
+            name=self.name,
+            call_id=self.call_id,
+            attempt=attempt,
+            target=self.target,
+            arguments=self.arguments,
+            **fields,
+        )
 
 
 def reserve(
-    ctx: ExecutionContext, kind: str, name: str, explicit_id: str | None = None
+    ctx: ExecutionContext,
+    kind: str,
+    name: str,
+    explicit_id: str | None = None,
+    *,
+    target: str | None = None,
+    arguments: tuple[ArgumentDigest, ...] | None = None,
+    ignored: Collection[str] = (),
 ) -> CallSlot:
-    """Give the next durable call its position and identity, and match it to the journal."""
+    """Give the next durable call its position and identity, and match it to the journal.
+
+    ``target`` (the function's ``module:QualName``) and ``arguments`` (their digests,
+    without the ``ignored`` ones) must agree with a recorded call for its outcome to be
+    reused; a mismatch is a ``KitaruDivergenceError``.
+    """
     ctx.check_running()
-    ctx.check_controls()
+    if not ctx.verifying:
+        ctx.check_controls()
     position, identity = ctx.new_identity(name, explicit_id)
     try:
-        recorded = match_call(ctx.state, position, identity, kind)
+        recorded = match_call(
+            ctx.state, position, identity, kind, target=target, arguments=arguments, ignored=ignored
+        )
     except Divergence as divergence:
         raise _diverged(ctx, divergence, "its journal") from None
-    return CallSlot(ctx, position, identity, kind, name, recorded)
+    return CallSlot(ctx, position, identity, kind, name, recorded, target, arguments)
 
 
 def _diverged(ctx: ExecutionContext, divergence: Divergence, against: str) -> KitaruDivergenceError:
     """Record a divergence as fatal for the run, log it, and return the error to raise."""
+    drift = divergence.argument
+    if drift is None:
+        advice = (
+            "Restore the code that made the recorded calls (checkpoints added, removed, "
+            "renamed or reordered before this point)"
+        )
+    elif (divergence.expected or "").startswith("llm "):
+        advice = "Make the model call with its recorded prompt and options again"
+    else:
+        advice = (
+            f"Make the call with its recorded arguments again, or, if '{drift.name}' may "
+            "legitimately differ between runs (a timestamp, a request id), list it in the "
+            "checkpoint's ignore_args="
+        )
     error = KitaruDivergenceError(
-        f"Execution {ctx.exec_id} no longer matches {against}: {divergence}. Restore "
-        "the code that made the recorded calls (checkpoints added, removed, renamed or "
-        "reordered before this point), then run "
-        f"`kitaru executions retry {ctx.exec_id}`.",
+        f"Execution {ctx.exec_id} no longer matches {against}: {divergence}. {advice}, "
+        f"then run `kitaru executions retry {ctx.exec_id}`.",
         exec_id=ctx.exec_id,
         position=divergence.position,
         expected=divergence.expected,
         actual=divergence.actual,
+        argument=drift.name if drift else None,
+        recorded_argument=drift.recorded if drift else None,
+        current_argument=drift.now if drift else None,
     )
     ctx.fatal = error
     _log.warning(
@@ -115,6 +176,7 @@ def _diverged(ctx: ExecutionContext, divergence: Divergence, against: str) -> Ki
         position=divergence.position,
         expected=divergence.expected,
         actual=divergence.actual,
+        argument=drift.name if drift else None,
     )
     return error
 
@@ -164,6 +226,8 @@ def _recorded_outcome(
         error = rebuild_exception(recorded.error)
         _mark_origin(error, slot.identity, slot.kind)
         raise error
+    if ctx.verifying:
+        raise ctx.reached_end_of_record(slot.position, describe(slot.kind, slot.identity))
     if recorded is None and ctx.replay is not None:
         reused = _from_source(slot, ctx.replay, inputs_from, checkpoint_type)
         if reused is not None:
@@ -183,15 +247,7 @@ def _from_cache(
     if hit is None:
         return None
     source_exec, completed = hit
-    started = CallStarted(
-        position=slot.position,
-        identity=slot.identity,
-        kind=slot.kind,
-        name=slot.name,
-        call_id=slot.call_id,
-        checkpoint_type=checkpoint_type,
-        inputs_from=inputs_from,
-    )
+    started = slot.started(checkpoint_type=checkpoint_type, inputs_from=inputs_from)
     reused = CallCompleted(
         position=slot.position,
         identity=slot.identity,
@@ -229,19 +285,16 @@ def _from_source(
             expected = describe(source.kind, source.identity) if source else None
             divergence = Divergence(slot.position, expected, describe(slot.kind, slot.identity))
             raise _diverged(ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
+        if source.target is not None and slot.target is not None and source.target != slot.target:
+            divergence = Divergence(
+                slot.position,
+                describe(source.kind, source.identity, source.target),
+                describe(slot.kind, slot.identity, slot.target),
+            )
+            raise _diverged(ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
         if source.status != "completed" or source.output is None:
             return None
-    events: list[Any] = [
-        CallStarted(
-            position=slot.position,
-            identity=slot.identity,
-            kind=slot.kind,
-            name=slot.name,
-            call_id=slot.call_id,
-            checkpoint_type=checkpoint_type,
-            inputs_from=inputs_from,
-        )
-    ]
+    events: list[Any] = [slot.started(checkpoint_type=checkpoint_type, inputs_from=inputs_from)]
     if override is not None:
         output = override
     else:
@@ -346,16 +399,7 @@ def execute(
     while True:
         ctx.check_running()
         ctx.writer.defer(
-            CallStarted(
-                position=position,
-                identity=identity,
-                kind=slot.kind,
-                name=slot.name,
-                call_id=call_id,
-                attempt=attempt,
-                checkpoint_type=checkpoint_type,
-                inputs_from=inputs_from,
-            )
+            slot.started(attempt, checkpoint_type=checkpoint_type, inputs_from=inputs_from)
         )
         scope = CallScope(identity, slot.name, attempt)
         token = None
@@ -423,6 +467,8 @@ def execute_wait(
         return load_value(ctx, slot.recorded.output)
     if decision is Verdict.RAISE:
         raise CancelSignal(f"wait '{slot.identity}' was aborted")
+    if ctx.verifying:
+        raise ctx.reached_end_of_record(slot.position, describe("wait", slot.identity))
     if slot.recorded is None and ctx.replay is not None:
         reused = _wait_from_source(slot, ctx.replay, request)
         if reused is not None:

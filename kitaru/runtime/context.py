@@ -21,6 +21,7 @@ from kitaru.runtime.writer import JournalWriter
 __all__ = [
     "CallScope",
     "CancelSignal",
+    "EndOfRecord",
     "ExecutionContext",
     "ReplayContext",
     "Suspended",
@@ -47,6 +48,18 @@ class CancelSignal(BaseException):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class EndOfRecord(BaseException):
+    """Verifying against a journal, the flow body reached a call the journal does not hold.
+
+    A BaseException so that ``except Exception`` in user code cannot swallow it.
+    """
+
+    def __init__(self, position: int, call: str):
+        super().__init__(f"{call} at position {position}")
+        self.position = position
+        self.call = call
 
 
 @dataclass
@@ -102,6 +115,10 @@ class ExecutionContext:
     replay: ReplayContext | None = None
     cache: bool = False
     """Checkpoints may reuse outputs of earlier executions (``@flow(cache=True)``)."""
+    verifying: bool = False
+    """Checking code against the journal: recorded calls replay, nothing runs live."""
+    end_of_record: EndOfRecord | None = None
+    """Verifying: the first call the journal did not hold (the body stopped there)."""
     _next_control_check: float = 0.0
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""
@@ -144,6 +161,14 @@ class ExecutionContext:
         reason = self.store.cancel_requested(self.exec_id)
         if reason is not None:
             raise CancelSignal(reason)
+
+    def reached_end_of_record(self, position: int, call: str) -> EndOfRecord:
+        """Note (once) where verification ran out of record; return the stop to raise."""
+        with self._lock:
+            stop = EndOfRecord(position, call)
+            if self.end_of_record is None or position < self.end_of_record.position:
+                self.end_of_record = stop
+            return stop
 
     def reset_for_retry(self, state: ExecutionState) -> None:
         """Start the flow body again from the top against a freshly folded state."""

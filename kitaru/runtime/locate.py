@@ -26,7 +26,14 @@ from kitaru.errors import KitaruRuntimeError, KitaruUsageError
 from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
-__all__ = ["UnguardedRunError", "check_not_importing", "flow_ref", "import_flow", "register_flow"]
+__all__ = [
+    "UnguardedRunError",
+    "check_not_importing",
+    "flow_ref",
+    "import_flow",
+    "qualified_name",
+    "register_flow",
+]
 
 _registry: dict[tuple[str, str], Any] = {}
 _MAIN_ALIAS = "__kitaru_main_"
@@ -68,6 +75,18 @@ def _module_name(func: Any) -> str:
     if module in MAIN_MODULE_ALIASES:
         return "__main__"
     return str(module)
+
+
+def qualified_name(func: Any) -> str:
+    """``module:QualName`` of a function, method, nested function or lambda.
+
+    Scripts are named ``__main__`` whichever way they were loaded, so a call recorded
+    by ``python my_agent.py`` and one made on resume agree.
+    """
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    if getattr(func, "__module__", None) is None:
+        return f"{type(func).__module__}:{qualname}"
+    return f"{_module_name(func)}:{qualname}"
 
 
 def _import_root(module_name: str, file: Path) -> str | None:

@@ -117,6 +117,9 @@ def failure_error(
             position=failure.position if failure.position is not None else -1,
             expected=failure.expected,
             actual=failure.actual,
+            argument=failure.argument,
+            recorded_argument=failure.recorded_argument,
+            current_argument=failure.current_argument,
         )
     where = ""
     if failure.call:
@@ -315,6 +318,9 @@ class Run:
             position=divergence.position if divergence else None,
             expected=divergence.expected if divergence else None,
             actual=divergence.actual if divergence else None,
+            argument=divergence.argument if divergence else None,
+            recorded_argument=divergence.recorded_argument if divergence else None,
+            current_argument=divergence.current_argument if divergence else None,
         )
         try:
             ctx.append([event])

@@ -32,7 +32,13 @@ from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.replay.state import fold
 from kitaru.runtime.locate import flow_ref
-from kitaru.runtime.runner import Run, replay_execution, resume_execution, start_execution
+from kitaru.runtime.runner import (
+    Outcome,
+    Run,
+    replay_execution,
+    resume_execution,
+    start_execution,
+)
 
 from . import crashing
 from .crashing import CrashPoint, Mortal, SimulatedDeath
@@ -119,6 +125,8 @@ def flow_keys(steps: list[list[Any]]) -> FlowKeys:
             asks.append(step[1])
         elif kind == "doomed":
             checkpoints[step[1]] = DOOMED_RETRIES + 1
+        elif kind in ("twin", "jot"):
+            checkpoints[step[1]] = 1
         elif kind == "llm":
             llm.append(step[1])
         elif kind == "wait":
@@ -252,18 +260,23 @@ class Driver:
         plan: list[CrashPoint],
         *,
         replay: tuple[str, str] | None = None,
+        segments: int | None = None,
     ) -> Journey:
         """Start the flow, die at each point of ``plan`` in turn, resume until it ends.
 
         With ``replay=(source execution, selector)`` the execution is a replay of the
-        source from that call (``interpret.replay(source, from_=selector)``).
+        source from that call (``interpret.replay(source, from_=selector)``). With
+        ``segments``, stop after that many processes, ended or not (the journey's result
+        is then None, and its ``exec_id`` empty if no execution was started).
         """
         since = self.provider.count
         known = {row.exec_id for row in self.observer.list_executions()}
         points = list(plan)
         exec_id: str | None = None
         ledgers = [Ledger(None, Counter(), Counter())]
-        for _ in range(self.max_segments):
+        for segment in range(self.max_segments):
+            if segments is not None and segment == segments:
+                return Journey(exec_id or "", None, ledgers)
             mortal = Mortal(points.pop(0) if points else None)
             run: Run | None = None
             with self._process(mortal) as store:
@@ -318,6 +331,15 @@ class Driver:
                 return Journey(exec_id, result, ledgers)
             answer_waits(self.observer, exec_id)
         raise AssertionError(f"no end after {self.max_segments} processes: {ledgers[-1]}")
+
+    def resume_once(self, exec_id: str) -> Outcome:
+        """Resume the execution in one process that does not die; how the run ended."""
+        with self._process(Mortal(None)) as store:
+            run = resume_execution(exec_id, mode="resume", background=False, store=store)
+            try:
+                return run.run()
+            finally:
+                run.ctx.drain()
 
     def _ledger(self, exec_id: str | None, mortal: Mortal, log: Path, since: int) -> Ledger:
         return take_ledger(

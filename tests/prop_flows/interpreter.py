@@ -16,6 +16,17 @@ gives them (``fan``, ``fan_2``, ...). Steps:
   someone answers.
 - ``["doomed", key]``: checkpoint ``doomed`` (``retries=1``) that always fails; the flow
   body catches the error.
+- ``["twin", key, value]``: ``twins.work``, a checkpoint with the same short name as
+  ``work`` in another module (and a different result), on the running value.
+- ``["jot", key]``: the flow body adds ``key`` to its notebook (a dataclass), then
+  checkpoint ``jot`` appends to the notebook it is given and returns its length; the
+  flow records what its own notebook then holds. Bodies get copies, so a live run and
+  a resumed one record the same.
+
+``DRIFT`` (in the child processes: the ``PROP_DRIFT`` environment variable, JSON) maps
+a ``work``/``twin`` key to how the code has changed since the journal was written:
+``"value"`` passes the step's value plus one, ``"module"`` calls the other module's
+``work``.
 
 Every checkpoint body first appends its key to the side-effect file ``log`` (one
 ``write`` to an ``O_APPEND`` file, so a kill leaves whole lines), so the file counts
@@ -38,6 +49,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +65,16 @@ MODEL = "openai/gpt-4o-mini"
 WORK_RETRIES = 2
 DOOMED_RETRIES = 1
 MODULUS = 1_000_003
+
+DRIFT: dict[str, str] = json.loads(os.environ.get("PROP_DRIFT") or "{}")
+"""Key -> ``"value"`` or ``"module"``: the code changed at that step (see above)."""
+
+
+@dataclass
+class Notebook:
+    """The flow body's state, passed into ``jot``."""
+
+    entries: list[str] = field(default_factory=list)
 
 
 def mix(prev: int, key: str, value: int) -> int:
@@ -89,7 +111,7 @@ def _alive() -> None:
         mortal.check()
 
 
-def _effect(log: str, key: str) -> int:
+def effect(log: str, key: str) -> int:
     """Leave this body's side effect; return how many times the body has now run."""
     _alive()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -112,7 +134,7 @@ def _effect(log: str, key: str) -> int:
 def work(  # noqa: PLR0917  (one argument per field of the step)
     key: str, value: int, fails: int, pause: float, prev: int, log: str
 ) -> int:
-    runs = _effect(log, key)
+    runs = effect(log, key)
     time.sleep(pause)
     if runs <= fails:
         raise ValueError(f"{key}: planned failure {runs} of {fails}")
@@ -121,20 +143,36 @@ def work(  # noqa: PLR0917  (one argument per field of the step)
 
 @checkpoint(type="tool_call")
 def fan(key: str, value: int, prev: int, log: str) -> int:
-    _effect(log, key)
+    effect(log, key)
     return mix(prev, key, value)
 
 
 @checkpoint(type="llm_call")
 def ask(key: str, prev: int, log: str) -> str:
-    _effect(log, key)
+    effect(log, key)
     return str(kitaru.llm(prompt(key, prev), model=MODEL))
+
+
+@checkpoint
+def jot(notebook: Notebook, key: str, log: str) -> int:
+    effect(log, key)
+    notebook.entries.append(f"jotted {key}")
+    return len(notebook.entries)
 
 
 @checkpoint(retries=DOOMED_RETRIES)
 def doomed(key: str, log: str) -> int:
-    _effect(log, key)
+    effect(log, key)
     raise ValueError(f"{key} is doomed")
+
+
+def _worker(key: str, home: str) -> Any:
+    """The ``work`` of the step's module (``interpreter`` or ``twins``), or of the other
+    one where DRIFT says the code changed."""
+    from . import twins
+
+    here, there = (work, twins.work) if home == "interpreter" else (twins.work, work)
+    return there if DRIFT.get(key) == "module" else here
 
 
 def _value(running: Any) -> int:
@@ -145,16 +183,29 @@ def _value(running: Any) -> int:
 def interpret(steps: list[list[Any]], log: str) -> list[Any]:
     out: list[Any] = []
     running: Any = 0  # an int, or the handle of the last ``work`` call
+    notebook = Notebook()
     for step in steps:
         _alive()
         kind = step[0]
         if kind == "work":
             _, key, value, fails, pause = step
-            running = work(key, value, fails, pause, running, log, id=key)
+            value += DRIFT.get(key) == "value"
+            running = _worker(key, "interpreter")(key, value, fails, pause, running, log, id=key)
             out.append(running)
+        elif kind == "twin":
+            _, key, value = step
+            value += DRIFT.get(key) == "value"
+            running = _worker(key, "twins")(key, value, 0, 0.0, running, log, id=key)
+            out.append(running)
+        elif kind == "jot":
+            notebook.entries.append(step[1])
+            out.append(jot(notebook, step[1], log, id=step[1]))
+            out.append(list(notebook.entries))
         elif kind == "submit":
             handles = [
-                work.submit(key, value, fails, pause, running, log, id=key)
+                _worker(key, "interpreter").submit(
+                    key, value + (DRIFT.get(key) == "value"), fails, pause, running, log, id=key
+                )
                 for key, value, fails, pause in step[1]
             ]
             running = sum(handle.load() for handle in handles) % MODULUS
