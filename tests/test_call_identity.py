@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,10 +525,12 @@ class TestFlowBodyModelCalls:
 
 
 class Client:
-    """Stands for an SDK client: no encodable state, identity matters."""
+    """Stands for an SDK client: it holds a lock (as a connection pool does), so it cannot
+    be stored, and its identity matters."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self._pool_lock = threading.Lock()
 
 
 @checkpoint

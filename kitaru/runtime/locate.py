@@ -197,29 +197,32 @@ def _load_module(ref: FlowRef) -> Any:
     Importing it again (to resolve a type defined in it, say) would run its top level,
     and that ``.run()``, a second time.
     """
-    if ref.sys_path and ref.sys_path not in sys.path:
-        sys.path.insert(0, ref.sys_path)
-    loaded = sys.modules.get(ref.module)
-    if loaded is not None:
-        return loaded
-    parent, _, child = ref.module.rpartition(".")
-    if parent:
-        importlib.import_module(parent)
-    spec = importlib.util.find_spec(ref.module)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {ref.module!r}", name=ref.module)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[ref.module] = module
-    try:
-        spec.loader.exec_module(module)
-    except UnguardedRunError:
-        pass  # keep what the top level defined before that call
-    except BaseException:
-        sys.modules.pop(ref.module, None)
-        raise
-    if parent:
-        setattr(sys.modules[parent], child, module)
-    return sys.modules.get(ref.module, module)
+    # One import at a time: another thread (resume --all resumes several executions at
+    # once) must not pick up this module from sys.modules while its top level still runs.
+    with _script_lock:
+        if ref.sys_path and ref.sys_path not in sys.path:
+            sys.path.insert(0, ref.sys_path)
+        loaded = sys.modules.get(ref.module)
+        if loaded is not None:
+            return loaded
+        parent, _, child = ref.module.rpartition(".")
+        if parent:
+            importlib.import_module(parent)
+        spec = importlib.util.find_spec(ref.module)
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"No module named {ref.module!r}", name=ref.module)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[ref.module] = module
+        try:
+            spec.loader.exec_module(module)
+        except UnguardedRunError:
+            pass  # keep what the top level defined before that call
+        except BaseException:
+            sys.modules.pop(ref.module, None)
+            raise
+        if parent:
+            setattr(sys.modules[parent], child, module)
+        return sys.modules.get(ref.module, module)
 
 
 def _load_script(ref: FlowRef) -> Any:
