@@ -277,6 +277,38 @@ class TestEqualArgumentsUnderAnotherHashSeed:
         assert KitaruClient().executions.get(only_exec_id()).result() == [6, 7]
 
 
+@checkpoint
+def measure(items: Any) -> int:
+    return len(items)
+
+
+@flow
+def measuring(items: Any) -> int:
+    return measure(items).load()
+
+
+class TestArgumentsOfEveryStoredKind:
+    @pytest.mark.parametrize(
+        "items",
+        [
+            {2**70, -(2**80), 3},
+            {"cut \udc80 emoji", "plain"},
+            frozenset({(2**65, "x\ud800"), (1, "y")}),
+            [{2**90: "big key"}, "\udfff"],
+        ],
+    )
+    def test_big_ints_and_lone_surrogates_are_digested_in_any_container(self, items: Any) -> None:
+        """Arguments holding values stored as raw bytes (big ints, lone surrogates), in
+        sets too, are digested, and the recorded call verifies against the code."""
+        handle = measuring.run(items)
+        assert handle.wait(timeout=TIMEOUT) == len(items)
+        (started,) = _started_events(handle.exec_id)
+        assert started.arguments is not None
+        assert started.arguments[0].digest
+        (report,) = KitaruClient().executions.verify(handle.exec_id)
+        assert report.ok, report
+
+
 class TestArgumentMutation:
     def test_a_mutating_body_gives_the_same_result_live_and_resumed(self, elsewhere: Path) -> None:
         """A checkpoint appending to the state it was given: the flow body sees the same thing

@@ -26,7 +26,13 @@ import msgspec
 
 from kitaru.journal.events import ArgumentDigest
 from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
-from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
+from kitaru.runtime.values import (
+    RAW_EXTENSIONS,
+    SET_EXTENSIONS,
+    UnencodableValueError,
+    decode_value,
+    encode_value,
+)
 
 __all__ = [
     "ArgumentLayout",
@@ -69,8 +75,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:_DIGEST_HEX]
 
 
-_SET_CODES: Final = (2, 3)
-"""The value encoding's extension codes for ``set`` and ``frozenset`` (never renumbered)."""
 _EXT_HEADERS: Final = tuple(bytes([b]) for b in (0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8))
 """The bytes that start a msgpack extension value; without one, the value holds no set."""
 _EXT_HEADER_BYTE: Final = re.compile(rb"[\xc7-\xc9\xd4-\xd8]")
@@ -86,8 +90,10 @@ def _may_hold_extension(data: bytes) -> bool:
 
 
 def _sorted_sets(code: int, raw: memoryview) -> msgspec.msgpack.Ext:
+    if code in RAW_EXTENSIONS:
+        return msgspec.msgpack.Ext(code, bytes(raw))
     tree = _raw_decoder.decode(raw)
-    if code in _SET_CODES:
+    if code in SET_EXTENSIONS:
         tree = sorted(_raw_encoder.encode(item) for item in tree)
     return msgspec.msgpack.Ext(code, _raw_encoder.encode(tree))
 

@@ -71,6 +71,15 @@ class OutputHandle(Generic[T]):
             "or pass the handle into another checkpoint>"
         )
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A handle stands for a call's output, it is not a value: it must never be
+        # stored (nor pickled) as an object. Refusing here sends the value encoder to
+        # the handle-aware paths (arguments digested by producing call, results resolved).
+        raise TypeError(
+            f"the output of {self.kind} '{self.identity}' is a handle, not a value: "
+            "call .load() for the value"
+        )
+
 
 class MapResult(list[OutputHandle[T]]):
     """The handles of a ``checkpoint.map(...)`` fan-out, in input order."""

@@ -47,6 +47,8 @@ from kitaru.errors import KitaruRuntimeError
 __all__ = [
     "MAIN_MODULE_ALIASES",
     "MAX_DEPTH",
+    "RAW_EXTENSIONS",
+    "SET_EXTENSIONS",
     "UnencodableValueError",
     "decode_value",
     "encode_value",
@@ -61,6 +63,10 @@ _TUPLE, _SET, _FROZENSET, _DICT_PAIRS = 1, 2, 3, 4
 _DATACLASS, _STRUCT, _PYDANTIC, _NAMEDTUPLE, _ENUM = 5, 6, 7, 8, 9
 _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _PATH = 10, 11, 12, 13, 14, 15, 16
 _OBJECT, _GLOBAL, _BIG_INT, _STR, _DATETIME_TZ, _TIME_TZ, _ZONE = 17, 18, 19, 20, 21, 22, 23
+RAW_EXTENSIONS: Final = frozenset({_BIG_INT, _STR})
+"""Extension codes whose payload is raw bytes, not msgpack (for readers of encoded values)."""
+SET_EXTENSIONS: Final = frozenset({_SET, _FROZENSET})
+"""Extension codes of ``set`` and ``frozenset``, whose items are stored in iteration order."""
 # _DATACLASS and _PYDANTIC are only read now: newer versions store those objects as
 # _OBJECT, through their pickle protocol, which keeps every attribute and runs nothing.
 
