@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -25,7 +26,13 @@ class Checkpoint(Generic[P, R]):
     """A checkpoint function. In a flow body, calls return output handles."""
 
     def __init__(
-        self, func: Callable[P, R], *, retries: int, type: str | None, cache: bool | None = None
+        self,
+        func: Callable[P, R],
+        *,
+        retries: int,
+        type: str | None,
+        cache: bool | None = None,
+        runtime: str | None = None,
     ):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
@@ -36,6 +43,7 @@ class Checkpoint(Generic[P, R]):
         self.retries = retries
         self.type = type
         self.cache = cache
+        self.runtime = _check_runtime(runtime)
         self._uncacheable_logged = False
         functools.update_wrapper(self, func)
 
@@ -130,12 +138,48 @@ class Checkpoint(Generic[P, R]):
             )
         return MapResult(self.submit(*items, **kwargs) for items in zip(*columns, strict=True))
 
+    def product(self, *iterables: Iterable[Any], **kwargs: Any) -> MapResult[R]:
+        """Fan out over the cartesian product: one concurrent call per combination.
+
+        Combinations come in ``itertools.product`` order (the last iterable varies
+        fastest); keyword arguments are passed unchanged to every call.
+        """
+        if not iterables:
+            raise KitaruUsageError(f"{self.name}.product() needs at least one iterable of inputs.")
+        if "id" in kwargs:
+            raise KitaruUsageError(
+                f"{self.name}.product() names its calls {self.name}, {self.name}_2, ...; "
+                "id= is not accepted."
+            )
+        columns = [list(iterable) for iterable in iterables]
+        return MapResult(self.submit(*items, **kwargs) for items in itertools.product(*columns))
+
+
+_RUNTIMES = ("inline", "isolated")
+
+
+def _check_runtime(runtime: Any) -> str | None:
+    """``inline`` or ``isolated`` (any case), or None; anything else is refused."""
+    if runtime is None:
+        return None
+    value = runtime.strip().lower() if isinstance(runtime, str) else None
+    if value not in _RUNTIMES:
+        raise KitaruUsageError(
+            f"Unsupported checkpoint runtime {runtime!r}; expected one of: "
+            f"{', '.join(_RUNTIMES)} (or leave it unset)."
+        )
+    return value
+
 
 @overload
 def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
 @overload
 def checkpoint(
-    *, retries: int = 0, type: str | None = None, cache: bool | None = None
+    *,
+    retries: int = 0,
+    type: str | None = None,
+    cache: bool | None = None,
+    runtime: str | None = None,
 ) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
@@ -144,16 +188,20 @@ def checkpoint(
     retries: int = 0,
     type: str | None = None,
     cache: bool | None = None,
+    runtime: str | None = None,
 ) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
     ``retries`` re-runs a failing body up to that many more times, journaling every
     attempt; ``type`` is a free label kept in the journal (``"llm_call"``, ...).
     ``cache=True`` lets a call reuse the output an earlier execution recorded for the
-    same code and arguments (default: the flow's ``cache`` setting).
+    same code and arguments (default: the flow's ``cache`` setting). ``runtime``
+    (``"inline"`` or ``"isolated"``) is checked and kept: every stack of this version
+    runs checkpoints inline, in the flow's process.
     """
+    runtime = _check_runtime(runtime)
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(fn, retries=retries, type=type, cache=cache)
+        return Checkpoint(fn, retries=retries, type=type, cache=cache, runtime=runtime)
 
     return wrap(func) if func is not None else wrap
