@@ -60,10 +60,12 @@ def store_path(value: str | None = None) -> Path:
                 f"{STORE_ENV} is 'sqlite:///' with no path; give a file, e.g. sqlite:///kitaru.db"
             )
     elif raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        scheme = raw.split("://", 1)[0]
+        where = STORE_ENV if value is None else f"The store {raw}"
         raise KitaruFeatureNotAvailableError(
-            "The PostgreSQL journal store is not available in this version; record "
-            "executions in SQLite: `kitaru stack create NAME --store sqlite:///PATH`, "
-            "then `kitaru stack use NAME`."
+            f"{where} uses the '{scheme}' scheme: the PostgreSQL journal store is not "
+            "available in this version. Record executions in SQLite: `kitaru stack create "
+            "NAME --store sqlite:///PATH`, then `kitaru stack use NAME`."
         )
     elif "://" in raw:
         scheme = raw.split("://", 1)[0]
