@@ -176,8 +176,14 @@ def _load_module(ref: FlowRef) -> Any:
     """Import ``ref.module``; one stopped by an unguarded ``.run()`` stays half-imported.
 
     Importing it again (to resolve a type defined in it, say) would run its top level,
-    and that ``.run()``, a second time.
+    and that ``.run()``, a second time. The lock keeps parallel resumes from seeing the
+    module in ``sys.modules`` before its top level has run.
     """
+    with _script_lock:
+        return _load_module_locked(ref)
+
+
+def _load_module_locked(ref: FlowRef) -> Any:
     if ref.sys_path and ref.sys_path not in sys.path:
         sys.path.insert(0, ref.sys_path)
     loaded = sys.modules.get(ref.module)
