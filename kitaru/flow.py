@@ -34,7 +34,8 @@ R = TypeVar("R")
 RUN_OPTIONS = ("stack", "image", "cache", "retries", "background")
 """Keyword arguments of ``.run()`` and ``.replay()`` that configure the run itself."""
 
-_SETTLE_POLL_SECONDS = 0.02
+_SETTLE_POLL_SECONDS = 0.05
+"""How often a blocking run looks whether its execution now waits for input."""
 
 
 def _check_retries(retries: int | None) -> None:
