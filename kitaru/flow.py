@@ -58,7 +58,10 @@ def _registry_snapshot() -> dict[str, Any]:
 
 
 def _same_store(a: str, b: str) -> bool:
-    return store_path(a).absolute() == store_path(b).absolute()
+    try:
+        return store_path(a).absolute() == store_path(b).absolute()
+    except KitaruError:  # a store this version cannot open is no SQLite file
+        return False
 
 
 def _settle(run: Run, store: Store) -> None:
