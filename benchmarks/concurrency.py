@@ -86,7 +86,7 @@ def _worker_crash(count: int, n: int) -> None:
     global _hold_at  # noqa: PLW0603  (set once, before any execution starts)
     _hold_at = n - 1
     for _ in range(count):
-        steps.run(n)
+        steps.run(n, background=True)  # held at its last step until the process dies
     for _ in range(count):
         if not _held.acquire(timeout=WORKER_TIMEOUT_S):
             raise SystemExit("the executions never reached the held step")

@@ -179,7 +179,7 @@ def _worker_build(n: int) -> None:
     from benchmarks import workloads
 
     workloads.resume_hooks.kill_at = n
-    handle = workloads.resume_chain.run(n + 1)
+    handle = workloads.resume_chain.run(n + 1, background=True)  # its id is printed first
     print(_EXEC_ID_MARKER + handle.exec_id, flush=True)
     handle.wait()
     raise SystemExit(f"step {n + 1} should have killed this process")

@@ -63,7 +63,8 @@ def research_agent(topic: str) -> str:
 
 
 def _child() -> None:
-    handle = research_agent.run(topic="durable agents")
+    # background=True returns at once, so the id is printed before the crash.
+    handle = research_agent.run(topic="durable agents", background=True)
     print(f"    started execution {handle.exec_id}", flush=True)
     print(handle.wait())
 

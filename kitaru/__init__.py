@@ -15,6 +15,7 @@ from kitaru.errors import (
     KitaruDivergenceError,
     KitaruError,
     KitaruExecutionError,
+    KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
     KitaruRuntimeError,
     KitaruStateError,
@@ -26,19 +27,32 @@ from kitaru.errors import (
 from kitaru.flow import Flow, flow
 from kitaru.flow_handle import FlowHandle
 from kitaru.metadata import log
+from kitaru.run_config import ImageSettings, KitaruConfig
 from kitaru.runtime.handles import MapResult, OutputHandle
+from kitaru.stacks import (
+    StackInfo,
+    connect,
+    create_stack,
+    current_stack,
+    delete_stack,
+    list_stacks,
+    use_stack,
+)
 from kitaru.wait import wait
 
 __all__ = [
     "Checkpoint",
     "Flow",
     "FlowHandle",
+    "ImageSettings",
     "KitaruBackendError",
     "KitaruClient",
+    "KitaruConfig",
     "KitaruContextError",
     "KitaruDivergenceError",
     "KitaruError",
     "KitaruExecutionError",
+    "KitaruFeatureNotAvailableError",
     "KitaruLeaseLostError",
     "KitaruRuntimeError",
     "KitaruStateError",
@@ -48,12 +62,19 @@ __all__ = [
     "KitaruWaitValidationError",
     "MapResult",
     "OutputHandle",
+    "StackInfo",
     "checkpoint",
     "configure",
+    "connect",
+    "create_stack",
+    "current_stack",
+    "delete_stack",
     "flow",
+    "list_stacks",
     "llm",
     "load",
     "log",
     "save",
+    "use_stack",
     "wait",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -35,6 +36,7 @@ class Checkpoint(Generic[P, R]):
         type: str | None,
         cache: bool | None = None,
         ignore_args: Iterable[str] = (),
+        runtime: str | None = None,
     ):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
@@ -49,6 +51,7 @@ class Checkpoint(Generic[P, R]):
         """``module:QualName``: with the name, what a recorded call must match."""
         self._layout = ArgumentLayout(func)
         self.ignore_args = _check_ignore_args(self.name, self._layout.signature, ignore_args)
+        self.runtime = _check_runtime(runtime)
         self._uncacheable_logged = False
         functools.update_wrapper(self, func)
 
@@ -160,6 +163,38 @@ class Checkpoint(Generic[P, R]):
             )
         return MapResult(self.submit(*items, **kwargs) for items in zip(*columns, strict=True))
 
+    def product(self, *iterables: Iterable[Any], **kwargs: Any) -> MapResult[R]:
+        """Fan out over the cartesian product: one concurrent call per combination.
+
+        Combinations come in ``itertools.product`` order (the last iterable varies
+        fastest); keyword arguments are passed unchanged to every call.
+        """
+        if not iterables:
+            raise KitaruUsageError(f"{self.name}.product() needs at least one iterable of inputs.")
+        if "id" in kwargs:
+            raise KitaruUsageError(
+                f"{self.name}.product() names its calls {self.name}, {self.name}_2, ...; "
+                "id= is not accepted."
+            )
+        columns = [list(iterable) for iterable in iterables]
+        return MapResult(self.submit(*items, **kwargs) for items in itertools.product(*columns))
+
+
+_RUNTIMES = ("inline", "isolated")
+
+
+def _check_runtime(runtime: Any) -> str | None:
+    """``inline`` or ``isolated`` (any case), or None; anything else is refused."""
+    if runtime is None:
+        return None
+    value = runtime.strip().lower() if isinstance(runtime, str) else None
+    if value not in _RUNTIMES:
+        raise KitaruUsageError(
+            f"Unsupported checkpoint runtime {runtime!r}; expected one of: "
+            f"{', '.join(_RUNTIMES)} (or leave it unset)."
+        )
+    return value
+
 
 def _check_ignore_args(
     name: str, signature: inspect.Signature | None, ignore_args: Iterable[str]
@@ -194,6 +229,7 @@ def checkpoint(
     type: str | None = None,
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
+    runtime: str | None = None,
 ) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
@@ -203,6 +239,7 @@ def checkpoint(
     type: str | None = None,
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
+    runtime: str | None = None,
 ) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
@@ -213,9 +250,14 @@ def checkpoint(
     ``ignore_args`` names arguments that may differ between a recorded call and its
     resume (a timestamp, a request id): every other argument must be equal for the
     recorded output to be reused, or the resume stops with ``KitaruDivergenceError``.
+    ``runtime`` (``"inline"`` or ``"isolated"``) is checked and kept: every stack of
+    this version runs checkpoints inline, in the flow's process.
     """
+    runtime = _check_runtime(runtime)
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(fn, retries=retries, type=type, cache=cache, ignore_args=ignore_args)
+        return Checkpoint(
+            fn, retries=retries, type=type, cache=cache, ignore_args=ignore_args, runtime=runtime
+        )
 
     return wrap(func) if func is not None else wrap

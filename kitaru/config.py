@@ -10,12 +10,23 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
-__all__ = ["Settings", "config_dir", "configure", "settings", "store_path"]
+if TYPE_CHECKING:
+    from kitaru.run_config import KitaruConfig
+
+__all__ = [
+    "Settings",
+    "config_dir",
+    "configure",
+    "runtime_layer",
+    "settings",
+    "store_path",
+]
 
 CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
 STORE_ENV = "KITARU_STORE"
@@ -74,6 +85,14 @@ def store_path(value: str | None = None) -> Path:
             raise KitaruUsageError(
                 f"{STORE_ENV} is 'sqlite:///' with no path; give a file, e.g. sqlite:///kitaru.db"
             )
+    elif raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        scheme = raw.split("://", 1)[0]
+        where = STORE_ENV if value is None else f"The store {raw}"
+        raise KitaruFeatureNotAvailableError(
+            f"{where} uses the '{scheme}' scheme: the PostgreSQL journal store is not "
+            "available in this version. Record executions in SQLite: `kitaru stack create "
+            "NAME --store sqlite:///PATH`, then `kitaru stack use NAME`."
+        )
     elif "://" in raw:
         scheme = raw.split("://", 1)[0]
         raise KitaruUsageError(
@@ -85,7 +104,7 @@ def store_path(value: str | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Process-wide defaults applied to flows and checkpoints that do not set their own."""
+    """The cache and retries defaults ``kitaru.configure`` set (with their defaults)."""
 
     cache: bool = False
     """Reuse checkpoint outputs across executions. Off by default: a new execution of
@@ -93,25 +112,61 @@ class Settings:
     retries: int = 0
 
 
-_settings = Settings()
-_settings_lock = threading.Lock()
+_UNSET: Any = object()
+_layer: KitaruConfig | None = None
+_layer_lock = threading.Lock()
+
+
+def runtime_layer() -> KitaruConfig:
+    """What ``kitaru.configure`` set in this process (None: not set)."""
+    from kitaru.run_config import KitaruConfig
+
+    return _layer if _layer is not None else KitaruConfig()
 
 
 def settings() -> Settings:
-    """Return the current process-wide defaults."""
-    return _settings
+    """The configured cache and retries defaults of this process."""
+    layer = runtime_layer()
+    return Settings(
+        cache=bool(layer.cache),
+        retries=layer.retries if layer.retries is not None else 0,
+    )
 
 
-def configure(*, cache: bool | None = None, retries: int | None = None) -> Settings:
-    """Change process-wide defaults; an omitted argument leaves its setting unchanged."""
-    global _settings  # noqa: PLW0603  (one process-wide value, swapped atomically)
-    if retries is not None and (isinstance(retries, bool) or retries < 0):
-        raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
-    with _settings_lock:
-        changes: dict[str, object] = {}
-        if cache is not None:
-            changes["cache"] = bool(cache)
-        if retries is not None:
-            changes["retries"] = retries
-        _settings = replace(_settings, **changes)  # type: ignore[arg-type]
-        return _settings
+def configure(
+    *,
+    stack: str | None = _UNSET,
+    image: Any = _UNSET,
+    cache: bool | None = _UNSET,
+    retries: int | None = _UNSET,
+    project: str | None = _UNSET,
+) -> KitaruConfig:
+    """Set process-wide run defaults; an omitted argument is unchanged, ``None`` clears it.
+
+    ``stack``, ``image``, ``cache`` and ``retries`` apply to flows started later in this
+    process unless the flow or the run sets them. ``project`` is kept for programs
+    written for Kitaru's servers; this version has no projects.
+    """
+    global _layer  # noqa: PLW0603  (one process-wide value, swapped atomically)
+    from kitaru.run_config import KitaruConfig
+
+    changes = {
+        name: value
+        for name, value in (
+            ("stack", stack),
+            ("image", image),
+            ("cache", cache),
+            ("retries", retries),
+            ("project", project),
+        )
+        if value is not _UNSET
+    }
+    with _layer_lock:
+        current = runtime_layer()
+        values = {
+            name: getattr(current, name)
+            for name in ("stack", "image", "cache", "retries", "project")
+        }
+        values.update(changes)
+        _layer = KitaruConfig(**values)  # validates before anything changes
+        return _layer

@@ -9,11 +9,12 @@ Every error is a ``KitaruError``; catch that to handle them all::
     ├── KitaruStateError (RuntimeError)       execution in the wrong state for the request
     │   ├── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
     │   └── KitaruLeaseLostError              this process no longer owns the execution
-    └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
-        ├── KitaruExecutionError              an execution ended badly (exec_id, status)
-        │   ├── KitaruUserCodeError           the user's code raised
-        │   └── KitaruDivergenceError         the code no longer matches the journal
-        └── KitaruBackendError                storage or provider failure
+    ├── KitaruRuntimeError (RuntimeError)     setup or runtime failure
+    │   ├── KitaruExecutionError              an execution ended badly (exec_id, status)
+    │   │   ├── KitaruUserCodeError           the user's code raised
+    │   │   └── KitaruDivergenceError         the code no longer matches the journal
+    │   └── KitaruBackendError                storage or provider failure
+    └── KitaruFeatureNotAvailableError        a documented feature this version lacks
 
 Messages end with what to do next; structured attributes carry the details.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "KitaruDivergenceError",
     "KitaruError",
     "KitaruExecutionError",
+    "KitaruFeatureNotAvailableError",
     "KitaruLeaseLostError",
     "KitaruRuntimeError",
     "KitaruStateError",
@@ -196,3 +198,7 @@ class KitaruDivergenceError(KitaruExecutionError):
         self.argument = argument
         self.recorded_argument = recorded_argument
         self.current_argument = current_argument
+
+
+class KitaruFeatureNotAvailableError(KitaruError):
+    """A documented feature that this version does not provide; the message names what to use."""

@@ -15,6 +15,7 @@ from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import ExecutionRow, Store
 from kitaru.redaction import redact_shown
 from kitaru.replay.state import CallRecord, ExecutionState
+from kitaru.run_config import FrozenExecutionSpec
 from kitaru.runtime.values import decode_value
 
 __all__ = [
@@ -205,6 +206,8 @@ class Execution:
     metadata: dict[str, Any]
     pending_wait: PendingWait | None = None
     pending_waits: list[PendingWait] = field(default_factory=list)
+    frozen_execution_spec: FrozenExecutionSpec | None = None
+    """The run configuration resolved when it started; None for older journals."""
     _result: ValueRef | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False, compare=False)
 
@@ -484,6 +487,9 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         metadata=dict(state.metadata),
         pending_wait=waits[0] if waits else None,
         pending_waits=waits,
+        frozen_execution_spec=(
+            FrozenExecutionSpec.from_event(state.started.spec) if state.started.spec else None
+        ),
         _result=state.result,
         _store=store,
     )

@@ -18,7 +18,7 @@ from helpers import REPO, child_env
 
 import kitaru
 from kitaru import KitaruClient, checkpoint, flow
-from kitaru.config import configure, settings
+from kitaru.config import configure, runtime_layer
 
 
 def _ran(tag: str) -> None:
@@ -156,7 +156,7 @@ def guarding(x: int) -> int:
 @pytest.fixture(autouse=True)
 def fresh_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("CACHE_TEST_RUNS", str(tmp_path / "runs.txt"))
-    before = settings()
+    before = runtime_layer()
     yield
     configure(cache=before.cache, retries=before.retries)
 

@@ -140,7 +140,7 @@ def cli(*args: str) -> Result:
 class TestCancelARunningExecutionHere:
     def test_the_running_flow_stops_at_its_next_durable_call(self) -> None:
         """A cancel request stops the flow body within the control interval; it ends cancelled."""
-        handle = ticking.run(10_000)
+        handle = ticking.run(10_000, background=True)
         until(lambda: _ticks["tick"] >= 3, "three ticks")
 
         requested = time.monotonic()
@@ -164,7 +164,7 @@ class TestCancelARunningExecutionHere:
 
     def test_every_handle_reports_the_cancellation(self) -> None:
         """``get()`` and a fresh handle raise KitaruExecutionError with status cancelled."""
-        handle = ticking.run(10_000)
+        handle = ticking.run(10_000, background=True)
         until(lambda: _ticks["tick"] >= 1, "a tick")
         KitaruClient().executions.cancel(handle.exec_id)
         with pytest.raises(KitaruExecutionError):
@@ -181,7 +181,7 @@ class TestCancelARunningExecutionHere:
 
     def test_a_checkpoint_in_progress_finishes_then_the_flow_stops(self) -> None:
         """The running checkpoint is not interrupted; the call after it is never made."""
-        handle = one_long_step.run()
+        handle = one_long_step.run(background=True)
         assert _inside.wait(TIMEOUT)
         KitaruClient().executions.cancel(handle.exec_id)
         time.sleep(CONTROL_INTERVAL + 0.2)
@@ -283,7 +283,7 @@ class TestCancelOfAFinishedExecution:
 
 class TestACancelEndsWithItsExecution:
     def _fail_with_a_cancel_pending(self) -> str:
-        handle = fails_at_its_last_call.run()
+        handle = fails_at_its_last_call.run(background=True)
         assert _inside.wait(TIMEOUT)
         assert KitaruClient().executions.cancel(handle.exec_id).status == "running"
         _gate.set()
@@ -317,7 +317,7 @@ class TestACancelEndsWithItsExecution:
     def test_the_request_is_cleared_when_the_execution_completes(self) -> None:
         """A cancel that arrives too late to stop anything is not left behind."""
         _service_up.set()
-        handle = fails_at_its_last_call.run()
+        handle = fails_at_its_last_call.run(background=True)
         assert _inside.wait(TIMEOUT)
         KitaruClient().executions.cancel(handle.exec_id)
         _gate.set()

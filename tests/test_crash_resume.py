@@ -681,7 +681,7 @@ class TestInProcessRetry:
 
     def test_resume_of_an_execution_this_process_is_running_is_refused(self) -> None:
         """Resuming an execution that this very process still runs raises KitaruStateError."""
-        handle = gated_flow.run(5)
+        handle = gated_flow.run(5, background=True)
         with pytest.raises(KitaruStateError, match="already running in this process"):
             KitaruClient().executions.resume(handle.exec_id)
         with pytest.raises(KitaruStateError, match="did not fail"):
@@ -693,7 +693,7 @@ class TestInProcessRetry:
 class TestFlowHandle:
     def test_status_goes_from_running_to_completed(self) -> None:
         """A handle reports running while the body runs and completed once it returned."""
-        handle = gated_flow.run(7)
+        handle = gated_flow.run(7, background=True)
         assert handle.status == "running"
         _gate.set()
         assert handle.wait(timeout=30) == 7
@@ -701,7 +701,7 @@ class TestFlowHandle:
 
     def test_wait_with_a_timeout_raises_and_the_run_goes_on(self) -> None:
         """``wait(timeout=...)`` raises KitaruTimeoutError; the execution still completes."""
-        handle = gated_flow.run(3)
+        handle = gated_flow.run(3, background=True)
         with pytest.raises(KitaruTimeoutError) as caught:
             handle.wait(timeout=0.1)
         assert caught.value.exec_id == handle.exec_id
@@ -712,7 +712,7 @@ class TestFlowHandle:
 
     def test_get_before_the_end_raises_a_state_error(self) -> None:
         """``get()`` on a running execution raises KitaruStateError instead of blocking."""
-        handle = gated_flow.run(1)
+        handle = gated_flow.run(1, background=True)
         with pytest.raises(KitaruStateError, match="has not finished") as caught:
             handle.get()
         assert caught.value.status == "running"

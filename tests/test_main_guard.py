@@ -50,7 +50,7 @@ def research_agent(topic: str) -> str:
     return summarise(notes)
 
 
-handle = research_agent.run(topic="durable agents")
+handle = research_agent.run(topic="durable agents", background=True)
 print(json.dumps({"exec_id": handle.exec_id}), flush=True)
 print(json.dumps({"result": handle.wait()}), flush=True)
 """
@@ -83,7 +83,7 @@ def main_flow() -> list[str]:
 
 
 if __name__ == "__main__":
-    handle = main_flow.run()
+    handle = main_flow.run(background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
     handle.wait()
 """

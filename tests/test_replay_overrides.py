@@ -489,7 +489,7 @@ class TestRefusedReplays:
 
     def test_a_running_execution_cannot_be_replayed(self) -> None:
         """Replaying an execution that has not finished is refused, naming its status."""
-        handle = blocked.run()
+        handle = blocked.run(background=True)
         try:
             before = journal_rows(handle.exec_id)
             with pytest.raises(KitaruStateError, match="is running; only a finished"):

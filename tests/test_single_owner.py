@@ -196,7 +196,7 @@ class TestForkAfterImport:
             "        print('refused:', exc, flush=True)\n"
             "        sys.exit(0)\n"
             "    sys.exit(5)\n"
-            "handle = owned.run(1)\n"
+            "handle = owned.run(1, background=True)\n"
             "gate = Path(sys.argv[1])\n"
             "while not list(gate.glob('ready-*')):\n"
             "    time.sleep(0.01)\n"

@@ -68,9 +68,10 @@ def _register_commands() -> None:
     from kitaru.cli.executions import executions
     from kitaru.cli.model import model
     from kitaru.cli.secrets import secrets
+    from kitaru.cli.stack import stack
     from kitaru.cli.store import store
 
-    for command in (executions, model, secrets, store):
+    for command in (executions, model, secrets, stack, store):
         main.add_command(command)
 
 

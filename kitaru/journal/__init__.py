@@ -30,7 +30,15 @@ _stores_lock = threading.Lock()
 
 
 def open_store(location: str | None = None) -> SqliteStore:
-    """Return the process's store for ``location`` (default: ``$KITARU_STORE``, the config dir)."""
+    """Return the process's store for ``location`` (default: the current stack's store).
+
+    The current stack is the one ``kitaru.configure(stack=)`` or ``KITARU_STACK`` names,
+    else the local stack when ``KITARU_STORE`` is set, else the active stack.
+    """
+    if location is None:
+        from kitaru.stacks import default_stack_name, stack_store
+
+        location = stack_store(default_stack_name())
     path = store_path(location).absolute()
     with _stores_lock:
         store = _stores.get(path)

@@ -30,6 +30,7 @@ __all__ = [
     "ExecutionCompleted",
     "ExecutionFailed",
     "ExecutionResumed",
+    "ExecutionSpec",
     "ExecutionStarted",
     "FlowRef",
     "LlmCallRecorded",
@@ -114,6 +115,23 @@ class ReplayPlan(msgspec.Struct, frozen=True, omit_defaults=True):
     """Call identity -> output that replaces the recorded one."""
 
 
+class ExecutionSpec(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The run configuration an execution resolved when it started (its frozen spec)."""
+
+    stack: str
+    """Name of the stack the execution was started on."""
+    store: str
+    """Location of that stack's journal store."""
+    runner: str = "in-process"
+    cache: bool = False
+    retries: int = 0
+    image: dict[str, Any] | None = None
+    """The ``ImageSettings`` fields that were set; recorded, not built."""
+    flow_defaults: dict[str, Any] = {}
+    """What ``@flow(...)`` itself set (stack, image, cache, retries)."""
+    version: int = 1
+
+
 class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
     """Base of every event; subclasses pick their tag."""
 
@@ -131,6 +149,8 @@ class ExecutionStarted(_Event, frozen=True, tag="execution_started"):
     """Snapshot of the effective model registry when the execution started."""
     replay_plan: ReplayPlan | None = None
     """For replays: which recorded calls are reused and which outputs are overridden."""
+    spec: ExecutionSpec | None = None
+    """The resolved run configuration; None in journals written before it was recorded."""
 
 
 class ExecutionResumed(_Event, frozen=True, tag="execution_resumed"):

@@ -195,7 +195,8 @@ def _load_module(ref: FlowRef) -> Any:
     """Import ``ref.module``; one stopped by an unguarded ``.run()`` stays half-imported.
 
     Importing it again (to resolve a type defined in it, say) would run its top level,
-    and that ``.run()``, a second time.
+    and that ``.run()``, a second time. The lock keeps parallel resumes from seeing the
+    module in ``sys.modules`` before its top level has run.
     """
     # One import at a time: another thread (resume --all resumes several executions at
     # once) must not pick up this module from sys.modules while its top level still runs.

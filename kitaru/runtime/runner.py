@@ -24,6 +24,7 @@ from kitaru.journal.events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionResumed,
+    ExecutionSpec,
     ExecutionStarted,
     FlowRef,
     ReplayPlan,
@@ -165,7 +166,11 @@ class Run:
     ):
         self.ctx = ctx
         self.flow = flow
-        ctx.cache = bool(getattr(flow, "cache", False))
+        # The execution's frozen spec decides, wherever and whenever it is resumed;
+        # journals written before specs were recorded fall back to the flow's setting.
+        started = ctx.state.started
+        spec = started.spec if started is not None else None
+        ctx.cache = spec.cache if spec is not None else bool(getattr(flow, "cache", False))
         self.ownership = ownership
         self.inputs = inputs
         self.retries_left = retries_left
@@ -374,10 +379,14 @@ def start_execution(
     replay_plan: ReplayPlan | None = None,
     payloads: dict[str, bytes] | None = None,
     background: bool = True,
+    spec: ExecutionSpec | None = None,
+    store: Store | None = None,
 ) -> Run:
     """Record a new execution of ``flow`` and start its body on a worker thread.
 
     With ``background=False`` the caller runs ``Run.run()`` itself (the CLI does).
+    ``spec`` is the resolved run configuration, frozen into the execution; ``store``
+    is the journal of the stack it runs on (default: the current stack's).
     """
     try:
         inputs = encode_value([list(args), kwargs])
@@ -387,7 +396,7 @@ def start_execution(
             "journal so the execution can be resumed anywhere; pass builtins, dataclasses, "
             "msgspec Structs or pydantic models."
         ) from None
-    store = open_store()
+    store = store if store is not None else open_store()
     exec_id = str(uuid.uuid4())
     payloads = dict(payloads or {})
     started = ExecutionStarted(
@@ -399,6 +408,7 @@ def start_execution(
         original_exec_id=original_exec_id,
         registry=registry,
         replay_plan=replay_plan,
+        spec=spec,
     )
     ownership = claim_execution(store, exec_id)
     try:
@@ -503,8 +513,13 @@ def replay_execution(
     registry: dict[str, Any] | None,
     background: bool = True,
     store: Store | None = None,
+    invocation: Any = None,
 ) -> Run:
-    """Start a new execution that reuses ``source_id``'s calls before ``from_``."""
+    """Start a new execution that reuses ``source_id``'s calls before ``from_``.
+
+    The replay runs with the source's frozen spec, changed by ``invocation`` (a
+    ``KitaruConfig`` of run options), as ``Flow.spec_for_replay`` resolves it.
+    """
     from kitaru.runtime.locate import flow_ref
 
     store = store if store is not None else open_store()
@@ -550,12 +565,16 @@ def replay_execution(
     plan = ReplayPlan(
         source=source_id, from_position=from_position, from_selector=from_, overrides=override_refs
     )
+    spec_for_replay = getattr(flow, "spec_for_replay", None)
+    spec = spec_for_replay(source, store, invocation) if spec_for_replay is not None else None
     return start_execution(
         flow,
         flow_ref(flow.func),
         tuple(args),
         dict(kwargs),
-        retries=flow.retries,
+        retries=spec.retries if spec is not None else flow.retries,
+        spec=spec,
+        store=store,
         registry=registry,
         original_exec_id=source_id,
         replay_plan=plan,

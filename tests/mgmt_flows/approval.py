@@ -75,7 +75,7 @@ def release(version: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    handle = release.run(sys.argv[1] if len(sys.argv) > 1 else "1.0")
+    handle = release.run(sys.argv[1] if len(sys.argv) > 1 else "1.0", background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
     try:
         result = handle.wait()

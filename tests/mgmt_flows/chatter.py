@@ -42,6 +42,6 @@ def chatter() -> list[str]:
 
 
 if __name__ == "__main__":
-    handle = chatter.run()
+    handle = chatter.run(background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
     print(json.dumps({"status": "completed", "result": handle.wait()}), flush=True)

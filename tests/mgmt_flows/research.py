@@ -62,6 +62,6 @@ def research(topic: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    handle = research.run(sys.argv[1] if len(sys.argv) > 1 else "tides")
+    handle = research.run(sys.argv[1] if len(sys.argv) > 1 else "tides", background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
     print(json.dumps({"status": "completed", "result": handle.wait()}), flush=True)

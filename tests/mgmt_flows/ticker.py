@@ -44,7 +44,7 @@ def ticker(n: int) -> int:
 
 
 if __name__ == "__main__":
-    handle = ticker.run(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    handle = ticker.run(int(sys.argv[1]) if len(sys.argv) > 1 else 10, background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
     try:
         result = handle.wait()

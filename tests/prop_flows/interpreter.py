@@ -247,7 +247,7 @@ def _main(argv: list[str]) -> int:
         del argv[at : at + 2]
     crashing.install(store_path(), crashing.Mortal(crash, real=True))
     if argv[0] == "run":
-        handle = interpret.run(json.loads(argv[1]), argv[2])
+        handle = interpret.run(json.loads(argv[1]), argv[2], background=True)
     else:
         handle = KitaruClient().executions.resume(argv[1])
     print(f"EXEC_ID {handle.exec_id}", flush=True)

@@ -59,7 +59,7 @@ def many(go: str, count: int, steps: list[Any], log: str) -> dict[str, Any]:
 def hold(count: int, steps: list[Any], log: str, key: str) -> None:
     os.environ["PROP_HOLD"] = key
     already = side_effects(log)[key]
-    ids = [interpret.run(steps, log).exec_id for _ in range(count)]
+    ids = [interpret.run(steps, log, background=True).exec_id for _ in range(count)]
     deadline = time.monotonic() + 120
     while side_effects(log)[key] < already + count:
         if time.monotonic() > deadline:

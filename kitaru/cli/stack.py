@@ -1,0 +1,107 @@
+"""``kitaru stack ...``: list, select, create and delete stacks."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from kitaru.cli.output import emit, output_option
+from kitaru.config import STORE_ENV
+from kitaru.stacks import (
+    StackInfo,
+    create_stack,
+    current_stack,
+    delete_stack,
+    list_stacks,
+    use_stack,
+)
+
+__all__ = ["stack"]
+
+
+def _line(info: StackInfo) -> str:
+    mark = "*" if info.is_active else " "
+    return f"{mark} {info.name:<16} {info.runner:<11} {info.store}"
+
+
+def _store_note(info: StackInfo) -> str:
+    """Say so when KITARU_STORE, not the active stack, decides where executions go."""
+    if os.environ.get(STORE_ENV) and info.name != "local":
+        return (
+            f"\nNote: {STORE_ENV} is set, so executions that name no stack go to "
+            f"{os.environ[STORE_ENV]}, not to '{info.name}'; unset it to use this stack."
+        )
+    return ""
+
+
+@click.group()
+def stack() -> None:
+    """Stacks: where executions are recorded and run."""
+
+
+@stack.command("list")
+@output_option
+def list_command(output: str) -> None:
+    """List stacks; the active one is marked with *."""
+    stacks = list_stacks()
+    emit(output, [s.to_dict() for s in stacks], lambda: "\n".join(_line(s) for s in stacks))
+
+
+@stack.command("current")
+@output_option
+def current_command(output: str) -> None:
+    """Show the active stack."""
+    info = current_stack()
+    emit(output, info.to_dict(), lambda: _line(info).lstrip("* ") + _store_note(info))
+
+
+@stack.command("use")
+@click.argument("name_or_id")
+@output_option
+def use_command(name_or_id: str, output: str) -> None:
+    """Make a stack the active one (saved in the config dir)."""
+    info = use_stack(name_or_id)
+    emit(
+        output,
+        info.to_dict(),
+        lambda: f"Active stack: {info.name} ({info.store})" + _store_note(info),
+    )
+
+
+@stack.command("create")
+@click.argument("name")
+@click.option(
+    "--store",
+    "store",
+    default=None,
+    help="Journal store URL: sqlite:///PATH (default: a file of its own in the config dir).",
+)
+@click.option("--activate/--no-activate", default=True, show_default=True)
+@output_option
+def create_command(name: str, store: str | None, activate: bool, output: str) -> None:
+    """Create a stack that records executions in its own journal store."""
+    info = create_stack(name, store=store, activate=activate)
+    active = " and made it active" if info.is_active else ""
+    emit(
+        output,
+        info.to_dict(),
+        lambda: f"Created stack {info.name} ({info.store}){active}." + _store_note(info),
+    )
+
+
+@stack.command("delete")
+@click.argument("name_or_id")
+@click.option("--force", is_flag=True, help="Delete it even if it is the active stack.")
+@output_option
+def delete_command(name_or_id: str, force: bool, output: str) -> None:
+    """Forget a stack (its journal file is kept)."""
+    delete_stack(name_or_id, force=force)
+    active = current_stack()
+    emit(
+        output,
+        {"deleted": name_or_id, "active": active.name},
+        lambda: (
+            f"Deleted stack {name_or_id}; its journal file is kept. Active stack: {active.name}."
+        ),
+    )
