@@ -31,19 +31,24 @@ _COMPLETED = StatusChange("completed", finished=True)
 _CANCELLED = StatusChange("cancelled", finished=True)
 
 
+_FIXED: dict[type, StatusChange] = {
+    ExecutionResumed: _RUNNING,
+    WaitResolved: _RUNNING,
+    WaitRequested: _WAITING,
+    ExecutionCompleted: _COMPLETED,
+    ExecutionCancelled: _CANCELLED,
+}
+"""Event types that always move the status the same way (events are final Structs)."""
+
+
 def status_change(event: Event) -> StatusChange | None:
     """Return the status ``event`` puts its execution in, or None if it changes nothing.
 
     ``ExecutionStarted`` is not here: it creates the row rather than changing it.
     """
-    if isinstance(event, ExecutionResumed | WaitResolved):
-        return _RUNNING
-    if isinstance(event, WaitRequested):
-        return _WAITING
-    if isinstance(event, ExecutionCompleted):
-        return _COMPLETED
+    change = _FIXED.get(type(event))
+    if change is not None:
+        return change
     if isinstance(event, ExecutionFailed):
         return StatusChange("failed", True, f"{event.error.type}: {event.error.message}")
-    if isinstance(event, ExecutionCancelled):
-        return _CANCELLED
     return None

@@ -246,37 +246,19 @@ class SqliteStore:
             holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
             if holder is None or holder[0] != owner:
                 conn.execute("ROLLBACK")
+                why = "its lease was released" if holder is None else "another took it over"
                 raise KitaruLeaseLostError(
-                    f"This process no longer owns execution {exec_id}: "
-                    + (
-                        "its lease was released"
-                        if holder is None
-                        else "another process took it over"
-                    )
-                    + ", so nothing more is recorded here. Check it with "
-                    f"`kitaru executions get {exec_id}`.",
+                    f"This process no longer owns execution {exec_id} ({why}), so nothing "
+                    f"more is recorded here. Check it with `kitaru executions get {exec_id}`.",
                     exec_id=exec_id,
                     owner=owner,
                 )
             if payloads:
                 conn.executemany(_INSERT_PAYLOAD, payloads.items())
-            seq = first_seq
-            for event, at in events:
-                body = _encode(event)
-                conn.execute(_INSERT_EVENT, (exec_id, seq, event_tag(event), at, body, crc32(body)))
-                seq += 1
-                if isinstance(event, CallCompleted) and event.cache_key is not None:
-                    conn.execute(_INDEX_CACHE, (event.cache_key, exec_id, seq - 1))
-                    continue
-                if isinstance(event, ExecutionStarted):
-                    conn.execute(
-                        _INSERT_EXECUTION, (exec_id, event.flow_name, at, event.original_exec_id)
-                    )
-                    continue
-                change = status_change(event)
-                if change is not None:
-                    ended = at if change.finished else None
-                    conn.execute(_UPDATE_STATUS, (change.status, ended, change.failure, exec_id))
+            rows, derived = _rows_of(exec_id, first_seq, events)
+            conn.executemany(_INSERT_EVENT, rows)
+            for statement, params in derived:
+                conn.execute(statement, params)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK")
@@ -630,6 +612,32 @@ class SqliteStore:
             held = self._holds.pop((exec_id, owner), None)
             if held is not None:
                 held.release()
+
+
+def _rows_of(
+    exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]
+) -> tuple[list[tuple[object, ...]], list[tuple[str, tuple[object, ...]]]]:
+    """The events' rows, and the read-model and cache-index writes they imply, in order."""
+    rows: list[tuple[object, ...]] = []
+    derived: list[tuple[str, tuple[object, ...]]] = []
+    seq = first_seq
+    for event, at in events:
+        body = _encode(event)
+        rows.append((exec_id, seq, event_tag(event), at, body, crc32(body)))
+        if isinstance(event, CallCompleted):
+            if event.cache_key is not None:
+                derived.append((_INDEX_CACHE, (event.cache_key, exec_id, seq)))
+        elif isinstance(event, ExecutionStarted):
+            derived.append(
+                (_INSERT_EXECUTION, (exec_id, event.flow_name, at, event.original_exec_id))
+            )
+        else:
+            change = status_change(event)
+            if change is not None:
+                ended = at if change.finished else None
+                derived.append((_UPDATE_STATUS, (change.status, ended, change.failure, exec_id)))
+        seq += 1
+    return rows, derived
 
 
 def _alive_elsewhere(lease: Lease) -> bool:
