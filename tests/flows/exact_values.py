@@ -41,7 +41,7 @@ def echo(values: list[Any], marker: str) -> list[Any]:
 def main(values_file: str, marker: str) -> None:
     values = decode_value(bytes.fromhex(Path(values_file).read_text(encoding="ascii")))
     for run_marker in ("", marker):
-        handle = echo.run(values, run_marker)
+        handle = echo.run(values, run_marker, background=True)
         print(handle.exec_id, flush=True)
         handle.wait(timeout=60)
 
