@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flows.exact_values import echo
 from helpers import REPO, child_env, kitaru, run_flow
 from hypothesis import given
 from hypothesis import strategies as st
@@ -194,7 +193,9 @@ class TestLiveResumeReplay:
         live_id, resumed_id = killed.stdout.split()
         resumed = kitaru("executions", "resume", resumed_id, cwd=REPO, env=env)
         assert resumed.returncode == 0, resumed.stderr
-        replayed = echo.replay(resumed_id, from_="halt").wait(timeout=60)
+        # Through the client, which imports the flow as the journal recorded it
+        # (tests.flows.exact_values): the same module and names the calls were made by.
+        replayed = KitaruClient().executions.replay(resumed_id, from_="halt").wait(timeout=60)
 
         client = KitaruClient()
         assert_same_value(client.executions.get(live_id).result(), values)
