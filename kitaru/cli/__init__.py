@@ -56,7 +56,7 @@ class _KitaruGroup(click.Group):
 
 
 @click.group(cls=_KitaruGroup)
-@click.version_option(package_name="kitaru")
+@click.version_option(None, "-V", "--version", package_name="kitaru")
 def main() -> None:
     """kitaru: durable execution for Python AI agents."""
     from kitaru.logs import enable_cli_logging

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from kitaru.config import store_path
+from kitaru.errors import KitaruStateError
 from kitaru.journal.events import Event, ValueRef
 from kitaru.journal.payloads import content_hash, make_ref
 from kitaru.journal.sqlite import SqliteStore
@@ -15,6 +16,7 @@ __all__ = [
     "Event",
     "ExecutionRow",
     "JournalConflictError",
+    "JournalNotFoundError",
     "Lease",
     "SqliteStore",
     "Store",
@@ -29,9 +31,26 @@ _stores: dict[Path, SqliteStore] = {}
 _stores_lock = threading.Lock()
 
 
-def open_store(location: str | None = None) -> SqliteStore:
-    """Return the process's store for ``location`` (default: ``$KITARU_STORE``, the config dir)."""
+class JournalNotFoundError(KitaruStateError):
+    """A command that only reads found no journal file where it looked."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"There is no journal at {path}, so there are no executions yet. Run a flow "
+            "first, or point KITARU_STORE at the journal you mean."
+        )
+        self.path = path
+
+
+def open_store(location: str | None = None, *, create: bool = True) -> SqliteStore:
+    """Return the process's store for ``location`` (default: ``$KITARU_STORE``, the config dir).
+
+    With ``create=False`` (for what only reads), a missing journal file raises
+    ``JournalNotFoundError`` instead of being created empty.
+    """
     path = store_path(location).absolute()
+    if not create and not path.exists():
+        raise JournalNotFoundError(path)
     with _stores_lock:
         store = _stores.get(path)
         if store is None:
