@@ -69,8 +69,9 @@ def _register_commands() -> None:
     from kitaru.cli.model import model
     from kitaru.cli.secrets import secrets
     from kitaru.cli.store import store
+    from kitaru.cli.workspace import clean, info, init, status
 
-    for command in (executions, model, secrets, store):
+    for command in (executions, model, secrets, store, status, info, init, clean):
         main.add_command(command)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "StoredEvent",
     "ValueRef",
     "content_hash",
+    "forget_store",
     "make_ref",
     "open_store",
 ]
@@ -56,3 +57,16 @@ def open_store(location: str | None = None, *, create: bool = True) -> SqliteSto
         if store is None:
             store = _stores[path] = SqliteStore(path)
         return store
+
+
+def forget_store(location: str | None = None) -> None:
+    """Close this thread's connections to ``location``'s store and drop it from the cache.
+
+    For when the journal's files are removed: the next ``open_store`` starts afresh
+    (and creates, migrates) instead of reusing what it knew of the old file.
+    """
+    path = store_path(location).absolute()
+    with _stores_lock:
+        store = _stores.pop(path, None)
+    if store is not None:
+        store.close()
