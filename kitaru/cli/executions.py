@@ -467,9 +467,13 @@ def _answer_interactively(exec_id: str | None, wait: str | None, output: str) ->
             if done is not None:
                 answered.append(done)
     if not asked:
-        where = f"Execution {exec_id} has" if exec_id else "No execution has"
-        what = f" wait '{wait}'" if wait else " a wait"
-        message = f"{where} no{what} waiting for an answer (journal {open_store().location})."
+        named = f" '{wait}'" if wait else ""
+        who = (
+            f"execution {exec_id} has no open wait{named}"
+            if exec_id
+            else (f"no execution has an open wait{named}")
+        )
+        message = f"Nothing to answer: {who} (journal {open_store().location})."
         emit(output, [], lambda: message)
         return
     emit(

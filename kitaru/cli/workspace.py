@@ -191,10 +191,11 @@ def _refuse_while_running(journal: Path) -> None:
 
 
 def _remove(path: Path) -> None:
+    # Closing the journal's last connection may already have removed -wal and -shm.
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink()
+        path.unlink(missing_ok=True)
 
 
 @click.command("clean")
