@@ -225,7 +225,8 @@ class TestReadingCreatesNothing:
         assert done.returncode == 1
         assert done.stderr.strip() == (
             f"Error: No execution abc: there is no journal at {tmp_path / 'kitaru.db'}. "
-            "Run a flow first, or point KITARU_STORE at the journal you mean."
+            "Point KITARU_STORE at the journal that holds it (`kitaru executions list` "
+            "shows what a journal holds), or run a flow first."
         )
 
 

@@ -14,7 +14,7 @@ import click
 
 from kitaru.cli.logs import Line, render, runner_lines, step_lines
 from kitaru.cli.output import emit, emit_json_line, output_option
-from kitaru.cli.waits import announce_waits, describe_wait, input_command
+from kitaru.cli.waits import announce_waits, describe_wait, input_command, kitaru_command
 from kitaru.client import (
     CheckpointCall,
     Execution,
@@ -38,8 +38,9 @@ def _existing_client(exec_id: str | None = None) -> KitaruClient:
         if exec_id is None:
             raise
         raise KitaruStateError(
-            f"No execution {exec_id}: there is no journal at {missing.path}. Run a flow "
-            "first, or point KITARU_STORE at the journal you mean.",
+            f"No execution {exec_id}: there is no journal at {missing.path}. Point "
+            "KITARU_STORE at the journal that holds it (`kitaru executions list` shows "
+            "what a journal holds), or run a flow first.",
             exec_id=exec_id,
         ) from None
     return KitaruClient()
@@ -224,9 +225,9 @@ def _finish(client: KitaruClient, run: Run, output: str) -> None:
     if outcome.suspended:
         waiting = [wait for wait in execution.pending_waits if not wait.input_received]
         click.echo(describe_wait(run.exec_id, waiting, store=store), err=True)
+        resume = kitaru_command("executions", "resume", run.exec_id, store=store)
         click.echo(
-            f"The execution stopped waiting here; once answered, continue it with "
-            f"`kitaru executions resume {run.exec_id}`.",
+            f"This process stopped waiting; once answered, continue it with `{resume}`.",
             err=True,
         )
     if outcome.error is not None:

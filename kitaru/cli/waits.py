@@ -19,6 +19,7 @@ import click
 from kitaru.client import KitaruClient, PendingWait
 from kitaru.config import CONFIG_PATH_ENV, STORE_ENV
 from kitaru.errors import KitaruError
+from kitaru.journal import open_store
 
 __all__ = ["announce_waits", "describe_wait", "input_command", "kitaru_command"]
 
@@ -102,8 +103,13 @@ def announce_waits(client: KitaruClient, exec_id: str, store: str) -> Iterator[N
     told: set[str] = set()
 
     def watch() -> None:
+        journal = open_store()
         while not done.wait(_POLL_SECONDS):
             try:
+                # The status row is cheap to read; the whole execution only once waiting.
+                row = journal.get_execution(exec_id)
+                if row is None or row.status != "waiting":
+                    continue
                 execution = client.executions.get(exec_id)
             except KitaruError:
                 continue  # a busy journal: look again at the next tick
