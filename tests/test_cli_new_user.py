@@ -167,20 +167,16 @@ class TestWaitNotice:
         assert "Status     completed" in out
 
     def test_the_default_store_needs_no_kitaru_store_in_the_command(
-        self, other_shell: dict[str, str], tmp_path: Path
+        self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """With the default journal, the printed command is plain ``kitaru executions input``."""
+        """With the default journal, the printed command is plain ``kitaru ...``."""
         from kitaru.cli.waits import kitaru_command
 
-        os.environ.pop("KITARU_STORE")
-        os.environ.pop("KITARU_CONFIG_PATH")
-        try:
-            assert kitaru_command("executions", "get", "abc", store="/x/kitaru.db") == (
-                "kitaru executions get abc"
-            )
-        finally:
-            os.environ["KITARU_STORE"] = str(tmp_path / "kitaru.db")
-            os.environ["KITARU_CONFIG_PATH"] = str(tmp_path / "kitaru-config")
+        monkeypatch.delenv("KITARU_STORE")
+        monkeypatch.delenv("KITARU_CONFIG_PATH")
+        assert kitaru_command("executions", "get", "abc", store="/x/kitaru.db") == (
+            "kitaru executions get abc"
+        )
 
 
 class TestReadingCreatesNothing:

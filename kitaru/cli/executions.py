@@ -315,7 +315,7 @@ def verify(exec_ids: tuple[str, ...], all_: bool, output: str) -> None:
     """
     if all_ == bool(exec_ids):
         raise KitaruUsageError("Give one or more execution ids, or --all (not both).")
-    client = _existing_client()
+    client = _existing_client(exec_ids[0] if exec_ids else None)
     found = client.executions.verify_all() if all_ else client.executions.verify(*exec_ids)
 
     def text() -> str:
