@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -64,10 +65,12 @@ def announce(topic: str, patience: float = 60) -> str:
 
 def _show_commands(exec_id: str) -> None:
     review = json.dumps({"approved": True, "reviewer": "you", "comment": "looks good"})
+    # Another terminal does not have this script's KITARU_STORE: the commands name it.
+    kitaru_cmd = f"KITARU_STORE={shlex.quote(os.environ['KITARU_STORE'])} kitaru"
     print("Answer it from any terminal with:")
-    print(f"    kitaru executions input {exec_id} --value '{review}'")
-    print(f"    kitaru executions input {exec_id} --value true")
-    print(f"(or refuse: kitaru executions input {exec_id} --abort)")
+    print(f"    {kitaru_cmd} executions input {exec_id} --value {shlex.quote(review)}")
+    print(f"    {kitaru_cmd} executions input {exec_id} --value true")
+    print(f"(or refuse: {kitaru_cmd} executions input {exec_id} --abort)")
 
 
 def answer(exec_id: str) -> None:

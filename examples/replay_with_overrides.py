@@ -16,6 +16,7 @@ What happens:
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 
 import kitaru
@@ -84,7 +85,9 @@ def main() -> None:
 
     execution = KitaruClient().executions.get(replay.exec_id)
     print(f"\nExecution {execution.exec_id} was replayed from {execution.original_exec_id}.")
-    print(f"Inspect it with: kitaru executions get {execution.exec_id}")
+    # Another terminal does not have this script's KITARU_STORE: the command names it.
+    store = shlex.quote(os.environ["KITARU_STORE"])
+    print(f"Inspect it with: KITARU_STORE={store} kitaru executions get {execution.exec_id}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, Kit
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
-from kitaru.journal.store import Store
+from kitaru.journal.store import Store, WaitAlreadyAnsweredError
 from kitaru.records import (
     ArtifactRef,
     CheckpointAttempt,
@@ -169,6 +169,8 @@ class ExecutionsClient:
         """Answer a pending wait; ``value`` is checked against the wait's schema."""
         state = load_state(self._store, self.resolve_id(exec_id))
         request = _pending(state, wait)
+        if request.identity in self._store.wait_inputs(state.exec_id):
+            raise WaitAlreadyAnsweredError(state.exec_id, request.identity)
         if request.schema_type and not request.schema_type.startswith("builtins:"):
             _make_types_importable(state)
         validate_input(request.schema_type, value, exec_id=state.exec_id, wait=request.identity)

@@ -146,11 +146,12 @@ class TestList:
         assert [e["exec_id"] for e in data] == [recorded["last"]]
         assert cli_json("executions", "list", "--flow", "doomed", "--status", "completed") == []
 
-    def test_empty_journal(self) -> None:
-        """With no executions, text says so and JSON is an empty list."""
+    def test_empty_journal(self, tmp_path: Path) -> None:
+        """With no executions, text says so, naming the journal, and JSON is an empty list."""
+        assert open_store().list_executions() == []  # creates an empty journal
         result = cli("executions", "list")
         assert result.exit_code == 0
-        assert result.stdout.strip() == "No executions."
+        assert result.stdout.strip() == f"No executions in the journal {tmp_path / 'kitaru.db'}."
         assert cli_json("executions", "list") == []
 
     def test_an_interrupted_execution_is_marked(self, tmp_path: Path) -> None:

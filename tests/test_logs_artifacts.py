@@ -219,9 +219,12 @@ class TestCapturedOutput:
         assert [line[0] for line in lines_of(replayed)] == ["chatty_2"] * 7
 
     def test_the_command_prints_lines_and_filters_them(self) -> None:
-        """``kitaru executions logs`` prints one line per entry; --checkpoint filters."""
+        """``kitaru executions logs`` prints one line per entry (-vv: with where it came
+        from); --checkpoint filters."""
         exec_id = finished(talkative.run())
-        text = cli("executions", "logs", exec_id)
+        plain = cli("executions", "logs", exec_id)
+        assert plain.stdout.splitlines()[0] == "steady: attempt 1 starts"
+        text = cli("executions", "logs", exec_id, "-vv")
         assert text.exit_code == 0, text.stderr
         shown = text.stdout.splitlines()
         assert len(shown) == 11

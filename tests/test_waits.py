@@ -9,6 +9,7 @@ after it gave up waiting and exited (then resumed from the command line).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -191,7 +192,8 @@ class TestPendingWait:
         assert text.exit_code == 0, text.stderr
         assert "Status     waiting" in text.stdout
         assert 'Waiting    answer \'What bool?\', expects {"type": "boolean"}' in text.stdout
-        assert f"kitaru executions input {exec_id} --value JSON" in text.stdout
+        store = os.environ["KITARU_STORE"]  # not the default: the command must name it
+        assert f"KITARU_STORE={store} kitaru executions input {exec_id} --value true" in text.stdout
         data = json.loads(cli("executions", "get", exec_id, "-o", "json").stdout)
         assert data["pending_wait"]["schema"] == {"type": "boolean"}
         assert data["pending_wait"]["name"] == "answer"
@@ -301,9 +303,10 @@ class TestAnsweredWhileTheProcessWaits:
         with pytest.raises(KitaruStateError, match="no pending wait 'other'; pending: answer"):
             KitaruClient().executions.input(exec_id, wait="other", value=1)
         KitaruClient().executions.input(exec_id, wait=pending.wait_id, value=1)
-        KitaruClient().executions.input(exec_id, wait="answer", value=2)
+        with pytest.raises(KitaruStateError, match="already has an answer"):
+            KitaruClient().executions.input(exec_id, wait="answer", value=2)
         result = KitaruClient().executions.resume(exec_id).wait(timeout=TIMEOUT)
-        assert result["answer"] == 2, "the latest input before the resume wins"
+        assert result["answer"] == 1, "the first answer stands; a second one is refused"
 
 
 class TestAnsweredAfterTheProcessGaveUp:

@@ -173,8 +173,8 @@ def prepare_llm_call(
     _check_timeout(timeout)
     seconds = float(timeout) if timeout is not None else timeout_from_environment()
     registry = effective_registry(registry_snapshot, fill_from_local=fill_from_local)
-    resolved = resolve_model(model, registry, retry_hint=retry_hint)
     mock_text = os.environ.get(MOCK_RESPONSE_ENV, "")
+    resolved = resolve_model(model, registry, retry_hint=retry_hint, mock=bool(mock_text))
     provider: Provider
     if mock_text:
         credentials = Credentials(api_key=None, source="mock", hint=f"{MOCK_RESPONSE_ENV} (mock)")

@@ -38,10 +38,22 @@ class ResolvedModel(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.provider}/{self.model_name}"
 
 
+MOCK_PROVIDER = "mock"
+
+
 def resolve_model(
-    model: str | None, registry: ModelRegistry, *, retry_hint: str | None = None
+    model: str | None,
+    registry: ModelRegistry,
+    *,
+    retry_hint: str | None = None,
+    mock: bool = False,
 ) -> ResolvedModel:
     """Resolve ``model`` (None: fall back to the environment, then the registry default).
+
+    With ``mock`` (``KITARU_LLM_MOCK_RESPONSE`` is set) no provider is called, so any
+    model name is accepted: one that is neither an alias nor a known ``provider/model``
+    resolves to the ``mock`` provider under its own name. Having no model at all is
+    still an error.
 
     ``retry_hint`` (e.g. "`kitaru executions retry ID`") is named in the errors that
     registering an alias fixes: a retried execution looks up the aliases its registry
@@ -75,6 +87,18 @@ def resolve_model(
             provider=provider,
             model_name=model_name,
             secret=entry.secret,
+        )
+    if mock:
+        try:
+            provider, model_name = parse_model(requested)
+        except KitaruUsageError:
+            provider, model_name = MOCK_PROVIDER, requested
+        return ResolvedModel(
+            requested=requested,
+            alias=None,
+            provider=provider,
+            model_name=model_name,
+            secret=None,
         )
     if "/" not in requested:
         known = ", ".join(sorted(registry.aliases)) or "none"

@@ -56,7 +56,7 @@ class _KitaruGroup(click.Group):
 
 
 @click.group(cls=_KitaruGroup)
-@click.version_option(package_name="kitaru")
+@click.version_option(None, "-V", "--version", package_name="kitaru")
 def main() -> None:
     """kitaru: durable execution for Python AI agents."""
     from kitaru.logs import enable_cli_logging
@@ -70,8 +70,9 @@ def _register_commands() -> None:
     from kitaru.cli.secrets import secrets
     from kitaru.cli.stack import stack
     from kitaru.cli.store import store
+    from kitaru.cli.workspace import clean, info, init, status
 
-    for command in (executions, model, secrets, stack, store):
+    for command in (executions, model, secrets, stack, store, status, info, init, clean):
         main.add_command(command)
 
 

@@ -12,19 +12,38 @@ from typing import Any
 
 import click
 
-from kitaru.cli.output import emit, output_option
+from kitaru.cli.logs import Line, render, runner_lines, step_lines
+from kitaru.cli.output import emit, emit_json_line, output_option
+from kitaru.cli.waits import announce_waits, describe_wait, input_command, kitaru_command
 from kitaru.client import (
     CheckpointCall,
     Execution,
     KitaruClient,
     LlmCall,
-    LogLine,
+    PendingWait,
     Verification,
 )
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruStateError, KitaruUsageError
+from kitaru.journal import JournalNotFoundError, open_store
 from kitaru.runtime.runner import Run
 
 __all__ = ["executions"]
+
+
+def _existing_client(exec_id: str | None = None) -> KitaruClient:
+    """A client on the journal, which must exist: reading never creates an empty one."""
+    try:
+        open_store(create=False)
+    except JournalNotFoundError as missing:
+        if exec_id is None:
+            raise
+        raise KitaruStateError(
+            f"No execution {exec_id}: there is no journal at {missing.path}. Point "
+            "KITARU_STORE at the journal that holds it (`kitaru executions list` shows "
+            "what a journal holds), or run a flow first.",
+            exec_id=exec_id,
+        ) from None
+    return KitaruClient()
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -91,9 +110,10 @@ def _render_execution(execution: Execution) -> str:
         expects = f", expects {json.dumps(pending.schema)}" if pending.schema else ""
         received = " (input received; resume to continue)" if pending.input_received else ""
         lines.append(f"Waiting    {pending.name}{question}{expects}{received}")
-        lines.append(
-            f"Hint       answer with `kitaru executions input {execution.exec_id} --value JSON`"
-        )
+        store = open_store().location
+        several = len(execution.pending_waits) > 1
+        command = input_command(execution.exec_id, pending, store=store, several=several)
+        lines.append(f"Hint       answer with `{command}`")
     if execution.metadata:
         lines.append(f"Metadata   {json.dumps(execution.metadata, default=str)}")
     if execution.interrupted:
@@ -154,11 +174,19 @@ def executions() -> None:
 @output_option
 def list_executions(flow: str | None, status: str | None, limit: int | None, output: str) -> None:
     """List executions, newest first."""
-    found = KitaruClient().executions.list(flow=flow, status=status, limit=limit)
+    try:
+        client = _existing_client()
+    except JournalNotFoundError as missing:
+        nothing = f"No executions: there is no journal at {missing.path}."
+        emit(output, [], lambda: nothing)
+        if output == "json":
+            click.echo(nothing, err=True)
+        return
+    found = client.executions.list(flow=flow, status=status, limit=limit)
 
     def text() -> str:
         if not found:
-            return "No executions."
+            return f"No executions in the journal {open_store().location}."
         rows = [f"{'ID':<36}  {'FLOW':<20}  {'STATUS':<21}  {'STARTED':<19}  ENDED"]
         rows += [
             f"{e.exec_id:<36}  {e.flow_name[:20]:<20}  {_status(e):<21}  "
@@ -175,27 +203,32 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
 @output_option
 def get_execution(exec_id: str, output: str) -> None:
     """Show one execution: status, result or failure, and every call."""
-    execution = KitaruClient().executions.get(exec_id)
+    execution = _existing_client(exec_id).executions.get(exec_id)
     emit(output, execution.to_dict(), lambda: _render_execution(execution))
 
 
 def _continue(exec_id: str, mode: str, output: str) -> None:
     from kitaru.runtime.runner import resume_execution
 
-    client = KitaruClient()
+    client = _existing_client(exec_id)
     exec_id = client.executions.resolve_id(exec_id)
     _finish(client, resume_execution(exec_id, mode=mode, background=False), output)
 
 
 def _finish(client: KitaruClient, run: Run, output: str) -> None:
     """Run an execution in the foreground, print how it ended; exit 1 if it failed."""
-    outcome = run.run()
+    store = open_store().location
+    with announce_waits(client, run.exec_id, store):
+        outcome = run.run()
     execution = client.executions.get(run.exec_id)
     emit(output, execution.to_dict(), lambda: _render_execution(execution))
-    if outcome.suspended and output == "text":
+    if outcome.suspended:
+        waiting = [wait for wait in execution.pending_waits if not wait.input_received]
+        click.echo(describe_wait(run.exec_id, waiting, store=store), err=True)
+        resume = kitaru_command("executions", "resume", run.exec_id, store=store)
         click.echo(
-            f"Waiting for input: answer with `kitaru executions input {run.exec_id} "
-            "--value JSON`, then resume it."
+            f"This process stopped waiting; once answered, continue it with `{resume}`.",
+            err=True,
         )
     if outcome.error is not None:
         click.echo(f"Error: {outcome.error}", err=True)
@@ -220,7 +253,6 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
     if exec_id is not None:
         _continue(exec_id, "resume", output)
         return
-    from kitaru.journal import open_store
     from kitaru.runtime.recovery import RecoveryResult, recover_all
 
     def report(result: RecoveryResult) -> None:
@@ -228,7 +260,13 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
             why = f": {result.error}" if result.error and result.status == "failed" else ""
             click.echo(f"{result.exec_id}  {result.status}{why}")
 
-    results = recover_all(open_store(), parallel=parallel, on_result=report)
+    try:
+        journal = open_store(create=False)
+    except JournalNotFoundError as missing:
+        nothing = f"Nothing to recover: there is no journal at {missing.path}."
+        emit(output, [], lambda: nothing)
+        return
+    results = recover_all(journal, parallel=parallel, on_result=report)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
@@ -277,7 +315,7 @@ def verify(exec_ids: tuple[str, ...], all_: bool, output: str) -> None:
     """
     if all_ == bool(exec_ids):
         raise KitaruUsageError("Give one or more execution ids, or --all (not both).")
-    client = KitaruClient()
+    client = _existing_client(exec_ids[0] if exec_ids else None)
     found = client.executions.verify_all() if all_ else client.executions.verify(*exec_ids)
 
     def text() -> str:
@@ -324,7 +362,6 @@ def replay(
 ) -> None:
     """Run a NEW execution from a finished one, reusing what came before --from."""
     from kitaru.flow import _registry_snapshot
-    from kitaru.journal import open_store
     from kitaru.runtime.locate import import_flow
     from kitaru.runtime.runner import load_state, replay_execution
 
@@ -334,7 +371,7 @@ def replay(
         raise KitaruUsageError('--args must be a JSON object, e.g. {"topic": "x"}.')
     if overrides is not None and not isinstance(overrides, dict):
         raise KitaruUsageError('--overrides must be a JSON object, e.g. {"checkpoint.a": 1}.')
-    client = KitaruClient()
+    client = _existing_client(exec_id)
     source = load_state(open_store(), client.executions.resolve_id(exec_id))
     assert source.flow is not None
     run = replay_execution(
@@ -346,42 +383,149 @@ def replay(
         registry=_registry_snapshot(),
         background=False,
     )
-    if output == "text":
-        click.echo(f"Replaying {source.exec_id} as {run.exec_id}")
+    click.echo(f"Replaying {source.exec_id} as {run.exec_id}", err=output == "json")
     _finish(client, run, output)
 
 
 @executions.command("input")
-@click.argument("exec_id")
+@click.argument("exec_id", required=False)
 @click.option("--value", "value_json", help="The input, as JSON.")
 @click.option("--abort", is_flag=True, help="Refuse the wait: the execution is cancelled.")
 @click.option("--wait", "wait", help="Which pending wait (when there are several).")
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Show each pending wait's question and ask for the answer here "
+    "(without an id: every waiting execution).",
+)
 @output_option
 def give_input(
-    exec_id: str, value_json: str | None, abort: bool, wait: str | None, output: str
+    *,
+    exec_id: str | None,
+    value_json: str | None,
+    abort: bool,
+    wait: str | None,
+    interactive: bool,
+    output: str,
 ) -> None:
     """Answer (or abort) the wait an execution is paused at."""
+    if interactive:
+        if abort or value_json is not None:
+            raise KitaruUsageError("--interactive asks for the answers; drop --value/--abort.")
+        _answer_interactively(exec_id, wait, output)
+        return
+    if exec_id is None:
+        raise KitaruUsageError("Give the execution id (or use --interactive).")
     if abort == (value_json is not None):
         raise KitaruUsageError("Give exactly one of --value JSON or --abort.")
-    client = KitaruClient()
+    client = _existing_client(exec_id)
     if abort:
         execution = client.executions.abort_wait(exec_id, wait=wait)
         message = f"Aborted the wait of {execution.exec_id} (status: {execution.status})."
     else:
         value = _json_option(value_json, "--value")
         execution = client.executions.input(exec_id, wait=wait, value=value)
-        message = (
-            f"Input recorded for {execution.exec_id}."
-            if execution.status != "waiting" or _owner_alive(execution)
-            else f"Input recorded for {execution.exec_id}; no process is running it: "
-            f"continue it with `kitaru executions resume {execution.exec_id}`."
-        )
+        message = _recorded(execution)
     emit(output, execution.to_dict(), lambda: message)
 
 
-def _owner_alive(execution: Execution) -> bool:
-    from kitaru.journal import open_store
+def _recorded(execution: Execution) -> str:
+    if execution.status != "waiting" or _owner_alive(execution):
+        return f"Input recorded for {execution.exec_id}."
+    return (
+        f"Input recorded for {execution.exec_id}; no process is running it: "
+        f"continue it with `kitaru executions resume {execution.exec_id}`."
+    )
 
+
+_YES = {"y", "yes"}
+_NO = {"n", "no"}
+
+
+def _parse_answer(raw: str, schema: dict[str, Any] | None) -> Any:
+    """The typed answer as JSON; a yes/no question also takes y/yes/n/no."""
+    if schema and schema.get("type") == "boolean" and raw.lower() in _YES | _NO:
+        return raw.lower() in _YES
+    return json.loads(raw)
+
+
+def _answer_interactively(exec_id: str | None, wait: str | None, output: str) -> None:
+    """Ask for each unanswered wait's input on the terminal, re-asking until it fits."""
+    client = _existing_client(exec_id)
+    if exec_id is not None:
+        targets = [client.executions.get(exec_id)]
+    else:
+        targets = client.executions.list(status="waiting")
+    answered: list[Execution] = []
+    asked = 0
+    for execution in reversed(targets):  # oldest first: answer in the order they waited
+        for pending in execution.pending_waits:
+            if pending.input_received or wait not in (None, pending.name, pending.wait_id):
+                continue
+            asked += 1
+            done = _ask(client, execution, pending)
+            if done is not None:
+                answered.append(done)
+    if not asked:
+        named = f" '{wait}'" if wait else ""
+        who = (
+            f"execution {exec_id} has no open wait{named}"
+            if exec_id
+            else (f"no execution has an open wait{named}")
+        )
+        message = f"Nothing to answer: {who} (journal {open_store().location})."
+        emit(output, [], lambda: message)
+        return
+    emit(
+        output,
+        [e.to_dict() for e in answered],
+        lambda: f"\nAnswered {len(answered)} of {asked} wait(s).",
+    )
+
+
+def _ask(client: KitaruClient, execution: Execution, pending: PendingWait) -> Execution | None:
+    """Show one wait and ask until the answer fits its schema; None if skipped."""
+    click.echo(
+        f"\nExecution {execution.exec_id} ({execution.flow_name}) waits at '{pending.name}'."
+    )
+    if pending.question:
+        click.echo(f"  Question: {pending.question}")
+    if pending.schema:
+        click.echo(f"  Expects:  {json.dumps(pending.schema)}")
+    if pending.metadata:
+        click.echo(f"  Metadata: {json.dumps(pending.metadata, default=str)}")
+    while True:
+        raw = click.prompt(
+            "Answer as JSON (empty: skip; 'abort': refuse the wait)",
+            default="",
+            show_default=False,
+        ).strip()
+        if not raw:
+            click.echo("  Skipped.")
+            return None
+        if raw == "abort":
+            done = client.executions.abort_wait(execution.exec_id, wait=pending.name)
+            click.echo(f"  Aborted: {done.exec_id} is {done.status}.")
+            return done
+        try:
+            value = _parse_answer(raw, pending.schema)
+        except json.JSONDecodeError as exc:
+            click.echo(f"  Not valid JSON ({exc.msg}); try again.")
+            continue
+        try:
+            done = client.executions.input(execution.exec_id, wait=pending.name, value=value)
+        except KitaruUsageError as exc:  # the value does not fit the schema: ask again
+            click.echo(f"  {exc}")
+            continue
+        except KitaruStateError as exc:  # answered meanwhile, or no longer waiting
+            click.echo(f"  {exc}")
+            return None
+        click.echo(f"  {_recorded(done)}")
+        return done
+
+
+def _owner_alive(execution: Execution) -> bool:
     return open_store().live_lease(execution.exec_id) is not None
 
 
@@ -390,7 +534,7 @@ def _owner_alive(execution: Execution) -> bool:
 @output_option
 def cancel(exec_id: str, output: str) -> None:
     """Cancel a running or waiting execution."""
-    execution = KitaruClient().executions.cancel(exec_id)
+    execution = _existing_client(exec_id).executions.cancel(exec_id)
     message = (
         f"Cancelled {execution.exec_id}."
         if execution.status == "cancelled"
@@ -402,17 +546,60 @@ def cancel(exec_id: str, output: str) -> None:
 @executions.command("logs")
 @click.argument("exec_id")
 @click.option("--checkpoint", help="Only this checkpoint (name or call identity).")
+@click.option(
+    "--source",
+    default="step",
+    show_default=True,
+    help="step: what checkpoints printed and logged; runner: the execution's lifecycle; "
+    "or one stream of the step lines (stdout, stderr, a logger's name).",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many lines.")
 @click.option("--follow", is_flag=True, help="Keep printing until the execution ends.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks with --follow.",
+)
+@click.option("--grouped", is_flag=True, help="Group the lines by checkpoint, under headers.")
+@click.option(
+    "-v", "--verbose", "verbosity", count=True, help="-v: time and level; -vv: also where from."
+)
 @output_option
-def logs(exec_id: str, checkpoint: str | None, follow: bool, output: str) -> None:
-    """Show what checkpoints printed and logged, in order."""
-    client = KitaruClient()
+def logs(
+    *,
+    exec_id: str,
+    checkpoint: str | None,
+    source: str,
+    limit: int | None,
+    follow: bool,
+    interval: float,
+    grouped: bool,
+    verbosity: int,
+    output: str,
+) -> None:
+    """Show what checkpoints printed and logged, in order (or the runner's lifecycle)."""
+    if grouped and output == "json":
+        raise KitaruUsageError("--grouped prints headers for people; drop it with -o json.")
+    if checkpoint is not None and source == "runner":
+        raise KitaruUsageError(
+            "--checkpoint cannot go with --source runner: runner lines belong to the "
+            "execution, not to one checkpoint."
+        )
+    client = _existing_client(exec_id)
     exec_id = client.executions.resolve_id(exec_id)
-    printed: Counter[LogLine] = Counter()
+    if checkpoint is not None:
+        _check_checkpoint(client.executions.get(exec_id), checkpoint)
+    printed: Counter[Line] = Counter()
+    shown = 0
+    last_group: str | None = None
     while True:
         # Status first: once it has ended, the lines read next are all there will be.
         ended = client.executions.get(exec_id).status in ("completed", "failed", "cancelled")
-        lines = client.executions.logs(exec_id, checkpoint=checkpoint)
+        lines = _lines(client, exec_id, checkpoint, source)
+        if not follow and source not in ("step", "runner") and not lines:
+            _no_such_source(client, exec_id, source)
         # Concurrent checkpoints journal lines older than some already printed: skip
         # exactly what was printed, not a count of lines.
         unseen, fresh = printed.copy(), []
@@ -421,27 +608,66 @@ def logs(exec_id: str, checkpoint: str | None, follow: bool, output: str) -> Non
                 unseen[line] -= 1
             else:
                 fresh.append(line)
+        if grouped and not follow:
+            fresh.sort(key=lambda line: (_first_seen(lines, line.checkpoint), line.timestamp))
+        if limit is not None:
+            fresh = fresh[: limit - shown]
         printed.update(fresh)
-        if output == "json":
-            for line in fresh:
-                click.echo(
-                    json.dumps(
-                        {
-                            "timestamp": line.timestamp.isoformat(),
-                            "level": line.level,
-                            "source": line.source,
-                            "checkpoint": line.checkpoint,
-                            "attempt": line.attempt,
-                            "message": line.message,
-                        }
-                    )
-                )
-        else:
-            for line in fresh:
-                click.echo(
-                    f"{_when(line.timestamp)} {line.checkpoint}#{line.attempt} "
-                    f"{line.level:<7} {line.source}: {line.message}"
-                )
-        if not follow or ended:
+        shown += len(fresh)
+        last_group = _print_lines(fresh, output, grouped, verbosity, last_group)
+        if not follow or ended or (limit is not None and shown >= limit):
             return
-        time.sleep(0.5)
+        time.sleep(interval)
+
+
+def _print_lines(
+    lines: list[Line], output: str, grouped: bool, verbosity: int, group: str | None
+) -> str | None:
+    """Print ``lines``; return the checkpoint whose group header was printed last."""
+    for line in lines:
+        if output == "json":
+            emit_json_line(line.to_dict())
+            continue
+        if grouped and line.checkpoint != group:
+            group = line.checkpoint
+            click.echo(f"== {line.checkpoint or 'runner'} ==")
+        click.echo(("  " if grouped else "") + render(line, verbosity))
+    return group
+
+
+def _lines(client: KitaruClient, exec_id: str, checkpoint: str | None, source: str) -> list[Line]:
+    if source == "runner":
+        return runner_lines(open_store(), exec_id)
+    found = step_lines(client.executions.logs(exec_id, checkpoint=checkpoint))
+    if source == "step":
+        return found
+    return [line for line in found if line.source == source]
+
+
+def _first_seen(lines: list[Line], checkpoint: str | None) -> int:
+    for index, line in enumerate(lines):
+        if line.checkpoint == checkpoint:
+            return index
+    return len(lines)
+
+
+def _check_checkpoint(execution: Execution, checkpoint: str) -> None:
+    calls = [call for call in execution.checkpoints if call.kind == "checkpoint"]
+    if any(checkpoint in (call.name, call.invocation_id) for call in calls):
+        return
+    names = sorted({call.name for call in calls})
+    identities = sorted({call.invocation_id for call in calls} - set(names))
+    known = ", ".join(names + identities) or "none"
+    raise KitaruUsageError(
+        f"Execution {execution.exec_id} has no checkpoint '{checkpoint}'. Its checkpoints: "
+        f"{known}. Give one of those to --checkpoint."
+    )
+
+
+def _no_such_source(client: KitaruClient, exec_id: str, source: str) -> None:
+    seen = sorted({line.source for line in client.executions.logs(exec_id)})
+    raise KitaruUsageError(
+        f"Execution {exec_id} has no log lines from source '{source}'. Sources: step, runner"
+        + "".join(f", {name}" for name in seen)
+        + "."
+    )

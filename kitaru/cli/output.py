@@ -1,18 +1,35 @@
-"""How every command prints: ``-o text`` for people, ``-o json`` for programs."""
+"""How every command prints: ``-o text`` for people, ``-o json`` for programs.
+
+With ``-o json`` stdout holds the JSON and nothing else: from the moment the option
+is parsed, everything else printed (checkpoint prints included, which are still
+journaled) goes to stderr.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
-__all__ = ["OutputFormat", "emit", "output_option"]
+__all__ = ["OutputFormat", "emit", "emit_json_line", "output_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 OutputFormat = str
+
+_JSON_STREAM = "kitaru.json_stream"
+
+
+def _json_only_on_stdout(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value == "json" and _JSON_STREAM not in ctx.meta:
+        from kitaru.runtime.capture import divert_stdout_to_stderr
+
+        real, undo = divert_stdout_to_stderr()
+        ctx.meta[_JSON_STREAM] = real
+        ctx.call_on_close(undo)
+    return value
 
 
 def output_option(func: F) -> F:
@@ -24,14 +41,25 @@ def output_option(func: F) -> F:
         type=click.Choice(["text", "json"]),
         default="text",
         show_default=True,
-        help="Print for people (text) or for programs (json, on stdout).",
+        callback=_json_only_on_stdout,
+        help="Print for people (text) or for programs (json, alone on stdout).",
     )(func)
+
+
+def _json_stream() -> TextIO | None:
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(_JSON_STREAM)
+
+
+def emit_json_line(data: Any) -> None:
+    """Print one compact JSON document on its own line (for streams of events)."""
+    click.echo(json.dumps(data, default=str), file=_json_stream())
 
 
 def emit(output: OutputFormat, data: Any, text: Callable[[], str]) -> None:
     """Print ``data`` as JSON, or the string ``text()`` builds, to stdout."""
     if output == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str), file=_json_stream())
     else:
         rendered = text()
         if rendered:

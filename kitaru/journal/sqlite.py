@@ -32,7 +32,13 @@ from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
 from kitaru.journal.read_model import status_change
-from kitaru.journal.store import ExecutionRow, JournalConflictError, Lease, StoredEvent
+from kitaru.journal.store import (
+    ExecutionRow,
+    JournalConflictError,
+    Lease,
+    StoredEvent,
+    WaitAlreadyAnsweredError,
+)
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]
 
@@ -418,11 +424,13 @@ class SqliteStore:
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
     ) -> None:
         try:
+            # A plain INSERT: of two answers racing for one wait, the second is refused.
             self._conn().execute(
-                "INSERT OR REPLACE INTO wait_inputs(exec_id, wait, value, aborted, at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO wait_inputs(exec_id, wait, value, aborted, at) VALUES (?, ?, ?, ?, ?)",
                 (exec_id, wait, value, int(aborted), time.time()),
             )
+        except sqlite3.IntegrityError:
+            raise WaitAlreadyAnsweredError(exec_id, wait) from None
         except sqlite3.Error as exc:
             raise self._error(exc, "record wait input") from None
 

@@ -62,6 +62,19 @@ class JournalConflictError(KitaruStateError):
     """Another writer appended to the execution first: this writer lost the race."""
 
 
+class WaitAlreadyAnsweredError(KitaruStateError):
+    """A wait was given input once already; a wait takes exactly one answer."""
+
+    def __init__(self, exec_id: str, wait: str):
+        super().__init__(
+            f"Wait '{wait}' of execution {exec_id} already has an answer (not yet picked "
+            "up by the execution); a wait takes one answer, so this one was refused. See "
+            f"it with `kitaru executions get {exec_id}`.",
+            exec_id=exec_id,
+        )
+        self.wait = wait
+
+
 class Store(Protocol):
     """A durable, append-only home for execution journals."""
 
@@ -139,7 +152,10 @@ class Store(Protocol):
     def post_wait_input(
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
     ) -> None:
-        """Leave input for a wait of an execution another process runs."""
+        """Leave input for a wait of an execution another process runs.
+
+        Raise ``WaitAlreadyAnsweredError`` if input for that wait is already there.
+        """
         ...
 
     def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]: ...

@@ -11,13 +11,14 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from kitaru.journal.events import LogEntry, journal_text
 from kitaru.redaction import redact
 from kitaru.runtime.context import CallScope, current_call
 
-__all__ = ["ensure_capturing", "take_logs"]
+__all__ = ["divert_stdout_to_stderr", "ensure_capturing", "take_logs"]
 
 _lock = threading.Lock()
 _MAX_ENTRIES = 10_000
@@ -83,6 +84,32 @@ def ensure_capturing() -> None:
             sys.stderr = _Tee(sys.stderr, "stderr")
         if not _handler_installed():
             logging.getLogger().addHandler(_handler)
+
+
+def divert_stdout_to_stderr() -> tuple[TextIO, Callable[[], None]]:
+    """Send whatever is printed to stdout to stderr instead, until the undo is called.
+
+    For a command whose stdout must hold nothing but its JSON: prints made in
+    checkpoints still reach the terminal (on stderr) and are still journaled as
+    ``stdout`` lines. Return the real stdout (to write the JSON to) and the undo.
+    """
+    ensure_capturing()
+    out, err = sys.stdout, sys.stderr
+    if isinstance(out, _Tee) and isinstance(err, _Tee):
+        real = out._wrapped
+        out._wrapped = err._wrapped
+
+        def undo() -> None:
+            out._wrapped = real
+
+        return real, undo
+    # Something replaced the streams after capture began: divert without the copy.
+    sys.stdout = err
+
+    def put_back() -> None:
+        sys.stdout = out
+
+    return out, put_back
 
 
 def _handler_installed() -> bool:

@@ -1,0 +1,250 @@
+"""``kitaru status``, ``info``, ``init`` and ``clean``: where kitaru keeps its state.
+
+Executions run on the ``local`` stack: in the processes that start or resume them,
+recorded in one SQLite journal. These commands show where that journal and the config
+dir are, create them, and remove them. Reading never creates anything.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kitaru.cli.output import emit, output_option
+from kitaru.config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
+from kitaru.errors import KitaruStateError, KitaruUsageError
+from kitaru.journal import forget_store, open_store
+
+__all__ = ["clean", "info", "init", "status"]
+
+
+def _stack() -> tuple[str, Path]:
+    """The stack runs use now, and the journal file of its store."""
+    from kitaru.stacks import default_stack_name, stack_store
+
+    name = default_stack_name()
+    return name, store_path(stack_store(name)).absolute()
+
+
+_CORE_PACKAGES = ("click", "msgspec", "sqlite-utils", "structlog")
+_OPTIONAL_PACKAGES = ("openai", "anthropic", "pydantic")
+_JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal", "-leases")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _journal_summary(path: Path) -> dict[str, Any]:
+    """What the journal at ``path`` holds, without creating it if it is missing."""
+    if not path.exists():
+        return {"exists": False, "executions": 0, "by_status": {}}
+    rows = open_store(create=False).list_executions()
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    return {"exists": True, "executions": len(rows), "by_status": by_status}
+
+
+def _state() -> dict[str, Any]:
+    stack, journal = _stack()
+    config = config_dir().absolute()
+    return {
+        "connection": "local",
+        "stack": stack,
+        "journal": str(journal),
+        "journal_from": STORE_ENV if os.environ.get(STORE_ENV) else "default",
+        "config_dir": str(config),
+        "config_dir_from": CONFIG_PATH_ENV if os.environ.get(CONFIG_PATH_ENV) else "default",
+        "config_dir_exists": config.is_dir(),
+        **{f"journal_{key}": value for key, value in _journal_summary(journal).items()},
+        "kitaru_version": _version("kitaru"),
+    }
+
+
+def _state_text(state: dict[str, Any]) -> list[str]:
+    if state["journal_exists"]:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(state["journal_by_status"].items()))
+        held = f"{state['journal_executions']} executions" + (f" ({counts})" if counts else "")
+    else:
+        held = "not created yet (the first run creates it, or `kitaru init`)"
+    config_held = "exists" if state["config_dir_exists"] else "not created yet"
+    return [
+        f"Kitaru      {state['kitaru_version']}",
+        "Connection  local: executions run in the processes that start them (no server)",
+        f"Stack       {state['stack']}",
+        f"Journal     {state['journal']} (from {state['journal_from']}): {held}",
+        f"Config dir  {state['config_dir']} (from {state['config_dir_from']}): {config_held}",
+    ]
+
+
+@click.command("status")
+@output_option
+def status(output: str) -> None:
+    """Show where executions run and are recorded: stack, journal, config dir."""
+    state = _state()
+    emit(output, state, lambda: "\n".join(_state_text(state)))
+
+
+@click.command("info")
+@click.option("-a", "--all", "all_", is_flag=True, help="Also every installed package.")
+@click.option("-p", "--packages", multiple=True, help="Also this package's version (repeatable).")
+@click.option(
+    "-f", "--file", "file", type=click.Path(dir_okay=False), help="Also write to FILE.json."
+)
+@output_option
+def info(all_: bool, packages: tuple[str, ...], file: str | None, output: str) -> None:
+    """Show the environment: versions, stack, journal and config dir."""
+    if file is not None and not file.endswith(".json"):
+        raise KitaruUsageError(f"--file {file}: only .json files are written; name it *.json.")
+    state = _state()
+    state["python_version"] = platform.python_version()
+    state["python"] = sys.executable
+    state["platform"] = platform.platform()
+    state["sqlite_version"] = sqlite3.sqlite_version
+    names = [*_CORE_PACKAGES, *_OPTIONAL_PACKAGES, *packages]
+    if all_:
+        names += sorted(
+            {dist.metadata["Name"] for dist in importlib.metadata.distributions()}, key=str.lower
+        )
+    state["packages"] = {name: _version(name) for name in dict.fromkeys(names)}
+    if file is not None:
+        Path(file).write_text(json.dumps(state, indent=2, sort_keys=True, default=str) + "\n")
+
+    def text() -> str:
+        lines = _state_text(state)
+        lines += [
+            f"Python      {state['python_version']} ({state['python']})",
+            f"Platform    {state['platform']}",
+            f"SQLite      {state['sqlite_version']}",
+            "Packages",
+        ]
+        lines += [
+            f"  {name:<20} {version or 'not installed'}"
+            for name, version in state["packages"].items()
+        ]
+        if file is not None:
+            lines.append(f"Written to {Path(file).absolute()}.")
+        return "\n".join(lines)
+
+    emit(output, state, text)
+
+
+@click.command("init")
+@output_option
+def init(output: str) -> None:
+    """Create the config dir and the journal; what exists already is left as it is."""
+    config = config_dir().absolute()
+    stack, journal = _stack()
+    config_created = not config.is_dir()
+    config.mkdir(parents=True, exist_ok=True)
+    journal_created = not journal.exists()
+    executions = len(open_store().list_executions())  # the first query creates the file
+    lines = [
+        f"Created the config dir {config}."
+        if config_created
+        else f"The config dir {config} already exists.",
+        f"Created the journal {journal}."
+        if journal_created
+        else f"The journal {journal} already exists ({executions} executions); left as it is.",
+        f"Executions run on the '{stack}' stack and are recorded there.",
+    ]
+    emit(
+        output,
+        {
+            "config_dir": str(config),
+            "config_dir_created": config_created,
+            "journal": str(journal),
+            "journal_created": journal_created,
+            "executions": executions,
+            "stack": stack,
+        },
+        lambda: "\n".join(lines),
+    )
+
+
+def _journal_files(journal: Path) -> list[Path]:
+    candidates = [journal, *(journal.with_name(journal.name + s) for s in _JOURNAL_SUFFIXES)]
+    return [path for path in candidates if path.exists()]
+
+
+def _refuse_while_running(journal: Path) -> None:
+    """Raise if a live process runs (or waits in) an execution of this journal."""
+    if not journal.exists():
+        return
+    store = open_store(create=False)
+    for status_ in ("running", "waiting"):
+        for row in store.list_executions(status=status_):
+            lease = store.live_lease(row.exec_id)
+            if lease is not None:
+                raise KitaruStateError(
+                    f"Execution {row.exec_id} is {status_} in live process {lease.pid} on "
+                    f"{lease.host}; nothing was removed. Let it finish, or cancel it with "
+                    f"`kitaru executions cancel {row.exec_id}`, then clean again.",
+                    exec_id=row.exec_id,
+                    status=status_,
+                )
+
+
+def _remove(path: Path) -> None:
+    # Closing the journal's last connection may already have removed -wal and -shm.
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@click.command("clean")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@click.option(
+    "--config",
+    "with_config",
+    is_flag=True,
+    help="Also remove the config dir (model aliases, secrets, settings).",
+)
+@output_option
+def clean(yes: bool, dry_run: bool, with_config: bool, output: str) -> None:
+    """Remove the journal (every execution) and its side files; --config: the config dir too.
+
+    Refused while an execution of the journal runs in a live process.
+    """
+    _, journal = _stack()
+    config = config_dir().absolute()
+    targets = _journal_files(journal)
+    if with_config and config.exists():
+        # The config dir goes as a whole; files inside it need not be listed twice.
+        targets = [p for p in targets if config not in p.parents] + [config]
+    _refuse_while_running(journal)
+    listed = [str(path) + ("/ (folder)" if path.is_dir() else "") for path in targets]
+    result = {"removed": [], "would_remove": [str(p) for p in targets], "dry_run": dry_run}
+    if not targets:
+        emit(output, result, lambda: f"Nothing to remove: there is no journal at {journal}.")
+        return
+    if dry_run:
+        emit(output, result, lambda: "Would remove:\n" + "\n".join(f"  {p}" for p in listed))
+        return
+    if not yes:
+        click.echo("This removes, for good:", err=True)
+        for shown in listed:
+            click.echo(f"  {shown}", err=True)
+        if not click.confirm("Remove them?", err=True):
+            click.echo("Nothing was removed.", err=True)
+            sys.exit(1)
+    forget_store()
+    for target in targets:
+        _remove(target)
+    result["removed"] = result.pop("would_remove")
+    emit(output, result, lambda: "Removed:\n" + "\n".join(f"  {p}" for p in listed))
