@@ -41,7 +41,7 @@ def noisy() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    handle = noisy.run()
+    handle = noisy.run(background=True)
     # One write per line: the flow's own prints come from another thread meanwhile.
     sys.stdout.write(json.dumps({"exec_id": handle.exec_id}) + "\n")
     with contextlib.suppress(KitaruStateError):
