@@ -10,12 +10,15 @@ from kitaru.checkpoint import Checkpoint, checkpoint
 from kitaru.client import KitaruClient
 from kitaru.config import configure
 from kitaru.errors import (
+    FailureOrigin,
     KitaruBackendError,
     KitaruContextError,
     KitaruDivergenceError,
     KitaruError,
     KitaruExecutionError,
+    KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
+    KitaruLogRetrievalError,
     KitaruRuntimeError,
     KitaruStateError,
     KitaruTimeoutError,
@@ -26,11 +29,13 @@ from kitaru.errors import (
 from kitaru.flow import Flow, flow
 from kitaru.flow_handle import FlowHandle
 from kitaru.metadata import log
+from kitaru.runtime import current_execution_id
 from kitaru.runtime.handles import MapResult, OutputHandle
 from kitaru.wait import wait
 
 __all__ = [
     "Checkpoint",
+    "FailureOrigin",
     "Flow",
     "FlowHandle",
     "KitaruBackendError",
@@ -39,7 +44,9 @@ __all__ = [
     "KitaruDivergenceError",
     "KitaruError",
     "KitaruExecutionError",
+    "KitaruFeatureNotAvailableError",
     "KitaruLeaseLostError",
+    "KitaruLogRetrievalError",
     "KitaruRuntimeError",
     "KitaruStateError",
     "KitaruTimeoutError",
@@ -50,6 +57,7 @@ __all__ = [
     "OutputHandle",
     "checkpoint",
     "configure",
+    "current_execution_id",
     "flow",
     "llm",
     "load",
