@@ -69,6 +69,14 @@ LOG_SOURCES = ("step", "runner")
 the process running the flow, whose output this journal does not keep."""
 
 
+class _RunnerLogsNotKeptError(KitaruLogRetrievalError, KitaruFeatureNotAvailableError):
+    """``logs(source="runner")``: both a feature not offered and logs not retrievable.
+
+    Kitaru's guides catch ``KitaruLogRetrievalError`` where runner logs cannot be read;
+    this kitaru never keeps them, which is ``KitaruFeatureNotAvailableError``.
+    """
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise KitaruUsageError(f"limit= must be a whole number >= 1, got {limit!r}.")
@@ -224,7 +232,7 @@ class ExecutionsClient:
         default) is what checkpoints printed and logged: the only logs kept here.
         """
         if source == "runner":
-            raise KitaruFeatureNotAvailableError(
+            raise _RunnerLogsNotKeptError(
                 "Runner logs are not kept: executions here run in the calling process, "
                 "and the journal keeps what checkpoints print and log. Read those with "
                 "logs(exec_id) (source='step')."

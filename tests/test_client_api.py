@@ -80,6 +80,15 @@ def content_pipeline(topic: str) -> str:
     return publish(draft)  # type: ignore[return-value]
 
 
+_drift = [""]
+
+
+@flow
+def drifting(topic: str) -> str:
+    notes = research(topic + _drift[0])
+    return write_draft(notes)  # type: ignore[return-value]
+
+
 @flow
 def approval(topic: str) -> str:
     draft = research(topic)
@@ -125,6 +134,7 @@ def _reset() -> None:
     _runs.clear()
     _fail.clear()
     _seen_ids.clear()
+    _drift[0] = ""
 
 
 def finished(handle: Any) -> str:
@@ -490,10 +500,37 @@ class TestFailureOrigin:
         assert failure is not None
         assert failure.origin is FailureOrigin.RUNTIME
 
-    def test_divergence_errors_say_so(self) -> None:
-        """A divergence error's ``failure_origin`` is ``divergence``."""
-        error = KitaruDivergenceError("diverged", exec_id="x", position=0, expected="a", actual="b")
-        assert error.failure_origin is FailureOrigin.DIVERGENCE
+    def test_a_diverged_retry_is_a_divergence_failure(self) -> None:
+        """Code changed before a retry: the record's origin and the error's are ``divergence``."""
+        _fail.add("write_draft")
+        handle = drifting.run("kitaru")
+        with pytest.raises(KitaruUserCodeError):
+            handle.wait(timeout=TIMEOUT)
+        _fail.clear()
+        _drift[0] = " (changed)"
+        retried = KitaruClient().executions.retry(handle.exec_id)
+        with pytest.raises(KitaruDivergenceError) as raised:
+            retried.wait(timeout=TIMEOUT)
+        assert raised.value.failure_origin is FailureOrigin.DIVERGENCE
+        latest = retried.refresh()
+        assert latest.failure is not None
+        assert latest.failure.origin == kitaru.FailureOrigin.DIVERGENCE
+
+    def test_attempt_history_reads_as_the_error_guide_shows(self) -> None:
+        """Every attempt has an id and a status; a failed one has the exception's type."""
+        execution = KitaruClient().executions.get(failed_run())
+        seen = [
+            (attempt.attempt_id, attempt.status, attempt.failure)
+            for checkpoint in execution.checkpoints
+            for attempt in checkpoint.attempts
+        ]
+        assert [status for _, status, _ in seen] == ["completed", "failed"]
+        failure = seen[-1][2]
+        assert failure is not None
+        assert (failure.exception_type, failure.message) == (
+            "ValueError",
+            "the draft could not be written",
+        )
 
     def test_the_enum_has_kitarus_values(self) -> None:
         """``FailureOrigin`` offers user_code, runtime, backend, divergence and unknown."""
@@ -536,10 +573,12 @@ class TestLogs:
             client.executions.logs(first, limit=0)
 
     def test_runner_logs_are_not_kept_here(self) -> None:
-        """``source='runner'`` says runner logs are not kept and what to read instead."""
+        """``source='runner'`` says runner logs are not kept, and what to read instead."""
         exec_id = finished(content_pipeline.run("kitaru"))
-        with pytest.raises(KitaruFeatureNotAvailableError, match="source='step'"):
+        with pytest.raises(KitaruFeatureNotAvailableError, match="source='step'") as raised:
             KitaruClient().executions.logs(exec_id, source="runner")
+        # Kitaru's logs guide catches this case as a retrieval error.
+        assert isinstance(raised.value, KitaruLogRetrievalError)
         with pytest.raises(KitaruUsageError, match="not a log source"):
             KitaruClient().executions.logs(exec_id, source="stdout")
 
