@@ -167,7 +167,7 @@ class ExecutionsClient:
         blocks until it ends and returns its result.
         """
         run = resume_execution(
-            self.resolve_id(exec_id), mode="resume", background=True, store=self._store
+            self.resolve_id(exec_id), mode="resume", background=False, store=self._store
         )
         return self._started(run)
 
@@ -177,7 +177,7 @@ class ExecutionsClient:
         Returns the execution once the run has started; ``wait()`` blocks until it ends.
         """
         run = resume_execution(
-            self.resolve_id(exec_id), mode="retry", background=True, store=self._store
+            self.resolve_id(exec_id), mode="retry", background=False, store=self._store
         )
         return self._started(run)
 
@@ -206,12 +206,22 @@ class ExecutionsClient:
             flow_inputs=flow_inputs,
             registry=_registry_snapshot(),
             store=self._store,
+            background=False,
         )
         return self._started(run)
 
     def _started(self, run: Run) -> Execution:
-        """The execution a background run just took on, holding the run to wait on."""
-        return dataclasses.replace(self.get(run.exec_id), _run=run)
+        """Start ``run`` on its own thread; the execution it took on, holding the run.
+
+        The snapshot is built from the state the run just folded, before the body
+        starts: the journal is not read again, nothing competes with the body for the
+        interpreter, and it always shows the run just begun.
+        """
+        try:
+            execution = execution_from_state(run.ctx.state, self._store)
+        finally:
+            run.start_thread()
+        return dataclasses.replace(execution, _run=run)
 
     def pending_waits(self, exec_id: str) -> builtins.list[PendingWait]:
         """The waits the execution is paused at (empty when it waits for nothing)."""
