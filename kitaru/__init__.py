@@ -10,6 +10,7 @@ from kitaru.checkpoint import Checkpoint, checkpoint
 from kitaru.client import KitaruClient
 from kitaru.config import configure
 from kitaru.errors import (
+    FailureOrigin,
     KitaruBackendError,
     KitaruContextError,
     KitaruDivergenceError,
@@ -17,6 +18,7 @@ from kitaru.errors import (
     KitaruExecutionError,
     KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
+    KitaruLogRetrievalError,
     KitaruRuntimeError,
     KitaruStateError,
     KitaruTimeoutError,
@@ -28,6 +30,7 @@ from kitaru.flow import Flow, flow
 from kitaru.flow_handle import FlowHandle
 from kitaru.metadata import log
 from kitaru.run_config import ImageSettings, KitaruConfig
+from kitaru.runtime import current_execution_id
 from kitaru.runtime.handles import MapResult, OutputHandle
 from kitaru.stacks import (
     StackInfo,
@@ -42,6 +45,7 @@ from kitaru.wait import wait
 
 __all__ = [
     "Checkpoint",
+    "FailureOrigin",
     "Flow",
     "FlowHandle",
     "ImageSettings",
@@ -54,6 +58,7 @@ __all__ = [
     "KitaruExecutionError",
     "KitaruFeatureNotAvailableError",
     "KitaruLeaseLostError",
+    "KitaruLogRetrievalError",
     "KitaruRuntimeError",
     "KitaruStateError",
     "KitaruTimeoutError",
@@ -67,6 +72,7 @@ __all__ = [
     "configure",
     "connect",
     "create_stack",
+    "current_execution_id",
     "current_stack",
     "delete_stack",
     "flow",

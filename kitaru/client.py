@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 from typing import Any
 
-from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, KitaruUsageError
-from kitaru.flow_handle import FlowHandle
+from kitaru.errors import (
+    FailureOrigin,
+    KitaruBackendError,
+    KitaruError,
+    KitaruFeatureNotAvailableError,
+    KitaruLogRetrievalError,
+    KitaruStateError,
+    KitaruUsageError,
+)
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
 from kitaru.journal.store import Store, WaitAlreadyAnsweredError
@@ -16,8 +24,10 @@ from kitaru.records import (
     CheckpointAttempt,
     CheckpointCall,
     Execution,
+    ExecutionStatus,
     FailureInfo,
     LlmCall,
+    LogEntry,
     LogLine,
     PendingWait,
     artifacts_of,
@@ -30,7 +40,7 @@ from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.inputs import validate_input
 from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import claim_execution
-from kitaru.runtime.runner import load_state, replay_execution, resume_execution
+from kitaru.runtime.runner import Run, load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
 from kitaru.runtime.verify import Verification, verify_execution
 from kitaru.runtime.writer import JournalWriter
@@ -41,14 +51,35 @@ __all__ = [
     "CheckpointAttempt",
     "CheckpointCall",
     "Execution",
+    "ExecutionStatus",
     "ExecutionsClient",
     "FailureInfo",
+    "FailureOrigin",
     "KitaruClient",
     "LlmCall",
+    "LogEntry",
     "LogLine",
     "PendingWait",
     "Verification",
 ]
+
+_EXECUTION_STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
+LOG_SOURCES = ("step", "runner")
+"""``logs(source=)``: ``step`` is what checkpoints printed and logged; ``runner`` would be
+the process running the flow, whose output this journal does not keep."""
+
+
+class _RunnerLogsNotKeptError(KitaruLogRetrievalError, KitaruFeatureNotAvailableError):
+    """``logs(source="runner")``: both a feature not offered and logs not retrievable.
+
+    Kitaru's guides catch ``KitaruLogRetrievalError`` where runner logs cannot be read;
+    this kitaru never keeps them, which is ``KitaruFeatureNotAvailableError``.
+    """
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise KitaruUsageError(f"limit= must be a whole number >= 1, got {limit!r}.")
 
 
 class ExecutionsClient:
@@ -86,6 +117,13 @@ class ExecutionsClient:
         self, flow: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[Execution]:
         """Executions, newest first, optionally filtered by flow name and status."""
+        if status is not None and status not in _EXECUTION_STATUSES:
+            raise KitaruUsageError(
+                f"status={status!r} is not an execution status; use one of "
+                f"{', '.join(_EXECUTION_STATUSES)}."
+            )
+        _check_limit(limit)
+        status = None if status is None else str(ExecutionStatus(status))
         rows = self._store.list_executions(flow=flow, status=status, limit=limit)
         found = []
         for row in rows:
@@ -122,19 +160,26 @@ class ExecutionsClient:
         rows = self._store.list_executions()
         return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
 
-    def resume(self, exec_id: str) -> FlowHandle:
-        """Continue an interrupted or waiting execution in this process."""
-        run = resume_execution(
-            self.resolve_id(exec_id), mode="resume", background=True, store=self._store
-        )
-        return FlowHandle(run.exec_id, run=run, store=self._store)
+    def resume(self, exec_id: str) -> Execution:
+        """Continue an interrupted or waiting execution in this process.
 
-    def retry(self, exec_id: str) -> FlowHandle:
-        """Continue a failed execution; its failed calls run again."""
+        Returns the execution as it stands once the run has started; its ``wait()``
+        blocks until it ends and returns its result.
+        """
         run = resume_execution(
-            self.resolve_id(exec_id), mode="retry", background=True, store=self._store
+            self.resolve_id(exec_id), mode="resume", background=False, store=self._store
         )
-        return FlowHandle(run.exec_id, run=run, store=self._store)
+        return self._started(run)
+
+    def retry(self, exec_id: str) -> Execution:
+        """Continue a failed execution in this process; its failed calls run again.
+
+        Returns the execution once the run has started; ``wait()`` blocks until it ends.
+        """
+        run = resume_execution(
+            self.resolve_id(exec_id), mode="retry", background=False, store=self._store
+        )
+        return self._started(run)
 
     def replay(
         self,
@@ -143,8 +188,12 @@ class ExecutionsClient:
         from_: str,
         overrides: dict[str, Any] | None = None,
         **flow_inputs: Any,
-    ) -> FlowHandle:
-        """Start a new execution from a finished one (see ``Flow.replay``)."""
+    ) -> Execution:
+        """Start a new execution from a finished one (see ``Flow.replay``).
+
+        Returns the new execution (its ``original_exec_id`` is ``exec_id``) once it has
+        started; ``wait()`` blocks until it ends.
+        """
         from kitaru.flow import _registry_snapshot
 
         source = load_state(self._store, self.resolve_id(exec_id))
@@ -157,13 +206,63 @@ class ExecutionsClient:
             flow_inputs=flow_inputs,
             registry=_registry_snapshot(),
             store=self._store,
+            background=False,
         )
-        return FlowHandle(run.exec_id, run=run, store=self._store)
+        return self._started(run)
 
-    def logs(self, exec_id: str, *, checkpoint: str | None = None) -> builtins.list[LogLine]:
-        """Lines printed or logged inside checkpoints, in time order."""
-        state = load_state(self._store, self.resolve_id(exec_id))
-        return log_lines(state, checkpoint)
+    def _started(self, run: Run) -> Execution:
+        """Start ``run`` on its own thread; the execution it took on, holding the run.
+
+        The snapshot is built from the state the run just folded, before the body
+        starts: the journal is not read again, nothing competes with the body for the
+        interpreter, and it always shows the run just begun.
+        """
+        try:
+            execution = execution_from_state(run.ctx.state, self._store)
+        finally:
+            run.start_thread()
+        return dataclasses.replace(execution, _run=run)
+
+    def pending_waits(self, exec_id: str) -> builtins.list[PendingWait]:
+        """The waits the execution is paused at (empty when it waits for nothing)."""
+        return self.get(exec_id).pending_waits
+
+    def logs(
+        self,
+        exec_id: str,
+        *,
+        checkpoint: str | None = None,
+        source: str = "step",
+        limit: int | None = None,
+    ) -> builtins.list[LogEntry]:
+        """Lines printed or logged inside checkpoints, in time order.
+
+        ``checkpoint`` keeps one checkpoint's lines (by name: every call of it; or by
+        call identity); ``limit`` keeps the first that many. ``source="step"`` (the
+        default) is what checkpoints printed and logged: the only logs kept here.
+        """
+        if source == "runner":
+            raise _RunnerLogsNotKeptError(
+                "Runner logs are not kept: executions here run in the calling process, "
+                "and the journal keeps what checkpoints print and log. Read those with "
+                "logs(exec_id) (source='step')."
+            )
+        if source not in LOG_SOURCES:
+            raise KitaruUsageError(f"source={source!r} is not a log source; use 'step'.")
+        _check_limit(limit)
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+            raise KitaruUsageError("checkpoint= must be a non-empty checkpoint name.")
+        exec_id = self.resolve_id(exec_id)
+        try:
+            state = load_state(self._store, exec_id)
+        except KitaruBackendError as exc:
+            raise KitaruLogRetrievalError(
+                f"The logs of execution {exec_id} cannot be read: {exc}",
+                failure=exc.failure,
+                detail=exc.detail,
+            ) from exc
+        lines = log_lines(state, checkpoint.strip() if checkpoint else None)
+        return lines if limit is None else lines[:limit]
 
     def input(self, exec_id: str, *, wait: str | None = None, value: Any) -> Execution:
         """Answer a pending wait; ``value`` is checked against the wait's schema."""
@@ -278,10 +377,33 @@ class ArtifactsClient:
         self._executions = executions
         self._store = store
 
-    def list(self, exec_id: str) -> builtins.list[ArtifactRef]:
-        """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution."""
+    def list(
+        self,
+        exec_id: str,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        producing_call: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ArtifactRef]:
+        """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution.
+
+        Filters: ``name``, ``kind`` (prompt, response, context, input, output, blob),
+        ``producing_call`` (a checkpoint's name, for every call of it, or a call
+        identity); ``limit`` keeps the first that many.
+        """
+        _check_limit(limit)
         state = load_state(self._store, self._executions.resolve_id(exec_id))
-        return artifacts_of(state, self._store)
+        refs = artifacts_of(state, self._store)
+        if name is not None:
+            refs = [ref for ref in refs if ref.name == name]
+        if kind is not None:
+            refs = [ref for ref in refs if ref.kind == kind]
+        if producing_call is not None:
+            refs = [
+                ref for ref in refs if producing_call in (ref.producing_call, ref._producing_name)
+            ]
+        return refs if limit is None else refs[:limit]
 
     def get(self, artifact_id: str) -> ArtifactRef:
         """An artifact by its id (as ``list`` gives it)."""
@@ -329,9 +451,30 @@ class ArtifactsClient:
 
 
 class KitaruClient:
-    """Entry point for managing executions: ``KitaruClient().executions.get(id)``."""
+    """Entry point for managing executions: ``KitaruClient().executions.get(id)``.
 
-    def __init__(self, store: str | None = None):
+    ``store`` is the journal to read (default: ``KITARU_STORE``, else the config dir's).
+    There is no server: ``server_url``, ``auth_token`` and ``project`` raise
+    ``KitaruFeatureNotAvailableError``.
+    """
+
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        server_url: str | None = None,
+        auth_token: str | None = None,
+        project: str | None = None,
+    ):
+        given = {"server_url": server_url, "auth_token": auth_token, "project": project}
+        named = sorted(key for key, value in given.items() if value is not None)
+        if named:
+            raise KitaruFeatureNotAvailableError(
+                f"KitaruClient({', '.join(f'{key}=...' for key in named)}) needs a Kitaru "
+                "server, and this kitaru has none: executions live in a journal store. "
+                "Point the client at one with KitaruClient(store='/path/to/kitaru.db') "
+                "or the KITARU_STORE environment variable."
+            )
         self._store = open_store(store)
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)

@@ -3,20 +3,22 @@
 Every error is a ``KitaruError``; catch that to handle them all::
 
     KitaruError
+    ├── KitaruFeatureNotAvailableError        a documented feature this kitaru does not offer
     ├── KitaruUsageError (ValueError)         bad arguments or configuration
     │   └── KitaruWaitValidationError         wait input that does not fit its schema
     ├── KitaruContextError (RuntimeError)     called in the wrong place
     ├── KitaruStateError (RuntimeError)       execution in the wrong state for the request
     │   ├── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
     │   └── KitaruLeaseLostError              this process no longer owns the execution
-    ├── KitaruRuntimeError (RuntimeError)     setup or runtime failure
-    │   ├── KitaruExecutionError              an execution ended badly (exec_id, status)
-    │   │   ├── KitaruUserCodeError           the user's code raised
-    │   │   └── KitaruDivergenceError         the code no longer matches the journal
-    │   └── KitaruBackendError                storage or provider failure
-    └── KitaruFeatureNotAvailableError        a documented feature this version lacks
+    └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
+        ├── KitaruExecutionError              an execution ended badly (exec_id, status)
+        │   ├── KitaruUserCodeError           the user's code raised
+        │   └── KitaruDivergenceError         the code no longer matches the journal
+        └── KitaruBackendError                storage or provider failure
+            └── KitaruLogRetrievalError       an execution's logs could not be read
 
 Messages end with what to do next; structured attributes carry the details.
+``FailureOrigin`` says where an execution's failure came from.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from enum import StrEnum
 
 __all__ = [
     "BackendFailure",
+    "FailureOrigin",
     "KitaruBackendError",
     "KitaruContextError",
     "KitaruDivergenceError",
@@ -32,6 +35,7 @@ __all__ = [
     "KitaruExecutionError",
     "KitaruFeatureNotAvailableError",
     "KitaruLeaseLostError",
+    "KitaruLogRetrievalError",
     "KitaruRuntimeError",
     "KitaruStateError",
     "KitaruTimeoutError",
@@ -43,6 +47,10 @@ __all__ = [
 
 class KitaruError(Exception):
     """Root of every error kitaru raises."""
+
+
+class KitaruFeatureNotAvailableError(KitaruError):
+    """A documented feature this kitaru does not offer; the message says what to use."""
 
 
 class KitaruUsageError(KitaruError, ValueError):
@@ -136,13 +144,43 @@ class KitaruBackendError(KitaruRuntimeError):
         self.detail = detail
 
 
-class KitaruExecutionError(KitaruRuntimeError):
-    """An execution did not complete; carries its id and final status."""
+class KitaruLogRetrievalError(KitaruBackendError):
+    """An execution's captured logs could not be read from the journal."""
 
-    def __init__(self, message: str, *, exec_id: str, status: str):
+
+class FailureOrigin(StrEnum):
+    """Where an execution's failure came from (``FailureInfo.origin``)."""
+
+    USER_CODE = "user_code"
+    """The flow's or a checkpoint's own code raised."""
+    RUNTIME = "runtime"
+    """kitaru refused something the code did (e.g. an output it cannot store)."""
+    BACKEND = "backend"
+    """The journal store or a model provider failed."""
+    DIVERGENCE = "divergence"
+    """The code no longer makes the calls its journal recorded."""
+    UNKNOWN = "unknown"
+    """Not recorded."""
+
+
+class KitaruExecutionError(KitaruRuntimeError):
+    """An execution did not complete; carries its id, final status and failure origin.
+
+    ``failure_origin`` is None for a cancelled execution.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exec_id: str,
+        status: str,
+        failure_origin: FailureOrigin | None = None,
+    ):
         super().__init__(message)
         self.exec_id = exec_id
         self.status = status
+        self.failure_origin = failure_origin
 
 
 class KitaruUserCodeError(KitaruExecutionError):
@@ -163,8 +201,9 @@ class KitaruUserCodeError(KitaruExecutionError):
         error_message: str,
         call: str | None = None,
         traceback: str | None = None,
+        failure_origin: FailureOrigin = FailureOrigin.USER_CODE,
     ):
-        super().__init__(message, exec_id=exec_id, status=status)
+        super().__init__(message, exec_id=exec_id, status=status, failure_origin=failure_origin)
         self.error_type = error_type
         self.error_message = error_message
         self.call = call
@@ -191,14 +230,12 @@ class KitaruDivergenceError(KitaruExecutionError):
         recorded_argument: str | None = None,
         current_argument: str | None = None,
     ):
-        super().__init__(message, exec_id=exec_id, status=status)
+        super().__init__(
+            message, exec_id=exec_id, status=status, failure_origin=FailureOrigin.DIVERGENCE
+        )
         self.position = position
         self.expected = expected
         self.actual = actual
         self.argument = argument
         self.recorded_argument = recorded_argument
         self.current_argument = current_argument
-
-
-class KitaruFeatureNotAvailableError(KitaruError):
-    """A documented feature that this version does not provide; the message names what to use."""

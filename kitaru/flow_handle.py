@@ -8,6 +8,7 @@ from typing import Any
 from kitaru.errors import KitaruStateError, KitaruTimeoutError
 from kitaru.journal import open_store
 from kitaru.journal.store import Store
+from kitaru.records import ExecutionStatus
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value
 
@@ -28,12 +29,12 @@ class FlowHandle:
         return f"FlowHandle(exec_id={self.exec_id!r})"
 
     @property
-    def status(self) -> str:
+    def status(self) -> ExecutionStatus:
         """The execution's status, read fresh from the journal."""
         row = self._store.get_execution(self.exec_id)
         if row is None:
             raise KitaruStateError(f"No execution {self.exec_id}.", exec_id=self.exec_id)
-        return row.status
+        return ExecutionStatus(row.status)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the execution ends; return its result or raise its error.

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kitaru.errors import KitaruStateError
+from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import ExecutionRow, Store
 from kitaru.redaction import redact_shown
 from kitaru.replay.state import CallRecord, ExecutionState
 from kitaru.run_config import FrozenExecutionSpec
+from kitaru.runtime.failures import failure_origin
 from kitaru.runtime.values import decode_value
+
+if TYPE_CHECKING:
+    from kitaru.client import ExecutionsClient
+    from kitaru.runtime.runner import Run
 
 __all__ = [
     "ArtifactRef",
     "CheckpointAttempt",
     "CheckpointCall",
     "Execution",
+    "ExecutionStatus",
     "FailureInfo",
     "LlmCall",
+    "LogEntry",
     "LogLine",
     "PendingWait",
     "artifacts_of",
@@ -32,6 +41,33 @@ __all__ = [
     "log_lines",
     "unreadable_execution",
 ]
+
+
+class ExecutionStatus(StrEnum):
+    """The status of an execution, a call or an attempt; compares equal to its text."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Calls and attempts only: started, and the process running them is gone. (An
+    execution in that state stays ``running``, with ``Execution.interrupted`` set.)"""
+
+    @property
+    def is_finished(self) -> bool:
+        """The status is final: completed, failed or cancelled."""
+        return self in (
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+        )
+
+    @property
+    def is_successful(self) -> bool:
+        """The execution (or call) completed."""
+        return self is ExecutionStatus.COMPLETED
 
 
 def _time(ts: float | None) -> dt.datetime | None:
@@ -45,27 +81,35 @@ class FailureInfo:
     exception_type: str
     message: str
     traceback: str = ""
-    origin: str = "user_code"
-    """``user_code`` or ``divergence``."""
+    origin: FailureOrigin = FailureOrigin.USER_CODE
+    """Where the failure came from: the user's code, kitaru, the backend, or divergence."""
     call: str | None = None
 
     @classmethod
     def from_error(
-        cls, error: ErrorInfo, *, origin: str = "user_code", call: str | None = None
+        cls, error: ErrorInfo, *, divergence: bool = False, call: str | None = None
     ) -> FailureInfo:
         # Blanked again as shown: the journal may predate the key being known as secret.
         message, traceback = redact_shown(error.message), redact_shown(error.traceback)
+        origin = failure_origin(error.type, divergence=divergence)
         return cls(error.type, message, traceback, origin, call)
 
 
 @dataclass(frozen=True)
 class CheckpointAttempt:
+    """One attempt of a durable call (a retried checkpoint has several)."""
+
     attempt: int
-    status: str
+    status: ExecutionStatus
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     duration_ms: float | None
     failure: FailureInfo | None
+    attempt_id: str = ""
+    """``<call_id>:<attempt>``: names this attempt across executions."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """What the journal holds about this attempt alone: ``duration_ms``, and
+    ``llm_usage`` (calls and token counts) when it called a model."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +163,7 @@ class CheckpointCall:
     invocation_id: str
     """The call identity: ``id=`` or the automatic ``name``, ``name_2``, ..."""
     kind: str
-    status: str
+    status: ExecutionStatus
     position: int
     checkpoint_type: str | None
     started_at: dt.datetime | None
@@ -136,6 +180,11 @@ class CheckpointCall:
     """Checkpoint caching reused this call's output from that execution."""
     overridden: bool = False
     """A replay override supplied this call's output."""
+    artifacts: list[ArtifactRef] = field(default_factory=list)
+    """The call's output first (when it completed), then what it saved, then its
+    model calls' prompts and responses."""
+    original_call_id: str | None = None
+    """The call (in ``reused_from`` or ``cached_from``) whose output this call reused."""
 
 
 @dataclass(frozen=True)
@@ -148,22 +197,37 @@ class PendingWait:
     schema: dict[str, Any] | None
     """JSON schema of the expected input (None: a plain continue gate)."""
     schema_type: str | None
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any]
+    """What ``kitaru.wait(metadata=...)`` attached; ``{}`` when nothing was."""
     entered_waiting_at: dt.datetime | None
     input_received: bool
     """Input was given, but no process is running the execution: ``resume`` goes on."""
 
 
 @dataclass(frozen=True)
-class LogLine:
+class LogEntry:
     """One line printed or logged inside a checkpoint attempt."""
 
-    timestamp: dt.datetime
-    level: str
-    source: str
     message: str
+    level: str
+    timestamp: dt.datetime
+    source: str
+    """``stdout``, ``stderr`` or the name of the logger that emitted it."""
+    checkpoint_name: str
+    """The checkpoint's name (shared by every call of it)."""
     checkpoint: str
+    """The call identity: ``name``, ``name_2``, ..."""
     attempt: int
+    module: str | None = None
+    """The logger's name for logged records (None for prints)."""
+    filename: str | None = None
+    """Not recorded by this journal: always None."""
+    lineno: int | None = None
+    """Not recorded by this journal: always None."""
+
+
+LogLine = LogEntry
+"""The name this class had before it took Kitaru's ``LogEntry`` fields."""
 
 
 @dataclass(frozen=True)
@@ -178,11 +242,19 @@ class ArtifactRef:
     origin: str
     """``saved`` (kitaru.save), ``checkpoint_output`` or ``llm``."""
     producing_call: str | None
+    """Identity of the call that produced it."""
     attempt: int | None
     tags: tuple[str, ...]
     _load: Any = field(repr=False, compare=False)
+    save_type: str = "manual"
+    """``step_output`` for a call's output, ``manual`` for what was saved explicitly
+    (``kitaru.save()``, and the prompts and responses of model calls)."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """``kitaru_artifact_type`` (the kind), ``origin``, ``attempt`` and ``tags``."""
+    _producing_name: str | None = field(default=None, repr=False, compare=False)
 
     def load(self) -> Any:
+        """Load the value."""
         return self._load()
 
 
@@ -192,7 +264,7 @@ class Execution:
 
     exec_id: str
     flow_name: str
-    status: str
+    status: ExecutionStatus
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     failure: FailureInfo | None
@@ -210,10 +282,67 @@ class Execution:
     """The run configuration resolved when it started; None for older journals."""
     _result: ValueRef | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False, compare=False)
+    flow_id: str = ""
+    """Where the flow function lives: ``module:QualName``."""
+    stack_name: str | None = None
+    """The stack the execution ran on."""
+    status_reason: str | None = None
+    """Why the execution is in its status, when that needs saying (failed, cancelled,
+    waiting, interrupted); None otherwise."""
+    artifacts: list[ArtifactRef] = field(default_factory=list)
+    """Saved artifacts, call outputs, and model prompts and responses."""
+    _run: Run | None = field(default=None, repr=False, compare=False)
+    """The run this process started for it (resume, retry, replay), to wait on."""
 
     @property
     def has_result(self) -> bool:
         return self._result is not None
+
+    def refresh(self) -> Execution:
+        """The execution as the journal holds it now (a new snapshot)."""
+        return self._client().get(self.exec_id)
+
+    def retry(self) -> Execution:
+        """Retry this failed execution in this process (``client.executions.retry``)."""
+        return self._client().retry(self.exec_id)
+
+    def resume(self) -> Execution:
+        """Resume this interrupted or answered execution (``client.executions.resume``)."""
+        return self._client().resume(self.exec_id)
+
+    def cancel(self) -> Execution:
+        """Cancel this execution (``client.executions.cancel``)."""
+        return self._client().cancel(self.exec_id)
+
+    def replay(
+        self, *, from_: str, overrides: dict[str, Any] | None = None, **flow_inputs: Any
+    ) -> Execution:
+        """Start a new execution from this one (``client.executions.replay``)."""
+        return self._client().replay(self.exec_id, from_=from_, overrides=overrides, **flow_inputs)
+
+    def list_checkpoints(self) -> list[CheckpointCall]:
+        """The execution's durable calls, in order."""
+        return list(self.checkpoints)
+
+    def list_artifacts(self) -> list[ArtifactRef]:
+        """The execution's artifacts (as ``client.artifacts.list`` gives them)."""
+        return list(self.artifacts)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the execution ends; return its result or raise its error.
+
+        Like ``FlowHandle.wait``: ``KitaruTimeoutError`` after ``timeout`` seconds (the
+        execution goes on), ``KitaruStateError`` if it pauses waiting for input.
+        """
+        from kitaru.flow_handle import FlowHandle
+
+        return FlowHandle(self.exec_id, run=self._run, store=self._store).wait(timeout)
+
+    def _client(self) -> ExecutionsClient:
+        from kitaru.client import ExecutionsClient
+        from kitaru.journal import open_store
+
+        return ExecutionsClient(self._store if self._store is not None else open_store())
 
     def result(self) -> Any:
         """Load the flow's return value (completed executions only)."""
@@ -239,7 +368,19 @@ class Execution:
         return data
 
 
+def _plain(value: Any) -> Any:
+    """Enums, msgspec Structs and pydantic models (a frozen run spec) as builtins."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value, builtin_types=(dt.datetime,))
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        return value.model_dump(mode="json")
+    return value
+
+
 def _jsonable(value: Any) -> Any:
+    value = _plain(value)
     if is_dataclass(value) and not isinstance(value, type):
         data = {
             f.name: _jsonable(getattr(value, f.name))
@@ -285,14 +426,38 @@ def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
     )
 
 
-def _attempt_status(record: CallRecord, attempt: int, status: str, live: bool) -> str:
+def _attempt_status(record: CallRecord, attempt: int, status: str, live: bool) -> ExecutionStatus:
     """A started attempt that never ended, and never will, was interrupted."""
     if status == "running" and (attempt < record.last_attempt or not live):
-        return "interrupted"
-    return status
+        return ExecutionStatus.INTERRUPTED
+    return ExecutionStatus(status)
 
 
-def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
+def _attempt_metadata(
+    record: CallRecord, attempt: int, duration_ms: float | None
+) -> dict[str, Any]:
+    """What the journal knows of one attempt alone: its duration and its model usage."""
+    data: dict[str, Any] = {}
+    if duration_ms is not None:
+        data["duration_ms"] = duration_ms
+    llm_calls = [e for e in record.llm_calls if e.attempt == attempt and e.error is None]
+    if llm_calls:
+        data["llm_usage"] = {
+            "calls": len(llm_calls),
+            "input_tokens": sum(e.usage.input_tokens or 0 for e in llm_calls),
+            "output_tokens": sum(e.usage.output_tokens or 0 for e in llm_calls),
+            "total_tokens": sum(e.usage.total_tokens or 0 for e in llm_calls),
+        }
+    return data
+
+
+def _call(
+    record: CallRecord,
+    store: Store,
+    live: bool,
+    artifacts: list[ArtifactRef],
+    original_call_id: str | None,
+) -> CheckpointCall:
     """``live``: a process is (or may be) still running the execution."""
     status = record.status
     if status == "running" and not live:
@@ -302,7 +467,7 @@ def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
         name=record.name,
         invocation_id=record.identity,
         kind=record.kind,
-        status=status,
+        status=ExecutionStatus(status),
         position=record.position,
         checkpoint_type=record.checkpoint_type,
         started_at=_time(record.started_at),
@@ -315,6 +480,8 @@ def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
                 ended_at=_time(a.ended_at),
                 duration_ms=a.duration_ms,
                 failure=FailureInfo.from_error(a.error, call=record.identity) if a.error else None,
+                attempt_id=f"{record.call_id}:{a.attempt}",
+                metadata=_attempt_metadata(record, a.attempt, a.duration_ms),
             )
             for a in sorted(record.attempts, key=lambda a: a.attempt)
         ],
@@ -327,6 +494,8 @@ def _call(record: CallRecord, store: Store, live: bool) -> CheckpointCall:
         reused_from=record.reused_from,
         cached_from=record.cached_from,
         overridden=record.overridden,
+        artifacts=artifacts,
+        original_call_id=original_call_id,
     )
 
 
@@ -341,7 +510,7 @@ def _pending_waits(state: ExecutionState, store: Store) -> list[PendingWait]:
             question=request.question,
             schema=request.schema,
             schema_type=request.schema_type,
-            metadata=request.metadata,
+            metadata=dict(request.metadata or {}),
             entered_waiting_at=_time(state.calls[identity].started_at),
             input_received=identity in posted,
         )
@@ -349,16 +518,22 @@ def _pending_waits(state: ExecutionState, store: Store) -> list[PendingWait]:
     ]
 
 
-def log_lines(state: ExecutionState, checkpoint: str | None = None) -> list[LogLine]:
+def _is_stream(source: str) -> bool:
+    return source in ("stdout", "stderr")
+
+
+def log_lines(state: ExecutionState, checkpoint: str | None = None) -> list[LogEntry]:
     """Every captured line, in time order; ``checkpoint`` filters by name or identity."""
     lines = [
-        LogLine(
-            timestamp=dt.datetime.fromtimestamp(entry.at, dt.UTC),
-            level=entry.level,
-            source=entry.source,
+        LogEntry(
             message=redact_shown(entry.message),
+            level=entry.level,
+            timestamp=dt.datetime.fromtimestamp(entry.at, dt.UTC),
+            source=entry.source,
+            checkpoint_name=call.name,
             checkpoint=call.identity,
             attempt=captured.attempt,
+            module=None if _is_stream(entry.source) else entry.source,
         )
         for call in state.calls.values()
         if checkpoint is None or checkpoint in (call.identity, call.name)
@@ -377,37 +552,77 @@ def _value_loader(store: Store, ref: ValueRef) -> Any:
     return load
 
 
+def _artifact(  # noqa: PLR0917  (one constructor for the three origins below)
+    exec_id: str,
+    artifact_id: str,
+    name: str,
+    kind: str,
+    origin: str,
+    producing_call: str | None,
+    producing_name: str | None,
+    attempt: int | None,
+    tags: tuple[str, ...],
+    loader: Any,
+) -> ArtifactRef:
+    return ArtifactRef(
+        artifact_id=artifact_id,
+        exec_id=exec_id,
+        name=name,
+        kind=kind,
+        origin=origin,
+        producing_call=producing_call,
+        attempt=attempt,
+        tags=tags,
+        _load=loader,
+        save_type="step_output" if origin == "checkpoint_output" else "manual",
+        metadata={
+            "kitaru_artifact_type": kind,
+            "origin": origin,
+            "attempt": attempt,
+            "tags": list(tags),
+        },
+        _producing_name=producing_name,
+    )
+
+
 def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
     """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution."""
     refs: list[ArtifactRef] = []
     exec_id = state.exec_id
+
+    def name_of(identity: str | None) -> str | None:
+        call = state.calls.get(identity or "")
+        return call.name if call is not None else identity
+
     for seq, saved in state.artifacts:
         refs.append(
-            ArtifactRef(
-                artifact_id=f"{exec_id}:{seq}",
-                exec_id=exec_id,
-                name=saved.name,
-                kind=saved.kind,
-                origin="saved",
-                producing_call=saved.call,
-                attempt=saved.attempt,
-                tags=saved.tags,
-                _load=_value_loader(store, saved.value),
+            _artifact(
+                exec_id,
+                f"{exec_id}:{seq}",
+                saved.name,
+                saved.kind,
+                "saved",
+                saved.call,
+                name_of(saved.call),
+                saved.attempt,
+                saved.tags,
+                _value_loader(store, saved.value),
             )
         )
     for _, call in sorted(state.by_position.items()):
         if call.kind in ("checkpoint", "llm") and call.status == "completed" and call.output:
             refs.append(
-                ArtifactRef(
-                    artifact_id=f"{exec_id}:output:{call.identity}",
-                    exec_id=exec_id,
-                    name=call.identity,
-                    kind="output",
-                    origin="checkpoint_output",
-                    producing_call=call.identity,
-                    attempt=call.last_attempt,
-                    tags=(),
-                    _load=_value_loader(store, call.output),
+                _artifact(
+                    exec_id,
+                    f"{exec_id}:output:{call.identity}",
+                    call.identity,
+                    "output",
+                    "checkpoint_output",
+                    call.identity,
+                    call.name,
+                    call.last_attempt,
+                    (),
+                    _value_loader(store, call.output),
                 )
             )
     for event in state.llm_calls:
@@ -418,32 +633,94 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
             "prompt": functools.partial(load_prompt, event.prompt, store.read_payload),
             "response": _value_loader(store, event.response),
         }
+        producer = event.parent or event.name
         for kind, loader in loaders.items():
             refs.append(
-                ArtifactRef(
-                    artifact_id=f"{exec_id}:llm:{base}:{event.attempt}:{kind}",
-                    exec_id=exec_id,
-                    name=f"{base}.{kind}",
-                    kind=kind,
-                    origin="llm",
-                    producing_call=event.parent or event.name,
-                    attempt=event.attempt,
-                    tags=(),
-                    _load=loader,
+                _artifact(
+                    exec_id,
+                    f"{exec_id}:llm:{base}:{event.attempt}:{kind}",
+                    f"{base}.{kind}",
+                    kind,
+                    "llm",
+                    producer,
+                    name_of(producer),
+                    event.attempt,
+                    (),
+                    loader,
                 )
             )
     return refs
 
 
+def _artifacts_by_call(refs: list[ArtifactRef]) -> dict[str, list[ArtifactRef]]:
+    """Each call's artifacts: its output first, then what it saved, then its llm records."""
+    order = {"checkpoint_output": 0, "saved": 1, "llm": 2}
+    grouped: dict[str, list[ArtifactRef]] = {}
+    for ref in sorted(refs, key=lambda r: order.get(r.origin, 3)):
+        if ref.producing_call is not None:
+            grouped.setdefault(ref.producing_call, []).append(ref)
+    return grouped
+
+
+def _original_call_ids(state: ExecutionState, store: Store) -> dict[str, str]:
+    """For calls whose output was reused from another execution: that execution's call id.
+
+    A replay keeps identities and positions; a cache hit keeps the identity, or at
+    least the output, of the call it reused.
+    """
+    from kitaru.runtime.runner import load_state
+
+    found: dict[str, str] = {}
+    sources: dict[str, ExecutionState | None] = {}
+    for call in state.calls.values():
+        source_id = call.reused_from or call.cached_from
+        if source_id is None:
+            continue
+        if source_id not in sources:
+            sources[source_id] = None
+            with contextlib.suppress(KitaruError):
+                sources[source_id] = load_state(store, source_id)
+        source = sources[source_id]
+        if source is None:
+            continue
+        original = source.calls.get(call.identity)
+        if original is None and call.reused_from is not None:
+            original = source.by_position.get(call.position)
+        if original is None and call.output is not None:
+            original = next((c for c in source.calls.values() if c.output == call.output), None)
+        if original is not None:
+            found[call.identity] = original.call_id
+    return found
+
+
+def _status_reason(
+    state: ExecutionState, failure: FailureInfo | None, interrupted: bool
+) -> str | None:
+    if failure is not None:
+        where = f" in {failure.call}" if failure.call else ""
+        return f"{failure.exception_type}{where}: {failure.message}"
+    if state.status == "cancelled":
+        return state.cancelled.reason if state.cancelled is not None else "cancelled"
+    if state.status == "waiting":
+        return f"waiting for input at {', '.join(map(repr, state.pending_waits))}"
+    if interrupted:
+        return (
+            "interrupted: no process is running it; continue it with "
+            f"`kitaru executions resume {state.exec_id}`"
+        )
+    return None
+
+
 def unreadable_execution(row: ExecutionRow, error: Exception) -> Execution:
     """What the read model knows of an execution whose events cannot be read."""
+    failure = FailureInfo("JournalUnreadable", str(error), origin=FailureOrigin.BACKEND)
     return Execution(
         exec_id=row.exec_id,
         flow_name=row.flow_name,
-        status=row.status,
+        status=ExecutionStatus(row.status),
         started_at=_time(row.started_at),
         ended_at=_time(row.ended_at),
-        failure=FailureInfo("JournalUnreadable", str(error), origin="backend"),
+        failure=failure,
         original_exec_id=row.original_exec_id,
         interrupted=False,
         flow_module="",
@@ -451,36 +728,40 @@ def unreadable_execution(row: ExecutionRow, error: Exception) -> Execution:
         checkpoints=[],
         llm_calls=[],
         metadata={},
+        status_reason=f"the journal cannot be read: {error}",
     )
 
 
 def execution_from_state(state: ExecutionState, store: Store) -> Execution:
     """Build the public view of an execution from its folded journal."""
     assert state.started is not None
+    started = state.started
     failure = None
     if state.failure is not None:
         failure = FailureInfo.from_error(
-            state.failure.error,
-            origin="divergence" if state.failure.divergence else "user_code",
-            call=state.failure.call,
+            state.failure.error, divergence=state.failure.divergence, call=state.failure.call
         )
     waits = _pending_waits(state, store)
     interrupted = False
     if state.status == "running":
         interrupted = store.live_lease(state.exec_id) is None
+    artifacts = artifacts_of(state, store)
+    by_call = _artifacts_by_call(artifacts)
+    originals = _original_call_ids(state, store)
+    live = state.status == "running" and not interrupted
     return Execution(
         exec_id=state.exec_id,
         flow_name=state.flow_name,
-        status=state.status,
+        status=ExecutionStatus(state.status),
         started_at=_time(state.started_at),
         ended_at=_time(state.ended_at),
         failure=failure,
-        original_exec_id=state.started.original_exec_id,
+        original_exec_id=started.original_exec_id,
         interrupted=interrupted,
-        flow_module=state.started.flow.module,
-        flow_qualname=state.started.flow.qualname,
+        flow_module=started.flow.module,
+        flow_qualname=started.flow.qualname,
         checkpoints=[
-            _call(c, store, live=state.status == "running" and not interrupted)
+            _call(c, store, live, by_call.get(c.identity, []), originals.get(c.identity))
             for _, c in sorted(state.by_position.items())
         ],
         llm_calls=[_llm_call(e, store) for e in state.llm_calls],
@@ -492,4 +773,9 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         ),
         _result=state.result,
         _store=store,
+        flow_id=f"{started.flow.module}:{started.flow.qualname}",
+        # Journals written before run settings were recorded ran on the local stack.
+        stack_name=started.spec.stack if started.spec is not None else "local",
+        status_reason=_status_reason(state, failure, interrupted),
+        artifacts=artifacts,
     )

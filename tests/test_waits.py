@@ -335,7 +335,7 @@ class TestAnsweredAfterTheProcessGaveUp:
             assert execution.status == "waiting"
             assert not execution.interrupted
             assert execution.pending_wait is not None
-            assert resumed.status == "waiting"
+            assert resumed.refresh().status == "waiting"
         assert _runs["prepare"] == 1
         recovered = cli("executions", "resume", "--all")
         assert "Recovered 0 interrupted execution(s)" in recovered.stdout

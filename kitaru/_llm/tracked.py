@@ -20,10 +20,9 @@ from kitaru.journal.payloads import make_ref
 from kitaru.logs import get_logger
 from kitaru.redaction import redact
 from kitaru.runtime.arguments import digest_arguments
-from kitaru.runtime.boundary import execute, reserve
+from kitaru.runtime.boundary import execute, output_handle, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 from kitaru.runtime.failures import type_name
-from kitaru.runtime.handles import OutputHandle
 
 __all__ = ["llm"]
 
@@ -91,7 +90,9 @@ def llm(
         ).text
 
     text = execute(slot, live, checkpoint_type="llm_call", scoped=False)
-    return OutputHandle(slot.identity, slot.call_id, kind="llm", value=text)
+    # Through output_handle, like a checkpoint's: reading the text in the flow body
+    # (to build the next prompt) is what tells a replay that later calls may change.
+    return output_handle(slot, value=text)
 
 
 def _child_name(scope: CallScope, name: str | None) -> str:

@@ -5,17 +5,40 @@ from __future__ import annotations
 import importlib
 import traceback
 
+from kitaru import errors
+from kitaru.errors import FailureOrigin
 from kitaru.journal.events import ErrorInfo, ValueRef, journal_text
 from kitaru.redaction import redact
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
-__all__ = ["error_info", "rebuild_exception", "type_name"]
+__all__ = ["error_info", "failure_origin", "rebuild_exception", "type_name"]
 
 
 def type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def failure_origin(error_type: str, *, divergence: bool = False) -> FailureOrigin:
+    """Where a recorded failure came from, judged by its exception type (``module.Name``).
+
+    kitaru's own errors are the runtime's (or the backend's) doing; anything else was
+    raised by the user's code.
+    """
+    if divergence:
+        return FailureOrigin.DIVERGENCE
+    module, _, name = error_type.rpartition(".")
+    cls = getattr(errors, name, None) if module == "kitaru.errors" else None
+    if not isinstance(cls, type) or not issubclass(cls, errors.KitaruError):
+        return FailureOrigin.USER_CODE
+    if issubclass(cls, errors.KitaruDivergenceError):
+        return FailureOrigin.DIVERGENCE
+    if issubclass(cls, errors.KitaruBackendError):
+        return FailureOrigin.BACKEND
+    if issubclass(cls, errors.KitaruUserCodeError):
+        return FailureOrigin.USER_CODE
+    return FailureOrigin.RUNTIME
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

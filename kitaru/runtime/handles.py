@@ -2,8 +2,10 @@
 
 A handle stands for a call's output. Pass it into another checkpoint (it arrives as
 the value), return it from the flow (the caller gets the value), or call ``.load()``
-in flow-body code. It remembers which call produced it, which is how replay knows
-who consumes an overridden output.
+in flow-body code. Used as text (an f-string, ``str()``, ``format()``, ``+``) it is
+its value too, so a prompt composed from an earlier answer holds that answer. It
+remembers which call produced it, which is how replay knows who consumes an
+overridden output.
 """
 
 from __future__ import annotations
@@ -79,6 +81,21 @@ class OutputHandle(Generic[T]):
             f"the output of {self.kind} '{self.identity}' is a handle, not a value: "
             "call .load() for the value"
         )
+
+    # Text built from a handle is flow-body code reading the value, so each of these
+    # goes through load(): a replay then knows later calls may see a changed output.
+
+    def __str__(self) -> str:
+        return str(self.load())
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.load(), format_spec)
+
+    def __add__(self, other: Any) -> Any:
+        return self.load() + other
+
+    def __radd__(self, other: Any) -> Any:
+        return other + self.load()
 
 
 class MapResult(list[OutputHandle[T]]):

@@ -43,7 +43,7 @@ from kitaru.runtime.context import (
     Suspended,
     current_execution,
 )
-from kitaru.runtime.failures import error_info, type_name
+from kitaru.runtime.failures import error_info, failure_origin, type_name
 from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.interrupts import (
     Interrupted,
@@ -136,6 +136,7 @@ def failure_error(
         error_message=failure.error.message,
         call=failure.call,
         traceback=failure.error.traceback,
+        failure_origin=failure_origin(failure.error.type),
     )
     if cause is not None:
         error.__cause__ = cause
