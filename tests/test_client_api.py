@@ -227,12 +227,14 @@ class TestExecutionDetails:
         assert execution.failure is None
 
     def test_flow_id_stack_spec_and_reason(self) -> None:
-        """An execution names its flow function, its stack and (here none) a frozen spec."""
+        """An execution names its flow function, its stack and the run settings it froze."""
         exec_id = finished(content_pipeline.run("kitaru"))
         execution = KitaruClient().executions.get(exec_id)
         assert execution.flow_id == f"{__name__}:content_pipeline"
         assert execution.stack_name == "local"
-        assert execution.frozen_execution_spec is None
+        spec = execution.frozen_execution_spec
+        assert spec is not None
+        assert spec.resolved_execution.stack == "local"
         assert execution.status_reason is None
         assert execution.original_exec_id is None
 
