@@ -373,6 +373,7 @@ def _durable(
     scope: Scope,
     key: str | None,
     live: Callable[[str], Any],
+    *,
     inputs_from: tuple[str, ...] = (),
 ) -> Any:
     """Run one memory operation as a durable call of the flow body.
@@ -421,7 +422,7 @@ def set(key: str, value: Any) -> None:
             scope, key, data, value_type, flow_name=ctx.flow_name, ctx=ctx, call_key=identity
         )
 
-    _durable(ctx, "set", scope, key, live, tuple(dict.fromkeys(lineage)))
+    _durable(ctx, "set", scope, key, live, inputs_from=tuple(dict.fromkeys(lineage)))
 
 
 def get(key: str, *, version: int | None = None) -> Any:
