@@ -125,6 +125,23 @@ def checkpoint_writer() -> None:
     writes_memory_inside()
 
 
+@checkpoint
+def finish(runs: int) -> int:
+    return runs
+
+
+@flow
+def counting_agent() -> int:
+    runs = increment_runs(None)
+    memory.configure(scope="counts")
+    memory.set("runs", runs)
+    return finish(runs).load()
+
+
+def memory_value(scope: str, key: str) -> Any:
+    return KitaruClient().memories.value(key, scope=scope, scope_type="namespace")
+
+
 GATE = threading.Event()
 REACHED = threading.Event()
 
@@ -326,6 +343,40 @@ class TestFlowBodyCalls:
         with pytest.raises(KitaruLeaseLostError):
             store.write_memory(write, owner="nobody")
         assert raw_versions("s", "k") == []
+
+
+class TestReplay:
+    def test_calls_before_the_replay_point_are_reused_and_later_ones_run(self) -> None:
+        """A replay reuses the recorded read, and writes a new version only after from_."""
+        source = research_agent.run("a")
+        source.wait()
+        replay = research_agent.replay(source.exec_id, from_="increment_runs")
+        # The read before the replay point returns what the source read (nothing yet),
+        # though the counter holds 1 now; the write after it runs again.
+        assert replay.wait()["previous"] is None
+        client = KitaruClient()
+        history = client.memories.history(
+            "stats/run_count", scope="research_agent", scope_type="flow"
+        )
+        assert [(e.version, e.execution_id) for e in history] == [
+            (2, replay.exec_id),
+            (1, source.exec_id),
+        ]
+        assert (
+            client.memories.value("stats/run_count", scope="research_agent", scope_type="flow") == 1
+        )
+
+    def test_an_overridden_output_reaches_the_write_that_stores_it(self) -> None:
+        """A write of an overridden checkpoint output runs again with the new value."""
+        source = counting_agent.run()
+        source.wait()
+        replay = counting_agent.replay(
+            source.exec_id, from_="finish", overrides={"checkpoint.increment_runs": 7}
+        )
+        assert replay.wait() == 7
+        history = KitaruClient().memories.history("runs", scope="counts", scope_type="namespace")
+        assert [e.execution_id for e in history] == [replay.exec_id, source.exec_id]
+        assert memory_value("counts", "runs") == 7
 
 
 def _child_env(**changes: str | None) -> dict[str, str]:
