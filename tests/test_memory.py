@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -34,6 +35,7 @@ from kitaru import (
     memory,
 )
 from kitaru.journal import open_store
+from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.store import MemoryWrite
 from kitaru.runtime.values import encode_value
 
@@ -377,6 +379,19 @@ class TestReplay:
         history = KitaruClient().memories.history("runs", scope="counts", scope_type="namespace")
         assert [e.execution_id for e in history] == [replay.exec_id, source.exec_id]
         assert memory_value("counts", "runs") == 7
+
+
+class TestOlderJournals:
+    def test_a_journal_from_before_memory_gains_it_and_keeps_its_executions(self) -> None:
+        """Opening a schema-1 journal migrates it: memory works and old executions still read."""
+        shutil.copyfile(REPO / "tests" / "golden" / "completed_v1.journal", store_file())
+        client = KitaruClient()
+        (execution,) = client.executions.list()
+        client.memories.set("k", "v", scope="old", scope_type="namespace")
+        assert client.memories.value("k", scope="old", scope_type="namespace") == "v"
+        assert client.executions.get(execution.exec_id).status == "completed"
+        with contextlib.closing(sqlite3.connect(store_file())) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def _child_env(**changes: str | None) -> dict[str, str]:
