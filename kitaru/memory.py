@@ -332,7 +332,9 @@ def configure(scope: str | None = None, *, scope_type: MemoryScopeType | None = 
     ``scope`` alone is a namespace. In a flow body, ``scope_type="flow"`` (the flow's
     name) or ``"execution"`` (this execution's id) may leave ``scope`` out; there the
     choice holds for the rest of the body. Outside a flow it holds for this process,
-    and for flows it starts afterwards that configure none of their own.
+    and for flows it starts afterwards that configure none of their own (a resume in
+    another process lacks it; the memory call's identity names its scope, so such a
+    resume stops with a divergence rather than touching another scope).
     """
     _refuse_in_checkpoint("configure")
     kind = None if scope_type is None else check_scope_type(scope_type)

@@ -25,6 +25,7 @@ from helpers import REPO, background, child_env, flow_command, kitaru, run_flow,
 from kitaru import (
     KitaruClient,
     KitaruContextError,
+    KitaruDivergenceError,
     KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
     KitaruStateError,
@@ -144,6 +145,23 @@ def memory_value(scope: str, key: str) -> Any:
     return KitaruClient().memories.value(key, scope=scope, scope_type="namespace")
 
 
+FAIL_ONCE = threading.Event()
+
+
+@checkpoint
+def fails_the_first_time() -> None:
+    if not FAIL_ONCE.is_set():
+        FAIL_ONCE.set()
+        raise RuntimeError("first attempt fails")
+
+
+@flow
+def seeded_reader() -> Any:
+    value = memory.get("note")
+    fails_the_first_time()
+    return value
+
+
 GATE = threading.Event()
 REACHED = threading.Event()
 
@@ -223,6 +241,17 @@ class TestDefaultsAndScopes:
         memory.configure(scope="keys")
         with pytest.raises(KitaruUsageError):
             memory.set(key, 1)
+
+    def test_a_retry_without_the_seeded_scope_diverges_instead_of_switching(self) -> None:
+        """A flow that ran with a process-wide scope, retried without it, reports a divergence."""
+        FAIL_ONCE.clear()
+        memory.configure(scope="seeded", scope_type="namespace")
+        with pytest.raises(KitaruUserCodeError):
+            seeded_reader.run().wait()
+        exec_id = KitaruClient().executions.list()[0].exec_id
+        memory._process.scope = None  # as in another process
+        with pytest.raises(KitaruDivergenceError, match=r"memory 'memory\.get:flow:seeded_reader"):
+            KitaruClient().executions.retry(exec_id).wait()
 
 
 class TestVersionsAndSoftDeletes:
