@@ -37,6 +37,8 @@ from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = [
+    "CompactResult",
+    "CompactionRecord",
     "MemoryEntry",
     "MemoryScopeInfo",
     "MemoryScopeType",
@@ -60,14 +62,22 @@ ARTIFACT_PREFIX = "memory:"
 """``MemoryEntry.artifact_id`` is this prefix and the version's row id."""
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, _list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 class _Model:
     """What documented programs use of a model: ``model_dump(mode=...)``."""
 
     def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
-        data = dataclasses.asdict(self)  # type: ignore[call-overload]
-        if mode == "json":
-            data = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in data.items()}
-        return cast(dict[str, Any], data)
+        data: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return cast(dict[str, Any], _jsonable(data)) if mode == "json" else data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +118,37 @@ class PurgeResult(_Model):
     keys_affected: int
     scope: str
     scope_type: MemoryScopeType
+
+
+@dataclasses.dataclass(frozen=True)
+class CompactionRecord(_Model):
+    """One maintenance operation (a compaction or a purge), as the audit log keeps it."""
+
+    operation: Literal["compact", "purge"]
+    scope: str
+    scope_type: MemoryScopeType
+    timestamp: dt.datetime
+    source_keys: _list[str]
+    source_versions: _list[int]
+    target_key: str | None
+    target_version: int | None
+    instruction: str | None
+    model: str | None
+    source_mode: Literal["current", "history"] | None
+    keys_affected: int
+    versions_deleted: int
+    keep: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompactResult(_Model):
+    """What a compaction wrote: the summary's entry, and its audit record."""
+
+    entry: MemoryEntry
+    sources_read: int
+    scope: str
+    scope_type: MemoryScopeType
+    compaction_record: CompactionRecord
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,17 +8,21 @@ here are *detached*: their ``execution_id`` is None.
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 from typing import Any
 
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import KitaruUsageError
 from kitaru.journal.store import MemoryRow, Store
 from kitaru.memory import (
     ARTIFACT_PREFIX,
     RESERVED_PREFIX,
+    CompactionRecord,
+    CompactResult,
     MemoryEntry,
     MemoryScopeInfo,
     MemoryScopeType,
     PurgeResult,
+    Scope,
     check_identifier,
     check_version,
     encode_memory_value,
@@ -29,6 +33,7 @@ from kitaru.memory import (
     value_of,
     write,
 )
+from kitaru.memory_maintenance import check_source_mode, compact, read_audit, record_audit
 
 __all__ = ["MemoriesClient"]
 
@@ -143,6 +148,7 @@ class MemoriesClient:
         )
         doomed = versions[_check_keep(keep, "purge") :]
         deleted = self._store.purge_memory([row.id for row in doomed])
+        self._audit_purge(where, doomed, deleted, 1, keep)
         return PurgeResult(
             versions_deleted=deleted,
             keys_affected=1 if deleted else 0,
@@ -175,6 +181,7 @@ class MemoriesClient:
             doomed.extend(chosen)
             keys += 1 if chosen else 0
         deleted = self._store.purge_memory([row.id for row in doomed])
+        self._audit_purge(where, doomed, deleted, keys, keep)
         return PurgeResult(
             versions_deleted=deleted,
             keys_affected=keys if deleted else 0,
@@ -182,21 +189,68 @@ class MemoriesClient:
             scope_type=where.scope_type,
         )
 
-    def compact(self, **_options: Any) -> Any:
-        """Summarising memory with a model is not available in this version."""
-        raise KitaruFeatureNotAvailableError(
-            "Memory compaction with a model is not available in this version of kitaru. "
-            "Read the values with memories.get(...)/history(...), summarise them with "
-            "kitaru.llm() in a flow, and store the summary with memories.set(...)."
+    def compact(
+        self,
+        *,
+        scope: str,
+        scope_type: MemoryScopeType,
+        key: str | None = None,
+        keys: builtins.list[str] | None = None,
+        source_mode: str = "current",
+        target_key: str | None = None,
+        instruction: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+    ) -> CompactResult:
+        """Summarise memory values with a model and write the summary as a new version.
+
+        ``key``: that key's current value (``source_mode="history"``: all its live
+        versions), written back to it unless ``target_key`` is given. ``keys``: each
+        one's current value, written to ``target_key``. Sources stay; the operation is
+        recorded in ``compaction_log``.
+        """
+        return compact(
+            self._store,
+            make_scope(scope, scope_type),
+            key=None if key is None else check_identifier(key, "key"),
+            keys=None if keys is None else [check_identifier(k, "key") for k in keys],
+            source_mode=check_source_mode(source_mode),
+            target_key=None if target_key is None else check_identifier(target_key, "key"),
+            instruction=instruction,
+            model=model,
+            max_tokens=max_tokens,
         )
 
-    def compaction_log(self, **_options: Any) -> Any:
-        """The audit log of compactions: none exist in this version."""
-        raise KitaruFeatureNotAvailableError(
-            "The memory compaction log is not available in this version of kitaru (there "
-            "is no compaction). memories.history(key, scope=..., scope_type=...) shows "
-            "every version of a key."
-        )
+    def compaction_log(
+        self, *, scope: str, scope_type: MemoryScopeType
+    ) -> builtins.list[CompactionRecord]:
+        """The scope's compactions and purges, newest first."""
+        return read_audit(self._store, make_scope(scope, scope_type))
+
+    def _audit_purge(
+        self, where: Scope, doomed: builtins.list[MemoryRow], deleted: int, keys: int, keep: Any
+    ) -> None:
+        if deleted:
+            record_audit(
+                self._store,
+                where,
+                CompactionRecord(
+                    operation="purge",
+                    scope=where.scope,
+                    scope_type=where.scope_type,
+                    timestamp=dt.datetime.now(dt.UTC),
+                    source_keys=list(dict.fromkeys(row.key for row in doomed)),
+                    source_versions=[row.version for row in doomed],
+                    target_key=None,
+                    target_version=None,
+                    instruction=None,
+                    model=None,
+                    source_mode=None,
+                    keys_affected=keys,
+                    versions_deleted=deleted,
+                    keep=keep,
+                ),
+            )
 
     def load_artifact(self, artifact_id: str) -> tuple[MemoryRow, Any] | None:
         """The version behind a memory ``artifact_id``, and its value; None if it is not one."""

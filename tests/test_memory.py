@@ -26,7 +26,6 @@ from kitaru import (
     KitaruClient,
     KitaruContextError,
     KitaruDivergenceError,
-    KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
     KitaruStateError,
     KitaruUsageError,
@@ -376,6 +375,132 @@ class TestFlowBodyCalls:
         assert raw_versions("s", "k") == []
 
 
+def _seed_conventions() -> None:
+    client = KitaruClient()
+    client.memories.set("conventions/test_runner", "pytest", scope="repo", scope_type="namespace")
+    client.memories.set(
+        "conventions/test_runner", "pytest -x", scope="repo", scope_type="namespace"
+    )
+    client.memories.set("conventions/python", "3.11", scope="repo", scope_type="namespace")
+    client.memories.set("conventions/old", "gone", scope="repo", scope_type="namespace")
+    client.memories.delete("conventions/old", scope="repo", scope_type="namespace")
+
+
+class TestCompaction:
+    @pytest.fixture(autouse=True)
+    def _mock_model(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every model call is answered by the mock provider with a fixed summary."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "SUMMARY")
+        monkeypatch.setenv("KITARU_DEFAULT_MODEL", "openai/gpt-5-nano")
+
+    def test_single_key_compaction_writes_the_summary_back_and_logs_it(self) -> None:
+        """compact(key=...) writes the summary as the key's next version and records it."""
+        _seed_conventions()
+        client = KitaruClient()
+        result = client.memories.compact(
+            scope="repo", scope_type="namespace", key="conventions/test_runner"
+        )
+        assert (result.entry.key, result.entry.version, result.sources_read) == (
+            "conventions/test_runner",
+            3,
+            1,
+        )
+        assert client.artifacts.get(result.entry.artifact_id).load() == "SUMMARY"
+        (record,) = client.memories.compaction_log(scope="repo", scope_type="namespace")
+        assert record == result.compaction_record
+        assert (record.operation, record.source_versions, record.target_version) == (
+            "compact",
+            [2],
+            3,
+        )
+        assert record.source_mode == "current"
+        assert record.model is not None
+
+    def test_history_mode_reads_every_live_version(self) -> None:
+        """source_mode='history' summarises each non-deleted version of the key."""
+        _seed_conventions()
+        result = KitaruClient().memories.compact(
+            scope="repo",
+            scope_type="namespace",
+            key="conventions/test_runner",
+            source_mode="history",
+        )
+        assert result.sources_read == 2
+        assert result.compaction_record.source_versions == [2, 1]
+
+    def test_multi_key_compaction_needs_a_target_and_skips_deleted_keys(self) -> None:
+        """compact(keys=...) writes to target_key; deleted keys are not read; sources stay."""
+        _seed_conventions()
+        client = KitaruClient()
+        keys = ["conventions/test_runner", "conventions/python", "conventions/old"]
+        with pytest.raises(KitaruUsageError, match="target_key"):
+            client.memories.compact(scope="repo", scope_type="namespace", keys=keys)
+        result = client.memories.compact(
+            scope="repo", scope_type="namespace", keys=keys, target_key="summaries/conventions"
+        )
+        assert result.sources_read == 2
+        assert result.entry.key == "summaries/conventions"
+        assert memory_value("repo", "conventions/python") == "3.11"
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {},
+            {"key": "a", "keys": ["b"]},
+            {"key": "nope"},
+            {"key": "conventions/old"},
+            {"keys": ["x"], "target_key": "t", "source_mode": "history"},
+            {"key": "conventions/python", "source_mode": "newest"},
+        ],
+    )
+    def test_bad_requests_are_refused_before_any_model_call(self, kwargs: dict[str, Any]) -> None:
+        """Missing, deleted or ambiguous sources raise KitaruUsageError and write nothing."""
+        _seed_conventions()
+        client = KitaruClient()
+        with pytest.raises(KitaruUsageError):
+            client.memories.compact(scope="repo", scope_type="namespace", **kwargs)
+        assert client.memories.compaction_log(scope="repo", scope_type="namespace") == []
+
+    def test_purges_are_logged_and_scope_purges_keep_the_log(self) -> None:
+        """purge adds an audit record; purge_scope never removes the audit log."""
+        _seed_conventions()
+        client = KitaruClient()
+        client.memories.purge(
+            "conventions/test_runner", scope="repo", scope_type="namespace", keep=1
+        )
+        client.memories.purge_scope(scope="repo", scope_type="namespace", include_deleted=True)
+        log = client.memories.compaction_log(scope="repo", scope_type="namespace")
+        assert [(r.operation, r.versions_deleted, r.keep) for r in log] == [
+            ("purge", 4, None),
+            ("purge", 1, 1),
+        ]
+        assert log[1].source_keys == ["conventions/test_runner"]
+
+
+class TestCompactionThroughAProvider:
+    def test_the_prompt_carries_the_values_and_the_instruction(
+        self, llm_server: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The real OpenAI SDK sends the instruction and every source value to the model."""
+        llm_server.point_providers_here(monkeypatch)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-compaction")
+        llm_server.reply_text("tests run with pytest -x on 3.11")
+        _seed_conventions()
+        result = KitaruClient().memories.compact(
+            scope="repo",
+            scope_type="namespace",
+            keys=["conventions/test_runner", "conventions/python"],
+            target_key="summaries/conventions",
+            instruction="Summarize in one line.",
+            model="openai/gpt-5-nano",
+        )
+        prompt = json.dumps(llm_server.last_request.body)
+        for fragment in ("Summarize in one line.", "pytest -x", "3.11", "conventions/python"):
+            assert fragment in prompt
+        assert memory_value("repo", "summaries/conventions") == "tests run with pytest -x on 3.11"
+        assert result.compaction_record.model == "openai/gpt-5-nano"
+
+
 class TestReplay:
     def test_calls_before_the_replay_point_are_reused_and_later_ones_run(self) -> None:
         """A replay reuses the recorded read, and writes a new version only after from_."""
@@ -590,11 +715,6 @@ class TestClientMemories:
         with pytest.raises(KitaruUsageError, match="keep"):
             client.memories.purge("k", scope="p", scope_type="namespace", keep=-1)
         assert raw_versions("p", "k") == [(1, 0)]
-
-    def test_compaction_says_it_is_not_available_and_what_to_use(self) -> None:
-        """compact() raises KitaruFeatureNotAvailableError naming the alternative."""
-        with pytest.raises(KitaruFeatureNotAvailableError, match=r"memories\.set"):
-            KitaruClient().memories.compact(scope="p", scope_type="namespace", key="k")
 
     def test_a_bad_scope_type_is_refused(self) -> None:
         """An unknown scope_type raises KitaruUsageError naming the allowed ones."""

@@ -13,13 +13,13 @@ from helpers import REPO, assert_clean_error, child_env, kitaru
 SCOPE = ("--scope", "repo_docs", "--scope-type", "namespace")
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The kitaru command of this checkout, started outside the repository."""
-    return kitaru("memory", *args, cwd=tmp_path, env=child_env(PYTHONPATH=str(REPO)))
+    return kitaru("memory", *args, cwd=tmp_path, env=child_env(PYTHONPATH=str(REPO), **env))
 
 
-def as_json(tmp_path: Path, *args: str) -> Any:
-    result = run(tmp_path, *args, "-o", "json")
+def as_json(tmp_path: Path, *args: str, **env: str) -> Any:
+    result = run(tmp_path, *args, "-o", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -88,6 +88,20 @@ class TestPurge:
         assert_clean_error(run(tmp_path, "history", "gone", *SCOPE), "No memory history found")
 
 
+class TestCompaction:
+    def test_compact_then_read_the_log(self, tmp_path: Path) -> None:
+        """compact writes the model's summary as a new version; compaction-log lists it."""
+        model = {"KITARU_LLM_MOCK_RESPONSE": "short summary", "KITARU_DEFAULT_MODEL": "openai/x"}
+        as_json(tmp_path, "set", "notes", '"a long note"', *SCOPE)
+        result = as_json(tmp_path, "compact", "--key", "notes", *SCOPE, **model)
+        assert (result["entry"]["version"], result["sources_read"]) == (2, 1)
+        assert as_json(tmp_path, "get", "notes", *SCOPE)["value"] == "short summary"
+        (record,) = as_json(tmp_path, "compaction-log", *SCOPE)
+        assert (record["operation"], record["target_key"]) == ("compact", "notes")
+        shown = run(tmp_path, "compaction-log", *SCOPE)
+        assert "compact  notes -> notes v2" in shown.stdout
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ("args", "fragment"),
@@ -99,8 +113,8 @@ class TestErrors:
             (("delete", "nope", *SCOPE), "No memory entry found for key `nope`"),
             (("set", "a:b", "1", *SCOPE), "no colons"),
             (("purge", "k", "--keep", "-1", *SCOPE), "keep"),
-            (("compact", *SCOPE, "--key", "k"), "not available in this version"),
-            (("compaction-log", *SCOPE), "not available in this version"),
+            (("compact", *SCOPE, "--key", "nope"), "found no current value for key 'nope'"),
+            (("compact", *SCOPE, "--keys", "a"), "requires `target_key`"),
         ],
     )
     def test_errors_are_one_line_with_exit_1(

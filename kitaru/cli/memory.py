@@ -10,7 +10,7 @@ import click
 
 from kitaru.cli.output import emit, output_option
 from kitaru.client import KitaruClient
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import KitaruUsageError
 from kitaru.memory import MemoryEntry, MemoryScopeType, check_scope_type
 from kitaru.memory_client import MemoriesClient
 
@@ -247,27 +247,79 @@ def purge_scope(
     )
 
 
-@memory.command("compact", context_settings={"ignore_unknown_options": True})
-@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+@memory.command("compact")
+@_scope_options
+@click.option("--key", help="Summarise this key (its current value, or --source-mode history).")
+@click.option("--keys", multiple=True, help="Summarise these keys' current values (repeatable).")
+@click.option(
+    "--source-mode", default="current", show_default=True, help="current or history (--key)."
+)
+@click.option("--target-key", help="Write the summary here (default: --key).")
+@click.option("--instruction", help="What the model is asked to do with the entries.")
+@click.option("--model", help="Model alias or provider/model (default: the default model).")
+@click.option("--max-tokens", type=int, help="Longest summary, in tokens.")
 @output_option
-def compact(options: tuple[str, ...], output: str) -> None:
-    """Summarise memory with a model (not available in this version)."""
-    del options, output
-    raise KitaruFeatureNotAvailableError(
-        "`kitaru memory compact` is not available in this version of kitaru. Read the "
-        "values with `kitaru memory history`, summarise them with kitaru.llm() in a flow, "
-        "and store the summary with `kitaru memory set`."
+def compact(
+    *,
+    scope: str | None,
+    scope_type: str | None,
+    key: str | None,
+    keys: tuple[str, ...],
+    source_mode: str,
+    target_key: str | None,
+    instruction: str | None,
+    model: str | None,
+    max_tokens: int | None,
+    output: str,
+) -> None:
+    """Summarise memory values with a model and write the summary as a new version."""
+    name, kind = _scope(scope, scope_type)
+    result = _memories().compact(
+        scope=name,
+        scope_type=kind,
+        key=key,
+        keys=list(keys) or None,
+        source_mode=source_mode,
+        target_key=target_key,
+        instruction=instruction,
+        model=model,
+        max_tokens=max_tokens,
+    )
+    entry = result.entry
+    emit(
+        output,
+        result.model_dump(mode="json"),
+        lambda: (
+            f"Compacted {result.sources_read} entries into {entry.key} in "
+            f"{_label(name, kind)}: version {entry.version}."
+        ),
     )
 
 
-@memory.command("compaction-log", context_settings={"ignore_unknown_options": True})
-@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+@memory.command("compaction-log")
+@_scope_options
 @output_option
-def compaction_log(options: tuple[str, ...], output: str) -> None:
-    """Show the compaction audit log (not available: there is no compaction here)."""
-    del options, output
-    raise KitaruFeatureNotAvailableError(
-        "`kitaru memory compaction-log` is not available in this version of kitaru (there "
-        "is no compaction). `kitaru memory history KEY --scope ... --scope-type ...` shows "
-        "every version of a key."
-    )
+def compaction_log(scope: str | None, scope_type: str | None, output: str) -> None:
+    """Show the compactions and purges of one scope, newest first."""
+    name, kind = _scope(scope, scope_type)
+    records = _memories().compaction_log(scope=name, scope_type=kind)
+
+    def text() -> str:
+        if not records:
+            return f"No compactions or purges in scope {_label(name, kind)}."
+        lines = []
+        for record in records:
+            when = f"{record.timestamp.astimezone():%Y-%m-%d %H:%M:%S}"
+            if record.operation == "compact":
+                lines.append(
+                    f"{when}  compact  {', '.join(record.source_keys)} -> "
+                    f"{record.target_key} v{record.target_version}  ({record.model})"
+                )
+            else:
+                lines.append(
+                    f"{when}  purge    {', '.join(record.source_keys)}: "
+                    f"{record.versions_deleted} versions deleted"
+                )
+        return "\n".join(lines)
+
+    emit(output, [record.model_dump(mode="json") for record in records], text)
