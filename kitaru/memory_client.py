@@ -11,7 +11,7 @@ import builtins
 import datetime as dt
 from typing import Any
 
-from kitaru.errors import KitaruUsageError
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 from kitaru.journal.store import MemoryRow, Store
 from kitaru.memory import (
     ARTIFACT_PREFIX,
@@ -226,6 +226,15 @@ class MemoriesClient:
     ) -> builtins.list[CompactionRecord]:
         """The scope's compactions and purges, newest first."""
         return read_audit(self._store, make_scope(scope, scope_type))
+
+    def reindex(self, *, apply: bool = False) -> Any:
+        """Backfilling discovery tags of older memory: there is nothing to backfill here."""
+        del apply
+        raise KitaruFeatureNotAvailableError(
+            "Memory reindexing is not available in this version of kitaru, and not needed: "
+            "the journal records every version's scope type and flow when it is written. "
+            "Use memories.scopes() and memories.list(scope=..., scope_type=...) to find entries."
+        )
 
     def _audit_purge(
         self, where: Scope, doomed: builtins.list[MemoryRow], deleted: int, keys: int, keep: Any

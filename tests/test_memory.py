@@ -26,6 +26,7 @@ from kitaru import (
     KitaruClient,
     KitaruContextError,
     KitaruDivergenceError,
+    KitaruFeatureNotAvailableError,
     KitaruLeaseLostError,
     KitaruStateError,
     KitaruUsageError,
@@ -715,6 +716,11 @@ class TestClientMemories:
         with pytest.raises(KitaruUsageError, match="keep"):
             client.memories.purge("k", scope="p", scope_type="namespace", keep=-1)
         assert raw_versions("p", "k") == [(1, 0)]
+
+    def test_reindex_says_it_is_not_needed_and_what_to_use(self) -> None:
+        """reindex() raises KitaruFeatureNotAvailableError naming what to use instead."""
+        with pytest.raises(KitaruFeatureNotAvailableError, match=r"memories\.scopes\(\)"):
+            KitaruClient().memories.reindex(apply=True)
 
     def test_a_bad_scope_type_is_refused(self) -> None:
         """An unknown scope_type raises KitaruUsageError naming the allowed ones."""

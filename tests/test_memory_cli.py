@@ -115,6 +115,7 @@ class TestErrors:
             (("purge", "k", "--keep", "-1", *SCOPE), "keep"),
             (("compact", *SCOPE, "--key", "nope"), "found no current value for key 'nope'"),
             (("compact", *SCOPE, "--keys", "a"), "requires `target_key`"),
+            (("reindex", "--apply"), "not available in this version of kitaru, and not needed"),
         ],
     )
     def test_errors_are_one_line_with_exit_1(

@@ -323,3 +323,12 @@ def compaction_log(scope: str | None, scope_type: str | None, output: str) -> No
         return "\n".join(lines)
 
     emit(output, [record.model_dump(mode="json") for record in records], text)
+
+
+@memory.command("reindex")
+@click.option("--apply", is_flag=True, help="Persist the changes (Kitaru's tag backfill).")
+@output_option
+def reindex(apply: bool, output: str) -> None:
+    """Backfill discovery tags of older memory (not available: nothing to backfill here)."""
+    del output
+    _memories().reindex(apply=apply)
