@@ -22,7 +22,7 @@ import builtins
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Literal, cast
 
@@ -31,6 +31,7 @@ import msgspec
 from kitaru.errors import KitaruContextError, KitaruError, KitaruStateError, KitaruUsageError
 from kitaru.journal import open_store
 from kitaru.journal.store import MemoryRow, MemoryWrite, Store
+from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 from kitaru.runtime.handles import resolve_handles
@@ -418,6 +419,7 @@ def _durable(
     live: Callable[[str], Any],
     *,
     inputs_from: tuple[str, ...] = (),
+    arguments: Mapping[str, Any] | None = None,
 ) -> Any:
     """Run one memory operation as a durable call of the flow body.
 
@@ -434,7 +436,9 @@ def _durable(
     while identity in ctx.used_identities:
         count += 1
         identity = f"{name}#{count}"
-    slot = reserve(ctx, "memory", name, identity)
+    # What else the call was given (a write's value, a read's version) is checked like a
+    # checkpoint's arguments: a resumed body that writes another value here diverges.
+    slot = reserve(ctx, "memory", name, identity, arguments=digest_arguments(arguments or {}))
 
     def run(_scope: CallScope) -> Any:
         return live(slot.identity)
@@ -447,6 +451,7 @@ def set(key: str, value: Any) -> None:
     scope, ctx = _active("set")
     key = check_identifier(key, "key")
     lineage: _list[str] = []
+    given = value
     # A checkpoint's output handle stores its value (and, in a replay, makes this write
     # run again when that output changed).
     value = resolve_handles(value, lineage)
@@ -465,7 +470,15 @@ def set(key: str, value: Any) -> None:
             scope, key, data, value_type, flow_name=ctx.flow_name, ctx=ctx, call_key=identity
         )
 
-    _durable(ctx, "set", scope, key, live, inputs_from=tuple(dict.fromkeys(lineage)))
+    _durable(
+        ctx,
+        "set",
+        scope,
+        key,
+        live,
+        inputs_from=tuple(dict.fromkeys(lineage)),
+        arguments={"value": given},
+    )
 
 
 def get(key: str, *, version: int | None = None) -> Any:
@@ -476,7 +489,12 @@ def get(key: str, *, version: int | None = None) -> Any:
     if ctx is None:
         return read_value(open_store(), scope, key, version)
     return _durable(
-        ctx, "get", scope, key, lambda _identity: read_value(ctx.store, scope, key, version)
+        ctx,
+        "get",
+        scope,
+        key,
+        lambda _identity: read_value(ctx.store, scope, key, version),
+        arguments={"version": version},
     )
 
 

@@ -162,6 +162,16 @@ def seeded_reader() -> Any:
     return value
 
 
+WRITTEN = {"value": "first"}
+
+
+@flow
+def value_writer() -> None:
+    memory.configure(scope="written")
+    memory.set("k", WRITTEN["value"])
+    fails_the_first_time()
+
+
 GATE = threading.Event()
 REACHED = threading.Event()
 
@@ -252,6 +262,18 @@ class TestDefaultsAndScopes:
         memory._process.scope = None  # as in another process
         with pytest.raises(KitaruDivergenceError, match=r"memory 'memory\.get:flow:seeded_reader"):
             KitaruClient().executions.retry(exec_id).wait()
+
+    def test_a_retry_that_writes_another_value_diverges(self) -> None:
+        """A completed write resumed with a different value is a divergence, not a skip."""
+        FAIL_ONCE.clear()
+        WRITTEN["value"] = "first"
+        with pytest.raises(KitaruUserCodeError):
+            value_writer.run().wait()
+        exec_id = KitaruClient().executions.list()[0].exec_id
+        WRITTEN["value"] = "second"
+        with pytest.raises(KitaruDivergenceError, match="value"):
+            KitaruClient().executions.retry(exec_id).wait()
+        assert raw_versions("written", "k") == [(1, 0)]
 
 
 class TestVersionsAndSoftDeletes:
