@@ -373,7 +373,7 @@ class TestFlowBodyCalls:
         """A flow body whose lease another process took cannot write memory (fencing)."""
         GATE.clear()
         REACHED.clear()
-        handle = gated_writer.run()
+        handle = gated_writer.run(background=True)
         try:
             assert REACHED.wait(30)
             with contextlib.closing(sqlite3.connect(store_file())) as conn:
