@@ -4,6 +4,7 @@ Put ``@flow`` around an agent and ``@checkpoint`` around its units of work; ever
 run is journaled, and a crashed run resumes where it stopped.
 """
 
+from kitaru import memory
 from kitaru._llm.tracked import llm
 from kitaru.artifacts import load, save
 from kitaru.checkpoint import Checkpoint, checkpoint
@@ -80,6 +81,7 @@ __all__ = [
     "llm",
     "load",
     "log",
+    "memory",
     "save",
     "use_stack",
     "wait",

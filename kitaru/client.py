@@ -19,6 +19,7 @@ from kitaru.errors import (
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
 from kitaru.journal.store import Store, WaitAlreadyAnsweredError
+from kitaru.memory_client import MemoriesClient
 from kitaru.records import (
     ArtifactRef,
     CheckpointAttempt,
@@ -376,6 +377,7 @@ class ArtifactsClient:
     def __init__(self, executions: ExecutionsClient, store: Store):
         self._executions = executions
         self._store = store
+        self._memories = MemoriesClient(store)
 
     def list(
         self,
@@ -406,7 +408,21 @@ class ArtifactsClient:
         return refs if limit is None else refs[:limit]
 
     def get(self, artifact_id: str) -> ArtifactRef:
-        """An artifact by its id (as ``list`` gives it)."""
+        """An artifact by its id (as ``list`` gives it, or a memory entry's ``artifact_id``)."""
+        memory = self._memories.load_artifact(artifact_id)
+        if memory is not None:
+            row, value = memory
+            return ArtifactRef(
+                artifact_id=artifact_id,
+                exec_id=row.exec_id or "",
+                name=row.key,
+                kind="memory",
+                origin="memory",
+                producing_call=None,
+                attempt=None,
+                tags=(),
+                _load=lambda: value,
+            )
         exec_id = artifact_id.split(":", 1)[0]
         for ref in self.list(exec_id):
             if ref.artifact_id == artifact_id:
@@ -478,3 +494,4 @@ class KitaruClient:
         self._store = open_store(store)
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)
+        self.memories = MemoriesClient(self._store)

@@ -390,6 +390,10 @@ _STORE_READS = {
     "all_payloads",
     "get_lease",
     "live_lease",
+    "read_memory",
+    "memory_row",
+    "memory_history",
+    "memory_latest",
     "close",
 }
 

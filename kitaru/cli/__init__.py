@@ -66,13 +66,14 @@ def main() -> None:
 
 def _register_commands() -> None:
     from kitaru.cli.executions import executions
+    from kitaru.cli.memory import memory
     from kitaru.cli.model import model
     from kitaru.cli.secrets import secrets
     from kitaru.cli.stack import stack
     from kitaru.cli.store import store
     from kitaru.cli.workspace import clean, info, init, status
 
-    for command in (executions, model, secrets, stack, store, status, info, init, clean):
+    for command in (executions, memory, model, secrets, stack, store, status, info, init, clean):
         main.add_command(command)
 
 

@@ -49,7 +49,7 @@ __all__ = [
     "journal_text",
 ]
 
-CALL_KINDS: Final = ("checkpoint", "llm", "wait")
+CALL_KINDS: Final = ("checkpoint", "llm", "wait", "memory")
 
 
 class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

@@ -15,7 +15,7 @@ from typing import Any, Final
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 
 class SchemaError(Exception):
@@ -124,12 +124,48 @@ def _v5(db: Any) -> None:
     db.execute("ALTER TABLE events ADD COLUMN crc INTEGER")
 
 
+_MEMORY_SCHEMA = """
+CREATE TABLE memories (
+    id INTEGER PRIMARY KEY,
+    scope_type TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    value BLOB,
+    value_type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    exec_id TEXT,
+    flow_name TEXT,
+    call_key TEXT
+);
+CREATE UNIQUE INDEX memories_version ON memories(scope_type, scope, key, version);
+CREATE UNIQUE INDEX memories_call ON memories(exec_id, call_key);
+CREATE TRIGGER memories_refuse_update BEFORE UPDATE ON memories
+BEGIN SELECT RAISE(ABORT, 'kitaru memory versions are append-only: UPDATE refused'); END;
+"""
+
+
+def _v6(db: Any) -> None:
+    """Durable memory: versioned key-value entries in typed scopes.
+
+    Every write adds a version (a delete adds a tombstone version), so a key's history
+    is complete; rows are never updated. Purging is the one physical removal, which is
+    why values live in the row itself rather than in the immutable payloads table.
+    ``(exec_id, call_key)`` names the flow-body call that wrote a version, so a
+    resumed execution finds its own earlier write instead of adding another.
+    """
+    for statement in _MEMORY_SCHEMA.strip().split(";\n"):
+        db.execute(statement if statement.endswith(";") else statement + ";")
+
+
 MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
     1: _v1,
     2: _v2,
     3: _v3,
     4: _v4,
     5: _v5,
+    6: _v6,
 }
 
 

@@ -36,6 +36,8 @@ from kitaru.journal.store import (
     ExecutionRow,
     JournalConflictError,
     Lease,
+    MemoryRow,
+    MemoryWrite,
     StoredEvent,
     WaitAlreadyAnsweredError,
 )
@@ -56,6 +58,14 @@ _UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WH
 _EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _LEASE_OWNER = "SELECT owner FROM leases WHERE exec_id = ?"
+_MEMORY_COLUMNS = (
+    "id, scope_type, scope, key, version, deleted, value, value_type, created_at, exec_id, "
+    "flow_name"
+)
+_MEMORY_NEWEST = (
+    f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE scope_type = ? AND scope = ? AND key = ? "
+    "ORDER BY version DESC LIMIT 1"
+)
 
 _REASONS = {
     "SQLITE_READONLY": BackendFailure.READ_ONLY,
@@ -282,6 +292,21 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
 
+    def _fence(self, conn: sqlite3.Connection, exec_id: str, owner: str | None) -> None:
+        """Refuse a write for ``exec_id`` unless ``owner`` holds its lease (inside the
+        write transaction, so no takeover can slip in between check and write)."""
+        holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
+        if holder is None or holder[0] != owner:
+            conn.execute("ROLLBACK")
+            raise KitaruLeaseLostError(
+                f"This process no longer owns execution {exec_id}: "
+                + ("its lease was released" if holder is None else "another process took it over")
+                + ", so nothing more is recorded here. Check it with "
+                f"`kitaru executions get {exec_id}`.",
+                exec_id=exec_id,
+                owner=owner or "",
+            )
+
     def read_events(self, exec_id: str, after_seq: int = 0) -> list[StoredEvent]:
         conn = self._conn()
         try:
@@ -417,6 +442,128 @@ class SqliteStore:
         except UnknownEventError:
             return None
         return (row[0], event) if isinstance(event, CallCompleted) else None
+
+    # -- memory --------------------------------------------------------------------------
+
+    def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "start a write") from None
+        try:
+            if write.exec_id is not None:
+                self._fence(conn, write.exec_id, owner)
+            if write.exec_id is not None and write.call_key is not None:
+                # The same call of the same execution wrote this before (and its process
+                # died before journaling the call's completion): that version is the
+                # call's outcome, and no second one is written.
+                row = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE exec_id = ? AND call_key = ?",
+                    (write.exec_id, write.call_key),
+                ).fetchone()
+                if row is not None:
+                    conn.execute("COMMIT")
+                    return _memory_row(row)
+            newest = conn.execute(
+                _MEMORY_NEWEST, (write.scope_type, write.scope, write.key)
+            ).fetchone()
+            if write.deleted and (newest is None or newest[5]):
+                conn.execute("COMMIT")
+                return None if newest is None else _memory_row(newest)
+            version = 1 if newest is None else int(newest[4]) + 1
+            cursor = conn.execute(
+                "INSERT INTO memories(scope_type, scope, key, version, deleted, value, "
+                "value_type, created_at, exec_id, flow_name, call_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    write.scope_type,
+                    write.scope,
+                    write.key,
+                    version,
+                    int(write.deleted),
+                    None if write.deleted else write.value,
+                    write.value_type,
+                    time.time(),
+                    write.exec_id,
+                    write.flow_name,
+                    write.call_key,
+                ),
+            )
+            row = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id = ?", (cursor.lastrowid,)
+            ).fetchone()
+            conn.execute("COMMIT")
+            return _memory_row(row)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "write memory") from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _memory_rows(self, sql: str, params: Sequence[object]) -> list[MemoryRow]:
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read memory") from None
+        return [_memory_row(row) for row in rows]
+
+    def read_memory(
+        self, scope_type: str, scope: str, key: str, version: int | None = None
+    ) -> MemoryRow | None:
+        if version is None:
+            found = self._memory_rows(_MEMORY_NEWEST, (scope_type, scope, key))
+        else:
+            found = self._memory_rows(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories "
+                "WHERE scope_type = ? AND scope = ? AND key = ? AND version = ?",
+                (scope_type, scope, key, version),
+            )
+        return found[0] if found else None
+
+    def memory_row(self, row_id: int) -> MemoryRow | None:
+        found = self._memory_rows(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id = ?", (row_id,))
+        return found[0] if found else None
+
+    def memory_history(self, scope_type: str, scope: str, key: str) -> list[MemoryRow]:
+        return self._memory_rows(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories "
+            "WHERE scope_type = ? AND scope = ? AND key = ? ORDER BY version DESC",
+            (scope_type, scope, key),
+        )
+
+    def memory_latest(
+        self, scope_type: str | None = None, scope: str | None = None
+    ) -> list[MemoryRow]:
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM memories AS m WHERE m.version = ("
+            "SELECT max(n.version) FROM memories AS n WHERE n.scope_type = m.scope_type "
+            "AND n.scope = m.scope AND n.key = m.key)"
+        )
+        params: list[object] = []
+        if scope_type is not None and scope is not None:
+            sql += " AND m.scope_type = ? AND m.scope = ?"
+            params = [scope_type, scope]
+        return self._memory_rows(sql + " ORDER BY m.scope, m.scope_type, m.key", params)
+
+    def purge_memory(self, rows: Sequence[int]) -> int:
+        if not rows:
+            return 0
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            deleted = 0
+            for row_id in rows:
+                deleted += conn.execute("DELETE FROM memories WHERE id = ?", (row_id,)).rowcount
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "purge memory") from None
+        return deleted
 
     # -- mailboxes: requests from other processes ----------------------------------------
 
@@ -646,6 +793,23 @@ def _rows_of(
                 derived.append((_UPDATE_STATUS, (change.status, ended, change.failure, exec_id)))
         seq += 1
     return rows, derived
+
+
+def _memory_row(row: Sequence[object]) -> MemoryRow:
+    (row_id, scope_type, scope, key, version, deleted, value, value_type, at, exec_id, flow) = row
+    return MemoryRow(
+        id=int(row_id),  # type: ignore[call-overload]
+        scope_type=str(scope_type),
+        scope=str(scope),
+        key=str(key),
+        version=int(version),  # type: ignore[call-overload]
+        deleted=bool(deleted),
+        value=None if value is None else bytes(value),  # type: ignore[call-overload]
+        value_type=str(value_type),
+        created_at=float(at),  # type: ignore[arg-type]
+        exec_id=None if exec_id is None else str(exec_id),
+        flow_name=None if flow is None else str(flow),
+    )
 
 
 def _alive_elsewhere(lease: Lease) -> bool:

@@ -17,6 +17,8 @@ __all__ = [
     "ExecutionRow",
     "JournalConflictError",
     "Lease",
+    "MemoryRow",
+    "MemoryWrite",
     "Store",
     "StoredEvent",
 ]
@@ -56,6 +58,42 @@ class Lease(msgspec.Struct, frozen=True):
     pid: int
     pid_started: str
     expires_at: float
+
+
+class MemoryWrite(msgspec.Struct, frozen=True):
+    """One memory version to add: a value, or (``deleted``) a tombstone.
+
+    ``exec_id`` is the execution that writes it (None for a write from outside a flow);
+    ``call_key`` names the flow-body call that writes it, so a resumed execution that
+    repeats the call gets the version it wrote before instead of a new one.
+    """
+
+    scope_type: str
+    scope: str
+    key: str
+    value: bytes | None
+    """The value as ``runtime.values.encode_value`` encodes it; None for a tombstone."""
+    value_type: str
+    deleted: bool = False
+    exec_id: str | None = None
+    flow_name: str | None = None
+    call_key: str | None = None
+
+
+class MemoryRow(msgspec.Struct, frozen=True):
+    """One stored memory version."""
+
+    id: int
+    scope_type: str
+    scope: str
+    key: str
+    version: int
+    deleted: bool
+    value: bytes | None
+    value_type: str
+    created_at: float
+    exec_id: str | None
+    flow_name: str | None
 
 
 class JournalConflictError(KitaruStateError):
@@ -169,5 +207,42 @@ class Store(Protocol):
     def cancel_requested(self, exec_id: str) -> str | None: ...
 
     def clear_cancel(self, exec_id: str) -> None: ...
+
+    # -- memory ---------------------------------------------------------------------
+
+    def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
+        """Add the next version of a memory key, in one transaction.
+
+        With ``write.exec_id``, ``owner`` must hold that execution's lease (fencing, as
+        for ``append``), and a version already written under the same
+        ``(exec_id, call_key)`` is returned instead of writing another. A tombstone is
+        only written over a live value: for a key that never existed it returns None,
+        for one already deleted it returns the existing tombstone.
+        """
+        ...
+
+    def read_memory(
+        self, scope_type: str, scope: str, key: str, version: int | None = None
+    ) -> MemoryRow | None:
+        """The newest version of a key (tombstones included), or the given version."""
+        ...
+
+    def memory_row(self, row_id: int) -> MemoryRow | None:
+        """A memory version by its row id."""
+        ...
+
+    def memory_history(self, scope_type: str, scope: str, key: str) -> list[MemoryRow]:
+        """Every stored version of a key, newest first."""
+        ...
+
+    def memory_latest(
+        self, scope_type: str | None = None, scope: str | None = None
+    ) -> list[MemoryRow]:
+        """The newest version of every key (tombstones included), in one scope or all."""
+        ...
+
+    def purge_memory(self, rows: Sequence[int]) -> int:
+        """Physically delete memory versions by row id; return how many went."""
+        ...
 
     def close(self) -> None: ...

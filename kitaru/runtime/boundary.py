@@ -1,6 +1,6 @@
 """The durable-call boundary: the one place that decides replay or run.
 
-Every durable call (checkpoint, flow-body ``kitaru.llm``, wait) goes through here:
+Every durable call (checkpoint, flow-body ``kitaru.llm``, wait, memory) goes through here:
 ``reserve`` gives the call its position and identity in the flow body and matches it
 against the journal; ``execute`` returns the recorded outcome, or runs the call live
 and appends its events. Nothing else appends call events.

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from kitaru.journal.events import Event
-from kitaru.journal.store import Store
+from kitaru.journal.store import MemoryRow, MemoryWrite, Store
 from kitaru.runtime.ownership import Ownership
 
 __all__ = ["FLUSH_AFTER", "JournalWriter"]
@@ -72,6 +72,14 @@ class JournalWriter:
             self._next_seq += len(batch)
             self._pending.clear()
             self._pending_payloads.clear()
+
+    def write_memory(self, write: MemoryWrite) -> MemoryRow | None:
+        """Add a memory version on behalf of the execution, fenced by its lease like appends.
+
+        Raises ``KitaruLeaseLostError`` without writing once the lease is lost.
+        """
+        self.ownership.check()
+        return self.store.write_memory(write, owner=self.owner)
 
     def defer(self, event: Event, payloads: Mapping[str, bytes] | None = None) -> None:
         """Queue ``event`` for the next append (or the flusher, if that comes first)."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from kitaru.journal.events import Event
 from kitaru.journal.sqlite import SqliteStore
-from kitaru.journal.store import Lease
+from kitaru.journal.store import Lease, MemoryRow, MemoryWrite
 
 __all__ = [
     "CRASH_KINDS",
@@ -233,6 +233,14 @@ class MortalStore(SqliteStore):
     def clear_cancel(self, exec_id: str) -> None:
         self.mortal.check()
         super().clear_cancel(exec_id)
+
+    def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
+        self.mortal.check()
+        return super().write_memory(write, owner=owner)
+
+    def purge_memory(self, rows: Sequence[int]) -> int:
+        self.mortal.check()
+        return super().purge_memory(rows)
 
 
 current: Mortal | None = None
