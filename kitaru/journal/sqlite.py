@@ -259,16 +259,7 @@ class SqliteStore:
         try:
             # Fencing: the lease is checked under the write lock the events are written
             # under, so no append can slip in between a takeover and this check.
-            holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
-            if holder is None or holder[0] != owner:
-                conn.execute("ROLLBACK")
-                why = "its lease was released" if holder is None else "another took it over"
-                raise KitaruLeaseLostError(
-                    f"This process no longer owns execution {exec_id} ({why}), so nothing "
-                    f"more is recorded here. Check it with `kitaru executions get {exec_id}`.",
-                    exec_id=exec_id,
-                    owner=owner,
-                )
+            self._fence(conn, exec_id, owner)
             if payloads:
                 conn.executemany(_INSERT_PAYLOAD, payloads.items())
             rows, derived = _rows_of(exec_id, first_seq, events)
@@ -298,11 +289,10 @@ class SqliteStore:
         holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
         if holder is None or holder[0] != owner:
             conn.execute("ROLLBACK")
+            why = "its lease was released" if holder is None else "another process took it over"
             raise KitaruLeaseLostError(
-                f"This process no longer owns execution {exec_id}: "
-                + ("its lease was released" if holder is None else "another process took it over")
-                + ", so nothing more is recorded here. Check it with "
-                f"`kitaru executions get {exec_id}`.",
+                f"This process no longer owns execution {exec_id} ({why}), so nothing more "
+                f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
                 exec_id=exec_id,
                 owner=owner or "",
             )
