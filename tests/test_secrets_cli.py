@@ -6,7 +6,9 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -210,11 +212,13 @@ class TestValuesOffTheCommandLine:
         seen = b""
         try:
             seen += _read_until(fd, b"Value for OPENAI_API_KEY")
-            time.sleep(0.2)  # let the prompt turn echo off before typing
+            # Type only once the prompt has turned echo off: it does so with TCSAFLUSH,
+            # which throws away anything typed before.
+            _wait_for_echo_off(fd)
             os.write(fd, f"{VALUE}\n".encode())
             seen += _read_until(fd, b"Saved secret")
         finally:
-            _, status = os.waitpid(pid, 0)
+            status = _reap(pid)
             os.close(fd)
         assert os.waitstatus_to_exitcode(status) == 0, seen
         assert VALUE.encode() not in seen
@@ -225,6 +229,27 @@ class TestValuesOffTheCommandLine:
         result = run_ok("secrets", "set", "--help")
         assert "Give --KEY alone" in result.stdout
         assert "standard input" in result.stdout
+
+
+def _reap(pid: int) -> int:
+    """The child's wait status; a child still running after a few seconds is killed."""
+    deadline = time.monotonic() + 5
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.02)
+
+
+def _wait_for_echo_off(fd: int) -> None:
+    """Wait until the terminal's echo is off (the master side reads the slave's modes)."""
+    deadline = time.monotonic() + TIMEOUT
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        assert time.monotonic() < deadline, "the prompt never turned echo off"
+        time.sleep(0.01)
 
 
 def _read_until(fd: int, marker: bytes) -> bytes:
