@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 
 from kitaru.journal.events import ArgumentDigest
-from kitaru.runtime.handles import MapResult, OutputHandle, resolve_handles
+from kitaru.runtime.handles import MapResult, OutputHandle, map_handles, resolve_handles
 from kitaru.runtime.values import (
     RAW_EXTENSIONS,
     SET_EXTENSIONS,
@@ -148,19 +148,12 @@ def _handle_form(value: Any, lineage: list[str]) -> Any:
 
     The identities of those calls are appended to ``lineage``.
     """
-    cls = type(value)
-    if cls is OutputHandle:
-        lineage.append(value.identity)
-        return OutputOf(value.identity)
-    if cls is list or cls is MapResult:
-        return [_handle_form(item, lineage) for item in value]
-    if cls is tuple:
-        return tuple(_handle_form(item, lineage) for item in value)
-    if cls is dict:
-        return {key: _handle_form(item, lineage) for key, item in value.items()}
-    if cls is set or cls is frozenset:
-        return cls(_handle_form(item, lineage) for item in value)
-    return value
+
+    def producer(handle: OutputHandle[Any]) -> OutputOf:
+        lineage.append(handle.identity)
+        return OutputOf(handle.identity)
+
+    return map_handles(value, producer)
 
 
 class _Argument:

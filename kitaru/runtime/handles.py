@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-__all__ = ["MapResult", "OutputHandle", "resolve_handles"]
+__all__ = [
+    "MapResult",
+    "OutputHandle",
+    "map_handles",
+    "resolve_handles",
+]
 
 T = TypeVar("T")
 
@@ -116,22 +121,31 @@ class MapResult(list[OutputHandle[T]]):
         return super().__iter__()
 
 
+def map_handles(value: Any, replace: Callable[[OutputHandle[Any]], Any]) -> Any:
+    """``value`` with each handle inside it (and lists, tuples, sets, dicts) replaced."""
+    cls = type(value)
+    if cls is OutputHandle:
+        return replace(value)
+    if cls is list or cls is MapResult:
+        return [map_handles(item, replace) for item in value]
+    if cls is tuple:
+        return tuple(map_handles(item, replace) for item in value)
+    if cls is dict:
+        return {key: map_handles(item, replace) for key, item in value.items()}
+    if cls is set or cls is frozenset:
+        return cls(map_handles(item, replace) for item in value)
+    return value
+
+
 def resolve_handles(value: Any, lineage: list[str] | None = None) -> Any:
     """Replace handles inside ``value`` (and lists, tuples, sets, dicts) by their values.
 
     Identities of the calls whose handles were found are appended to ``lineage``.
     """
-    cls = type(value)
-    if cls is OutputHandle:
+
+    def resolve(handle: OutputHandle[Any]) -> Any:
         if lineage is not None:
-            lineage.append(value.identity)
-        return value._resolve()
-    if cls is list or cls is MapResult:
-        return [resolve_handles(item, lineage) for item in value]
-    if cls is tuple:
-        return tuple(resolve_handles(item, lineage) for item in value)
-    if cls is dict:
-        return {key: resolve_handles(item, lineage) for key, item in value.items()}
-    if cls is set or cls is frozenset:
-        return cls(resolve_handles(item, lineage) for item in value)
-    return value
+            lineage.append(handle.identity)
+        return handle._resolve()
+
+    return map_handles(value, resolve)
