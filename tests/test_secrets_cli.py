@@ -256,10 +256,12 @@ def _read_until(fd: int, marker: bytes) -> bytes:
     """Read the terminal's output until ``marker`` shows up (or fail after TIMEOUT)."""
     seen = b""
     deadline = time.monotonic() + TIMEOUT
+    # poll, not select: late in a long run the pty's descriptor can be past select's limit.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while marker not in seen:
         assert time.monotonic() < deadline, seen
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
+        if poller.poll(100):
             try:
                 chunk = os.read(fd, 1024)
             except OSError:  # the child closed the terminal
