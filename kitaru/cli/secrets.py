@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import click
 
@@ -139,7 +140,7 @@ def read_missing_values(name: str, values: dict[str, str | None]) -> dict[str, s
     standard input (its line ending removed).
     """
     missing = [key for key, value in values.items() if value is None]
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     interactive = bool(missing) and stdin.isatty()
     filled: dict[str, str] = {}
     for key, given in values.items():
