@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
@@ -253,34 +253,46 @@ class SqliteStore:
     ) -> None:
         conn = self._conn(sync)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error(exc, "start a write") from None
-        try:
-            # Fencing: the lease is checked under the write lock the events are written
-            # under, so no append can slip in between a takeover and this check.
-            self._fence(conn, exec_id, owner)
-            if payloads:
-                conn.executemany(_INSERT_PAYLOAD, payloads.items())
-            rows, derived = _rows_of(exec_id, first_seq, events)
-            conn.executemany(_INSERT_EVENT, rows)
-            for statement, params in derived:
-                conn.execute(statement, params)
-            conn.execute("COMMIT")
+            with self._transaction(conn, "append events", conflicts=True):
+                # Fencing: the lease is checked under the write lock the events are
+                # written under, so no append can slip in between a takeover and it.
+                self._fence(conn, exec_id, owner)
+                if payloads:
+                    conn.executemany(_INSERT_PAYLOAD, payloads.items())
+                rows, derived = _rows_of(exec_id, first_seq, events)
+                conn.executemany(_INSERT_EVENT, rows)
+                for statement, params in derived:
+                    conn.execute(statement, params)
         except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK")
             raise JournalConflictError(
                 f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
                 "taken). Only one process may run an execution at a time.",
                 exec_id=exec_id,
             ) from exc
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, conn: sqlite3.Connection, doing: str, *, conflicts: bool = False
+    ) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` write: committed when the block ends (also by a
+        ``return``), rolled back if it raises. sqlite3 errors become the one clear
+        ``KitaruBackendError``; with ``conflicts``, an ``IntegrityError`` is left to the
+        caller, which gives it its meaning."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            raise self._error(exc, "start a write") from None
+        try:
+            yield
+            if conn.in_transaction:  # the block may have rolled back itself
+                conn.execute("COMMIT")
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise self._error(exc, "append events") from None
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not (
+                conflicts and isinstance(exc, sqlite3.IntegrityError)
+            ):
+                raise self._error(exc, doing) from None
             raise
 
     def _fence(self, conn: sqlite3.Connection, exec_id: str, owner: str | None) -> None:
@@ -437,11 +449,7 @@ class SqliteStore:
 
     def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._error(exc, "start a write") from None
-        try:
+        with self._transaction(conn, "write memory"):
             if write.exec_id is not None:
                 self._fence(conn, write.exec_id, owner)
             if write.exec_id is not None and write.call_key is not None:
@@ -453,13 +461,11 @@ class SqliteStore:
                     (write.exec_id, write.call_key),
                 ).fetchone()
                 if row is not None:
-                    conn.execute("COMMIT")
                     return _memory_row(row)
             newest = conn.execute(
                 _MEMORY_NEWEST, (write.scope_type, write.scope, write.key)
             ).fetchone()
             if write.deleted and (newest is None or newest[5]):
-                conn.execute("COMMIT")
                 return None if newest is None else _memory_row(newest)
             version = 1 if newest is None else int(newest[4]) + 1
             cursor = conn.execute(
@@ -483,16 +489,7 @@ class SqliteStore:
             row = conn.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id = ?", (cursor.lastrowid,)
             ).fetchone()
-            conn.execute("COMMIT")
             return _memory_row(row)
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._error(exc, "write memory") from None
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _memory_rows(self, sql: str, params: Sequence[object]) -> list[MemoryRow]:
         try:
@@ -543,16 +540,10 @@ class SqliteStore:
         if not rows:
             return 0
         conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            deleted = 0
+        deleted = 0
+        with self._transaction(conn, "purge memory"):
             for row_id in rows:
                 deleted += conn.execute("DELETE FROM memories WHERE id = ?", (row_id,)).rowcount
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._error(exc, "purge memory") from None
         return deleted
 
     # -- mailboxes: requests from other processes ----------------------------------------
@@ -690,41 +681,33 @@ class SqliteStore:
             return holder if holder is not None else _claiming(lease.exec_id)
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(
-                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE exec_id = ?", (lease.exec_id,)
-            ).fetchone()
-            if row is not None:
-                holder = Lease(*row)
-                if holder.owner != lease.owner and _alive_elsewhere(holder):
-                    conn.execute("ROLLBACK")
-                    self._holds.pop(key, None)
-                    held.release()
-                    return holder
-            conn.execute(
-                f"INSERT OR REPLACE INTO leases({_LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    lease.exec_id,
-                    lease.owner,
-                    lease.host,
-                    lease.pid,
-                    lease.pid_started,
-                    lease.expires_at,
-                ),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._holds.pop(key, None)
-            held.release()
-            raise self._error(exc, "claim an execution") from None
+            with self._transaction(conn, "claim an execution"):
+                row = conn.execute(
+                    f"SELECT {_LEASE_COLUMNS} FROM leases WHERE exec_id = ?", (lease.exec_id,)
+                ).fetchone()
+                holder = None if row is None else Lease(*row)
+                if holder is None or holder.owner == lease.owner or not _alive_elsewhere(holder):
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO leases({_LEASE_COLUMNS}) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            lease.exec_id,
+                            lease.owner,
+                            lease.host,
+                            lease.pid,
+                            lease.pid_started,
+                            lease.expires_at,
+                        ),
+                    )
+                    holder = None
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             self._holds.pop(key, None)
             held.release()
             raise
+        if holder is not None:
+            self._holds.pop(key, None)
+            held.release()
+            return holder
         self._holds[key] = held
         return None
 
