@@ -165,7 +165,7 @@ def measure(n: int, repeats: int, workdir: pathlib.Path, *, profile: bool = Fals
 
     ``KITARU_STORE`` must already point into ``workdir``.
     """
-    from kitaru.config import store_path
+    from kitaru._config import store_path
 
     journal = store_path()
     if workdir.resolve() not in journal.resolve().parents:

@@ -5,13 +5,30 @@ run is journaled, and a crashed run resumes where it stopped.
 """
 
 from kitaru import memory
-from kitaru._llm.tracked import llm
-from kitaru.artifacts import load, save
-from kitaru.checkpoint import Checkpoint, checkpoint
+from kitaru._artifacts import save
+from kitaru._checkpoint import Checkpoint, checkpoint
+from kitaru._flow import Flow, flow
+from kitaru._flow_handle import FlowHandle
+from kitaru._llm_call import llm
+from kitaru._metadata import log
+from kitaru._run_config import ImageSettings, KitaruConfig, configure
+from kitaru._stacks import (
+    StackInfo,
+    connect,
+    create_stack,
+    current_stack,
+    delete_stack,
+    list_stacks,
+    use_stack,
+)
+from kitaru._wait import wait
 from kitaru.client import KitaruClient
-from kitaru.config import configure
+from kitaru.client._loading import load
 from kitaru.errors import (
+    BackendFailure,
     FailureOrigin,
+    JournalConflictError,
+    JournalNotFoundError,
     KitaruBackendError,
     KitaruContextError,
     KitaruDivergenceError,
@@ -26,30 +43,23 @@ from kitaru.errors import (
     KitaruUsageError,
     KitaruUserCodeError,
     KitaruWaitValidationError,
+    ProviderError,
+    SecretNotFoundError,
+    UnguardedRunError,
+    WaitAlreadyAnsweredError,
 )
-from kitaru.flow import Flow, flow
-from kitaru.flow_handle import FlowHandle
-from kitaru.metadata import log
-from kitaru.run_config import ImageSettings, KitaruConfig
 from kitaru.runtime import current_execution_id
 from kitaru.runtime.handles import MapResult, OutputHandle
-from kitaru.stacks import (
-    StackInfo,
-    connect,
-    create_stack,
-    current_stack,
-    delete_stack,
-    list_stacks,
-    use_stack,
-)
-from kitaru.wait import wait
 
 __all__ = [
+    "BackendFailure",
     "Checkpoint",
     "FailureOrigin",
     "Flow",
     "FlowHandle",
     "ImageSettings",
+    "JournalConflictError",
+    "JournalNotFoundError",
     "KitaruBackendError",
     "KitaruClient",
     "KitaruConfig",
@@ -68,7 +78,11 @@ __all__ = [
     "KitaruWaitValidationError",
     "MapResult",
     "OutputHandle",
+    "ProviderError",
+    "SecretNotFoundError",
     "StackInfo",
+    "UnguardedRunError",
+    "WaitAlreadyAnsweredError",
     "checkpoint",
     "configure",
     "connect",

@@ -5,17 +5,23 @@ Every error is a ``KitaruError``; catch that to handle them all::
     KitaruError
     ├── KitaruFeatureNotAvailableError        a documented feature this kitaru does not offer
     ├── KitaruUsageError (ValueError)         bad arguments or configuration
-    │   └── KitaruWaitValidationError         wait input that does not fit its schema
+    │   ├── KitaruWaitValidationError         wait input that does not fit its schema
+    │   ├── SecretNotFoundError               no stored secret of that name
+    │   └── UnguardedRunError                 a flow started while its module was imported
     ├── KitaruContextError (RuntimeError)     called in the wrong place
     ├── KitaruStateError (RuntimeError)       execution in the wrong state for the request
     │   ├── KitaruTimeoutError (TimeoutError) waited longer than the caller allowed
-    │   └── KitaruLeaseLostError              this process no longer owns the execution
+    │   ├── KitaruLeaseLostError              this process no longer owns the execution
+    │   ├── JournalConflictError              another writer appended first
+    │   ├── JournalNotFoundError              a read found no journal where it looked
+    │   └── WaitAlreadyAnsweredError          a wait takes one answer only
     └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
         ├── KitaruExecutionError              an execution ended badly (exec_id, status)
         │   ├── KitaruUserCodeError           the user's code raised
         │   └── KitaruDivergenceError         the code no longer matches the journal
         └── KitaruBackendError                storage or provider failure
-            └── KitaruLogRetrievalError       an execution's logs could not be read
+            ├── KitaruLogRetrievalError       an execution's logs could not be read
+            └── ProviderError                 a model provider failed (reason, status)
 
 Messages end with what to do next; structured attributes carry the details.
 ``FailureOrigin`` says where an execution's failure came from.
@@ -24,10 +30,13 @@ Messages end with what to do next; structured attributes carry the details.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 __all__ = [
     "BackendFailure",
     "FailureOrigin",
+    "JournalConflictError",
+    "JournalNotFoundError",
     "KitaruBackendError",
     "KitaruContextError",
     "KitaruDivergenceError",
@@ -42,6 +51,10 @@ __all__ = [
     "KitaruUsageError",
     "KitaruUserCodeError",
     "KitaruWaitValidationError",
+    "ProviderError",
+    "SecretNotFoundError",
+    "UnguardedRunError",
+    "WaitAlreadyAnsweredError",
 ]
 
 
@@ -239,3 +252,80 @@ class KitaruDivergenceError(KitaruExecutionError):
         self.argument = argument
         self.recorded_argument = recorded_argument
         self.current_argument = current_argument
+
+
+class JournalConflictError(KitaruStateError):
+    """Another writer appended to the execution first: this writer lost the race."""
+
+
+class JournalNotFoundError(KitaruStateError):
+    """A command that only reads found no journal file where it looked."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            f"There is no journal at {path}, so there are no executions yet. Run a flow "
+            "first, or point KITARU_STORE at the journal you mean."
+        )
+        self.path = path
+
+
+class WaitAlreadyAnsweredError(KitaruStateError):
+    """A wait was given input once already; a wait takes exactly one answer."""
+
+    def __init__(self, exec_id: str, wait: str):
+        super().__init__(
+            f"Wait '{wait}' of execution {exec_id} already has an answer (not yet picked "
+            "up by the execution); a wait takes one answer, so this one was refused. See "
+            f"it with `kitaru executions get {exec_id}`.",
+            exec_id=exec_id,
+        )
+        self.wait = wait
+
+
+class SecretNotFoundError(KitaruUsageError):
+    """No secret with this name is stored."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Secret '{name}' does not exist. Create it with "
+            f"`kitaru secrets set {name} --KEY=VALUE`, or see `kitaru secrets list`."
+        )
+        self.name = name
+
+
+class UnguardedRunError(KitaruUsageError):
+    """A flow was started at the top level of a module kitaru imported to resume one."""
+
+    def __init__(self, message: str, *, flow: str, module: str):
+        super().__init__(message)
+        self.flow = flow
+        self.module = module
+
+
+class ProviderError(KitaruBackendError):
+    """A model provider failed or answered something kitaru cannot use.
+
+    ``reason`` is one of ``authentication``, ``permission``, ``not_found``,
+    ``rate_limit``, ``bad_request``, ``server``, ``http``, ``timeout``, ``connection``,
+    ``malformed_response`` or ``empty_response``; ``status_code`` is the HTTP status when
+    there was one. ``reached_provider`` is False only when the request provably never
+    left this machine (connection refused, host name not found): only then is it safe to
+    send again without risking a second, billed generation.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str,
+        reason: str,
+        status_code: int | None = None,
+        reached_provider: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.reason = reason
+        self.status_code = status_code
+        self.reached_provider = reached_provider

@@ -18,7 +18,7 @@ from helpers import REPO, child_env
 
 import kitaru
 from kitaru import KitaruClient, checkpoint, flow
-from kitaru.config import configure, runtime_layer
+from kitaru._run_config import configure, runtime_layer
 
 
 def _ran(tag: str) -> None:

@@ -30,8 +30,8 @@ from helpers import (
 )
 
 from kitaru import KitaruDivergenceError, KitaruUsageError, checkpoint, flow
+from kitaru._flow_handle import FlowHandle
 from kitaru.client import KitaruClient
-from kitaru.flow_handle import FlowHandle
 from kitaru.journal.events import ArgumentDigest, CallStarted, decode_event
 from kitaru.journal.store import StoredEvent
 from kitaru.replay import fold, match_call

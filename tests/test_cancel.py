@@ -39,9 +39,9 @@ from kitaru import (
     checkpoint,
     flow,
 )
+from kitaru._flow_handle import FlowHandle
 from kitaru.cli import main
 from kitaru.client import KitaruClient
-from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")

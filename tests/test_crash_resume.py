@@ -44,8 +44,8 @@ from kitaru import (
     checkpoint,
     flow,
 )
+from kitaru._flow_handle import FlowHandle
 from kitaru.client import KitaruClient
-from kitaru.flow_handle import FlowHandle
 from kitaru.journal.events import ExecutionFailed, decode_event
 
 KILLED = -9

@@ -12,8 +12,8 @@ from llm_server import FakeLLMServer
 
 from kitaru._llm import LlmResult, perform_llm_call, prepare_llm_call
 from kitaru._llm.registry import register_model
+from kitaru._secrets import set_secret
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import set_secret
 
 SECRET_KEY = "sk-linked-secret-4e7d"
 

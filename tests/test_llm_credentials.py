@@ -6,8 +6,8 @@ import pytest
 
 from kitaru._llm.credentials import Credentials, resolve_credentials
 from kitaru._llm.resolution import ResolvedModel
+from kitaru._secrets import set_secret
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import set_secret
 
 SECRET_KEY = "sk-from-secret-7f3a"
 ENV_KEY = "sk-from-env-91bc"

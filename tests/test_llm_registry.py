@@ -19,8 +19,8 @@ from kitaru._llm.registry import (
     remove_model,
     set_default_model,
 )
+from kitaru._secrets import set_secret
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import set_secret
 
 ENV = "KITARU_MODEL_REGISTRY"
 

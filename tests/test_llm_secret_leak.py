@@ -24,10 +24,10 @@ import kitaru
 from kitaru import checkpoint, flow, redaction
 from kitaru._llm import perform_llm_call, prepare_llm_call
 from kitaru._llm.registry import register_model
+from kitaru._redaction import Redactor, redact
+from kitaru._secrets import set_secret
 from kitaru.cli import main
 from kitaru.errors import KitaruError
-from kitaru.redaction import Redactor, redact
-from kitaru.secrets import set_secret
 
 SECRET_VALUE = "sk-leak-canary-0123456789abcdef"
 ENV_VALUE = "sk-env-canary-fedcba9876543210"

@@ -28,7 +28,7 @@ from kitaru import (
     checkpoint,
     flow,
 )
-from kitaru.artifacts import ARTIFACT_TYPES
+from kitaru._artifacts import ARTIFACT_TYPES
 from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.journal.events import MetadataLogged

@@ -11,9 +11,9 @@ from click.testing import CliRunner, Result
 from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru_executable
 
 from kitaru._llm.registry import list_models, load_local_registry, register_model
+from kitaru._secrets import set_secret
 from kitaru.cli import main
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import set_secret
 
 
 def run(*args: str) -> Result:

@@ -29,7 +29,7 @@ from kitaru import (
     checkpoint,
     flow,
 )
-from kitaru.config import configure, runtime_layer
+from kitaru._run_config import configure, runtime_layer
 from kitaru.journal import open_store
 from kitaru.journal.events import CallCompleted
 

@@ -1,4 +1,4 @@
-"""The local secrets store: kitaru/secrets.py."""
+"""The local secrets store: kitaru/_secrets.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kitaru.errors import KitaruUsageError
-from kitaru.secrets import (
+from kitaru._secrets import (
     SecretNotFoundError,
     delete_secret,
     get_secret,
@@ -20,6 +19,7 @@ from kitaru.secrets import (
     set_secret,
     write_private_json,
 )
+from kitaru.errors import KitaruUsageError
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 from helpers import REPO, TIMEOUT, child_env, kitaru_executable
 
 from kitaru._llm.registry import register_model
+from kitaru._secrets import get_secret, list_secrets
 from kitaru.cli import main
-from kitaru.secrets import get_secret, list_secrets
 
 VALUE = "sk-cli-value-6a0f"
 

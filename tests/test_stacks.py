@@ -24,8 +24,8 @@ from kitaru import (
     checkpoint,
     flow,
 )
+from kitaru._run_config import configure, runtime_layer
 from kitaru.cli import main
-from kitaru.config import configure, runtime_layer
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from typing import Literal
 
 from kitaru._llm.providers import PROVIDER_KEY_ENV
 from kitaru._llm.resolution import ResolvedModel
+from kitaru._redaction import remember_secret
+from kitaru._secrets import MASK, SecretNotFoundError, get_secret
 from kitaru.errors import KitaruUsageError
-from kitaru.redaction import remember_secret
-from kitaru.secrets import MASK, SecretNotFoundError, get_secret
 
 __all__ = ["CredentialSource", "Credentials", "resolve_credentials"]
 

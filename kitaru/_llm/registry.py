@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from kitaru._config import config_dir
 from kitaru._llm.providers import SUPPORTED_PROVIDERS
-from kitaru.config import config_dir
+from kitaru._secrets import list_secrets, validate_secret_name, write_private_json
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import list_secrets, validate_secret_name, write_private_json
 
 __all__ = [
     "MODELS_FILE_NAME",
@@ -43,6 +43,7 @@ __all__ = [
     "models_path",
     "parse_model",
     "register_model",
+    "registry_snapshot",
     "remove_model",
     "set_default_model",
     "validate_alias",
@@ -346,3 +347,13 @@ def _known(registry: ModelRegistry) -> str:
         )
     names = ", ".join(sorted(registry.aliases))
     return f"registered aliases: {names} (see `kitaru model list`)."
+
+
+def registry_snapshot() -> dict[str, Any]:
+    """The effective model registry, to carry into an execution for ``kitaru.llm``.
+
+    Always taken, even when empty: an execution resolves aliases from the registry it
+    started with, wherever it is resumed, never from the resuming machine's config.
+    """
+    snapshot: dict[str, Any] = effective_registry().to_snapshot()
+    return snapshot

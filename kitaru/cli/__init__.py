@@ -24,7 +24,7 @@ class _KitaruGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KitaruError as exc:
-            from kitaru.redaction import redact_shown
+            from kitaru._redaction import redact_shown
 
             click.echo(f"Error: {redact_shown(str(exc))}", err=True)
             sys.exit(1)
@@ -59,7 +59,7 @@ class _KitaruGroup(click.Group):
 @click.version_option(None, "-V", "--version", package_name="kitaru")
 def main() -> None:
     """kitaru: durable execution for Python AI agents."""
-    from kitaru.logs import enable_cli_logging
+    from kitaru._logging import enable_cli_logging
 
     enable_cli_logging()
 

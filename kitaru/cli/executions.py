@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,11 +22,10 @@ from kitaru.client import (
     KitaruClient,
     LlmCall,
     PendingWait,
+    RecoveryResult,
     Verification,
 )
-from kitaru.errors import KitaruStateError, KitaruUsageError
-from kitaru.journal import JournalNotFoundError, open_store
-from kitaru.runtime.runner import Run
+from kitaru.errors import JournalNotFoundError, KitaruError, KitaruStateError, KitaruUsageError
 
 __all__ = ["executions"]
 
@@ -33,7 +33,7 @@ __all__ = ["executions"]
 def _existing_client(exec_id: str | None = None) -> KitaruClient:
     """A client on the journal, which must exist: reading never creates an empty one."""
     try:
-        open_store(create=False)
+        return KitaruClient(create=False)
     except JournalNotFoundError as missing:
         if exec_id is None:
             raise
@@ -43,7 +43,6 @@ def _existing_client(exec_id: str | None = None) -> KitaruClient:
             "what a journal holds), or run a flow first.",
             exec_id=exec_id,
         ) from None
-    return KitaruClient()
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -82,7 +81,7 @@ def _render_call(call: CheckpointCall) -> list[str]:
     return lines
 
 
-def _render_execution(execution: Execution) -> str:
+def _render_execution(execution: Execution, store: str) -> str:
     lines = [
         f"Execution  {execution.exec_id}",
         f"Flow       {execution.flow_name} ({execution.flow_module}.{execution.flow_qualname})",
@@ -110,7 +109,6 @@ def _render_execution(execution: Execution) -> str:
         expects = f", expects {json.dumps(pending.schema)}" if pending.schema else ""
         received = " (input received; resume to continue)" if pending.input_received else ""
         lines.append(f"Waiting    {pending.name}{question}{expects}{received}")
-        store = open_store().location
         several = len(execution.pending_waits) > 1
         command = input_command(execution.exec_id, pending, store=store, several=several)
         lines.append(f"Hint       answer with `{command}`")
@@ -186,7 +184,7 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
 
     def text() -> str:
         if not found:
-            return f"No executions in the journal {open_store().location}."
+            return f"No executions in the journal {client.store_location}."
         rows = [f"{'ID':<36}  {'FLOW':<20}  {'STATUS':<21}  {'STARTED':<19}  ENDED"]
         rows += [
             f"{e.exec_id:<36}  {e.flow_name[:20]:<20}  {_status(e):<21}  "
@@ -203,35 +201,52 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
 @output_option
 def get_execution(exec_id: str, output: str) -> None:
     """Show one execution: status, result or failure, and every call."""
-    execution = _existing_client(exec_id).executions.get(exec_id)
-    emit(output, execution.to_dict(), lambda: _render_execution(execution))
+    client = _existing_client(exec_id)
+    execution = client.executions.get(exec_id)
+    emit(output, execution.to_dict(), lambda: _render_execution(execution, client.store_location))
 
 
 def _continue(exec_id: str, mode: str, output: str) -> None:
-    from kitaru.runtime.runner import resume_execution
-
     client = _existing_client(exec_id)
     exec_id = client.executions.resolve_id(exec_id)
-    _finish(client, resume_execution(exec_id, mode=mode, background=False), output)
+    go = client.executions.retry if mode == "retry" else client.executions.resume
+    _run_here(client, output, lambda started: go(exec_id, background=False, on_start=started))
 
 
-def _finish(client: KitaruClient, run: Run, output: str) -> None:
-    """Run an execution in the foreground, print how it ended; exit 1 if it failed."""
-    store = open_store().location
-    with announce_waits(client, run.exec_id, store):
-        outcome = run.run()
-    execution = client.executions.get(run.exec_id)
-    emit(output, execution.to_dict(), lambda: _render_execution(execution))
-    if outcome.suspended:
-        waiting = [wait for wait in execution.pending_waits if not wait.input_received]
-        click.echo(describe_wait(run.exec_id, waiting, store=store), err=True)
-        resume = kitaru_command("executions", "resume", run.exec_id, store=store)
+def _run_here(
+    client: KitaruClient,
+    output: str,
+    start: Callable[[Callable[[Execution], None]], Execution],
+    announce: str | None = None,
+) -> None:
+    """Run an execution here in the foreground, print how it ended; exit 1 if it failed.
+
+    ``start`` runs it, calling back with the execution just before the body starts;
+    that is when ``announce`` (with ``{exec_id}``) is printed and waits are watched.
+    """
+    store = client.store_location
+    with announce_waits(client, store) as watch:
+
+        def started(execution: Execution) -> None:
+            if announce is not None:
+                click.echo(announce.format(exec_id=execution.exec_id), err=output == "json")
+            watch(execution.exec_id)
+
+        ended = start(started)
+    emit(output, ended.to_dict(), lambda: _render_execution(ended, store))
+    if ended.status == "waiting":
+        waiting = [wait for wait in ended.pending_waits if not wait.input_received]
+        click.echo(describe_wait(ended.exec_id, waiting, store=store), err=True)
+        resume = kitaru_command("executions", "resume", ended.exec_id, store=store)
         click.echo(
             f"This process stopped waiting; once answered, continue it with `{resume}`.",
             err=True,
         )
-    if outcome.error is not None:
-        click.echo(f"Error: {outcome.error}", err=True)
+        return
+    try:
+        ended.wait(timeout=0)
+    except KitaruError as exc:
+        click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
 
 
@@ -253,7 +268,6 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
     if exec_id is not None:
         _continue(exec_id, "resume", output)
         return
-    from kitaru.runtime.recovery import RecoveryResult, recover_all
 
     def report(result: RecoveryResult) -> None:
         if output == "text":
@@ -261,12 +275,12 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
             click.echo(f"{result.exec_id}  {result.status}{why}")
 
     try:
-        journal = open_store(create=False)
+        client = KitaruClient(create=False)
     except JournalNotFoundError as missing:
         nothing = f"Nothing to recover: there is no journal at {missing.path}."
         emit(output, [], lambda: nothing)
         return
-    results = recover_all(journal, parallel=parallel, on_result=report)
+    results = client.executions.resume_all(parallel=parallel, on_result=report)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
@@ -361,10 +375,6 @@ def replay(
     exec_id: str, from_: str, args_json: str | None, overrides_json: str | None, output: str
 ) -> None:
     """Run a NEW execution from a finished one, reusing what came before --from."""
-    from kitaru.flow import _registry_snapshot
-    from kitaru.runtime.locate import import_flow
-    from kitaru.runtime.runner import load_state, replay_execution
-
     flow_inputs = _json_option(args_json, "--args") or {}
     overrides = _json_option(overrides_json, "--overrides")
     if not isinstance(flow_inputs, dict):
@@ -372,19 +382,20 @@ def replay(
     if overrides is not None and not isinstance(overrides, dict):
         raise KitaruUsageError('--overrides must be a JSON object, e.g. {"checkpoint.a": 1}.')
     client = _existing_client(exec_id)
-    source = load_state(open_store(), client.executions.resolve_id(exec_id))
-    assert source.flow is not None
-    run = replay_execution(
-        import_flow(source.flow),
-        source.exec_id,
-        from_=from_,
-        overrides=overrides,
-        flow_inputs=flow_inputs,
-        registry=_registry_snapshot(),
-        background=False,
+    source = client.executions.resolve_id(exec_id)
+    _run_here(
+        client,
+        output,
+        lambda started: client.executions.replay(
+            source,
+            from_=from_,
+            overrides=overrides,
+            background=False,
+            on_start=started,
+            **flow_inputs,
+        ),
+        announce=f"Replaying {source} as {{exec_id}}",
     )
-    click.echo(f"Replaying {source.exec_id} as {run.exec_id}", err=output == "json")
-    _finish(client, run, output)
 
 
 @executions.command("input")
@@ -426,12 +437,12 @@ def give_input(
     else:
         value = _json_option(value_json, "--value")
         execution = client.executions.input(exec_id, wait=wait, value=value)
-        message = _recorded(execution)
+        message = _recorded(client, execution)
     emit(output, execution.to_dict(), lambda: message)
 
 
-def _recorded(execution: Execution) -> str:
-    if execution.status != "waiting" or _owner_alive(execution):
+def _recorded(client: KitaruClient, execution: Execution) -> str:
+    if execution.status != "waiting" or client.executions.live_owner(execution.exec_id) is not None:
         return f"Input recorded for {execution.exec_id}."
     return (
         f"Input recorded for {execution.exec_id}; no process is running it: "
@@ -474,7 +485,7 @@ def _answer_interactively(exec_id: str | None, wait: str | None, output: str) ->
             if exec_id
             else (f"no execution has an open wait{named}")
         )
-        message = f"Nothing to answer: {who} (journal {open_store().location})."
+        message = f"Nothing to answer: {who} (journal {client.store_location})."
         emit(output, [], lambda: message)
         return
     emit(
@@ -521,12 +532,8 @@ def _ask(client: KitaruClient, execution: Execution, pending: PendingWait) -> Ex
         except KitaruStateError as exc:  # answered meanwhile, or no longer waiting
             click.echo(f"  {exc}")
             return None
-        click.echo(f"  {_recorded(done)}")
+        click.echo(f"  {_recorded(client, done)}")
         return done
-
-
-def _owner_alive(execution: Execution) -> bool:
-    return open_store().live_lease(execution.exec_id) is not None
 
 
 @executions.command("cancel")
@@ -637,7 +644,7 @@ def _print_lines(
 
 def _lines(client: KitaruClient, exec_id: str, checkpoint: str | None, source: str) -> list[Line]:
     if source == "runner":
-        return runner_lines(open_store(), exec_id)
+        return runner_lines(client.executions.lifecycle(exec_id))
     found = step_lines(client.executions.logs(exec_id, checkpoint=checkpoint))
     if source == "step":
         return found

@@ -11,10 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from kitaru.journal import events as ev
-from kitaru.journal.store import Store
-from kitaru.records import LogLine
-from kitaru.redaction import redact_shown
+from kitaru.client import LifecycleLine, LogEntry
 
 __all__ = ["Line", "render", "runner_lines", "step_lines"]
 
@@ -41,89 +38,16 @@ class Line:
         }
 
 
-def step_lines(lines: list[LogLine]) -> list[Line]:
+def step_lines(lines: list[LogEntry]) -> list[Line]:
     return [
         Line(line.timestamp, line.level, line.source, line.checkpoint, line.attempt, line.message)
         for line in lines
     ]
 
 
-def _ms(value: float) -> str:
-    return f"{value:.1f} ms" if value < 1000 else f"{value / 1000:.2f} s"
-
-
-def _describe(event: ev.Event) -> tuple[str, str] | None:  # noqa: PLR0911, PLR0912  (one per event)
-    """(level, message) for a lifecycle event; None for events that are not lifecycle."""
-    if isinstance(event, ev.ExecutionStarted):
-        replay = f" (replay of {event.original_exec_id})" if event.original_exec_id else ""
-        return "INFO", f"execution started: flow {event.flow_name}{replay}"
-    if isinstance(event, ev.ExecutionResumed):
-        return "INFO", f"execution continued ({event.mode}) by {event.owner}"
-    if isinstance(event, ev.CallStarted):
-        return "INFO", f"{event.kind} {event.identity} started (attempt {event.attempt})"
-    if isinstance(event, ev.CallCompleted):
-        how = (
-            " (output from a replay override)"
-            if event.overridden
-            else f" (reused from {event.reused_from})"
-            if event.reused_from
-            else f" (cached from {event.cached_from})"
-            if event.cached_from
-            else ""
-        )
-        return "INFO", f"{event.identity} completed in {_ms(event.duration_ms)}{how}"
-    if isinstance(event, ev.CallFailed):
-        then = "" if event.final else "; it will be retried"
-        return "ERROR", (
-            f"{event.identity} failed (attempt {event.attempt}): "
-            f"{event.error.type}: {event.error.message}{then}"
-        )
-    if isinstance(event, ev.LlmCallRecorded):
-        if event.error is not None:
-            return (
-                "ERROR",
-                f"llm {event.name} -> {event.resolved_model} failed: {event.error.message}",
-            )
-        return "INFO", (
-            f"llm {event.name} -> {event.resolved_model}: {event.usage.total_tokens} tokens "
-            f"in {_ms(event.latency_ms)}"
-        )
-    if isinstance(event, ev.WaitRequested):
-        question = f": {event.question}" if event.question else ""
-        return "INFO", f"waiting at {event.identity}{question}"
-    if isinstance(event, ev.WaitResolved):
-        return "INFO", f"wait {event.identity} {'aborted' if event.aborted else 'answered'}"
-    if isinstance(event, ev.ArtifactSaved):
-        return "INFO", f"artifact {event.name} saved by {event.call}"
-    if isinstance(event, ev.ExecutionCompleted):
-        return "INFO", "execution completed"
-    if isinstance(event, ev.ExecutionFailed):
-        where = f" in {event.call}" if event.call else ""
-        return "ERROR", f"execution failed{where}: {event.error.type}: {event.error.message}"
-    if isinstance(event, ev.ExecutionCancelled):
-        return "WARNING", f"execution cancelled{': ' + event.reason if event.reason else ''}"
-    return None
-
-
-def runner_lines(store: Store, exec_id: str) -> list[Line]:
-    """The execution's lifecycle, one line per journaled event, in journal order."""
-    lines = []
-    for stored in store.read_events(exec_id):
-        described = _describe(stored.event)
-        if described is None:
-            continue
-        level, message = described
-        lines.append(
-            Line(
-                timestamp=dt.datetime.fromtimestamp(stored.at, dt.UTC),
-                level=level,
-                source="runner",
-                checkpoint=None,
-                attempt=None,
-                message=redact_shown(message),
-            )
-        )
-    return lines
+def runner_lines(lines: list[LifecycleLine]) -> list[Line]:
+    """The execution's lifecycle lines as ``runner`` lines."""
+    return [Line(line.timestamp, line.level, "runner", None, None, line.message) for line in lines]
 
 
 def _when(value: dt.datetime) -> str:

@@ -10,9 +10,9 @@ import click
 
 from kitaru.cli.output import emit, output_option
 from kitaru.client import KitaruClient
+from kitaru.client._memories import MemoriesClient
 from kitaru.errors import KitaruUsageError
 from kitaru.memory import MemoryEntry, MemoryScopeType, check_scope_type
-from kitaru.memory_client import MemoriesClient
 
 __all__ = ["memory"]
 

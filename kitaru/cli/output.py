@@ -24,9 +24,9 @@ _JSON_STREAM = "kitaru.json_stream"
 
 def _json_only_on_stdout(ctx: click.Context, _param: click.Parameter, value: str) -> str:
     if value == "json" and _JSON_STREAM not in ctx.meta:
-        from kitaru.runtime.capture import divert_stdout_to_stderr
+        from kitaru.client._console import prints_to_stderr
 
-        real, undo = divert_stdout_to_stderr()
+        real, undo = prints_to_stderr()
         ctx.meta[_JSON_STREAM] = real
         ctx.call_on_close(undo)
     return value

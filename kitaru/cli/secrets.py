@@ -8,9 +8,9 @@ import sys
 import click
 
 from kitaru._llm.registry import load_local_registry
+from kitaru._secrets import MASK, delete_secret, get_secret, list_secrets, set_secret
 from kitaru.cli.output import emit, output_option
 from kitaru.errors import KitaruUsageError
-from kitaru.secrets import MASK, delete_secret, get_secret, list_secrets, set_secret
 
 __all__ = ["parse_assignments", "read_missing_values", "secrets"]
 

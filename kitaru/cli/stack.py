@@ -6,9 +6,8 @@ import os
 
 import click
 
-from kitaru.cli.output import emit, output_option
-from kitaru.config import STORE_ENV
-from kitaru.stacks import (
+from kitaru._config import STORE_ENV
+from kitaru._stacks import (
     StackInfo,
     create_stack,
     current_stack,
@@ -16,6 +15,7 @@ from kitaru.stacks import (
     list_stacks,
     use_stack,
 )
+from kitaru.cli.output import emit, output_option
 
 __all__ = ["stack"]
 

@@ -10,16 +10,15 @@ import json
 import os
 import shlex
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from kitaru._config import CONFIG_PATH_ENV, STORE_ENV
 from kitaru.client import KitaruClient, PendingWait
-from kitaru.config import CONFIG_PATH_ENV, STORE_ENV
 from kitaru.errors import KitaruError
-from kitaru.journal import open_store
 
 __all__ = ["announce_waits", "describe_wait", "input_command", "kitaru_command"]
 
@@ -97,18 +96,21 @@ def describe_wait(
 
 
 @contextmanager
-def announce_waits(client: KitaruClient, exec_id: str, store: str) -> Iterator[None]:
-    """While the block runs the execution, say on stderr as soon as it waits for input."""
+def announce_waits(client: KitaruClient, store: str) -> Iterator[Callable[[str], None]]:
+    """While the block runs an execution, say on stderr as soon as it waits for input.
+
+    The block calls the function it is given with the execution's id once that is
+    known (just before the flow body starts); the watching starts then.
+    """
     done = threading.Event()
     told: set[str] = set()
+    watchers: list[threading.Thread] = []
 
-    def watch() -> None:
-        journal = open_store()
+    def watch(exec_id: str) -> None:
         while not done.wait(_POLL_SECONDS):
             try:
                 # The status row is cheap to read; the whole execution only once waiting.
-                row = journal.get_execution(exec_id)
-                if row is None or row.status != "waiting":
+                if client.executions.status(exec_id) != "waiting":
                     continue
                 execution = client.executions.get(exec_id)
             except KitaruError:
@@ -123,10 +125,16 @@ def announce_waits(client: KitaruClient, exec_id: str, store: str) -> Iterator[N
                 several = len(execution.pending_waits) > 1
                 click.echo(describe_wait(exec_id, fresh, store=store, several=several), err=True)
 
-    watcher = threading.Thread(target=watch, name=f"kitaru-waits-{exec_id}", daemon=True)
-    watcher.start()
+    def start(exec_id: str) -> None:
+        watcher = threading.Thread(
+            target=watch, args=(exec_id,), name=f"kitaru-waits-{exec_id}", daemon=True
+        )
+        watchers.append(watcher)
+        watcher.start()
+
     try:
-        yield
+        yield start
     finally:
         done.set()
-        watcher.join()
+        for watcher in watchers:
+            watcher.join()

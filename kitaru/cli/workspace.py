@@ -19,17 +19,17 @@ from typing import Any
 
 import click
 
+from kitaru._config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
 from kitaru.cli.output import emit, output_option
-from kitaru.config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
+from kitaru.client import KitaruClient
 from kitaru.errors import KitaruStateError, KitaruUsageError
-from kitaru.journal import forget_store, open_store
 
 __all__ = ["clean", "info", "init", "status"]
 
 
 def _stack() -> tuple[str, Path]:
     """The stack runs use now, and the journal file of its store."""
-    from kitaru.stacks import default_stack_name, stack_store
+    from kitaru._stacks import default_stack_name, stack_store
 
     name = default_stack_name()
     return name, store_path(stack_store(name)).absolute()
@@ -51,10 +51,10 @@ def _journal_summary(path: Path) -> dict[str, Any]:
     """What the journal at ``path`` holds, without creating it if it is missing."""
     if not path.exists():
         return {"exists": False, "executions": 0, "by_status": {}}
-    rows = open_store(create=False).list_executions()
+    rows = KitaruClient(create=False).executions.list()
     by_status: dict[str, int] = {}
     for row in rows:
-        by_status[row.status] = by_status.get(row.status, 0) + 1
+        by_status[str(row.status)] = by_status.get(str(row.status), 0) + 1
     return {"exists": True, "executions": len(rows), "by_status": by_status}
 
 
@@ -151,7 +151,7 @@ def init(output: str) -> None:
     config_created = not config.is_dir()
     config.mkdir(parents=True, exist_ok=True)
     journal_created = not journal.exists()
-    executions = len(open_store().list_executions())  # the first query creates the file
+    executions = len(KitaruClient().executions.list())  # the first query creates the file
     lines = [
         f"Created the config dir {config}."
         if config_created
@@ -184,10 +184,10 @@ def _refuse_while_running(journal: Path) -> None:
     """Raise if a live process runs (or waits in) an execution of this journal."""
     if not journal.exists():
         return
-    store = open_store(create=False)
+    client = KitaruClient(create=False)
     for status_ in ("running", "waiting"):
-        for row in store.list_executions(status=status_):
-            lease = store.live_lease(row.exec_id)
+        for row in client.executions.list(status=status_):
+            lease = client.executions.live_owner(row.exec_id)
             if lease is not None:
                 raise KitaruStateError(
                     f"Execution {row.exec_id} is {status_} in live process {lease.pid} on "
@@ -243,7 +243,8 @@ def clean(yes: bool, dry_run: bool, with_config: bool, output: str) -> None:
         if not click.confirm("Remove them?", err=True):
             click.echo("Nothing was removed.", err=True)
             sys.exit(1)
-    forget_store()
+    if journal.exists():
+        KitaruClient(create=False).close()
     for target in targets:
         _remove(target)
     result["removed"] = result.pop("would_remove")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from kitaru.config import store_path
-from kitaru.errors import KitaruStateError
+from kitaru._config import store_path
+from kitaru.errors import JournalNotFoundError
 from kitaru.journal.events import Event, ValueRef
 from kitaru.journal.payloads import content_hash, make_ref
 from kitaru.journal.sqlite import SqliteStore
@@ -32,17 +32,6 @@ _stores: dict[Path, SqliteStore] = {}
 _stores_lock = threading.Lock()
 
 
-class JournalNotFoundError(KitaruStateError):
-    """A command that only reads found no journal file where it looked."""
-
-    def __init__(self, path: Path):
-        super().__init__(
-            f"There is no journal at {path}, so there are no executions yet. Run a flow "
-            "first, or point KITARU_STORE at the journal you mean."
-        )
-        self.path = path
-
-
 def open_store(location: str | None = None, *, create: bool = True) -> SqliteStore:
     """Return the process's store for ``location`` (default: the current stack's store).
 
@@ -52,7 +41,7 @@ def open_store(location: str | None = None, *, create: bool = True) -> SqliteSto
     ``JournalNotFoundError`` instead of being created empty.
     """
     if location is None:
-        from kitaru.stacks import default_stack_name, stack_store
+        from kitaru._stacks import default_stack_name, stack_store
 
         location = stack_store(default_stack_name())
     path = store_path(location).absolute()

@@ -19,7 +19,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
-from kitaru.errors import BackendFailure, KitaruBackendError, KitaruLeaseLostError
+from kitaru.errors import (
+    BackendFailure,
+    JournalConflictError,
+    KitaruBackendError,
+    KitaruLeaseLostError,
+    WaitAlreadyAnsweredError,
+)
 from kitaru.journal.events import (
     CallCompleted,
     Event,
@@ -34,12 +40,10 @@ from kitaru.journal.migrations import SchemaError, migrate
 from kitaru.journal.read_model import status_change
 from kitaru.journal.store import (
     ExecutionRow,
-    JournalConflictError,
     Lease,
     MemoryRow,
     MemoryWrite,
     StoredEvent,
-    WaitAlreadyAnsweredError,
 )
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]

@@ -10,7 +10,7 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
-from kitaru.errors import KitaruStateError
+from kitaru.errors import JournalConflictError
 from kitaru.journal.events import CallCompleted, Event
 
 __all__ = [
@@ -94,23 +94,6 @@ class MemoryRow(msgspec.Struct, frozen=True):
     created_at: float
     exec_id: str | None
     flow_name: str | None
-
-
-class JournalConflictError(KitaruStateError):
-    """Another writer appended to the execution first: this writer lost the race."""
-
-
-class WaitAlreadyAnsweredError(KitaruStateError):
-    """A wait was given input once already; a wait takes exactly one answer."""
-
-    def __init__(self, exec_id: str, wait: str):
-        super().__init__(
-            f"Wait '{wait}' of execution {exec_id} already has an answer (not yet picked "
-            "up by the execution); a wait takes one answer, so this one was refused. See "
-            f"it with `kitaru executions get {exec_id}`.",
-            exec_id=exec_id,
-        )
-        self.wait = wait
 
 
 class Store(Protocol):

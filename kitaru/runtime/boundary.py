@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from kitaru._logging import get_logger
 from kitaru.errors import KitaruDivergenceError, KitaruUsageError
 from kitaru.journal.events import (
     ArgumentDigest,
@@ -31,7 +32,6 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.payloads import make_ref
 from kitaru.journal.store import Store
-from kitaru.logs import get_logger
 from kitaru.replay.matching import Divergence, Verdict, describe, match_call, verdict
 from kitaru.replay.state import CallRecord
 from kitaru.runtime.capture import ensure_capturing, take_logs

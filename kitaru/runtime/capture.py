@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from kitaru._redaction import redact
 from kitaru.journal.events import LogEntry, journal_text
-from kitaru.redaction import redact
 from kitaru.runtime.context import CallScope, current_call
 
 __all__ = ["divert_stdout_to_stderr", "ensure_capturing", "take_logs"]

@@ -6,9 +6,9 @@ import importlib
 import traceback
 
 from kitaru import errors
+from kitaru._redaction import redact
 from kitaru.errors import FailureOrigin
 from kitaru.journal.events import ErrorInfo, ValueRef, journal_text
-from kitaru.redaction import redact
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = ["error_info", "failure_origin", "rebuild_exception", "type_name"]

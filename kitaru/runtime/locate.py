@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from kitaru.errors import KitaruRuntimeError, KitaruUsageError
+from kitaru.errors import KitaruRuntimeError, KitaruUsageError, UnguardedRunError
 from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
@@ -40,15 +40,6 @@ _MAIN_ALIAS = "__kitaru_main_"
 _script_lock = threading.RLock()
 _importing: ContextVar[str | None] = ContextVar("kitaru_importing_flow", default=None)
 """The module or script this thread is importing to resume or replay a flow."""
-
-
-class UnguardedRunError(KitaruUsageError):
-    """A flow was started at the top level of a module kitaru imported to resume one."""
-
-    def __init__(self, message: str, *, flow: str, module: str):
-        super().__init__(message)
-        self.flow = flow
-        self.module = module
 
 
 def check_not_importing(flow_name: str, method: str) -> None:
@@ -141,9 +132,10 @@ def import_flow(ref: FlowRef) -> Any:
         obj = _import_flow_object(ref)
     finally:
         _importing.reset(token)
-    from kitaru.flow import Flow
-
-    if not isinstance(obj, Flow):
+    # Every ``@flow`` registers itself when it is defined, so an object that is not among
+    # the registered ones is not a flow. (The runtime sits below ``kitaru.flow`` and
+    # knows flows only through this registry.)
+    if not any(obj is known for known in _registry.values()):
         raise KitaruRuntimeError(
             f"{ref.module}.{ref.qualname} is no longer a @flow (it is {type(obj).__name__}). "
             "Restore the @flow decorator to resume this execution."
@@ -186,7 +178,7 @@ def _import_flow_object(ref: FlowRef) -> Any:
 
 
 def _log() -> Any:
-    from kitaru.logs import get_logger
+    from kitaru._logging import get_logger
 
     return get_logger()
 

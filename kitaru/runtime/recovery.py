@@ -52,7 +52,7 @@ def recover_all(
         except KitaruError as exc:
             result = RecoveryResult(exec_id, "failed", str(exc))
         else:
-            outcome = run.run()
+            outcome = run.drive()
             if outcome.suspended:
                 result = RecoveryResult(exec_id, "waiting")
             elif outcome.error is not None:

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from kitaru._logging import get_logger
 from kitaru.errors import (
     KitaruDivergenceError,
     KitaruError,
@@ -32,7 +33,6 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.payloads import make_ref
 from kitaru.journal.store import Store
-from kitaru.logs import get_logger
 from kitaru.replay.matching import describe, unmade_calls
 from kitaru.replay.planning import SelectorError, select_calls
 from kitaru.replay.state import ExecutionState, fold
@@ -186,18 +186,24 @@ class Run:
     def exec_id(self) -> str:
         return self.ctx.exec_id
 
+    def abandon(self) -> None:
+        """Let go of the execution without running its body (it stays resumable)."""
+        self.ctx.writer.close()
+        self.ownership.release()
+        self.done.set()
+
     def start_thread(self) -> None:
         self.thread = threading.Thread(
-            target=self.run, name=f"kitaru-flow-{self.exec_id[:8]}", daemon=False
+            target=self.drive, name=f"kitaru-flow-{self.exec_id[:8]}", daemon=False
         )
         self.thread.start()
 
-    def run(self) -> Outcome:
+    def drive(self) -> Outcome:
         """Drive the flow body in this thread; always lets go of the execution."""
         token = current_execution.set(self.ctx)
         with running():
             try:
-                self.outcome = self._drive()
+                self.outcome = self._drive_body()
             except BaseException as exc:
                 # KeyboardInterrupt / SystemExit in the thread driving the flow body: the
                 # process is going down. Nothing more starts; calls running on other
@@ -225,7 +231,7 @@ class Run:
         self.ownership.release()
         self.done.set()
 
-    def _drive(self) -> Outcome:
+    def _drive_body(self) -> Outcome:
         ctx = self.ctx
         args, kwargs = self.inputs
         while True:
@@ -385,7 +391,7 @@ def start_execution(
 ) -> Run:
     """Record a new execution of ``flow`` and start its body on a worker thread.
 
-    With ``background=False`` the caller runs ``Run.run()`` itself (the CLI does).
+    With ``background=False`` the caller drives it (``Run.drive()``) in its own thread.
     ``spec`` is the resolved run configuration, frozen into the execution; ``store``
     is the journal of the stack it runs on (default: the current stack's).
     """
@@ -431,8 +437,8 @@ def resume_execution(
 ) -> Run:
     """Take over an interrupted (``resume``) or failed (``retry``) execution and run it.
 
-    With ``background`` the body runs on a worker thread; otherwise the caller runs
-    ``Run.run()`` itself (the CLI does, in the foreground).
+    With ``background`` the body runs on a worker thread; otherwise the caller drives
+    it with ``Run.drive()`` (the client does for ``background=False``).
     """
     from kitaru.runtime.locate import import_flow
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import kitaru
 from kitaru import KitaruError, flow
-from kitaru.logs import enable_cli_logging
+from kitaru._logging import enable_cli_logging
 
 SYSTEM = "You are a patient assistant. Answer in one short paragraph."
 

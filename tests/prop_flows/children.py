@@ -17,7 +17,7 @@ from typing import Any
 
 from helpers import REPO, TIMEOUT, child_env, kitaru_executable
 
-from kitaru.flow_handle import FlowHandle
+from kitaru._flow_handle import FlowHandle
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.runtime.ownership import process_started
 

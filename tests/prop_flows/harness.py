@@ -25,8 +25,8 @@ from typing import Any
 from llm_server import FakeLLMServer, RecordedRequest
 
 import kitaru.journal
+from kitaru._flow_handle import FlowHandle
 from kitaru.client import ExecutionsClient
-from kitaru.flow_handle import FlowHandle
 from kitaru.journal.events import CallCompleted, CallFailed, LlmCallRecorded
 from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
@@ -307,7 +307,7 @@ class Driver:
                         run = resume_execution(
                             exec_id, mode="resume", background=False, store=store
                         )
-                    outcome = run.run()
+                    outcome = run.drive()
                     assert not mortal.dead, f"a dead process ran on: {mortal.died_at}"
                     if outcome.error is not None:
                         raise AssertionError(f"the execution failed: {outcome.error!r}")
@@ -337,7 +337,7 @@ class Driver:
         with self._process(Mortal(None)) as store:
             run = resume_execution(exec_id, mode="resume", background=False, store=store)
             try:
-                return run.run()
+                return run.drive()
             finally:
                 run.ctx.drain()
 

@@ -237,8 +237,8 @@ def interpret(steps: list[list[Any]], log: str) -> list[Any]:
 
 def _main(argv: list[str]) -> int:
     from kitaru import KitaruError
+    from kitaru._config import store_path
     from kitaru.client import KitaruClient
-    from kitaru.config import store_path
 
     crash = None
     if "--crash" in argv:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from kitaru._llm.messages import Message
-from kitaru.errors import KitaruBackendError
-from kitaru.redaction import Redactor, redact
+from kitaru._redaction import Redactor, redact
+from kitaru.errors import ProviderError
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
@@ -75,35 +75,6 @@ class Provider(Protocol):
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         """Send ``request`` once; return the answer or raise ``ProviderError``."""
         ...
-
-
-class ProviderError(KitaruBackendError):
-    """A model provider failed or answered something kitaru cannot use.
-
-    ``reason`` is one of ``authentication``, ``permission``, ``not_found``,
-    ``rate_limit``, ``bad_request``, ``server``, ``http``, ``timeout``, ``connection``,
-    ``malformed_response`` or ``empty_response``; ``status_code`` is the HTTP status when
-    there was one. ``reached_provider`` is False only when the request provably never
-    left this machine (connection refused, host name not found): only then is it safe to
-    send again without risking a second, billed generation.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str,
-        model: str,
-        reason: str,
-        status_code: int | None = None,
-        reached_provider: bool = True,
-    ) -> None:
-        super().__init__(message)
-        self.provider = provider
-        self.model = model
-        self.reason = reason
-        self.status_code = status_code
-        self.reached_provider = reached_provider
 
 
 def status_error(

@@ -11,6 +11,7 @@ import builtins
 import datetime as dt
 from typing import Any
 
+from kitaru.client._memory_maintenance import check_source_mode, compact, read_audit, record_audit
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 from kitaru.journal.store import MemoryRow, Store
 from kitaru.memory import (
@@ -33,7 +34,6 @@ from kitaru.memory import (
     value_of,
     write,
 )
-from kitaru.memory_maintenance import check_source_mode, compact, read_audit, record_audit
 
 __all__ = ["MemoriesClient"]
 

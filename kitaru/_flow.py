@@ -8,23 +8,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from kitaru.config import runtime_layer, settings, store_path
-from kitaru.errors import KitaruError, KitaruUsageError
-from kitaru.flow_handle import FlowHandle
-from kitaru.journal import open_store
-from kitaru.journal.events import ExecutionSpec
-from kitaru.journal.store import Store
-from kitaru.replay.state import ExecutionState
-from kitaru.run_config import KitaruConfig, coerce_image, environment_config, merge_layers
-from kitaru.runtime.locate import check_not_importing, flow_ref, register_flow
-from kitaru.runtime.runner import Run, start_execution
-from kitaru.stacks import (
+from kitaru._config import store_path
+from kitaru._flow_handle import FlowHandle
+from kitaru._run_config import (
+    KitaruConfig,
+    coerce_image,
+    environment_config,
+    merge_layers,
+    runtime_layer,
+    settings,
+)
+from kitaru._stacks import (
     LOCAL_STACK,
     RUNNER_IN_PROCESS,
     default_stack_name,
     list_stacks,
     stack_store,
 )
+from kitaru.errors import KitaruError, KitaruUsageError
+from kitaru.journal import open_store
+from kitaru.journal.events import ExecutionSpec
+from kitaru.journal.store import Store
+from kitaru.replay.state import ExecutionState
+from kitaru.runtime.locate import check_not_importing, flow_ref, register_flow
+from kitaru.runtime.runner import Run, start_execution
 
 __all__ = ["RUN_OPTIONS", "Flow", "flow"]
 
@@ -45,16 +52,11 @@ def _check_retries(retries: int | None) -> None:
         raise KitaruUsageError(f"retries must be a whole number >= 0, got {retries!r}.")
 
 
-def _registry_snapshot() -> dict[str, Any]:
-    """The effective model registry, carried into the execution for ``kitaru.llm``.
+def _models_now() -> dict[str, Any]:
+    # Imported here: the model registry is read when a flow starts, not at import.
+    from kitaru._llm.registry import registry_snapshot
 
-    Always taken, even when empty: an execution resolves aliases from the registry it
-    started with, wherever it is resumed, never from the resuming machine's config.
-    """
-    from kitaru._llm.registry import effective_registry
-
-    snapshot: dict[str, Any] = effective_registry().to_snapshot()
-    return snapshot
+    return registry_snapshot()
 
 
 def _same_store(a: str, b: str) -> bool:
@@ -212,7 +214,7 @@ class Flow(Generic[P, R]):
             args,
             kwargs,
             retries=spec.retries,
-            registry=_registry_snapshot(),
+            registry=_models_now(),
             spec=spec,
             store=store,
         )
@@ -256,7 +258,7 @@ class Flow(Generic[P, R]):
             from_=from_,
             overrides=overrides,
             flow_inputs=flow_inputs,
-            registry=_registry_snapshot(),
+            registry=_models_now(),
             store=store,
             invocation=invocation,
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kitaru.errors import KitaruStateError, KitaruTimeoutError
+from kitaru.client._views import ExecutionStatus
+from kitaru.errors import KitaruStateError, KitaruTimeoutError, KitaruUsageError
 from kitaru.journal import open_store
 from kitaru.journal.store import Store
-from kitaru.records import ExecutionStatus
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value
 
@@ -43,7 +43,7 @@ class FlowHandle:
         on), and ``KitaruStateError`` if it pauses waiting for input.
         """
         if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be >= 0")
+            raise KitaruUsageError(f"timeout must be None or a number >= 0, got {timeout!r}.")
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._run is not None:
             if not self._run.done.wait(timeout):

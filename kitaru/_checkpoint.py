@@ -8,8 +8,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from kitaru._logging import get_logger
 from kitaru.errors import KitaruContextError, KitaruUsageError
-from kitaru.logs import get_logger
 from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint

@@ -1,4 +1,8 @@
-"""``kitaru.save()`` and ``kitaru.load()``: named artifacts of executions."""
+"""``kitaru.save()``: a named artifact of the running checkpoint attempt.
+
+Its counterpart ``kitaru.load()`` reads another execution, so it is a client call
+(``kitaru.client._loading``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from kitaru.journal.payloads import make_ref
 from kitaru.runtime.context import current_call, current_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
 
-__all__ = ["ARTIFACT_TYPES", "load", "save"]
+__all__ = ["ARTIFACT_TYPES", "save"]
 
 ARTIFACT_TYPES = ("prompt", "response", "context", "input", "output", "blob")
 
@@ -43,10 +47,3 @@ def save(name: str, value: Any, *, type: str = "output", tags: list[str] | None 
         tags=tuple(tags or ()),
     )
     ctx.writer.defer(event, payloads)
-
-
-def load(exec_id: str, name: str) -> Any:
-    """Load an artifact saved by ``exec_id``, or one of its checkpoint outputs, by name."""
-    from kitaru.client import KitaruClient
-
-    return KitaruClient().artifacts.find(exec_id, name).load()

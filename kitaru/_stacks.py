@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kitaru.config import STORE_ENV, config_dir, runtime_layer, store_path
+from kitaru._config import STORE_ENV, config_dir, store_path
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -291,7 +291,7 @@ def stack_store(name: str) -> str:
 
 def default_stack_name() -> str:
     """The stack used when a run names none: configure(), KITARU_STACK, else the active one."""
-    from kitaru.run_config import environment_config
+    from kitaru._run_config import environment_config, runtime_layer
 
     named = runtime_layer().stack or environment_config().stack
     if named:

@@ -11,7 +11,7 @@ from kitaru.errors import KitaruUsageError
 from kitaru.journal.events import WaitRequested
 from kitaru.runtime.boundary import execute_wait, reserve
 from kitaru.runtime.context import require_flow_body
-from kitaru.runtime.inputs import describe_schema, validate_input
+from kitaru.runtime.wait_schemas import describe_schema, validate_input
 
 __all__ = ["wait"]
 

@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
-if TYPE_CHECKING:
-    from kitaru.run_config import KitaruConfig
-
 __all__ = [
-    "Settings",
     "config_dir",
-    "configure",
-    "runtime_layer",
-    "settings",
     "store_path",
 ]
 
@@ -100,73 +90,3 @@ def store_path(value: str | None = None) -> Path:
             "set it to a file path or a sqlite:///PATH URL."
         )
     return Path(raw).expanduser()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The cache and retries defaults ``kitaru.configure`` set (with their defaults)."""
-
-    cache: bool = False
-    """Reuse checkpoint outputs across executions. Off by default: a new execution of
-    an agent should not skip a side effect because an earlier one had the same inputs."""
-    retries: int = 0
-
-
-_UNSET: Any = object()
-_layer: KitaruConfig | None = None
-_layer_lock = threading.Lock()
-
-
-def runtime_layer() -> KitaruConfig:
-    """What ``kitaru.configure`` set in this process (None: not set)."""
-    from kitaru.run_config import KitaruConfig
-
-    return _layer if _layer is not None else KitaruConfig()
-
-
-def settings() -> Settings:
-    """The configured cache and retries defaults of this process."""
-    layer = runtime_layer()
-    return Settings(
-        cache=bool(layer.cache),
-        retries=layer.retries if layer.retries is not None else 0,
-    )
-
-
-def configure(
-    *,
-    stack: str | None = _UNSET,
-    image: Any = _UNSET,
-    cache: bool | None = _UNSET,
-    retries: int | None = _UNSET,
-    project: str | None = _UNSET,
-) -> KitaruConfig:
-    """Set process-wide run defaults; an omitted argument is unchanged, ``None`` clears it.
-
-    ``stack``, ``image``, ``cache`` and ``retries`` apply to flows started later in this
-    process unless the flow or the run sets them. ``project`` is kept for programs
-    written for Kitaru's servers; this version has no projects.
-    """
-    global _layer  # noqa: PLW0603  (one process-wide value, swapped atomically)
-    from kitaru.run_config import KitaruConfig
-
-    changes = {
-        name: value
-        for name, value in (
-            ("stack", stack),
-            ("image", image),
-            ("cache", cache),
-            ("retries", retries),
-            ("project", project),
-        )
-        if value is not _UNSET
-    }
-    with _layer_lock:
-        current = runtime_layer()
-        values = {
-            name: getattr(current, name)
-            for name in ("stack", "image", "cache", "retries", "project")
-        }
-        values.update(changes)
-        _layer = KitaruConfig(**values)  # validates before anything changes
-        return _layer

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kitaru._redaction import redact_shown
+from kitaru._run_config import FrozenExecutionSpec
 from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.store import ExecutionRow, Store
-from kitaru.redaction import redact_shown
 from kitaru.replay.state import CallRecord, ExecutionState
-from kitaru.run_config import FrozenExecutionSpec
 from kitaru.runtime.failures import failure_origin
 from kitaru.runtime.values import decode_value
 
@@ -334,7 +334,7 @@ class Execution:
         Like ``FlowHandle.wait``: ``KitaruTimeoutError`` after ``timeout`` seconds (the
         execution goes on), ``KitaruStateError`` if it pauses waiting for input.
         """
-        from kitaru.flow_handle import FlowHandle
+        from kitaru._flow_handle import FlowHandle
 
         return FlowHandle(self.exec_id, run=self._run, store=self._store).wait(timeout)
 

@@ -33,7 +33,7 @@ class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
     """Formats like structlog's, then blanks secret values (errors can quote them)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from kitaru.redaction import redact
+        from kitaru._redaction import redact
 
         return redact(super().format(record))
 

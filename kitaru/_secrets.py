@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from kitaru.config import config_dir
-from kitaru.errors import KitaruUsageError
+from kitaru._config import config_dir
+from kitaru.errors import KitaruUsageError, SecretNotFoundError
 
 __all__ = [
     "MASK",
@@ -45,17 +45,6 @@ MASK = "********"
 _FORMAT_VERSION = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-
-
-class SecretNotFoundError(KitaruUsageError):
-    """No secret with this name is stored."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"Secret '{name}' does not exist. Create it with "
-            f"`kitaru secrets set {name} --KEY=VALUE`, or see `kitaru secrets list`."
-        )
-        self.name = name
 
 
 class _SecretsFile(msgspec.Struct, forbid_unknown_fields=True):

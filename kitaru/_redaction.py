@@ -132,8 +132,8 @@ def _values_in_use() -> set[str]:
 
 
 def _stored_values() -> tuple[str, ...]:
+    from kitaru._secrets import secrets_path, stored_values
     from kitaru.errors import KitaruError
-    from kitaru.secrets import secrets_path, stored_values
 
     with contextlib.suppress(KitaruError, OSError):
         path = secrets_path()

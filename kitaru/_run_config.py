@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -33,9 +34,13 @@ __all__ = [
     "ImageSettings",
     "KitaruConfig",
     "ResolvedExecutionConfig",
+    "Settings",
     "coerce_image",
+    "configure",
     "environment_config",
     "merge_layers",
+    "runtime_layer",
+    "settings",
 ]
 
 STACK_ENV = "KITARU_STACK"
@@ -323,3 +328,69 @@ def merge_layers(*layers: KitaruConfig | None) -> KitaruConfig:
             if value is not None and f.name != "image" and f.name not in chosen:
                 chosen[f.name] = value
     return KitaruConfig(image=_merge_images(images), **chosen)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The cache and retries defaults ``kitaru.configure`` set (with their defaults)."""
+
+    cache: bool = False
+    """Reuse checkpoint outputs across executions. Off by default: a new execution of
+    an agent should not skip a side effect because an earlier one had the same inputs."""
+    retries: int = 0
+
+
+_UNSET: Any = object()
+_layer: KitaruConfig | None = None
+_layer_lock = threading.Lock()
+
+
+def runtime_layer() -> KitaruConfig:
+    """What ``kitaru.configure`` set in this process (None: not set)."""
+    return _layer if _layer is not None else KitaruConfig()
+
+
+def settings() -> Settings:
+    """The configured cache and retries defaults of this process."""
+    layer = runtime_layer()
+    return Settings(
+        cache=bool(layer.cache),
+        retries=layer.retries if layer.retries is not None else 0,
+    )
+
+
+def configure(
+    *,
+    stack: str | None = _UNSET,
+    image: Any = _UNSET,
+    cache: bool | None = _UNSET,
+    retries: int | None = _UNSET,
+    project: str | None = _UNSET,
+) -> KitaruConfig:
+    """Set process-wide run defaults; an omitted argument is unchanged, ``None`` clears it.
+
+    ``stack``, ``image``, ``cache`` and ``retries`` apply to flows started later in this
+    process unless the flow or the run sets them. ``project`` is kept for programs
+    written for Kitaru's servers; this version has no projects.
+    """
+    global _layer  # noqa: PLW0603  (one process-wide value, swapped atomically)
+    changes = {
+        name: value
+        for name, value in (
+            ("stack", stack),
+            ("image", image),
+            ("cache", cache),
+            ("retries", retries),
+            ("project", project),
+        )
+        if value is not _UNSET
+    }
+    with _layer_lock:
+        current = runtime_layer()
+        values = {
+            name: getattr(current, name)
+            for name in ("stack", "image", "cache", "retries", "project")
+        }
+        values.update(changes)
+        _layer = KitaruConfig(**values)  # validates before anything changes
+        return _layer

@@ -13,12 +13,12 @@ from typing import Any
 from kitaru._llm.call import FailedAttempt, LlmResult, check_call_options, prepare_llm_call
 from kitaru._llm.messages import Message, normalise_prompt
 from kitaru._llm.providers import ProviderError
+from kitaru._logging import get_logger
+from kitaru._redaction import redact
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.conversation import store_prompt, text_blob
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmUsage
 from kitaru.journal.payloads import make_ref
-from kitaru.logs import get_logger
-from kitaru.redaction import redact
 from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, output_handle, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution

@@ -5,22 +5,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
-from kitaru.errors import (
-    FailureOrigin,
-    KitaruBackendError,
-    KitaruError,
-    KitaruFeatureNotAvailableError,
-    KitaruLogRetrievalError,
-    KitaruStateError,
-    KitaruUsageError,
-)
-from kitaru.journal import open_store
-from kitaru.journal.events import ExecutionCancelled, WaitRequested
-from kitaru.journal.store import Store, WaitAlreadyAnsweredError
-from kitaru.memory_client import MemoriesClient
-from kitaru.records import (
+from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
+from kitaru.client._memories import MemoriesClient
+from kitaru.client._views import (
     ArtifactRef,
     CheckpointAttempt,
     CheckpointCall,
@@ -36,14 +26,28 @@ from kitaru.records import (
     log_lines,
     unreadable_execution,
 )
+from kitaru.errors import (
+    FailureOrigin,
+    KitaruBackendError,
+    KitaruError,
+    KitaruFeatureNotAvailableError,
+    KitaruLogRetrievalError,
+    KitaruStateError,
+    KitaruUsageError,
+    WaitAlreadyAnsweredError,
+)
+from kitaru.journal import forget_store, open_store
+from kitaru.journal.events import ExecutionCancelled, WaitRequested
+from kitaru.journal.store import Lease, Store
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.boundary import resolve_wait
-from kitaru.runtime.inputs import validate_input
 from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import claim_execution
+from kitaru.runtime.recovery import RecoveryResult, recover_all
 from kitaru.runtime.runner import Run, load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
 from kitaru.runtime.verify import Verification, verify_execution
+from kitaru.runtime.wait_schemas import validate_input
 from kitaru.runtime.writer import JournalWriter
 
 __all__ = [
@@ -57,10 +61,13 @@ __all__ = [
     "FailureInfo",
     "FailureOrigin",
     "KitaruClient",
+    "Lease",
+    "LifecycleLine",
     "LlmCall",
     "LogEntry",
     "LogLine",
     "PendingWait",
+    "RecoveryResult",
     "Verification",
 ]
 
@@ -161,26 +168,57 @@ class ExecutionsClient:
         rows = self._store.list_executions()
         return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
 
-    def resume(self, exec_id: str) -> Execution:
+    def status(self, exec_id: str) -> ExecutionStatus:
+        """The execution's status as the journal holds it now (a cheap read)."""
+        exec_id = self.resolve_id(exec_id)
+        row = self._store.get_execution(exec_id)
+        if row is None:
+            raise KitaruStateError(f"No execution {exec_id}.", exec_id=exec_id)
+        return ExecutionStatus(row.status)
+
+    def live_owner(self, exec_id: str) -> Lease | None:
+        """The live process that owns the execution now (pid, host), or None."""
+        return self._store.live_lease(self.resolve_id(exec_id))
+
+    def lifecycle(self, exec_id: str) -> builtins.list[LifecycleLine]:
+        """The execution's lifecycle events as lines, in journal order."""
+        return lifecycle_lines(self._store, self.resolve_id(exec_id))
+
+    def resume(
+        self,
+        exec_id: str,
+        *,
+        background: bool = True,
+        on_start: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Continue an interrupted or waiting execution in this process.
 
-        Returns the execution as it stands once the run has started; its ``wait()``
-        blocks until it ends and returns its result.
+        With ``background=True`` (the default) it returns as soon as the run has started,
+        and the execution's ``wait()`` blocks until it ends. With ``background=False`` the
+        flow body runs in the calling thread, and the execution is returned as it stands
+        when the body ended or paused at a wait. ``on_start`` is called with the
+        execution just before its body starts.
         """
         run = resume_execution(
             self.resolve_id(exec_id), mode="resume", background=False, store=self._store
         )
-        return self._started(run)
+        return self._start(run, background, on_start)
 
-    def retry(self, exec_id: str) -> Execution:
+    def retry(
+        self,
+        exec_id: str,
+        *,
+        background: bool = True,
+        on_start: Callable[[Execution], None] | None = None,
+    ) -> Execution:
         """Continue a failed execution in this process; its failed calls run again.
 
-        Returns the execution once the run has started; ``wait()`` blocks until it ends.
+        ``background`` and ``on_start`` work as for ``resume``.
         """
         run = resume_execution(
             self.resolve_id(exec_id), mode="retry", background=False, store=self._store
         )
-        return self._started(run)
+        return self._start(run, background, on_start)
 
     def replay(
         self,
@@ -188,14 +226,16 @@ class ExecutionsClient:
         *,
         from_: str,
         overrides: dict[str, Any] | None = None,
+        background: bool = True,
+        on_start: Callable[[Execution], None] | None = None,
         **flow_inputs: Any,
     ) -> Execution:
         """Start a new execution from a finished one (see ``Flow.replay``).
 
-        Returns the new execution (its ``original_exec_id`` is ``exec_id``) once it has
-        started; ``wait()`` blocks until it ends.
+        Returns the new execution (its ``original_exec_id`` is ``exec_id``);
+        ``background`` and ``on_start`` work as for ``resume``.
         """
-        from kitaru.flow import _registry_snapshot
+        from kitaru._llm.registry import registry_snapshot
 
         source = load_state(self._store, self.resolve_id(exec_id))
         assert source.flow is not None
@@ -205,24 +245,45 @@ class ExecutionsClient:
             from_=from_,
             overrides=overrides,
             flow_inputs=flow_inputs,
-            registry=_registry_snapshot(),
+            registry=registry_snapshot(),
             store=self._store,
             background=False,
         )
-        return self._started(run)
+        return self._start(run, background, on_start)
 
-    def _started(self, run: Run) -> Execution:
-        """Start ``run`` on its own thread; the execution it took on, holding the run.
+    def resume_all(
+        self, *, parallel: int = 4, on_result: Callable[[RecoveryResult], None] | None = None
+    ) -> builtins.list[RecoveryResult]:
+        """Resume, once each, every execution whose process is gone, ``parallel`` at a time.
+
+        Executions waiting for input are left alone. ``on_result`` hears of each as it
+        ends; the results come back in the order the executions ended.
+        """
+        return recover_all(self._store, parallel=parallel, on_result=on_result)
+
+    def _start(
+        self, run: Run, background: bool, on_start: Callable[[Execution], None] | None
+    ) -> Execution:
+        """Run ``run`` here or on its own thread; the execution it took on, holding the run.
 
         The snapshot is built from the state the run just folded, before the body
         starts: the journal is not read again, nothing competes with the body for the
         interpreter, and it always shows the run just begun.
         """
         try:
-            execution = execution_from_state(run.ctx.state, self._store)
-        finally:
+            execution = dataclasses.replace(
+                execution_from_state(run.ctx.state, self._store), _run=run
+            )
+            if on_start is not None:
+                on_start(execution)
+        except BaseException:
+            run.abandon()
+            raise
+        if background:
             run.start_thread()
-        return dataclasses.replace(execution, _run=run)
+            return execution
+        run.drive()
+        return dataclasses.replace(self.get(run.exec_id), _run=run)
 
     def pending_waits(self, exec_id: str) -> builtins.list[PendingWait]:
         """The waits the execution is paused at (empty when it waits for nothing)."""
@@ -470,6 +531,8 @@ class KitaruClient:
     """Entry point for managing executions: ``KitaruClient().executions.get(id)``.
 
     ``store`` is the journal to read (default: ``KITARU_STORE``, else the config dir's).
+    With ``create=False`` a missing journal raises ``JournalNotFoundError`` instead of
+    being created empty (for programs that only read).
     There is no server: ``server_url``, ``auth_token`` and ``project`` raise
     ``KitaruFeatureNotAvailableError``.
     """
@@ -481,6 +544,7 @@ class KitaruClient:
         server_url: str | None = None,
         auth_token: str | None = None,
         project: str | None = None,
+        create: bool = True,
     ):
         given = {"server_url": server_url, "auth_token": auth_token, "project": project}
         named = sorted(key for key, value in given.items() if value is not None)
@@ -491,7 +555,16 @@ class KitaruClient:
                 "Point the client at one with KitaruClient(store='/path/to/kitaru.db') "
                 "or the KITARU_STORE environment variable."
             )
-        self._store = open_store(store)
+        self._store = open_store(store, create=create)
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)
         self.memories = MemoriesClient(self._store)
+
+    def close(self) -> None:
+        """Close this process's connections to the journal (before its files are removed)."""
+        forget_store(self._store.location)
+
+    @property
+    def store_location(self) -> str:
+        """Where the client's journal is (for SQLite, the file's path)."""
+        return self._store.location

@@ -1,0 +1,132 @@
+"""The public surface: what ``kitaru`` exports, which modules are public, where errors live.
+
+Implementation modules are private (``_``-prefixed); users reach for ``kitaru``,
+``kitaru.client``, ``kitaru.errors`` and ``kitaru.memory``. The layers below them
+(``runtime``, ``replay``, ``journal``) keep plain names because they are the layers
+the architecture is drawn in, and ``cli`` is the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import kitaru
+import kitaru.client
+import kitaru.errors
+from tests.helpers import REPO, child_env
+
+PUBLIC_MODULES = {"cli", "client", "errors", "journal", "memory", "replay", "runtime"}
+
+
+def _all_modules() -> list[types.ModuleType]:
+    found = [kitaru]
+    for info in pkgutil.walk_packages(kitaru.__path__, prefix="kitaru."):
+        if info.name == "kitaru.__main__":
+            continue
+        found.append(importlib.import_module(info.name))
+    return found
+
+
+class TestTopLevel:
+    def test_all_is_sorted_and_unique(self) -> None:
+        """``kitaru.__all__`` is sorted and names each export once."""
+        assert kitaru.__all__ == sorted(set(kitaru.__all__))
+
+    def test_all_is_complete(self) -> None:
+        """Every public attribute of ``kitaru`` (other than its modules) is in ``__all__``."""
+        public = {
+            name
+            for name, value in vars(kitaru).items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        }
+        assert public - set(kitaru.__all__) == set()
+
+    def test_every_name_in_all_exists(self) -> None:
+        """Each name ``__all__`` promises can be imported."""
+        for name in kitaru.__all__:
+            assert getattr(kitaru, name) is not None, name
+
+    def test_public_calls_are_not_shadowed_modules(self) -> None:
+        """``kitaru.flow``, ``kitaru.checkpoint`` and ``kitaru.wait`` are the functions,
+        and no submodule of the same name hides behind them."""
+        for name in ("flow", "checkpoint", "wait", "llm", "log", "save", "load"):
+            assert callable(getattr(kitaru, name))
+            assert f"kitaru.{name}" not in sys.modules, name
+
+    def test_only_the_drawn_modules_are_public(self) -> None:
+        """Top-level modules without a leading underscore are exactly the public ones."""
+        names = {
+            info.name
+            for info in pkgutil.iter_modules(kitaru.__path__)
+            if not info.name.startswith("_")
+        }
+        assert names == PUBLIC_MODULES
+
+    def test_every_error_is_exported(self) -> None:
+        """Each error class in ``kitaru.errors`` is exported by ``kitaru`` as well."""
+        assert set(kitaru.errors.__all__) <= set(kitaru.__all__)
+
+
+class TestClientSurface:
+    def test_client_all_is_sorted_and_exists(self) -> None:
+        """``kitaru.client.__all__`` is sorted, and every name in it exists."""
+        assert kitaru.client.__all__ == sorted(set(kitaru.client.__all__))
+        for name in kitaru.client.__all__:
+            assert hasattr(kitaru.client, name), name
+
+
+class TestErrorTree:
+    def test_every_public_error_lives_in_errors(self) -> None:
+        """Every public ``KitaruError`` subclass is defined in ``kitaru.errors`` and listed
+        in its ``__all__`` (and so drawn in its tree)."""
+        strays = []
+        for module in _all_modules():
+            for name, value in vars(module).items():
+                if (
+                    inspect.isclass(value)
+                    and issubclass(value, kitaru.errors.KitaruError)
+                    and not name.startswith("_")
+                    and value.__module__ != "kitaru.errors"
+                ):
+                    strays.append(f"{value.__module__}.{name}")
+        assert strays == []
+        defined = {
+            name
+            for name, value in vars(kitaru.errors).items()
+            if inspect.isclass(value) and issubclass(value, kitaru.errors.KitaruError)
+        }
+        assert defined <= set(kitaru.errors.__all__)
+        tree = kitaru.errors.__doc__ or ""
+        assert [name for name in defined if name not in tree] == []
+
+    def test_wait_timeout_is_a_usage_error(self, tmp_path: Path) -> None:
+        """``FlowHandle.wait`` with a negative timeout raises ``KitaruUsageError``."""
+        from kitaru._flow_handle import FlowHandle
+        from kitaru.journal import open_store
+
+        store = open_store(f"{tmp_path}/kitaru.db")
+        with pytest.raises(kitaru.KitaruUsageError, match="timeout"):
+            FlowHandle("nothing", store=store).wait(timeout=-1)
+
+
+class TestLayers:
+    def test_import_linter_contracts_hold(self) -> None:
+        """``lint-imports`` keeps every layer contract in ``pyproject.toml``."""
+        done = subprocess.run(
+            [sys.executable, "-c", "import importlinter.cli as c; c.lint_imports_command()"],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
