@@ -16,7 +16,6 @@ from kitaru.errors import (
     KitaruStateError,
     KitaruUsageError,
 )
-from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
 from kitaru.journal.store import Store, WaitAlreadyAnsweredError
 from kitaru.memory_client import MemoriesClient
@@ -45,6 +44,7 @@ from kitaru.runtime.runner import Run, load_state, replay_execution, resume_exec
 from kitaru.runtime.values import UnencodableValueError, encode_value
 from kitaru.runtime.verify import Verification, verify_execution
 from kitaru.runtime.writer import JournalWriter
+from kitaru.stores import open_store
 
 __all__ = [
     "ArtifactRef",

@@ -6,11 +6,11 @@ import time
 from typing import Any
 
 from kitaru.errors import KitaruStateError, KitaruTimeoutError
-from kitaru.journal import open_store
 from kitaru.journal.store import Store
 from kitaru.records import ExecutionStatus
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value
+from kitaru.stores import open_store
 
 __all__ = ["FlowHandle"]
 

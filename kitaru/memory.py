@@ -29,13 +29,13 @@ from typing import Any, Literal, cast
 import msgspec
 
 from kitaru.errors import KitaruContextError, KitaruError, KitaruStateError, KitaruUsageError
-from kitaru.journal import open_store
 from kitaru.journal.store import MemoryRow, MemoryWrite, Store
 from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
+from kitaru.stores import open_store
 
 __all__ = [
     "CompactResult",

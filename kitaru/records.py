@@ -340,7 +340,7 @@ class Execution:
 
     def _client(self) -> ExecutionsClient:
         from kitaru.client import ExecutionsClient
-        from kitaru.journal import open_store
+        from kitaru.stores import open_store
 
         return ExecutionsClient(self._store if self._store is not None else open_store())
 

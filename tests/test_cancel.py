@@ -42,7 +42,7 @@ from kitaru import (
 from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.flow_handle import FlowHandle
-from kitaru.journal import open_store
+from kitaru.stores import open_store
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")
 

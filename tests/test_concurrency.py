@@ -28,8 +28,8 @@ from prop_flows.interpreter import interpret, side_effects
 
 from kitaru import KitaruBackendError, KitaruStateError
 from kitaru.client import KitaruClient
-from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
+from kitaru.store_check import check_store
 
 WORKER = [sys.executable, "-m", "tests.prop_flows.worker"]
 STEPS = [["work", "a", 1, 0, 0.0], ["work", "b", 2, 0, 0.0], ["map", ["fan", "fan_2"], [3, 4]]]

@@ -10,7 +10,7 @@ import pytest
 from helpers import OwnedStore
 
 from kitaru import KitaruBackendError
-from kitaru.journal import JournalConflictError, SqliteStore
+from kitaru.journal import JournalConflictError
 from kitaru.journal.events import (
     CallCompleted,
     CallStarted,
@@ -25,6 +25,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.payloads import INLINE_LIMIT, content_hash, make_ref
+from kitaru.journal.sqlite import SqliteStore
 
 
 def started(flow: str = "f") -> ExecutionStarted:

@@ -30,8 +30,8 @@ from kitaru import (
     flow,
 )
 from kitaru.config import configure, runtime_layer
-from kitaru.journal import open_store
 from kitaru.journal.events import CallCompleted
+from kitaru.stores import open_store
 
 _seen: list[tuple[Any, ...]] = []
 _runs: Counter[str] = Counter()

@@ -22,8 +22,8 @@ import pytest
 from helpers import REPO, TIMEOUT, child_env, kitaru_executable, only_exec_id, store_file
 
 from kitaru.client import KitaruClient
-from kitaru.journal import SqliteStore
 from kitaru.journal.events import CallCompleted
+from kitaru.journal.sqlite import SqliteStore
 
 pytestmark = pytest.mark.slow
 

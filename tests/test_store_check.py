@@ -17,8 +17,8 @@ from helpers import REPO, child_env, kitaru, run_flow
 
 from kitaru import checkpoint, flow
 from kitaru.cli import main
-from kitaru.journal import open_store
-from kitaru.journal.integrity import check_store
+from kitaru.store_check import check_store
+from kitaru.stores import open_store
 
 
 @checkpoint

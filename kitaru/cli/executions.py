@@ -24,8 +24,8 @@ from kitaru.client import (
     Verification,
 )
 from kitaru.errors import KitaruStateError, KitaruUsageError
-from kitaru.journal import JournalNotFoundError, open_store
 from kitaru.runtime.runner import Run
+from kitaru.stores import JournalNotFoundError, open_store
 
 __all__ = ["executions"]
 

@@ -7,8 +7,8 @@ import sys
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.journal import open_store
-from kitaru.journal.integrity import IntegrityReport, check_store
+from kitaru.store_check import check_store
+from kitaru.stores import open_store
 
 __all__ = ["store"]
 
@@ -47,28 +47,9 @@ def check(output: str) -> None:
             "payloads": report.payloads,
             "problems": report.problems,
             "notes": report.notes,
-            "wal": _wal_json(report),
+            "wal": report.log,
         },
         text,
     )
     if not report.ok:
         sys.exit(1)
-
-
-def _wal_json(report: IntegrityReport) -> dict[str, object] | None:
-    wal = report.wal
-    if wal is None or not wal.exists:
-        return None
-    broken = wal.broken_at
-    lost = [] if broken is None else [broken, *wal.dropped]
-    return {
-        "path": wal.path,
-        "frames": wal.frames,
-        "kept": wal.kept,
-        "header_damaged": wal.header_damaged,
-        "broken_frame": None if broken is None else broken.index,
-        "dropped_frames": [frame.index for frame in lost],
-        "dropped_pages": sorted({frame.page for frame in lost}),
-        "lost_commits": wal.lost_commits,
-        "saved_copy": report.saved_wal,
-    }

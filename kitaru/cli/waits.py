@@ -19,7 +19,7 @@ import click
 from kitaru.client import KitaruClient, PendingWait
 from kitaru.config import CONFIG_PATH_ENV, STORE_ENV
 from kitaru.errors import KitaruError
-from kitaru.journal import open_store
+from kitaru.stores import open_store
 
 __all__ = ["announce_waits", "describe_wait", "input_command", "kitaru_command"]
 

@@ -20,9 +20,9 @@ from typing import Any
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
-from kitaru.errors import KitaruStateError, KitaruUsageError
-from kitaru.journal import forget_store, open_store
+from kitaru.config import CONFIG_PATH_ENV, STORE_ENV, config_dir, sqlite_file, store_url
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
+from kitaru.stores import forget_store, open_store
 
 __all__ = ["clean", "info", "init", "status"]
 
@@ -32,7 +32,15 @@ def _stack() -> tuple[str, Path]:
     from kitaru.stacks import default_stack_name, stack_store
 
     name = default_stack_name()
-    return name, store_path(stack_store(name)).absolute()
+    url = store_url(stack_store(name))
+    path = sqlite_file(url)
+    if path is None:
+        open_store(url)  # a backend this version lacks says so, naming what works
+        raise KitaruFeatureNotAvailableError(
+            f"The '{name}' stack records in {url}; this command looks after an SQLite "
+            "journal file only. Run it on a stack with a sqlite:///PATH store."
+        )
+    return name, path
 
 
 _CORE_PACKAGES = ("click", "msgspec", "sqlite-utils", "structlog")

@@ -18,7 +18,6 @@ from kitaru.errors import (
     KitaruUsageError,
     KitaruUserCodeError,
 )
-from kitaru.journal import open_store
 from kitaru.journal.events import (
     ExecutionCancelled,
     ExecutionCompleted,
@@ -54,6 +53,7 @@ from kitaru.runtime.interrupts import (
 from kitaru.runtime.ownership import Ownership, claim_execution
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 from kitaru.runtime.writer import JournalWriter
+from kitaru.stores import open_store
 
 __all__ = [
     "Outcome",

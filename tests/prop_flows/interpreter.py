@@ -238,14 +238,14 @@ def interpret(steps: list[list[Any]], log: str) -> list[Any]:
 def _main(argv: list[str]) -> int:
     from kitaru import KitaruError
     from kitaru.client import KitaruClient
-    from kitaru.config import store_path
+    from kitaru.config import sqlite_file, store_url
 
     crash = None
     if "--crash" in argv:
         at = argv.index("--crash")
         crash = crashing.CrashPoint.parse(argv[at + 1])
         del argv[at : at + 2]
-    crashing.install(store_path(), crashing.Mortal(crash, real=True))
+    crashing.install(Path(str(sqlite_file(store_url()))), crashing.Mortal(crash, real=True))
     if argv[0] == "run":
         handle = interpret.run(json.loads(argv[1]), argv[2], background=True)
     else:
