@@ -42,7 +42,7 @@ def _open_sqlite(url: str) -> Store:
 
 def _open_postgresql(url: str) -> Store:
     scheme = url.split("://", 1)[0]
-    where = STORE_ENV if _named_by_environment(url) else f"The store {url}"
+    where = STORE_ENV if _named_by_environment(url) else f"The store {_shown(url)}"
     raise KitaruFeatureNotAvailableError(
         f"{where} uses the '{scheme}' scheme: the PostgreSQL journal store is not "
         "available in this version. Record executions in SQLite: `kitaru stack create "
@@ -62,12 +62,21 @@ def backend_of(url: str) -> str:
     """The scheme of a store URL that has a backend; raise ``KitaruUsageError`` otherwise."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in _OPENERS:
-        where = STORE_ENV if _named_by_environment(url) else f"The store URL {url!r}"
+        where = STORE_ENV if _named_by_environment(url) else f"The store URL {_shown(url)!r}"
         raise KitaruUsageError(
             f"{where} uses the '{scheme}' scheme, which this version does not support; "
             "give a file path or a sqlite:///PATH URL."
         )
     return scheme
+
+
+def _shown(url: str) -> str:
+    """``url`` as a message may show it: a password in it is replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not at or "/" in userinfo or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def _named_by_environment(url: str) -> bool:

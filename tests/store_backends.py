@@ -8,11 +8,16 @@ the liveness tokens its store holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kitaru.journal.store import Store
+from kitaru.journal.events import Event
+from kitaru.journal.store import Lease, Store
+from kitaru.runtime.ownership import this_host
 
 
 @dataclass(frozen=True)
@@ -42,3 +47,36 @@ SQLITE = StoreBackend(
 )
 
 BACKENDS = [SQLITE]
+
+
+class Owned:
+    """A store whose ``append`` takes the execution's lease first, as a runner would.
+
+    For tests of a backend below the runtime: appends still go through the fenced path,
+    and everything else is the wrapped store's own.
+    """
+
+    owner = "tests/1"
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        events: Sequence[tuple[Event, float]],
+        payloads: Mapping[str, bytes] | None = None,
+    ) -> None:
+        lease = Lease(exec_id, self.owner, this_host(), os.getpid(), "", time.time() + 60)
+        claimed = self.store.get_lease(exec_id) is None
+        if claimed:
+            assert self.store.claim(lease) is None
+        try:
+            self.store.append(exec_id, first_seq, events, payloads, owner=self.owner)
+        finally:
+            if claimed:
+                self.store.release(exec_id, self.owner)

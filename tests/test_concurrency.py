@@ -30,6 +30,7 @@ from kitaru import KitaruBackendError, KitaruStateError
 from kitaru.client import KitaruClient
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.store_check import check_store
+from kitaru.stores import new_store
 
 WORKER = [sys.executable, "-m", "tests.prop_flows.worker"]
 STEPS = [["work", "a", 1, 0, 0.0], ["work", "b", 2, 0, 0.0], ["map", ["fan", "fan_2"], [3, 4]]]
@@ -62,7 +63,7 @@ def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def journal_is_sound() -> None:
-    store = SqliteStore(store_file())
+    store = new_store(str(store_file()))
     try:
         report = check_store(store)
     finally:

@@ -113,6 +113,13 @@ class TestOpenStore:
         assert "sqlite:///PATH" in str(caught.value)
         assert "\n" not in str(caught.value)
 
+    def test_a_password_in_the_url_is_not_shown(self) -> None:
+        """A refused store URL is named in the error without its password."""
+        with pytest.raises(KitaruFeatureNotAvailableError) as caught:
+            open_store("postgresql://agent:hunter2@db.example/kitaru")
+        assert "hunter2" not in str(caught.value)
+        assert "postgresql://agent:***@db.example/kitaru" in str(caught.value)
+
     def test_reading_a_missing_journal_names_the_file(self, tmp_path: Path) -> None:
         """``create=False`` on a missing SQLite journal raises naming the file, creating nothing."""
         missing = tmp_path / "none.db"
