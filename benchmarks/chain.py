@@ -117,7 +117,7 @@ def _kitaru_rows(db: pathlib.Path) -> tuple[bytes, bytes, list[str]]:
 
 def _kitaru_settings() -> dict[str, str]:
     """The durability settings of the connection kitaru appends with, read back from it."""
-    from kitaru.journal import open_store
+    from kitaru._stores import open_store
 
     # A private method, but it is the code path appends go through; if it changes, the
     # benchmark smoke test fails rather than the check silently reading something else.
@@ -165,9 +165,11 @@ def measure(n: int, repeats: int, workdir: pathlib.Path, *, profile: bool = Fals
 
     ``KITARU_STORE`` must already point into ``workdir``.
     """
-    from kitaru._config import store_path
+    from kitaru._config import sqlite_file, store_url
 
-    journal = store_path()
+    journal = sqlite_file(store_url())
+    if journal is None:
+        raise BenchmarkError(f"KITARU_STORE ({store_url()}) is not an SQLite journal")
     if workdir.resolve() not in journal.resolve().parents:
         raise BenchmarkError(f"KITARU_STORE ({journal}) is not inside {workdir}")
     # Unmeasured warm-up: creates the journal, opens connections, starts threads once.

@@ -2,7 +2,8 @@
 
 The config dir is ``$KITARU_CONFIG_PATH`` or the platform's user config folder for
 ``kitaru``. The journal lives there as ``kitaru.db`` unless ``$KITARU_STORE`` names
-another file (a bare path or a ``sqlite:///PATH`` URL).
+another store: a bare path or a ``sqlite:///PATH`` URL (see ``store_url``), or the URL
+of another backend.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import os
 import sys
 from pathlib import Path
 
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import KitaruUsageError
 
 __all__ = [
     "config_dir",
-    "store_path",
+    "sqlite_file",
+    "store_location",
+    "store_url",
 ]
 
 CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
 STORE_ENV = "KITARU_STORE"
 STORE_FILE_NAME = "kitaru.db"
-_SQLITE_URL_PREFIX = "sqlite:///"
+SQLITE_URL_PREFIX = "sqlite:///"
 
 
 def config_dir() -> Path:
@@ -64,29 +67,42 @@ def _refuse_file_in_the_way(path: Path) -> None:
         )
 
 
-def store_path(value: str | None = None) -> Path:
-    """Resolve the journal's file path from ``value`` or ``$KITARU_STORE``."""
+def store_url(value: str | None = None) -> str:
+    """The journal store's URL, from ``value`` or ``$KITARU_STORE`` (default: ``kitaru.db``
+    in the config dir).
+
+    A plain path and a ``sqlite:///PATH`` URL both become ``sqlite:///`` followed by the
+    file's absolute path; as in SQLAlchemy, the path after ``sqlite:///`` is taken as
+    written, so ``sqlite:///kitaru.db`` is relative to the current directory (resolved
+    now) and ``sqlite:////srv/kitaru.db`` is absolute. Any other ``scheme://`` URL is
+    returned as given: which schemes have a backend is ``kitaru._stores.open_store``'s call.
+    """
     raw = value if value is not None else os.environ.get(STORE_ENV)
     if not raw:
-        return config_dir() / STORE_FILE_NAME
-    if raw.startswith(_SQLITE_URL_PREFIX):
-        raw = raw[len(_SQLITE_URL_PREFIX) :]
-        if not raw:
+        return SQLITE_URL_PREFIX + str((config_dir() / STORE_FILE_NAME).absolute())
+    raw = raw.strip()
+    if raw.startswith(SQLITE_URL_PREFIX):
+        path = raw[len(SQLITE_URL_PREFIX) :]
+        if not path:
+            where = STORE_ENV if value is None else "The store URL"
             raise KitaruUsageError(
-                f"{STORE_ENV} is 'sqlite:///' with no path; give a file, e.g. sqlite:///kitaru.db"
+                f"{where} is 'sqlite:///' with no path; give a file, e.g. sqlite:///kitaru.db"
             )
-    elif raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        scheme = raw.split("://", 1)[0]
-        where = STORE_ENV if value is None else f"The store {raw}"
-        raise KitaruFeatureNotAvailableError(
-            f"{where} uses the '{scheme}' scheme: the PostgreSQL journal store is not "
-            "available in this version. Record executions in SQLite: `kitaru stack create "
-            "NAME --store sqlite:///PATH`, then `kitaru stack use NAME`."
-        )
     elif "://" in raw:
-        scheme = raw.split("://", 1)[0]
-        raise KitaruUsageError(
-            f"{STORE_ENV} uses the '{scheme}' scheme, which this version does not support; "
-            "set it to a file path or a sqlite:///PATH URL."
-        )
-    return Path(raw).expanduser()
+        return raw
+    else:
+        path = raw
+    return SQLITE_URL_PREFIX + str(Path(path).expanduser().absolute())
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The journal file a ``sqlite:///`` store URL names; None for any other store."""
+    if not url.startswith(SQLITE_URL_PREFIX):
+        return None
+    return Path(url[len(SQLITE_URL_PREFIX) :])
+
+
+def store_location(url: str) -> str:
+    """How messages and recorded specs name a store: its file for SQLite, else its URL."""
+    path = sqlite_file(url)
+    return url if path is None else str(path)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from kitaru._config import store_path
+from kitaru._config import store_location, store_url
 from kitaru._flow_handle import FlowHandle
 from kitaru._run_config import (
     KitaruConfig,
@@ -25,8 +24,8 @@ from kitaru._stacks import (
     list_stacks,
     stack_store,
 )
+from kitaru._stores import open_store
 from kitaru.errors import KitaruError, KitaruUsageError
-from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionSpec
 from kitaru.journal.store import Store
 from kitaru.replay.state import ExecutionState
@@ -61,8 +60,8 @@ def _models_now() -> dict[str, Any]:
 
 def _same_store(a: str, b: str) -> bool:
     try:
-        return store_path(a).absolute() == store_path(b).absolute()
-    except KitaruError:  # a store this version cannot open is no SQLite file
+        return store_url(a) == store_url(b)
+    except KitaruError:  # not a store location at all
         return False
 
 
@@ -129,7 +128,7 @@ class Flow(Generic[P, R]):
         stack = layer.stack or default_stack_name()
         return ExecutionSpec(
             stack=stack,
-            store=str(store_path(stack_store(stack)).absolute()),
+            store=store_location(store_url(stack_store(stack))),
             runner=RUNNER_IN_PROCESS,
             cache=bool(layer.cache),
             retries=layer.retries if layer.retries is not None else 0,
@@ -157,7 +156,7 @@ class Flow(Generic[P, R]):
             layer = merge_layers(invocation, recorded)
         else:
             layer = merge_layers(invocation, self._defaults, runtime_layer(), environment_config())
-        location = str(Path(store.location).absolute())
+        location = store_location(store.url)
         if invocation.stack is not None and not _same_store(
             stack_store(invocation.stack), location
         ):
@@ -272,15 +271,15 @@ class Flow(Generic[P, R]):
         first = open_store(stack_store(stack)) if stack is not None else open_store()
         if first.get_execution(exec_id) is not None:
             return first
-        searched = {Path(first.location).absolute()}
+        searched = {first.url}
         for info in list_stacks():
             try:
-                path = store_path(info.store).absolute()
+                url = store_url(info.store)
+                other = open_store(url, create=False)
             except KitaruError:  # a store this version cannot open holds nothing to replay
                 continue
-            if path.exists() and path not in searched:
-                searched.add(path)
-                other = open_store(str(path))
+            if url not in searched:
+                searched.add(url)
                 if other.get_execution(exec_id) is not None:
                     return other
         return first

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kitaru._stores import open_store
 from kitaru.client._views import ExecutionStatus
 from kitaru.errors import KitaruStateError, KitaruTimeoutError, KitaruUsageError
-from kitaru.journal import open_store
 from kitaru.journal.store import Store
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kitaru._config import STORE_ENV, config_dir, store_path
+from kitaru._config import (
+    SQLITE_URL_PREFIX,
+    STORE_ENV,
+    config_dir,
+    store_location,
+    store_url,
+)
 from kitaru.errors import (
     KitaruFeatureNotAvailableError,
     KitaruStateError,
@@ -54,7 +60,6 @@ RUNNER_IN_PROCESS = "in-process"
 """Flows run on a thread of the process that starts them; ``.run()`` blocks by default."""
 STACKS_FILE = "stacks.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
@@ -120,29 +125,21 @@ def _editing() -> Iterator[dict[str, Any]]:
 
 
 def _local_store() -> str:
-    return str(store_path().absolute())
+    return store_location(store_url())
 
 
 def normalize_store_url(url: str) -> str:
-    """A store URL as a stack keeps it: ``sqlite:///`` with an absolute path, or postgres."""
+    """A store URL as a stack keeps it: ``sqlite:///`` with an absolute path, or another
+    backend's URL as given (``config.store_url``)."""
+    from kitaru._stores import backend_of
+
     if not isinstance(url, str) or not url.strip():
         raise KitaruUsageError("A store URL is required, e.g. sqlite:///path/to/kitaru.db.")
-    url = url.strip()
-    if url.startswith(_POSTGRES_PREFIXES):
-        return url
-    if url.startswith(_SQLITE_PREFIX):
-        raw = url[len(_SQLITE_PREFIX) :]
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise KitaruUsageError(
-            f"Store URLs with the '{scheme}' scheme are not understood; give "
-            "sqlite:///PATH (or postgresql://... once that store exists)."
-        )
-    else:
-        raw = url
-    if not raw:
+    if url.strip() == SQLITE_URL_PREFIX:
         raise KitaruUsageError("The store URL 'sqlite:///' has no path; add the journal file.")
-    return _SQLITE_PREFIX + str(Path(raw).expanduser().absolute())
+    location = store_url(url)
+    backend_of(location)  # a scheme no backend serves is refused before it is kept
+    return location
 
 
 def _info(name: str, record: dict[str, Any] | None, active: str) -> StackInfo:
@@ -284,9 +281,7 @@ def stack_store(name: str) -> str:
         record = data["stacks"].get(record_name)
         if record is None:
             return _local_store()
-    location = str(record["store"])
-    store_path(location)  # a store this version cannot open fails here, with its reason
-    return location
+    return str(record["store"])
 
 
 def default_stack_name() -> str:
@@ -336,7 +331,7 @@ def connect(
     for name, record in sorted(data["stacks"].items()):
         if record.get("store") == location:
             return use_stack(name)
-    if location == _SQLITE_PREFIX + _local_store():
+    if location == store_url():
         return use_stack(LOCAL_STACK)
     base = "postgres" if location.startswith(_POSTGRES_PREFIXES) else Path(location).stem
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", base).strip("-.") or "store"

@@ -28,8 +28,8 @@ from typing import Any, Literal, cast
 
 import msgspec
 
+from kitaru._stores import open_store
 from kitaru.errors import KitaruContextError, KitaruError, KitaruStateError, KitaruUsageError
-from kitaru.journal import open_store
 from kitaru.journal.store import MemoryRow, MemoryWrite, Store
 from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, reserve

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from store_backends import BACKENDS, StoreBackend
 
 from kitaru import KitaruClient, KitaruStateError
 
@@ -83,3 +84,10 @@ settings.register_profile(
 )
 settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda backend: backend.name)
+def store_backend(request: pytest.FixtureRequest) -> StoreBackend:
+    """Each store backend in turn, for tests that hold for every backend."""
+    backend: StoreBackend = request.param
+    return backend

@@ -40,9 +40,9 @@ from kitaru import (
     flow,
 )
 from kitaru._flow_handle import FlowHandle
+from kitaru._stores import open_store
 from kitaru.cli import main
 from kitaru.client import KitaruClient
-from kitaru.journal import open_store
 
 pytestmark = pytest.mark.usefixtures("cancel_leftover_executions")
 

@@ -16,8 +16,9 @@ from click.testing import CliRunner, Result
 from helpers import OwnedStore, child_env, kitaru, run_flow
 
 from kitaru import KitaruUserCodeError, checkpoint, flow
+from kitaru._stores import open_store
 from kitaru.cli import main
-from kitaru.journal import make_ref, open_store
+from kitaru.journal import make_ref
 from kitaru.journal.events import ExecutionStarted, FlowRef
 from kitaru.runtime.values import encode_value
 
@@ -242,7 +243,7 @@ def _record_started(exec_id: str) -> None:
         inputs=make_ref(encode_value([["x"], {}]), payloads),
         kitaru_version="test",
     )
-    OwnedStore(open_store().path).append(exec_id, 1, [(started, time.time())], payloads)
+    OwnedStore(Path(open_store().location)).append(exec_id, 1, [(started, time.time())], payloads)
 
 
 class TestInstalledCommand:

@@ -248,8 +248,8 @@ class TestOneAnswerPerWait:
 
     def test_two_racing_answers_store_one(self) -> None:
         """The journal itself keeps one answer per wait: a second post is refused."""
+        from kitaru._stores import open_store
         from kitaru.errors import WaitAlreadyAnsweredError
-        from kitaru.journal import open_store
 
         store = open_store()
         exec_id = parked_noisy()

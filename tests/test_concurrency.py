@@ -27,8 +27,9 @@ from prop_flows.crashing import DEATH_EXIT_CODE
 from prop_flows.interpreter import interpret, side_effects
 
 from kitaru import KitaruBackendError, KitaruStateError
+from kitaru._store_check import check_store
+from kitaru._stores import new_store
 from kitaru.client import KitaruClient
-from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
 
 WORKER = [sys.executable, "-m", "tests.prop_flows.worker"]
@@ -62,7 +63,7 @@ def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def journal_is_sound() -> None:
-    store = SqliteStore(store_file())
+    store = new_store(str(store_file()))
     try:
         report = check_store(store)
     finally:

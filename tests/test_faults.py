@@ -37,10 +37,10 @@ from hypothesis import strategies as st
 from prop_flows.crashing import DEATH_EXIT_CODE
 from strategies import costly
 
-import kitaru.journal
+import kitaru._stores
 from kitaru import KitaruBackendError, checkpoint, flow
+from kitaru._store_check import check_store
 from kitaru.client import KitaruClient
-from kitaru.journal.integrity import check_store
 from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.sqlite import SqliteStore
 
@@ -102,12 +102,12 @@ EXPECTED = ["a", "b", "c" * 100_000, "d"]
 @contextlib.contextmanager
 def installed(store: SqliteStore) -> Iterator[SqliteStore]:
     """Make ``store`` the one this process opens for the test's journal."""
-    key = store_file().absolute()
-    kitaru.journal._stores[key] = store
+    key = store.url
+    kitaru._stores._stores[key] = store
     try:
         yield store
     finally:
-        kitaru.journal._stores.pop(key, None)
+        kitaru._stores._stores.pop(key, None)
         store.close()
 
 
@@ -137,7 +137,7 @@ def heal_and_resume(exec_id: str, log: Path) -> None:
     assert done == {"step", "step_2"}
     assert client.executions.resume(exec_id).wait(timeout=TIMEOUT) == EXPECTED
     assert side_effects(log) == Counter({"a": 1, "b": 1, "c": 2, "d": 1})
-    report = check_store(kitaru.journal.open_store())
+    report = check_store(kitaru._stores.open_store())
     assert report.ok, report.problems
 
 
@@ -381,9 +381,9 @@ class TestNewerJournal:
     def test_a_newer_schema_is_refused_clearly_and_left_untouched(self, tmp_path: Path) -> None:
         """Every command refuses a newer schema's journal, saying to upgrade; nothing changes."""
         exec_id, log = _interrupted(tmp_path)
-        for store in kitaru.journal._stores.values():
+        for store in kitaru._stores._stores.values():
             store.close()
-        kitaru.journal._stores.clear()
+        kitaru._stores._stores.clear()
         with contextlib.closing(sqlite3.connect(store_file())) as conn:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

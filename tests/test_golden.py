@@ -144,7 +144,7 @@ def test_golden_values_keep_their_types(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, golden_flows: object
 ) -> None:
     """Recorded dataclasses, dates and tuples decode to the same types as when written."""
-    from kitaru.journal import open_store
+    from kitaru._stores import open_store
     from kitaru.runtime.runner import load_state
     from kitaru.runtime.values import decode_value
 

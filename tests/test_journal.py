@@ -1,16 +1,20 @@
-"""The SQLite store: appends, reads, payloads, the read model and schema checks."""
+"""The journal store: appends, reads, payloads and the read model on every backend;
+SQLite's schema checks."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import OwnedStore
+from store_backends import Owned, StoreBackend
 
 from kitaru import KitaruBackendError
-from kitaru.journal import JournalConflictError, SqliteStore
+from kitaru._stores import new_store
+from kitaru.journal import JournalConflictError
 from kitaru.journal.events import (
     CallCompleted,
     CallStarted,
@@ -25,6 +29,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.payloads import INLINE_LIMIT, content_hash, make_ref
+from kitaru.journal.sqlite import SqliteStore
 
 
 def started(flow: str = "f") -> ExecutionStarted:
@@ -52,12 +57,15 @@ def checkpoint_events(position: int, output: ValueRef) -> list[tuple[object, flo
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return OwnedStore(tmp_path / "j.db")
+def store(tmp_path: Path, store_backend: StoreBackend) -> Iterator[Owned]:
+    """A fresh store of each backend in turn, taking leases for its appends."""
+    opened = new_store(store_backend.location(tmp_path))
+    yield Owned(opened)
+    opened.close()
 
 
 class TestAppendAndRead:
-    def test_round_trip(self, store: SqliteStore) -> None:
+    def test_round_trip(self, store: Owned) -> None:
         """Appended events read back in order with their sequence numbers and types."""
         store.append("e1", 1, [(started(), 1.0)])
         store.append("e1", 2, checkpoint_events(0, ValueRef(inline=b"\x07")))  # type: ignore[arg-type]
@@ -67,23 +75,24 @@ class TestAppendAndRead:
         assert events[2].event.output.inline == b"\x07"
         assert store.read_events("e1", after_seq=2)[0].seq == 3
 
-    def test_taken_sequence_number_is_a_conflict(self, store: SqliteStore) -> None:
+    def test_taken_sequence_number_is_a_conflict(self, store: Owned) -> None:
         """A second writer of the same (execution, seq) gets a conflict, not an overwrite."""
         store.append("e1", 1, [(started(), 1.0)])
         with pytest.raises(JournalConflictError):
             store.append("e1", 1, [(started(), 2.0)])
         assert len(store.read_events("e1")) == 1
 
-    def test_batch_is_all_or_nothing(self, store: SqliteStore) -> None:
+    def test_batch_is_all_or_nothing(self, store: Owned) -> None:
         """A batch whose second event conflicts leaves none of its events behind."""
         store.append("e1", 1, [(started(), 1.0)])
         store.append("e1", 3, checkpoint_events(5, ValueRef(inline=b"\x01"))[:1])  # type: ignore[arg-type]
         with pytest.raises(JournalConflictError):
             store.append("e1", 2, checkpoint_events(0, ValueRef(inline=b"\x02")))  # type: ignore[arg-type]
-        rows = sqlite3.connect(store.path).execute("SELECT seq FROM events ORDER BY seq").fetchall()
-        assert rows == [(1,), (3,)]
+        assert [e.seq for e in store.read_events("e1", after_seq=2)] == [3]
+        with pytest.raises(KitaruBackendError, match="missing events"):
+            store.read_events("e1")  # seq 2 was never written
 
-    def test_concurrent_writers_from_threads(self, store: SqliteStore) -> None:
+    def test_concurrent_writers_from_threads(self, store: Owned) -> None:
         """Threads appending to their own executions all succeed, each in order."""
 
         def write(n: int) -> None:
@@ -101,7 +110,7 @@ class TestAppendAndRead:
 
 
 class TestPayloads:
-    def test_large_values_are_stored_once(self, store: SqliteStore) -> None:
+    def test_large_values_are_stored_once(self, store: Owned) -> None:
         """The same large value appended twice is stored once, under its content hash."""
         data = b"x" * (INLINE_LIMIT + 1)
         payloads: dict[str, bytes] = {}
@@ -111,8 +120,7 @@ class TestPayloads:
         store.append("e1", 2, checkpoint_events(0, ref), payloads)  # type: ignore[arg-type]
         store.append("e1", 4, checkpoint_events(1, ref), payloads)  # type: ignore[arg-type]
         assert store.read_payload(ref.hash or "") == data
-        count = sqlite3.connect(store.path).execute("SELECT count(*) FROM payloads").fetchone()[0]
-        assert count == 1
+        assert store.all_payloads() == [(ref.hash, data)]
 
     def test_small_values_stay_inline(self) -> None:
         """Values up to the inline limit live inside their event."""
@@ -120,7 +128,7 @@ class TestPayloads:
         assert make_ref(b"abc", payloads) == ValueRef(inline=b"abc")
         assert payloads == {}
 
-    def test_missing_payload_is_reported(self, store: SqliteStore) -> None:
+    def test_missing_payload_is_reported(self, store: Owned) -> None:
         """Asking for a payload the journal lacks is a clear backend error."""
         store.append("e1", 1, [(started(), 1.0)])
         with pytest.raises(KitaruBackendError, match="store check"):
@@ -128,7 +136,7 @@ class TestPayloads:
 
 
 class TestReadModel:
-    def test_status_follows_events(self, store: SqliteStore) -> None:
+    def test_status_follows_events(self, store: Owned) -> None:
         """The executions table tracks status, end time and failure from the events."""
         store.append("ok", 1, [(started("a"), 10.0), (ExecutionCompleted(result=ValueRef()), 11.0)])
         store.append("bad", 1, [(started("b"), 12.0)])
@@ -145,7 +153,7 @@ class TestReadModel:
         assert [r.exec_id for r in store.list_executions(flow="b")] == ["bad"]
         assert [r.exec_id for r in store.list_executions(limit=1)] == ["bad"]
 
-    def test_prefix_lookup_escapes_wildcards(self, store: SqliteStore) -> None:
+    def test_prefix_lookup_escapes_wildcards(self, store: Owned) -> None:
         """Id prefixes match literally; LIKE wildcards in them match nothing extra."""
         store.append("abc-1", 1, [(started(), 1.0)])
         store.append("abd-2", 1, [(started(), 1.0)])
@@ -156,6 +164,11 @@ class TestReadModel:
 
 
 class TestSchema:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> SqliteStore:
+        """The SQLite store itself: these tests read its file with SQL."""
+        return OwnedStore(tmp_path / "j.db")
+
     def test_append_only_is_enforced_by_the_database(self, store: SqliteStore) -> None:
         """UPDATE and DELETE on events and payloads are refused by triggers."""
         store.append("e1", 1, [(started(), 1.0)])

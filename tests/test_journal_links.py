@@ -22,7 +22,8 @@ from helpers import (
 )
 
 from kitaru import KitaruBackendError
-from kitaru.journal import SqliteStore
+from kitaru.errors import BackendFailure
+from kitaru.journal.sqlite import SqliteStore
 
 
 def _env(store: Path, **changes: str) -> dict[str, str]:
@@ -58,7 +59,8 @@ class TestHardLinks:
         os.link(real, tmp_path / "alias.db")
         with pytest.raises(KitaruBackendError, match="hard links") as caught:
             SqliteStore(real).all_exec_ids()
-        assert caught.value.links == 2  # type: ignore[attr-defined]
+        assert caught.value.failure is BackendFailure.CANNOT_OPEN
+        assert caught.value.detail == "2 hard links"
 
 
 class TestSymlinks:

@@ -35,7 +35,7 @@ from kitaru import (
     flow,
     memory,
 )
-from kitaru.journal import open_store
+from kitaru._stores import open_store
 from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.store import MemoryWrite
 from kitaru.runtime.values import encode_value

@@ -32,8 +32,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import costly
 
+from kitaru._stores import new_store
 from kitaru.journal.events import CallCompleted, ExecutionCompleted
-from kitaru.journal.sqlite import SqliteStore
 from kitaru.runtime.values import decode_value
 
 pytestmark = pytest.mark.slow
@@ -189,7 +189,7 @@ class Deployment:
                     os.killpg(owner.pid, signum)
 
     def _only_exec_id(self) -> str | None:
-        store = SqliteStore(self.store)
+        store = new_store(str(self.store))
         try:
             rows = store.list_executions()
         finally:
@@ -217,7 +217,7 @@ class Deployment:
 
     def outcome(self) -> int | None:
         assert self.exec_id is not None
-        store = SqliteStore(self.store)
+        store = new_store(str(self.store))
         try:
             for stored in store.read_events(self.exec_id):
                 if isinstance(stored.event, ExecutionCompleted):
@@ -230,7 +230,7 @@ class Deployment:
 
     def completions(self) -> Counter[str]:
         assert self.exec_id is not None
-        store = SqliteStore(self.store)
+        store = new_store(str(self.store))
         try:
             return Counter(
                 e.event.identity

@@ -110,7 +110,7 @@ class TestErrorTree:
     def test_wait_timeout_is_a_usage_error(self, tmp_path: Path) -> None:
         """``FlowHandle.wait`` with a negative timeout raises ``KitaruUsageError``."""
         from kitaru._flow_handle import FlowHandle
-        from kitaru.journal import open_store
+        from kitaru._stores import open_store
 
         store = open_store(f"{tmp_path}/kitaru.db")
         with pytest.raises(kitaru.KitaruUsageError, match="timeout"):

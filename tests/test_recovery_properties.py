@@ -385,6 +385,8 @@ _STORE_READS = {
     "find_cached",
     "wait_inputs",
     "cancel_requested",
+    "wait_for_mail",
+    "check_storage",
     "structural_problems",
     "all_exec_ids",
     "all_payloads",

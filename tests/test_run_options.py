@@ -30,7 +30,7 @@ from kitaru import (
     flow,
 )
 from kitaru._run_config import configure, runtime_layer
-from kitaru.journal import open_store
+from kitaru._stores import open_store
 from kitaru.journal.events import CallCompleted
 
 _seen: list[tuple[Any, ...]] = []

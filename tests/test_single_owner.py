@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from helpers import REPO, TIMEOUT, child_env, kitaru_executable, only_exec_id, store_file
 
+from kitaru._stores import new_store
 from kitaru.client import KitaruClient
-from kitaru.journal import SqliteStore
 from kitaru.journal.events import CallCompleted
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ needs_other_host = pytest.mark.skipif(
 
 def completions(exec_id: str) -> Counter[str]:
     """How many completions the journal records per call identity."""
-    store = SqliteStore(store_file())
+    store = new_store(str(store_file()))
     try:
         events = store.read_events(exec_id)
         return Counter(e.event.identity for e in events if isinstance(e.event, CallCompleted))

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from helpers import REPO, child_env, kitaru, run_flow
 
 from kitaru import checkpoint, flow
+from kitaru._store_check import check_store
+from kitaru._stores import open_store
 from kitaru.cli import main
-from kitaru.journal import open_store
-from kitaru.journal.integrity import check_store
 
 
 @checkpoint

@@ -7,8 +7,7 @@ import sys
 import click
 
 from kitaru.cli.output import emit, output_option
-from kitaru.journal import open_store
-from kitaru.journal.integrity import IntegrityReport, check_store
+from kitaru.client import KitaruClient
 
 __all__ = ["store"]
 
@@ -22,7 +21,7 @@ def store() -> None:
 @output_option
 def check(output: str) -> None:
     """Check the journal's integrity; exit 1 if anything is wrong."""
-    report = check_store(open_store())
+    report = KitaruClient().check_store()
 
     def text() -> str:
         head = (
@@ -47,28 +46,9 @@ def check(output: str) -> None:
             "payloads": report.payloads,
             "problems": report.problems,
             "notes": report.notes,
-            "wal": _wal_json(report),
+            "wal": report.log,
         },
         text,
     )
     if not report.ok:
         sys.exit(1)
-
-
-def _wal_json(report: IntegrityReport) -> dict[str, object] | None:
-    wal = report.wal
-    if wal is None or not wal.exists:
-        return None
-    broken = wal.broken_at
-    lost = [] if broken is None else [broken, *wal.dropped]
-    return {
-        "path": wal.path,
-        "frames": wal.frames,
-        "kept": wal.kept,
-        "header_damaged": wal.header_damaged,
-        "broken_frame": None if broken is None else broken.index,
-        "dropped_frames": [frame.index for frame in lost],
-        "dropped_pages": sorted({frame.page for frame in lost}),
-        "lost_commits": wal.lost_commits,
-        "saved_copy": report.saved_wal,
-    }

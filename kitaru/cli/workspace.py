@@ -19,10 +19,16 @@ from typing import Any
 
 import click
 
-from kitaru._config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
+from kitaru._config import (
+    CONFIG_PATH_ENV,
+    STORE_ENV,
+    config_dir,
+    sqlite_file,
+    store_url,
+)
 from kitaru.cli.output import emit, output_option
 from kitaru.client import KitaruClient
-from kitaru.errors import KitaruStateError, KitaruUsageError
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
 
 __all__ = ["clean", "info", "init", "status"]
 
@@ -32,7 +38,15 @@ def _stack() -> tuple[str, Path]:
     from kitaru._stacks import default_stack_name, stack_store
 
     name = default_stack_name()
-    return name, store_path(stack_store(name)).absolute()
+    url = store_url(stack_store(name))
+    path = sqlite_file(url)
+    if path is None:
+        KitaruClient(url)  # a backend this version lacks says so, naming what works
+        raise KitaruFeatureNotAvailableError(
+            f"The '{name}' stack records in {url}; this command looks after an SQLite "
+            "journal file only. Run it on a stack with a sqlite:///PATH store."
+        )
+    return name, path
 
 
 _CORE_PACKAGES = ("click", "msgspec", "sqlite-utils", "structlog")

@@ -8,6 +8,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from kitaru._store_check import IntegrityReport, check_store
+from kitaru._stores import forget_store, open_store
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
 from kitaru.client._views import (
@@ -36,7 +38,6 @@ from kitaru.errors import (
     KitaruUsageError,
     WaitAlreadyAnsweredError,
 )
-from kitaru.journal import forget_store, open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
 from kitaru.journal.store import Lease, Store
 from kitaru.replay.state import ExecutionState
@@ -60,6 +61,7 @@ __all__ = [
     "ExecutionsClient",
     "FailureInfo",
     "FailureOrigin",
+    "IntegrityReport",
     "KitaruClient",
     "Lease",
     "LifecycleLine",
@@ -559,6 +561,10 @@ class KitaruClient:
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)
         self.memories = MemoriesClient(self._store)
+
+    def check_store(self) -> IntegrityReport:
+        """Check the journal store's integrity: every event, payload and read-model row."""
+        return check_store(self._store)
 
     def close(self) -> None:
         """Close this process's connections to the journal (before its files are removed)."""

@@ -339,8 +339,8 @@ class Execution:
         return FlowHandle(self.exec_id, run=self._run, store=self._store).wait(timeout)
 
     def _client(self) -> ExecutionsClient:
+        from kitaru._stores import open_store
         from kitaru.client import ExecutionsClient
-        from kitaru.journal import open_store
 
         return ExecutionsClient(self._store if self._store is not None else open_store())
 

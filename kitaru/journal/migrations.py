@@ -204,9 +204,16 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.005)
+
+
+def _is_lock_conflict(exc: sqlite3.Error) -> bool:
+    """Whether another connection's lock refused the statement (by SQLite's result code,
+    ``SQLITE_BUSY`` or ``SQLITE_LOCKED`` and their extended codes, not its wording)."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def migrate(conn: sqlite3.Connection) -> None:

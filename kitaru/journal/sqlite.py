@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
+from kitaru._config import SQLITE_URL_PREFIX
 from kitaru.errors import (
     BackendFailure,
     JournalConflictError,
@@ -43,13 +45,17 @@ from kitaru.journal.store import (
     Lease,
     MemoryRow,
     MemoryWrite,
+    StorageReport,
     StoredEvent,
 )
+from kitaru.journal.wal import read_wal
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqliteStore"]
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 _SMALLEST_DATABASE = 512
+_MAIL_LOOK_SECONDS = 0.02
+"""How often ``wait_for_mail`` looks whether another connection has committed."""
 
 _INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body, crc) VALUES (?, ?, ?, ?, ?, ?)"
 _INSERT_PAYLOAD = "INSERT OR IGNORE INTO payloads(hash, bytes) VALUES (?, ?)"
@@ -112,6 +118,7 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
         self.path = Path(path)
         self.location = str(self.path)
+        self.url = SQLITE_URL_PREFIX + str(self.path.absolute())
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._migrated = False
@@ -137,16 +144,14 @@ class SqliteStore:
             # their own WAL and lock table, and overwrite each other's pages. A
             # symlink is fine (SQLite resolves it to the file's own name).
             if info.st_nlink > 1:
-                error = KitaruBackendError(
+                raise KitaruBackendError(
                     f"The journal {self.path} has {info.st_nlink} hard links; processes "
                     "using it under different names would corrupt it. Remove the other "
                     f"links (`find / -xdev -samefile {self.path}` lists them), or use a "
                     "symlink instead.",
                     failure=BackendFailure.CANNOT_OPEN,
+                    detail=f"{info.st_nlink} hard links",
                 )
-                error.path = str(self.path)  # type: ignore[attr-defined]
-                error.links = info.st_nlink  # type: ignore[attr-defined]
-                raise error
             size = info.st_size
             # SQLite writes whole pages (512 bytes at least), yet opens a 1-byte file as
             # an empty database: kitaru would then create a fresh journal over the
@@ -618,16 +623,74 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "clear a cancel request") from None
 
+    def wait_for_mail(self, exec_id: str, timeout: float) -> None:
+        """Sleep until another connection commits to the file, or ``timeout`` passes.
+
+        SQLite cannot notify another process, but ``PRAGMA data_version`` changes when
+        another connection commits: a posted input or cancel request (or any other
+        write, hence the early returns the protocol allows) ends the wait within
+        ``_MAIL_LOOK_SECONDS`` instead of the caller's whole poll interval.
+        """
+        del exec_id  # any commit may be the mail: the caller looks for its own
+        deadline = time.monotonic() + timeout
+        conn = self._conn()
+        try:
+            seen = conn.execute("PRAGMA data_version").fetchone()[0]
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, _MAIL_LOOK_SECONDS))
+                if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                    return
+        except sqlite3.Error as exc:
+            raise self._error(exc, "wait for requests") from None
+
     # -- integrity (``kitaru store check``) ----------------------------------------------
+
+    def check_storage(self) -> StorageReport:
+        """Check the -wal file before the database is opened, and keep a damaged one.
+
+        Opening the database makes SQLite recover the log, and a later write or the last
+        close reuses or deletes it, destroying the evidence: so this reads the log first
+        and copies a damaged one aside.
+        """
+        wal = read_wal(self.path.resolve())
+        report = StorageReport(problems=wal.problems(), notes=wal.notes())
+        wal_path = Path(wal.path)
+        for earlier in sorted(wal_path.parent.glob(wal_path.name + ".damaged*")):
+            report.notes.append(
+                f"wal: {earlier} holds a damaged log that an earlier check saved; remove it "
+                "once its frames are dealt with"
+            )
+        saved = None
+        if wal.damaged:
+            saved = _keep_copy(wal_path)
+            report.notes.append(
+                f"wal: the damaged log was copied to {saved} before the database was "
+                "opened (opening it makes SQLite discard the frames it cannot use)"
+            )
+        if wal.exists:
+            broken = wal.broken_at
+            lost = [] if broken is None else [broken, *wal.dropped]
+            report.log = {
+                "path": wal.path,
+                "frames": wal.frames,
+                "kept": wal.kept,
+                "header_damaged": wal.header_damaged,
+                "broken_frame": None if broken is None else broken.index,
+                "dropped_frames": [frame.index for frame in lost],
+                "dropped_pages": sorted({frame.page for frame in lost}),
+                "lost_commits": wal.lost_commits,
+                "saved_copy": saved,
+            }
+        return report
 
     def structural_problems(self) -> list[str]:
         """SQLite's own structural check of the file: empty when it is sound."""
         try:
             rows = self._conn().execute("PRAGMA integrity_check").fetchall()
         except sqlite3.Error as exc:
-            return [str(exc)]
+            return [f"sqlite: {exc}"]
         messages = [str(row[0]) for row in rows]
-        return [] if messages == ["ok"] else messages
+        return [] if messages == ["ok"] else [f"sqlite: {message}" for message in messages]
 
     def all_exec_ids(self) -> list[str]:
         """Every execution id that has events or a read-model row."""
@@ -744,6 +807,17 @@ class SqliteStore:
             held = self._holds.pop((exec_id, owner), None)
             if held is not None:
                 held.release()
+
+
+def _keep_copy(wal: Path) -> str:
+    """Copy ``wal`` to a name no other copy has; the copy keeps every frame."""
+    number = 1
+    while True:
+        target = wal.with_name(f"{wal.name}.damaged{'' if number == 1 else f'-{number}'}")
+        if not target.exists():
+            shutil.copyfile(wal, target)
+            return str(target)
+        number += 1
 
 
 def _rows_of(

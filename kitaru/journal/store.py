@@ -10,17 +10,25 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
-from kitaru.errors import JournalConflictError
+from kitaru.errors import JournalConflictError, WaitAlreadyAnsweredError
 from kitaru.journal.events import CallCompleted, Event
 
 __all__ = [
+    "EventLog",
+    "ExecutionIndex",
     "ExecutionRow",
+    "Inspection",
     "JournalConflictError",
     "Lease",
+    "Leases",
+    "Mailbox",
+    "Memories",
     "MemoryRow",
     "MemoryWrite",
+    "StorageReport",
     "Store",
     "StoredEvent",
+    "WaitAlreadyAnsweredError",
 ]
 
 
@@ -96,10 +104,26 @@ class MemoryRow(msgspec.Struct, frozen=True):
     flow_name: str | None
 
 
-class Store(Protocol):
-    """A durable, append-only home for execution journals."""
+class StorageReport(msgspec.Struct):
+    """A backend's check of its own storage, apart from the journal's content.
+
+    ``problems`` and ``notes`` read as ``kitaru store check`` prints them;
+    ``log`` describes the backend's write-ahead log for ``-o json`` (None where there is
+    none to show).
+    """
+
+    problems: list[str] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+    log: dict[str, object] | None = None
+
+
+class EventLog(Protocol):
+    """The append-only events of every execution, and the payloads they refer to."""
 
     location: str
+    """Where the journal is, as messages name it (the file, for SQLite)."""
+    url: str
+    """The store URL ``kitaru._stores.open_store`` opens this store by."""
 
     def append(
         self,
@@ -129,6 +153,14 @@ class Store(Protocol):
         """Return a stored payload by its content hash."""
         ...
 
+    def close(self) -> None:
+        """Let go of this thread's connections; the store opens new ones when used again."""
+        ...
+
+
+class ExecutionIndex(Protocol):
+    """What ``append`` keeps in step with the events: executions and the checkpoint cache."""
+
     def get_execution(self, exec_id: str) -> ExecutionRow | None: ...
 
     def find_executions(self, prefix: str, limit: int = 2) -> list[str]:
@@ -140,6 +172,14 @@ class Store(Protocol):
     ) -> list[ExecutionRow]:
         """Return executions, newest first."""
         ...
+
+    def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
+        """The latest completion recorded under a checkpoint cache key, with its execution."""
+        ...
+
+
+class Leases(Protocol):
+    """Who may write an execution: one live owner at a time."""
 
     def claim(self, lease: Lease) -> Lease | None:
         """Take the lease unless its holder is alive; return the live holder, or None.
@@ -166,9 +206,9 @@ class Store(Protocol):
         """The recorded lease, alive or not (for display)."""
         ...
 
-    def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
-        """The latest completion recorded under a checkpoint cache key, with its execution."""
-        ...
+
+class Mailbox(Protocol):
+    """Requests other processes leave for an execution's owner, who records the outcome."""
 
     def post_wait_input(
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
@@ -179,7 +219,9 @@ class Store(Protocol):
         """
         ...
 
-    def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]: ...
+    def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]:
+        """Input posted for the execution's waits: wait identity -> (value, aborted)."""
+        ...
 
     def clear_wait_input(self, exec_id: str, wait: str) -> None: ...
 
@@ -187,11 +229,24 @@ class Store(Protocol):
         """Ask the process running the execution to cancel it at its next durable call."""
         ...
 
-    def cancel_requested(self, exec_id: str) -> str | None: ...
+    def cancel_requested(self, exec_id: str) -> str | None:
+        """The reason given if someone asked to cancel the execution, else None."""
+        ...
 
     def clear_cancel(self, exec_id: str) -> None: ...
 
-    # -- memory ---------------------------------------------------------------------
+    def wait_for_mail(self, exec_id: str, timeout: float) -> None:
+        """The wake-up hook: return once mail for ``exec_id`` may have arrived, or after
+        ``timeout`` seconds at most.
+
+        Returning early without mail is allowed (the caller looks, and waits again); a
+        backend that can be notified returns as soon as a request is posted.
+        """
+        ...
+
+
+class Memories(Protocol):
+    """Versioned memory values, written under the same fencing as events."""
 
     def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
         """Add the next version of a memory key, in one transaction.
@@ -228,4 +283,28 @@ class Store(Protocol):
         """Physically delete memory versions by row id; return how many went."""
         ...
 
-    def close(self) -> None: ...
+
+class Inspection(Protocol):
+    """What ``kitaru store check`` reads to prove a journal whole."""
+
+    def check_storage(self) -> StorageReport:
+        """The backend's check of its storage. Called first, before anything else reads
+        the store: opening it may repair (and so hide) what this check reports."""
+        ...
+
+    def structural_problems(self) -> list[str]:
+        """The backend's own structural check of its data, each problem one line;
+        empty when it is sound."""
+        ...
+
+    def all_exec_ids(self) -> list[str]:
+        """Every execution id that has events or a read-model row, sorted."""
+        ...
+
+    def all_payloads(self) -> list[tuple[str, bytes]]:
+        """Every stored payload with its content hash."""
+        ...
+
+
+class Store(EventLog, ExecutionIndex, Leases, Mailbox, Memories, Inspection, Protocol):
+    """A durable, append-only home for execution journals: every part a backend fills."""

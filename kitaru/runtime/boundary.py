@@ -502,9 +502,14 @@ def execute_wait(
             if aborted:
                 raise CancelSignal(f"wait '{slot.identity}' was aborted")
             return value
-        if deadline is not None and time.monotonic() >= deadline:
-            raise Suspended(slot.identity)
-        time.sleep(_WAIT_POLL_SECONDS)
+        pause = _WAIT_POLL_SECONDS
+        if deadline is not None:
+            pause = min(pause, deadline - time.monotonic())
+            if pause <= 0:
+                raise Suspended(slot.identity)
+        # The store wakes this loop when mail may have arrived; the loop still comes
+        # round every poll interval to see a lost lease, a stop signal or a cancel.
+        ctx.store.wait_for_mail(ctx.exec_id, pause)
 
 
 def _wait_from_source(

@@ -44,7 +44,7 @@ def failure_origin(error_type: str, *, divergence: bool = False) -> FailureOrigi
 def error_info(exc: BaseException) -> ErrorInfo:
     """Describe ``exc`` for the journal: type, message, traceback and (if encodable) args.
 
-    Secret values in use are blanked out of all three (see ``kitaru.redaction``).
+    Secret values in use are blanked out of all three (see ``kitaru._redaction``).
     """
     args: ValueRef | None = None
     data = _encode_args(exc)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kitaru._logging import get_logger
+from kitaru._stores import open_store
 from kitaru.errors import (
     KitaruDivergenceError,
     KitaruError,
@@ -19,7 +20,6 @@ from kitaru.errors import (
     KitaruUsageError,
     KitaruUserCodeError,
 )
-from kitaru.journal import open_store
 from kitaru.journal.events import (
     ExecutionCancelled,
     ExecutionCompleted,

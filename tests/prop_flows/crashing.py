@@ -249,10 +249,10 @@ current: Mortal | None = None
 
 def install(store_path: Path, mortal: Mortal) -> MortalStore:
     """Make ``mortal`` this process's fate: its store serves ``store_path`` from now on."""
-    import kitaru.journal
+    import kitaru._stores
 
     global current  # noqa: PLW0603  (one process, one fate)
     store = MortalStore(store_path, mortal)
-    kitaru.journal._stores[store_path.absolute()] = store
+    kitaru._stores._stores[store.url] = store
     current = mortal
     return store

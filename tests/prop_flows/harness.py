@@ -24,11 +24,12 @@ from typing import Any
 
 from llm_server import FakeLLMServer, RecordedRequest
 
-import kitaru.journal
+import kitaru._stores
+from kitaru._config import store_url
 from kitaru._flow_handle import FlowHandle
+from kitaru._store_check import check_store
 from kitaru.client import ExecutionsClient
 from kitaru.journal.events import CallCompleted, CallFailed, LlmCallRecorded
-from kitaru.journal.integrity import check_store
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.replay.state import fold
 from kitaru.runtime.locate import flow_ref
@@ -225,7 +226,8 @@ class Driver:
     def _process(self, mortal: Mortal) -> Iterator[crashing.MortalStore]:
         """Make ``mortal`` the process that owns the journal while the block runs."""
         key = self.store_path.absolute()
-        previous = kitaru.journal._stores.get(key)
+        url = store_url(str(key))
+        previous = kitaru._stores._stores.get(url)
         previous_env = os.environ.get("KITARU_STORE")
         os.environ["KITARU_STORE"] = str(key)
         store = crashing.install(key, mortal)
@@ -249,9 +251,9 @@ class Driver:
             else:
                 os.environ["KITARU_STORE"] = previous_env
             if previous is None:
-                kitaru.journal._stores.pop(key, None)
+                kitaru._stores._stores.pop(url, None)
             else:
-                kitaru.journal._stores[key] = previous
+                kitaru._stores._stores[url] = previous
 
     def drive(
         self,

@@ -1,10 +1,12 @@
-"""``kitaru store check``: prove a journal is whole, or say exactly what is wrong."""
+"""``kitaru store check``: prove a journal is whole, or say exactly what is wrong.
+
+Maintenance sits above replay and the journal: it folds events the way a resume would,
+and reads any backend through the ``Store`` protocol.
+"""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kitaru.errors import KitaruBackendError
 from kitaru.journal.conversation import load_prompt
@@ -17,8 +19,8 @@ from kitaru.journal.events import (
     ValueRef,
 )
 from kitaru.journal.payloads import content_hash
-from kitaru.journal.sqlite import SqliteStore
-from kitaru.journal.wal import WalReport, read_wal
+from kitaru.journal.store import Store
+from kitaru.replay.state import JournalShapeError, fold
 
 __all__ = ["IntegrityReport", "check_store"]
 
@@ -32,9 +34,9 @@ class IntegrityReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What was checked and what the check cannot prove."""
-    wal: WalReport | None = None
-    saved_wal: str | None = None
-    """A copy of a damaged -wal file, taken before SQLite could discard its frames."""
+    log: dict[str, object] | None = None
+    """The backend's write-ahead log as ``-o json`` shows it (SQLite: the -wal file,
+    and where a damaged one was copied), or None."""
 
     @property
     def ok(self) -> bool:
@@ -57,29 +59,17 @@ def _refs(event: object) -> list[ValueRef]:
     return refs
 
 
-def check_store(store: SqliteStore) -> IntegrityReport:
-    """Check the WAL, the file, every execution's events, the read model and every payload.
+def check_store(store: Store) -> IntegrityReport:
+    """Check the backend's storage, every execution's events, the read model and every payload.
 
-    The WAL is read first: opening the database makes SQLite recover the log, and a
-    later write or the last close reuses or deletes it, destroying the evidence.
+    The backend's own storage check runs first, before anything reads the store (for
+    SQLite, opening the database would recover its WAL and destroy the evidence).
     """
     report = IntegrityReport(store.location)
-    report.wal = read_wal(Path(store.path).resolve())
-    report.problems.extend(report.wal.problems())
-    report.notes.extend(report.wal.notes())
-    for earlier in sorted(
-        Path(report.wal.path).parent.glob(Path(report.wal.path).name + ".damaged*")
-    ):
-        report.notes.append(
-            f"wal: {earlier} holds a damaged log that an earlier check saved; remove it "
-            "once its frames are dealt with"
-        )
-    if report.wal.damaged:
-        report.saved_wal = _keep_copy(Path(report.wal.path))
-        report.notes.append(
-            f"wal: the damaged log was copied to {report.saved_wal} before the database was "
-            "opened (opening it makes SQLite discard the frames it cannot use)"
-        )
+    storage = store.check_storage()
+    report.problems.extend(storage.problems)
+    report.notes.extend(storage.notes)
+    report.log = storage.log
     try:
         structure = store.structural_problems()
         exec_ids = store.all_exec_ids()
@@ -88,7 +78,7 @@ def check_store(store: SqliteStore) -> IntegrityReport:
         detail = exc.detail or str(exc)
         report.problems.append(f"the file cannot be read as a journal: {detail}")
         return report
-    report.problems.extend(f"sqlite: {message}" for message in structure)
+    report.problems.extend(structure)
     report.payloads = len(payloads)
     stored = dict(payloads)
     for digest, data in payloads:
@@ -103,23 +93,9 @@ def check_store(store: SqliteStore) -> IntegrityReport:
     return report
 
 
-def _keep_copy(wal: Path) -> str:
-    """Copy ``wal`` to a name no other copy has; the copy keeps every frame."""
-    number = 1
-    while True:
-        target = wal.with_name(f"{wal.name}.damaged{'' if number == 1 else f'-{number}'}")
-        if not target.exists():
-            shutil.copyfile(wal, target)
-            return str(target)
-        number += 1
-
-
 def _check_execution(
-    store: SqliteStore, exec_id: str, stored: dict[str, bytes], report: IntegrityReport
+    store: Store, exec_id: str, stored: dict[str, bytes], report: IntegrityReport
 ) -> None:
-    # Imported here: replay sits above the journal in the layering.
-    from kitaru.replay.state import JournalShapeError, fold
-
     events = store.read_events(exec_id)
     report.events += len(events)
     try:
