@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from helpers import REPO, child_env
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_flows import desk
@@ -181,6 +182,28 @@ class TestReading:
                 "approved",
                 "reviewer",
             }
+
+        talk(tmp_path, scenario)
+
+
+class TestSecrets:
+    def test_results_and_lines_never_show_a_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A provider key that reached a result and a printed line is blanked in every output."""
+        key = "sk-test-4f1c9a2b7d3e8f60"
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        greeting = desk.greet.run(key)
+        greeting.wait()
+
+        async def scenario(session: ClientSession) -> None:
+            got = await call(session, "get_execution", exec_id=greeting.exec_id)
+            assert got["result"] == "Hello, [redacted]! -- the desk"
+            listed = await call(session, "list_executions")
+            followed = await call(session, "follow_execution", exec_id=greeting.exec_id)
+            assert followed["lines"][0]["message"] == "greeting [redacted]"
+            for shown in (got, listed, followed):
+                assert key[3:15] not in json.dumps(shown)
 
         talk(tmp_path, scenario)
 

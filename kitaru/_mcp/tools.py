@@ -9,7 +9,7 @@ server's process and return as soon as it has started.
 from __future__ import annotations
 
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,16 +41,41 @@ class Tool:
 
 
 def shown(value: Any) -> Any:
-    """``value`` with every string passed through secret redaction and credential fields blanked."""
+    """``value`` with secrets blanked from every string and credential fields emptied."""
+    texts: list[str] = []
+    _collect(value, texts)
+    # One pass over all the text: the secrets are looked up once per result, not per
+    # string. NUL never occurs in a secret, so no blank can run across two strings.
+    blanked = redact_shown("\x00".join(texts)).split("\x00")
+    if len(blanked) != len(texts):  # a string held a NUL of its own
+        blanked = [redact_shown(text) for text in texts]
+    return _rebuild(value, iter(blanked))
+
+
+def _collect(value: Any, texts: list[str]) -> None:
     if isinstance(value, str):
-        return redact_shown(value)
+        texts.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _SECRET_FIELDS:
+                _collect(item, texts)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, texts)
+
+
+def _rebuild(value: Any, blanked: Iterator[str]) -> Any:
+    if isinstance(value, str):
+        return next(blanked)
     if isinstance(value, dict):
         return {
-            key: REDACTED if key in _SECRET_FIELDS and item is not None else shown(item)
+            key: (REDACTED if item is not None else None)
+            if key in _SECRET_FIELDS
+            else _rebuild(item, blanked)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [shown(item) for item in value]
+        return [_rebuild(item, blanked) for item in value]
     return value
 
 
