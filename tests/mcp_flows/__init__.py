@@ -1,0 +1,1 @@
+"""Flows that ``tests/test_mcp_server.py`` runs and then manages through ``kitaru-mcp``."""
