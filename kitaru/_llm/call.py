@@ -112,21 +112,21 @@ class PreparedLlmCall:
     output: OutputFormat | None = None
     target: OutputTarget | None = None
     """How to parse the answer into ``response_format=`` (None without one)."""
-    retry_hint: str = "send the call again"
 
     def response(self, result: LlmResult) -> LLMResponse:
         """The call's answer as an ``LLMResponse``, parsed into ``response_format=`` if given.
 
-        An answer that does not fit the format raises ``ProviderError`` (``invalid_output``).
+        An answer that does not fit the format raises ``ProviderError`` (``invalid_output``);
+        an answer with tool calls is not parsed (``parsed`` is None).
         """
         parsed = None
-        if self.target is not None:
+        # Text beside tool calls is the model thinking aloud, not the final answer.
+        if self.target is not None and not result.tool_calls:
             parsed = parse_output(
                 result.text,
                 self.target,
                 provider=self.resolved.provider,
                 model=self.resolved.model_name,
-                retry_hint=self.retry_hint,
             )
         return LLMResponse(
             text=result.text,
@@ -248,7 +248,6 @@ def prepare_llm_call(
         tools=definitions,
         output=output,
         target=target,
-        retry_hint=retry_hint or "send the call again",
     )
 
 

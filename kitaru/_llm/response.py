@@ -85,7 +85,8 @@ class LLMResponse(msgspec.Struct, frozen=True, kw_only=True):
     """The answer's text ("" when the model only asked for tool calls)."""
     tool_calls: tuple[LLMToolCall, ...] = ()
     parsed: Any = None
-    """The answer parsed into ``response_format`` (None without one)."""
+    """The answer parsed into ``response_format`` (None without one, and when the model
+    asked for tool calls instead of answering)."""
     finish_reason: LLMFinishReason = LLMFinishReason.STOP
     usage: LLMUsage = msgspec.field(default_factory=LLMUsage)
     model: str = ""

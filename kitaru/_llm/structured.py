@@ -67,9 +67,7 @@ def output_format(response_format: object) -> tuple[OutputFormat, OutputTarget]:
     )
 
 
-def parse_output(
-    text: str, target: OutputTarget, *, provider: str, model: str, retry_hint: str
-) -> Any:
+def parse_output(text: str, target: OutputTarget, *, provider: str, model: str) -> Any:
     """Parse the answer ``text`` into ``target``; raise ``ProviderError`` if it does not fit."""
     try:
         if target.kind == "pydantic":
@@ -77,16 +75,30 @@ def parse_output(
         return msgspec.json.decode(text, type=target.cls)
     except (msgspec.DecodeError, ValueError) as exc:
         # msgspec's ValidationError and pydantic's are both ValueErrors.
-        problem = " ".join(str(exc).split())
         shown = text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
         message = (
             f"{provider}/{model} answered with output that does not fit "
-            f"{target.cls.__qualname__} ({problem[:_MAX_SHOWN]}); the answer was {shown!r}. "
-            f"Retry ({retry_hint}), or make the prompt state the format."
+            f"{target.cls.__qualname__} ({_problem(exc)}); the answer was {shown!r}. Ask for "
+            "this format in the prompt (or relax the class's fields) and retry."
         )
         raise ProviderError(
             message, provider=provider, model=model, reason="invalid_output"
         ) from None
+
+
+def _problem(exc: Exception) -> str:
+    """What is wrong with the answer, in one short line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic: its message runs over several lines with a URL
+        found = errors()
+        parts = [
+            f"{'.'.join(str(part) for part in error.get('loc', ())) or 'the answer'}: "
+            f"{error.get('msg', '')}"
+            for error in found[:3]
+        ]
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return "; ".join(parts) + more
+    return " ".join(str(exc).split())[:_MAX_SHOWN]
 
 
 def _kind(cls: type) -> str | None:
