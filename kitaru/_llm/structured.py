@@ -88,9 +88,13 @@ def parse_output(text: str, target: OutputTarget, *, provider: str, model: str) 
 
 def _problem(exc: Exception) -> str:
     """What is wrong with the answer, in one short line."""
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return f"the answer is not JSON: {exc}"
     errors = getattr(exc, "errors", None)
     if callable(errors):  # pydantic: its message runs over several lines with a URL
         found = errors()
+        if found and found[0].get("type") == "json_invalid":
+            return f"the answer is not JSON: {found[0].get('msg', '')}"
         parts = [
             f"{'.'.join(str(part) for part in error.get('loc', ())) or 'the answer'}: "
             f"{error.get('msg', '')}"
