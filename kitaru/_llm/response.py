@@ -9,8 +9,8 @@ their public names (``kitaru:LLMResponse``, ...), so moving their module later d
 make recorded executions unreadable.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the classes' ``__module__`` is set to
+# ``kitaru`` below, and msgspec would look their string annotations up there.
 import enum
 import json
 from typing import Any
