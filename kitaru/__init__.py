@@ -9,6 +9,13 @@ from kitaru._artifacts import save
 from kitaru._checkpoint import Checkpoint, checkpoint
 from kitaru._flow import Flow, flow
 from kitaru._flow_handle import FlowHandle
+from kitaru._llm.response import (
+    LLMFinishReason,
+    LLMResponse,
+    LLMToolCall,
+    LLMToolDefinition,
+    LLMUsage,
+)
 from kitaru._llm_call import llm
 from kitaru._metadata import log
 from kitaru._run_config import ImageSettings, KitaruConfig, configure
@@ -76,6 +83,11 @@ __all__ = [
     "KitaruUsageError",
     "KitaruUserCodeError",
     "KitaruWaitValidationError",
+    "LLMFinishReason",
+    "LLMResponse",
+    "LLMToolCall",
+    "LLMToolDefinition",
+    "LLMUsage",
     "MapResult",
     "OutputHandle",
     "ProviderError",

@@ -4,20 +4,39 @@ In a flow body the call is a durable call boundary of its own (kind ``llm``): on
 resume or replay a completed call returns its recorded text and the provider is not
 contacted. Inside a checkpoint it returns the text and is journaled as a child event
 of that checkpoint, which stays the replay boundary.
+
+With ``tools=`` or ``response_format=`` the call returns an ``LLMResponse`` instead of
+text, recorded and replayed the same way. Tool calls the model asks for are only
+returned, never run: the caller runs them (a checkpoint makes each one durable) and
+sends the results back in the next call's prompt.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from kitaru._llm.call import FailedAttempt, LlmResult, check_call_options, prepare_llm_call
-from kitaru._llm.messages import Message, normalise_prompt
+import msgspec
+
+from kitaru._llm.call import (
+    FailedAttempt,
+    LlmResult,
+    PreparedLlmCall,
+    check_call_options,
+    prepare_llm_call,
+)
+from kitaru._llm.messages import EXTRA_KEYS, Message, normalise_prompt
 from kitaru._llm.providers import ProviderError
+from kitaru._llm.response import LLMResponse, LLMToolDefinition
+from kitaru._llm.structured import OutputFormat, output_format
+from kitaru._llm.tools import tool_definitions
 from kitaru._logging import get_logger
 from kitaru._redaction import redact
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.conversation import store_prompt, text_blob
-from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmUsage
+from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmToolCall, LlmUsage
 from kitaru.journal.payloads import make_ref
 from kitaru.runtime.arguments import digest_arguments
 from kitaru.runtime.boundary import execute, output_handle, reserve
@@ -38,6 +57,8 @@ def llm(
     max_tokens: int | None = None,
     name: str | None = None,
     timeout: float | None = None,
+    tools: Sequence[object] | None = None,
+    response_format: type | None = None,
 ) -> Any:
     """Make one tracked model call; returns an output handle in a flow body, text in a checkpoint.
 
@@ -48,6 +69,13 @@ def llm(
     ``timeout`` is how many seconds to wait for the answer (default: ``KITARU_LLM_TIMEOUT``,
     else 300); a request that timed out is not resent, as the provider may still be
     generating, and billing, it.
+
+    ``tools`` offers the model tools: plain functions (their JSON schema comes from the
+    type hints, their descriptions from the docstring) or JSON-schema dicts.
+    ``response_format`` (a pydantic model, dataclass or msgspec Struct class) is the
+    schema the answer must fit. With either, the call's value is an ``LLMResponse``
+    (text, tool calls, parsed value, finish reason, usage) instead of text; tool calls
+    are never run by kitaru.
     """
     ctx = current_execution.get()
     if ctx is None:
@@ -57,6 +85,7 @@ def llm(
     messages = normalise_prompt(prompt, system)
     # Bad arguments raise here, before the call takes a name or anything is journaled.
     check_call_options(model=model, temperature=temperature, max_tokens=max_tokens, timeout=timeout)
+    structured = StructuredRequest.of(tools, response_format)
     options = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
     scope = current_call.get()
     if scope is not None:
@@ -66,33 +95,35 @@ def llm(
             messages,
             options,
             timeout,
+            structured,
             name=call_name,
             parent=scope.identity,
             attempt=scope.attempt,
-        ).text
+        )
 
     if name is None:
         ctx.llm_count += 1
     # Checked like a checkpoint's arguments: a resumed call with another prompt or other
     # options must not get the answer recorded for the old one.
-    checked = digest_arguments({"prompt": messages, **options})
+    checked = digest_arguments({"prompt": messages, **options, **structured.checked()})
     slot = reserve(ctx, "llm", name or f"llm_{ctx.llm_count}", arguments=checked)
 
-    def live(attempt: CallScope) -> str:
+    def live(attempt: CallScope) -> str | LLMResponse:
         return _call(
             ctx,
             messages,
             options,
             timeout,
+            structured,
             name=slot.identity,
             parent=None,
             attempt=attempt.attempt,
-        ).text
+        )
 
-    text = execute(slot, live, checkpoint_type="llm_call", scoped=False)
+    value = execute(slot, live, checkpoint_type="llm_call", scoped=False)
     # Through output_handle, like a checkpoint's: reading the text in the flow body
     # (to build the next prompt) is what tells a replay that later calls may change.
-    return output_handle(slot, value=text)
+    return output_handle(slot, value=value)
 
 
 def _child_name(scope: CallScope, name: str | None) -> str:
@@ -111,17 +142,54 @@ def _child_name(scope: CallScope, name: str | None) -> str:
     return unique
 
 
+@dataclass(frozen=True)
+class StructuredRequest:
+    """The checked ``tools=`` and ``response_format=`` of a call (both None: a text call)."""
+
+    tools: tuple[LLMToolDefinition, ...] | None
+    response_format: type | None
+    output: OutputFormat | None
+
+    @classmethod
+    def of(cls, tools: object, response_format: object) -> StructuredRequest:
+        """Check both; bad ones raise ``KitaruUsageError`` before anything is journaled."""
+        definitions = None if tools is None else tool_definitions(tools)
+        output = None if response_format is None else output_format(response_format)[0]
+        return cls(definitions, response_format, output)  # type: ignore[arg-type]
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the call returns an ``LLMResponse`` rather than text."""
+        return self.tools is not None or self.response_format is not None
+
+    def checked(self) -> dict[str, Any]:
+        """What a resumed call must send the same, beside the prompt and options.
+
+        Empty for a text call, so the digests of text calls are what they always were.
+        """
+        checked: dict[str, Any] = {}
+        if self.tools is not None:
+            checked["tools"] = msgspec.to_builtins(self.tools)
+        if self.output is not None:
+            checked["response_format"] = msgspec.to_builtins(self.output)
+        return checked
+
+
 def _call(
     ctx: ExecutionContext,
     messages: list[Message],
     options: dict[str, Any],
     timeout: float | None,
+    structured: StructuredRequest,
     *,
     name: str,
     parent: str | None,
     attempt: int,
-) -> LlmResult:
-    """Run the model call and queue a record of every request it sent for the next append."""
+) -> str | LLMResponse:
+    """Run the model call and queue a record of every request it sent for the next append.
+
+    Returns the text, or an ``LLMResponse`` for a call with tools or a response format.
+    """
     # A resumed or retried execution looks up aliases its snapshot lacks in the local
     # registry, so registering a missing alias and retrying really does fix the call.
     resumed = bool(ctx.state.resumes)
@@ -131,8 +199,11 @@ def _call(
         timeout=timeout,
         fill_from_local=resumed,
         retry_hint=f"`kitaru executions retry {ctx.exec_id}`",
+        tools=structured.tools,
+        response_format=structured.response_format,
         **options,
     )
+    extras = _request_extras(prepared)
 
     def record(
         result: LlmResult | None,
@@ -170,6 +241,14 @@ def _call(
                 error=None if error is None else _request_error(error),
                 reached_provider=True if error is None else error.reached_provider,
                 timeout=prepared.timeout,
+                tool_calls=()
+                if result is None
+                else tuple(
+                    LlmToolCall(call.id, call.name, json.dumps(call.arguments))
+                    for call in result.tool_calls
+                ),
+                finish_reason=None if result is None else str(result.finish_reason),
+                request_extras=None if extras is None else make_ref(extras, payloads),
             ),
             payloads,
         )
@@ -191,6 +270,17 @@ def _call(
         )
 
     result = prepared.run(on_failure)
+    try:
+        response = prepared.response(result) if structured.wanted else None
+    except ProviderError as exc:
+        # The answer arrived (and was paid for) but does not fit: recorded with the error.
+        record(
+            result,
+            provider_attempt=result.provider_attempt,
+            latency_ms=result.latency_ms,
+            error=exc,
+        )
+        raise
     record(result, provider_attempt=result.provider_attempt, latency_ms=result.latency_ms)
     _log.info(
         "llm call completed",
@@ -201,7 +291,24 @@ def _call(
         total_tokens=result.total_tokens,
         latency_ms=round(result.latency_ms, 1),
     )
-    return result
+    return result.text if response is None else response
+
+
+def _request_extras(prepared: PreparedLlmCall) -> bytes | None:
+    """The request's tools, output schema and tool-calling messages (see ``LlmCallRecorded``)."""
+    extras: dict[str, Any] = {}
+    if prepared.tools:
+        extras["tools"] = msgspec.to_builtins(prepared.tools)
+    if prepared.output is not None:
+        extras["response_format"] = msgspec.to_builtins(prepared.output)
+    messages = {
+        index: {key: message[key] for key in EXTRA_KEYS if key in message}
+        for index, message in enumerate(prepared.messages)
+        if any(key in message for key in EXTRA_KEYS)
+    }
+    if messages:
+        extras["messages"] = messages
+    return msgspec.msgpack.encode(extras) if extras else None
 
 
 def _request_error(error: ProviderError) -> ErrorInfo:

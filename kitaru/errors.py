@@ -307,7 +307,8 @@ class ProviderError(KitaruBackendError):
 
     ``reason`` is one of ``authentication``, ``permission``, ``not_found``,
     ``rate_limit``, ``bad_request``, ``server``, ``http``, ``timeout``, ``connection``,
-    ``malformed_response`` or ``empty_response``; ``status_code`` is the HTTP status when
+    ``malformed_response``, ``empty_response`` or ``invalid_output`` (an answer that does
+    not fit ``response_format=``); ``status_code`` is the HTTP status when
     there was one. ``reached_provider`` is False only when the request provably never
     left this machine (connection refused, host name not found): only then is it safe to
     send again without risking a second, billed generation.

@@ -6,9 +6,12 @@ It speaks two wire formats:
 - Anthropic messages: ``POST /v1/messages``.
 
 Every request is recorded (path, lower-cased headers, JSON body). What the server answers
-is a standing reply, changed with ``reply_text``, ``reply_status``, ``reply_garbage`` or
-``reply_no_text``; it applies to every request until changed. ``delay_replies`` makes it
-hold each answer back, as a provider busy generating does.
+is a standing reply, changed with ``reply_text``, ``reply_status``, ``reply_garbage``,
+``reply_no_text`` or ``reply_tool_calls``; it applies to every request until changed.
+``reply_text`` and ``reply_tool_calls`` take ``once=True`` to answer only the next
+request that way (such replies queue up in order), e.g. a tool call and then the final
+text of an agent loop. ``delay_replies`` makes it hold each answer back, as a provider
+busy generating does.
 
 Use the ``llm_server`` fixture (loaded for every test module by ``tests/conftest.py``)::
 
@@ -77,6 +80,8 @@ class _Reply:
     message: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes = b""
+    tool_calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(id, name, arguments) of each tool call, for kind "tool_calls"."""
 
 
 class FakeLLMServer:
@@ -87,6 +92,8 @@ class FakeLLMServer:
         self._requests: list[RecordedRequest] = []
         self._reply = _Reply(kind="text", text="ok", input_tokens=1, output_tokens=1)
         self._delay = 0.0
+        self._queued: list[_Reply] = []
+        self._call_ids = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
         # A short poll interval keeps shutdown (and so every test's teardown) quick.
@@ -125,11 +132,49 @@ class FakeLLMServer:
 
     # -- what to answer ----------------------------------------------------------------
 
-    def reply_text(self, text: str, *, input_tokens: int = 10, output_tokens: int = 5) -> None:
-        """Answer every request with ``text`` and the given token usage."""
-        self._set(
-            _Reply(kind="text", text=text, input_tokens=input_tokens, output_tokens=output_tokens)
+    def reply_text(
+        self, text: str, *, input_tokens: int = 10, output_tokens: int = 5, once: bool = False
+    ) -> None:
+        """Answer every request (with ``once``, the next one) with ``text`` and this usage."""
+        reply = _Reply(
+            kind="text", text=text, input_tokens=input_tokens, output_tokens=output_tokens
         )
+        if once:
+            self._queue(reply)
+        else:
+            self._set(reply)
+
+    def reply_tool_calls(
+        self,
+        calls: list[tuple[str, dict[str, Any]]],
+        *,
+        text: str = "",
+        once: bool = False,
+        input_tokens: int = 12,
+        output_tokens: int = 7,
+    ) -> list[str]:
+        """Answer by asking for tool calls, each ``(name, arguments)``, with ``text`` beside.
+
+        Returns the ids given to the calls (``call_1``, ... counted over the server's life).
+        """
+        with self._lock:
+            first = self._call_ids + 1
+            self._call_ids += len(calls)
+        ids = [f"call_{number}" for number in range(first, first + len(calls))]
+        reply = _Reply(
+            kind="tool_calls",
+            text=text,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tool_calls=[
+                (id_, name, arguments) for id_, (name, arguments) in zip(ids, calls, strict=True)
+            ],
+        )
+        if once:
+            self._queue(reply)
+        else:
+            self._set(reply)
+        return ids
 
     def reply_status(
         self,
@@ -164,6 +209,10 @@ class FakeLLMServer:
         with self._lock:
             self._reply = reply
 
+    def _queue(self, reply: _Reply) -> None:
+        with self._lock:
+            self._queued.append(reply)
+
     # -- what was asked ----------------------------------------------------------------
 
     @property
@@ -188,7 +237,8 @@ class FakeLLMServer:
     def _record(self, request: RecordedRequest) -> _Reply:
         with self._lock:
             self._requests.append(request)
-            reply, delay = self._reply, self._delay
+            reply = self._queued.pop(0) if self._queued else self._reply
+            delay = self._delay
         if delay:
             time.sleep(delay)
         return reply
@@ -254,7 +304,19 @@ def _openai_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str]]:
         return reply.status, {"error": error}, reply.headers
     if reply.kind == "garbage":
         return 200, reply.raw, {}
-    content = reply.text if reply.kind == "text" else None
+    content = reply.text if reply.kind in ("text", "tool_calls") and reply.text else None
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if reply.kind == "text" and not content:
+        message["content"] = ""
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+            for call_id, name, arguments in reply.tool_calls
+        ]
     return (
         200,
         {
@@ -265,8 +327,8 @@ def _openai_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str]]:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                     "logprobs": None,
                 }
             ],
@@ -287,7 +349,15 @@ def _anthropic_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str
         return reply.status, payload, reply.headers
     if reply.kind == "garbage":
         return 200, reply.raw, {}
-    content = [{"type": "text", "text": reply.text}] if reply.kind == "text" else []
+    content: list[dict[str, Any]] = (
+        [{"type": "text", "text": reply.text}]
+        if reply.kind == "text" or (reply.kind == "tool_calls" and reply.text)
+        else []
+    )
+    content.extend(
+        {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
+        for call_id, name, arguments in reply.tool_calls
+    )
     return (
         200,
         {
@@ -296,7 +366,7 @@ def _anthropic_answer(reply: _Reply, body: Any) -> tuple[int, Any, dict[str, str
             "role": "assistant",
             "model": _model_of(body),
             "content": content,
-            "stop_reason": "end_turn",
+            "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
             "stop_sequence": None,
             "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
         },

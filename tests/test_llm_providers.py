@@ -145,7 +145,8 @@ class TestAnthropic:
                 [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Late"}],
                 "system message after a non-system one",
             ),
-            ([{"role": "tool", "content": "x"}], "role 'tool'"),
+            # "tool" is a tool result now (see test_llm_tools.py); other roles stay refused.
+            ([{"role": "function", "content": "x"}], "role 'function'"),
             ([{"role": "system", "content": "Only"}], "only system messages"),
         ],
     )

@@ -29,6 +29,15 @@ from kitaru._llm.providers import (
 from kitaru._llm.providers.protocol import TIMEOUT_SECONDS
 from kitaru._llm.registry import ModelRegistry, effective_registry
 from kitaru._llm.resolution import ResolvedModel, resolve_model
+from kitaru._llm.response import (
+    LLMFinishReason,
+    LLMResponse,
+    LLMToolCall,
+    LLMToolDefinition,
+    LLMUsage,
+)
+from kitaru._llm.structured import OutputFormat, OutputTarget, output_format, parse_output
+from kitaru._llm.tools import tool_definitions
 from kitaru.errors import KitaruUsageError
 
 __all__ = [
@@ -69,6 +78,8 @@ class LlmResult(msgspec.Struct, frozen=True, kw_only=True):
     credential_source: CredentialSource
     provider_attempt: int = 1
     """Which request to the provider this answer came from (1 unless one never arrived)."""
+    tool_calls: tuple[LLMToolCall, ...] = ()
+    finish_reason: LLMFinishReason = LLMFinishReason.STOP
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,38 @@ class PreparedLlmCall:
     temperature: float | None
     max_tokens: int | None
     timeout: float = TIMEOUT_SECONDS
+    tools: tuple[LLMToolDefinition, ...] = ()
+    output: OutputFormat | None = None
+    target: OutputTarget | None = None
+    """How to parse the answer into ``response_format=`` (None without one)."""
+
+    def response(self, result: LlmResult) -> LLMResponse:
+        """The call's answer as an ``LLMResponse``, parsed into ``response_format=`` if given.
+
+        An answer that does not fit the format raises ``ProviderError`` (``invalid_output``);
+        an answer with tool calls is not parsed (``parsed`` is None).
+        """
+        parsed = None
+        # Text beside tool calls is the model thinking aloud, not the final answer.
+        if self.target is not None and not result.tool_calls:
+            parsed = parse_output(
+                result.text,
+                self.target,
+                provider=self.resolved.provider,
+                model=self.resolved.model_name,
+            )
+        return LLMResponse(
+            text=result.text,
+            tool_calls=result.tool_calls,
+            parsed=parsed,
+            finish_reason=result.finish_reason,
+            usage=LLMUsage(
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                total_tokens=result.total_tokens,
+            ),
+            model=result.resolved_model,
+        )
 
     def run(self, on_failure: AttemptObserver | None = None) -> LlmResult:
         """Send the call and return its result; provider failures raise ``ProviderError``.
@@ -112,6 +155,8 @@ class PreparedLlmCall:
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             timeout=self.timeout,
+            tools=self.tools,
+            output=self.output,
         )
         number = 1
         while True:
@@ -142,6 +187,8 @@ class PreparedLlmCall:
             resolved_model=self.resolved.model,
             credential_source=self.credentials.source,
             provider_attempt=number,
+            tool_calls=response.tool_calls,
+            finish_reason=response.finish_reason,
         )
 
 
@@ -156,6 +203,8 @@ def prepare_llm_call(
     registry_snapshot: Mapping[str, Any] | None = None,
     fill_from_local: bool = False,
     retry_hint: str | None = None,
+    tools: object = None,
+    response_format: object = None,
 ) -> PreparedLlmCall:
     """Check the arguments, resolve the model and its credentials; raise on bad input.
 
@@ -165,9 +214,13 @@ def prepare_llm_call(
     command that retries the execution, named in errors that registering an alias fixes.
     ``timeout`` (seconds) defaults to ``KITARU_LLM_TIMEOUT``, else ``TIMEOUT_SECONDS``.
     With ``KITARU_LLM_MOCK_RESPONSE`` set, the call is answered by a mock provider and no
-    credentials are needed.
+    credentials are needed. ``tools`` (functions or JSON-schema dicts) are offered to the
+    model; ``response_format`` (a pydantic model, dataclass or msgspec Struct class) is
+    the schema its answer must fit.
     """
     messages = normalise_prompt(prompt, system)
+    definitions = tool_definitions(tools) if tools is not None else ()
+    output, target = (None, None) if response_format is None else output_format(response_format)
     _check_temperature(temperature)
     _check_max_tokens(max_tokens)
     _check_timeout(timeout)
@@ -192,6 +245,9 @@ def prepare_llm_call(
         temperature=None if temperature is None else float(temperature),
         max_tokens=max_tokens,
         timeout=seconds,
+        tools=definitions,
+        output=output,
+        target=target,
     )
 
 
@@ -205,7 +261,7 @@ def perform_llm_call(
     timeout: float | None = None,
     registry_snapshot: Mapping[str, Any] | None = None,
 ) -> LlmResult:
-    """Make one model call: normalise the prompt, resolve model and credentials, send it."""
+    """Make one text call: normalise the prompt, resolve model and credentials, send it."""
     return prepare_llm_call(
         prompt,
         model=model,

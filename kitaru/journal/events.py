@@ -34,6 +34,7 @@ __all__ = [
     "ExecutionStarted",
     "FlowRef",
     "LlmCallRecorded",
+    "LlmToolCall",
     "LlmUsage",
     "LogEntry",
     "LogsCaptured",
@@ -101,6 +102,15 @@ class LlmUsage(msgspec.Struct, frozen=True):
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+
+
+class LlmToolCall(msgspec.Struct, frozen=True, array_like=True):
+    """A tool call a model asked for, as recorded."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as JSON text."""
 
 
 class ReplayPlan(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -259,6 +269,16 @@ class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
     """False when the failed request provably never left (it cannot have been billed)."""
     timeout: float | None = None
     """The timeout in seconds the request was sent with (None in older journals)."""
+    tool_calls: tuple[LlmToolCall, ...] = ()
+    """The tool calls the model asked for (kitaru does not run them)."""
+    finish_reason: str | None = None
+    """Why the model stopped (an ``LLMFinishReason`` value); None for a failed request
+    and in older journals."""
+    request_extras: ValueRef | None = None
+    """What the request carried besides the prompt's roles and texts, as a msgpack map:
+    ``tools`` (the tool definitions offered), ``response_format`` (name, JSON schema,
+    strict) and ``messages`` (message index -> its tool calls or the tool call it
+    answers). None when it carried none of these."""
 
 
 class WaitRequested(_Event, frozen=True, tag="wait_requested"):

@@ -24,6 +24,7 @@ from kitaru._llm.providers.protocol import (
     status_error,
     token_count,
 )
+from kitaru._llm.response import LLMFinishReason, LLMToolCall, LLMToolDefinition
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicMessagesProvider", "split_system"]
 PROVIDER = "anthropic"
 # The messages API requires max_tokens; this is the default when the caller gives none.
 DEFAULT_MAX_TOKENS = 4096
-_CHAT_ROLES = ("user", "assistant")
+_CHAT_ROLES = ("user", "assistant", "tool")
 
 
 def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
@@ -60,7 +61,7 @@ def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
         if role not in _CHAT_ROLES:
             raise KitaruUsageError(
                 f"Message {position} has role {role!r}; Anthropic models accept 'system' "
-                "(at the start), 'user' and 'assistant'."
+                "(at the start), 'user', 'assistant' and 'tool' (a tool result)."
             )
     if not chat:
         raise KitaruUsageError(
@@ -86,22 +87,33 @@ class AnthropicMessagesProvider:
         return f"AnthropicMessagesProvider(base_url={self._base_url!r})"
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
-        """Ask for one message and return its text and usage."""
+        """Ask for one message; return its text, tool calls and usage."""
         system, chat = split_system(request.messages)
         sdk, client = self._sdk, self._client
         options: dict[str, Any] = {}
         if system is not None:
             options["system"] = system
+        extra_body: dict[str, Any] = {}
         if request.temperature is not None:
             # anthropic>=1.0 dropped the temperature keyword (newer models reject sampling
             # settings); the API still takes it where supported, so it goes in the body.
-            options["extra_body"] = {"temperature": request.temperature}
+            extra_body["temperature"] = request.temperature
+        if request.output is not None:
+            # The messages API's own structured output. It goes in the body because SDKs
+            # older than the feature lack the keyword.
+            extra_body["output_config"] = {
+                "format": {"type": "json_schema", "schema": request.output.schema}
+            }
+        if extra_body:
+            options["extra_body"] = extra_body
+        if request.tools:
+            options["tools"] = [_tool(tool) for tool in request.tools]
         max_tokens = request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS
         try:
             message = client.messages.create(
                 model=request.model_name,
                 max_tokens=max_tokens,
-                messages=chat,  # type: ignore[arg-type]  # plain role/content dicts
+                messages=_chat(chat),  # type: ignore[arg-type]  # plain dicts
                 timeout=sdk.Timeout(
                     request.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, request.timeout)
                 ),
@@ -159,8 +171,11 @@ def _response(request: ProviderRequest, message: Any) -> ProviderResponse:
         for block in content
         if getattr(block, "type", None) == "text" and isinstance(getattr(block, "text", None), str)
     )
-    if not text:
-        stop = getattr(message, "stop_reason", None)
+    tool_calls = tuple(
+        _tool_call(model, block) for block in content if getattr(block, "type", None) == "tool_use"
+    )
+    stop = getattr(message, "stop_reason", None)
+    if not text and not tool_calls:
         raise empty_response_error(provider=PROVIDER, model=model, detail=f"stop reason {stop!r}")
     usage = getattr(message, "usage", None)
     input_tokens = token_count(getattr(usage, "input_tokens", None))
@@ -171,8 +186,82 @@ def _response(request: ProviderRequest, message: Any) -> ProviderResponse:
         else None
     )
     return ProviderResponse(
-        text=text, input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=total,
+        tool_calls=tool_calls,
+        finish_reason=_STOP_REASONS.get(str(stop), LLMFinishReason.OTHER),
     )
+
+
+_STOP_REASONS = {
+    "end_turn": LLMFinishReason.STOP,
+    "stop_sequence": LLMFinishReason.STOP,
+    "tool_use": LLMFinishReason.TOOL_CALLS,
+    "max_tokens": LLMFinishReason.LENGTH,
+    "model_context_window_exceeded": LLMFinishReason.LENGTH,
+    "refusal": LLMFinishReason.REFUSAL,
+}
+
+
+def _tool_call(model: str, block: Any) -> LLMToolCall:
+    call_id, name = getattr(block, "id", None), getattr(block, "name", None)
+    arguments = getattr(block, "input", None)
+    if not isinstance(call_id, str) or not isinstance(name, str) or not isinstance(arguments, dict):
+        raise malformed_response_error(
+            provider=PROVIDER,
+            model=model,
+            detail=f"tool_use block {name!r} lacks an id, a name or an input object",
+        )
+    return LLMToolCall(id=call_id, name=name, arguments=arguments)
+
+
+def _chat(messages: list[Message]) -> list[dict[str, Any]]:
+    """kitaru messages in the messages-API form.
+
+    Tool calls become ``tool_use`` blocks of the assistant turn; tool results become
+    ``tool_result`` blocks, and results that follow each other share one user turn, as
+    the API expects all results of one assistant turn together.
+    """
+    chat: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": content,
+            }
+            previous = chat[-1] if chat else None
+            if previous is not None and previous.get("tool_results"):
+                previous["content"].append(block)
+            else:
+                chat.append({"role": "user", "content": [block], "tool_results": True})
+        elif message.get("tool_calls"):
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+            blocks.extend(
+                {
+                    "type": "tool_use",
+                    "id": call["id"],
+                    "name": call["name"],
+                    "input": call["arguments"],
+                }
+                for call in message["tool_calls"]
+            )
+            chat.append({"role": role, "content": blocks})
+        else:
+            chat.append({"role": role, "content": content})
+    for turn in chat:
+        turn.pop("tool_results", None)  # only marks turns that hold results
+    return chat
+
+
+def _tool(tool: LLMToolDefinition) -> dict[str, Any]:
+    definition: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
+    if tool.description:
+        definition["description"] = tool.description
+    return definition
 
 
 def _import_sdk() -> Any:

@@ -2,6 +2,11 @@
 
 It is what ``KITARU_LLM_MOCK_RESPONSE`` switches on: no credentials, no network, and
 token usage estimated by counting whitespace-separated words.
+
+Offered tools, it never asks for a tool call (an agent loop ends after its first turn,
+with finish reason ``stop``). Given ``response_format=``, its text is the answer that is
+parsed, so set the variable to JSON that fits the class (e.g. ``{"title": "Draft"}``);
+text that does not fit fails the call as a real provider's would.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ the one place where the SDK's exceptions become :class:`ProviderError`.
 from __future__ import annotations
 
 import functools
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
+from kitaru._llm.messages import Message
 from kitaru._llm.providers.protocol import (
     CONNECT_TIMEOUT_SECONDS,
     SDK_MAX_RETRIES,
@@ -23,6 +25,7 @@ from kitaru._llm.providers.protocol import (
     status_error,
     token_count,
 )
+from kitaru._llm.response import LLMFinishReason, LLMToolCall, LLMToolDefinition
 from kitaru.errors import KitaruUsageError
 
 if TYPE_CHECKING:
@@ -59,17 +62,28 @@ class OpenAIChatProvider:
         return f"OpenAIChatProvider(provider={self._provider!r}, base_url={self._base_url!r})"
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
-        """Ask for one chat completion and return its text and usage."""
+        """Ask for one chat completion; return its text, tool calls and usage."""
         sdk, client = self._sdk, self._client
         options: dict[str, Any] = {}
         if request.temperature is not None:
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
             options[self._max_tokens_field] = request.max_tokens
+        if request.tools:
+            options["tools"] = [_tool(tool) for tool in request.tools]
+        if request.output is not None:
+            options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.output.name,
+                    "schema": request.output.schema,
+                    "strict": request.output.strict,
+                },
+            }
         try:
             completion = client.chat.completions.create(
                 model=request.model_name,
-                messages=request.messages,  # type: ignore[arg-type]  # plain role/content dicts
+                messages=[_message(message) for message in request.messages],  # type: ignore[misc]
                 timeout=sdk.Timeout(
                     request.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, request.timeout)
                 ),
@@ -129,9 +143,10 @@ class OpenAIChatProvider:
             raise malformed_response_error(
                 provider=self._provider, model=model, detail="message content is not text"
             )
-        if not content:
+        tool_calls = self._tool_calls(request, getattr(message, "tool_calls", None))
+        finish = getattr(choice, "finish_reason", None)
+        if not content and not tool_calls:
             refusal = getattr(message, "refusal", None)
-            finish = getattr(choice, "finish_reason", None)
             detail = "the model refused" if refusal else f"finish reason {finish!r}"
             raise empty_response_error(provider=self._provider, model=model, detail=detail)
         usage = getattr(completion, "usage", None)
@@ -141,11 +156,88 @@ class OpenAIChatProvider:
         if total_tokens is None and input_tokens is not None and output_tokens is not None:
             total_tokens = input_tokens + output_tokens
         return ProviderResponse(
-            text=content,
+            text=content or "",
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             total_tokens=total_tokens,
+            tool_calls=tool_calls,
+            finish_reason=_FINISH_REASONS.get(str(finish), LLMFinishReason.OTHER),
         )
+
+    def _tool_calls(self, request: ProviderRequest, raw: object) -> tuple[LLMToolCall, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise malformed_response_error(
+                provider=self._provider, model=request.model_name, detail="tool_calls is not a list"
+            )
+        calls = []
+        for item in raw:
+            function = getattr(item, "function", None)
+            call_id, name = getattr(item, "id", None), getattr(function, "name", None)
+            arguments = _arguments(getattr(function, "arguments", None))
+            if not isinstance(call_id, str) or not isinstance(name, str) or arguments is None:
+                raise malformed_response_error(
+                    provider=self._provider,
+                    model=request.model_name,
+                    detail=f"tool call {name!r} lacks an id, a name or JSON-object arguments",
+                )
+            calls.append(LLMToolCall(id=call_id, name=name, arguments=arguments))
+        return tuple(calls)
+
+
+_FINISH_REASONS = {
+    "stop": LLMFinishReason.STOP,
+    "tool_calls": LLMFinishReason.TOOL_CALLS,
+    "function_call": LLMFinishReason.TOOL_CALLS,
+    "length": LLMFinishReason.LENGTH,
+    "content_filter": LLMFinishReason.CONTENT_FILTER,
+}
+
+
+def _arguments(raw: object) -> dict[str, Any] | None:
+    """A tool call's arguments (a JSON object in a string), or None if they are not one."""
+    if not isinstance(raw, str):
+        return None
+    if not raw.strip():
+        return {}  # some servers send "" for a call without arguments
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A kitaru message in the chat-completions form."""
+    if message["role"] == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message["tool_call_id"],
+            "content": message["content"],
+        }
+    calls = message.get("tool_calls")
+    if not calls:
+        return {"role": message["role"], "content": message["content"]}
+    return {
+        "role": message["role"],
+        "content": message["content"] or None,
+        "tool_calls": [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+            for call in calls
+        ],
+    }
+
+
+def _tool(tool: LLMToolDefinition) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
 
 
 def _import_sdk(provider: str) -> Any:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from kitaru._llm.messages import Message
+from kitaru._llm.response import LLMFinishReason, LLMToolCall, LLMToolDefinition
+from kitaru._llm.structured import OutputFormat
 from kitaru._redaction import Redactor, redact
 from kitaru.errors import ProviderError
 
@@ -58,6 +60,10 @@ class ProviderRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int | None = None
     timeout: float = TIMEOUT_SECONDS
     """Seconds to wait for the answer (connecting gets at most ``CONNECT_TIMEOUT_SECONDS``)."""
+    tools: tuple[LLMToolDefinition, ...] = ()
+    """Tools the model may ask to call."""
+    output: OutputFormat | None = None
+    """The schema the answer must fit, if any."""
 
 
 class ProviderResponse(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +73,8 @@ class ProviderResponse(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int | None
     output_tokens: int | None
     total_tokens: int | None
+    tool_calls: tuple[LLMToolCall, ...] = ()
+    finish_reason: LLMFinishReason = LLMFinishReason.STOP
 
 
 class Provider(Protocol):
