@@ -13,9 +13,10 @@ from hypothesis import settings
 
 from kitaru import KitaruClient, KitaruStateError
 
-# The fake provider server lives in tests/llm_server.py; loading it as a plugin makes its
-# ``llm_server`` fixture available to every test module.
-pytest_plugins = ["llm_server"]
+# The fake provider server (tests/llm_server.py) and the PostgreSQL server
+# (tests/pg_server.py) are plugins, so their fixtures reach every test module; loading
+# them starts nothing until a test asks for a server.
+pytest_plugins = ["llm_server", "pg_server"]
 
 _CLEARED_ENV = (
     "KITARU_DEFAULT_MODEL",
