@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 from kitaru._config import STORE_ENV, sqlite_file, store_url
-from kitaru.errors import JournalNotFoundError, KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import JournalNotFoundError, KitaruUsageError
 from kitaru.journal.store import Store
 
 __all__ = ["JournalNotFoundError", "backend_of", "forget_store", "new_store", "open_store"]
@@ -29,13 +29,10 @@ def _open_sqlite(url: str) -> Store:
 
 
 def _open_postgresql(url: str) -> Store:
-    scheme = url.split("://", 1)[0]
-    where = STORE_ENV if _named_by_environment(url) else f"The store {_shown(url)}"
-    raise KitaruFeatureNotAvailableError(
-        f"{where} uses the '{scheme}' scheme: the PostgreSQL journal store is not "
-        "available in this version. Record executions in SQLite: `kitaru stack create "
-        "NAME --store sqlite:///PATH`, then `kitaru stack use NAME`."
-    )
+    # Imported here: psycopg loads only for a PostgreSQL store.
+    from kitaru.journal.postgres import PostgresStore
+
+    return PostgresStore(url)
 
 
 _OPENERS: dict[str, Callable[[str], Store]] = {

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from store_backends import BACKENDS, StoreBackend
+from store_backends import BACKENDS, StoreBackend, postgres_backend
 
 from kitaru import KitaruClient, KitaruStateError
 
-# The fake provider server lives in tests/llm_server.py; loading it as a plugin makes its
-# ``llm_server`` fixture available to every test module.
-pytest_plugins = ["llm_server"]
+# The fake provider server (tests/llm_server.py) and the PostgreSQL server
+# (tests/pg_server.py) are plugins, so their fixtures reach every test module; loading
+# them starts nothing until a test asks for a server.
+pytest_plugins = ["llm_server", "pg_server"]
 
 _CLEARED_ENV = (
     "KITARU_DEFAULT_MODEL",
@@ -86,8 +87,13 @@ settings.register_profile("long", max_examples=2000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda backend: backend.name)
+@pytest.fixture(
+    params=BACKENDS, ids=lambda backend: backend if isinstance(backend, str) else backend.name
+)
 def store_backend(request: pytest.FixtureRequest) -> StoreBackend:
-    """Each store backend in turn, for tests that hold for every backend."""
+    """Each store backend in turn, for tests that hold for every backend (PostgreSQL on
+    the session's own server, started on first use)."""
+    if request.param == "postgresql":
+        return postgres_backend(request.getfixturevalue("pg_server"))
     backend: StoreBackend = request.param
     return backend

@@ -8,6 +8,7 @@ the liveness tokens its store holds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,13 @@ class StoreBackend:
     die: Callable[[Store], None]
     """The process that uses this store dies: the liveness tokens it holds go (as the
     kernel or the server drops them), the rows it wrote stay, and it is closed."""
+    liveness: str = "kernel"
+    """How a holder is known alive. ``kernel``: one lock per execution that dies with its
+    process, and for a lease written under another kernel, its expiry. ``session``: a
+    lock per lease token held by the holder's database session, and an unexpired lease."""
+    server_clock: bool = False
+    """Lease expiry is re-based onto the server's clock when written (so it matches the
+    time asked for only up to the clocks' difference and the round trip)."""
 
 
 def _sqlite_die(store: Store) -> None:
@@ -46,7 +54,47 @@ SQLITE = StoreBackend(
     die=_sqlite_die,
 )
 
-BACKENDS = [SQLITE]
+
+def _postgres_die(store: Store) -> None:
+    from kitaru.journal.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    locker = store._lock_conn
+    if locker is not None and not locker.closed:
+        # The server drops a dead session's locks once it sees the socket close; let go of
+        # them first so the test need not wait for the server to notice.
+        locker.execute("SELECT pg_advisory_unlock_all()")
+        locker.close()
+    store._lock_conn = None
+    store._owned.clear()
+    store.close()
+
+
+_pg_database: dict[str, str] = {}
+
+
+def postgres_backend(server: Any) -> StoreBackend:
+    """The PostgreSQL backend on ``server`` (tests/pg_server.py): one database for the
+    session, and a schema of its own for every store folder."""
+
+    def location(folder: Path) -> str:
+        base = _pg_database.get("url")
+        if base is None:
+            base = _pg_database["url"] = server.fresh_database()
+        schema = "k_" + hashlib.blake2b(str(folder).encode(), digest_size=8).hexdigest()
+        return f"{base}&kitaru_schema={schema}"
+
+    return StoreBackend(
+        name="postgresql",
+        location=location,
+        die=_postgres_die,
+        liveness="session",
+        server_clock=True,
+    )
+
+
+BACKENDS = [SQLITE, "postgresql"]
+"""Backends by entry; ``postgresql`` is built by the fixture once its server runs."""
 
 
 class Owned:

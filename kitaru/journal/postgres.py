@@ -1,0 +1,854 @@
+"""The PostgreSQL journal store: the only module that speaks PostgreSQL's SQL.
+
+Many processes on many machines share one journal. The guarantees are the SQLite
+store's:
+
+- **Appends** are one transaction each: the owner check (fencing), the payloads, the
+  events and the read model commit together, with ``synchronous_commit`` on (off for
+  ``sync=False``: the write survives a crash of the process, not of the server).
+- **Liveness** of a lease holder is a session-level advisory lock that the holder
+  takes under a key derived from its owner token. PostgreSQL drops it the moment the
+  holder's connection ends, so a killed process is seen dead at once, from any host.
+  A holder that stops renewing (paused, or cut off from the server) is dead once its
+  lease expires. Expiry is measured on the database server's clock, so hosts whose
+  clocks disagree still agree on when a lease ran out.
+- **Takeovers** and appends serialise on the lease row: an append holds it shared while
+  it writes, a claim holds it exclusively. No append can land between a takeover and
+  the check that would refuse it.
+
+Each thread gets its own connection. psycopg is imported when a store is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zlib import crc32
+
+from kitaru.errors import (
+    BackendFailure,
+    JournalConflictError,
+    KitaruBackendError,
+    KitaruFeatureNotAvailableError,
+    KitaruLeaseLostError,
+    WaitAlreadyAnsweredError,
+)
+from kitaru.journal.events import (
+    CallCompleted,
+    Event,
+    ExecutionStarted,
+    UnknownEventError,
+    decode_event,
+    event_tag,
+)
+from kitaru.journal.events import encode_event as _encode
+from kitaru.journal.postgres_schema import SchemaVersionError, migrate
+from kitaru.journal.read_model import status_change
+from kitaru.journal.store import (
+    ExecutionRow,
+    Lease,
+    MemoryRow,
+    MemoryWrite,
+    StorageReport,
+    StoredEvent,
+)
+
+__all__ = ["PostgresStore", "redact_url"]
+
+_EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
+_LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
+_MEMORY_COLUMNS = (
+    "id, scope_type, scope, key, version, deleted, value, value_type, created_at, exec_id, "
+    "flow_name"
+)
+_NOW = "extract(epoch from clock_timestamp())"
+_MAIL_CHANNEL = "kitaru_mail"
+"""NOTIFY channel on which a posted wait input or cancel request names its execution."""
+
+# SQLSTATE classes and codes, the one place that knows them.
+_REASONS = {
+    "25006": BackendFailure.READ_ONLY,  # read_only_sql_transaction
+    "42501": BackendFailure.READ_ONLY,  # insufficient_privilege
+    "53100": BackendFailure.DISK_FULL,  # disk_full
+    "55P03": BackendFailure.BUSY,  # lock_not_available
+    "40P01": BackendFailure.BUSY,  # deadlock_detected
+    "40001": BackendFailure.BUSY,  # serialization_failure
+    "57014": BackendFailure.BUSY,  # query_canceled (statement or lock timeout)
+    "XX001": BackendFailure.DAMAGED,  # data_corrupted
+    "XX002": BackendFailure.DAMAGED,  # index_corrupted
+}
+_UNIQUE_VIOLATION = "23505"
+
+_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+_inherited: list[Any] = []
+"""Connections a forked child inherited. Kept referenced and never used: closing one
+would end the parent's session (libpq says goodbye on the shared socket)."""
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_stores):
+        _inherited.append(store._local)
+        _inherited.append(store._lock_conn)
+        store._local = threading.local()
+        store._lock_conn = None
+        store._lock_conn_guard = threading.Lock()
+        store._owned = {}
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _owner_key(exec_id: str, owner: str) -> int:
+    """The advisory-lock key (a signed 64-bit number) of one owner's lease of one execution."""
+    digest = hashlib.blake2b(f"{exec_id}\0{owner}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _claim_key(exec_id: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(exec_id.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
+
+_CLAIM_CLASS = 0x4B697462
+"""First half of the two-part advisory-lock key that serialises claims of one execution."""
+
+
+class PostgresStore:
+    """A journal in a PostgreSQL database; safe to share between threads, processes, hosts."""
+
+    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10.0):
+        query = parse_qs(urlsplit(url).query)
+        self.url = url
+        self.location = redact_url(url)
+        self.schema = schema or query.get("kitaru_schema", ["kitaru"])[0]
+        self._dsn = _without_kitaru_options(url)
+        self._s = '"' + self.schema.replace('"', '""') + '"'
+        self._channel = f"{_MAIL_CHANNEL}_{self.schema}"[:63]
+        self.connect_timeout = connect_timeout
+        self._local = threading.local()
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+        self._lock_conn: Any = None
+        self._lock_conn_guard = threading.Lock()
+        self._owned: dict[tuple[str, str], int] = {}
+        """Owner locks this process holds, by execution and owner token."""
+        _stores.add(self)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise KitaruFeatureNotAvailableError(
+                "The PostgreSQL journal store needs psycopg: pip install 'kitaru[postgres]'."
+            ) from None
+        try:
+            conn = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+            )
+        except psycopg.Error as exc:
+            raise KitaruBackendError(
+                f"Cannot reach the PostgreSQL journal at {self.location}: "
+                f"{_first_line(exc)}. Check that the server runs and the URL is right "
+                "(KITARU_STORE or the stack's store).",
+                failure=BackendFailure.CANNOT_OPEN,
+                detail=str(exc),
+            ) from None
+        if not self._migrated:
+            with self._migrate_lock:
+                if not self._migrated:
+                    try:
+                        migrate(conn, self.schema)
+                    except SchemaVersionError as exc:
+                        conn.close()
+                        raise KitaruBackendError(
+                            f"{self.location} cannot be used as a kitaru journal: {exc}. "
+                            "Point KITARU_STORE at another database or schema "
+                            "(?kitaru_schema=NAME).",
+                            failure=BackendFailure.NOT_A_JOURNAL,
+                        ) from None
+                    except psycopg.Error as exc:
+                        conn.close()
+                        raise self._error(exc, "create the journal's tables") from None
+                    self._migrated = True
+        return conn
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _locker(self) -> Any:
+        """The process's connection that holds owner locks (its session is the liveness).
+
+        Called with ``_lock_conn_guard`` held. A lost session (the server restarted) is
+        replaced and the locks of the leases still held here are taken again; a rival
+        that claimed one meanwhile has fenced this process out of it.
+        """
+        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.broken:
+            self._lock_conn = self._connect()
+            for lock in set(self._owned.values()):
+                self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,))
+        return self._lock_conn
+
+    def close(self) -> None:
+        """Close this thread's connection (the lock connection stays while leases are held)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        with self._lock_conn_guard:
+            if not self._owned and self._lock_conn is not None:
+                self._lock_conn.close()
+                self._lock_conn = None
+
+    def _error(self, exc: Exception, doing: str) -> KitaruBackendError:
+        """Map a psycopg error to one clear message, keyed on its SQLSTATE."""
+        code = getattr(exc, "sqlstate", None) or ""
+        text = _first_line(exc)
+        reason = _REASONS.get(code)
+        if reason is None and code.startswith("08"):
+            reason = BackendFailure.CANNOT_OPEN
+        reason = reason or BackendFailure.OTHER
+        where = self.location
+        advice = {
+            BackendFailure.READ_ONLY: (
+                f"The PostgreSQL journal {where} refuses writes ({text}). Grant the user "
+                "write access, or point KITARU_STORE at a writable database."
+            ),
+            BackendFailure.CANNOT_OPEN: (
+                f"The connection to the PostgreSQL journal {where} failed while trying to "
+                f"{doing} ({text}). Check that the server runs, then resume the execution."
+            ),
+            BackendFailure.BUSY: (
+                f"The PostgreSQL journal {where} was too busy to {doing} ({text}). Try again."
+            ),
+            BackendFailure.DISK_FULL: (
+                f"The PostgreSQL server of {where} is out of disk space; nothing of the "
+                "failed write was recorded. Free some space and resume the execution."
+            ),
+            BackendFailure.DAMAGED: (
+                f"The PostgreSQL journal {where} reports damaged data ({text}). Run "
+                "`kitaru store check`; restore from a backup if you have one."
+            ),
+        }.get(reason, f"The PostgreSQL journal {where} failed to {doing}: {text}.")
+        return KitaruBackendError(advice, failure=reason, detail=str(exc))
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[Any]:
+        import psycopg
+
+        conn = self._conn()
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            self._drop_if_broken(conn)
+            raise self._error(exc, doing) from None
+
+    @contextmanager
+    def _transaction(self, doing: str, *, sync: bool = True) -> Iterator[Any]:
+        """One write transaction, committed when the block ends, rolled back if it raises.
+
+        psycopg errors become the one clear ``KitaruBackendError``, except unique
+        violations, which the caller gives their meaning.
+        """
+        import psycopg
+
+        conn = self._conn()
+        try:
+            with conn.transaction():
+                if not sync:
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                yield conn
+        except (psycopg.errors.UniqueViolation, psycopg.errors.RestrictViolation):
+            raise  # a taken seq, or an overwrite the triggers refused: the caller's to name
+        except psycopg.Error as exc:
+            self._drop_if_broken(conn)
+            raise self._error(exc, doing) from None
+
+    def _drop_if_broken(self, conn: Any) -> None:
+        if conn.broken or conn.closed:
+            self._local.conn = None
+
+    # -- events --------------------------------------------------------------------------
+
+    def append(
+        self,
+        exec_id: str,
+        first_seq: int,
+        events: Sequence[tuple[Event, float]],
+        payloads: Mapping[str, bytes] | None = None,
+        *,
+        owner: str,
+        sync: bool = True,
+    ) -> None:
+        import psycopg
+
+        s = self._s
+        try:
+            with self._transaction("append events", sync=sync) as conn:
+                self._fence(conn, exec_id, owner)
+                with conn.cursor() as cur:
+                    if payloads:
+                        cur.executemany(
+                            f"INSERT INTO {s}.payloads(hash, bytes) VALUES (%s, %s) "
+                            "ON CONFLICT (hash) DO NOTHING",
+                            list(payloads.items()),
+                        )
+                    rows, derived = self._rows_of(exec_id, first_seq, events)
+                    cur.executemany(
+                        f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)",
+                        rows,
+                    )
+                    for statement, params in derived:
+                        cur.execute(statement, params)
+        except psycopg.errors.UniqueViolation as exc:
+            raise JournalConflictError(
+                f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
+                "taken). Only one process may run an execution at a time.",
+                exec_id=exec_id,
+            ) from exc
+        except psycopg.errors.RestrictViolation as exc:
+            raise JournalConflictError(
+                f"The journal refused to overwrite what execution {exec_id} recorded "
+                f"({_first_line(exc)}); nothing of this append was written.",
+                exec_id=exec_id,
+            ) from exc
+
+    def _fence(self, conn: Any, exec_id: str, owner: str | None) -> None:
+        """Refuse a write for ``exec_id`` unless ``owner`` holds its lease.
+
+        The lease row stays share-locked until the transaction ends, so a takeover
+        (which updates that row) waits for this write, and this write cannot follow one.
+        """
+        row = conn.execute(
+            f"SELECT owner FROM {self._s}.leases WHERE exec_id = %s FOR SHARE", (exec_id,)
+        ).fetchone()
+        if row is None or row[0] != owner:
+            why = "its lease was released" if row is None else "another process took it over"
+            raise KitaruLeaseLostError(
+                f"This process no longer owns execution {exec_id} ({why}), so nothing more "
+                f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
+                exec_id=exec_id,
+                owner=owner or "",
+            )
+
+    def _rows_of(
+        self, exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]
+    ) -> tuple[list[tuple[object, ...]], list[tuple[str, tuple[object, ...]]]]:
+        s = self._s
+        rows: list[tuple[object, ...]] = []
+        derived: list[tuple[str, tuple[object, ...]]] = []
+        seq = first_seq
+        for event, at in events:
+            body = _encode(event)
+            rows.append((exec_id, seq, event_tag(event), at, body, crc32(body)))
+            if isinstance(event, CallCompleted):
+                if event.cache_key is not None:
+                    derived.append(
+                        (
+                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (key) DO UPDATE SET exec_id = EXCLUDED.exec_id, "
+                            "seq = EXCLUDED.seq",
+                            (event.cache_key, exec_id, seq),
+                        )
+                    )
+            elif isinstance(event, ExecutionStarted):
+                derived.append(
+                    (
+                        f"INSERT INTO {s}.executions(exec_id, flow_name, status, started_at, "
+                        "original_exec_id) VALUES (%s, %s, 'running', %s, %s)",
+                        (exec_id, event.flow_name, at, event.original_exec_id),
+                    )
+                )
+            else:
+                change = status_change(event)
+                if change is not None:
+                    ended = at if change.finished else None
+                    derived.append(
+                        (
+                            f"UPDATE {s}.executions SET status = %s, ended_at = %s, failure = %s "
+                            "WHERE exec_id = %s",
+                            (change.status, ended, change.failure, exec_id),
+                        )
+                    )
+            seq += 1
+        return rows, derived
+
+    def read_events(self, exec_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        with self._reading("read events") as conn:
+            rows = conn.execute(
+                f"SELECT seq, at, type, body, crc FROM {self._s}.events "
+                "WHERE exec_id = %s AND seq > %s ORDER BY seq",
+                (exec_id, after_seq),
+            ).fetchall()
+        out: list[StoredEvent] = []
+        expected = after_seq + 1
+        for seq, at, tag, raw, crc in rows:
+            body = bytes(raw)
+            if seq != expected:
+                raise KitaruBackendError(
+                    f"The journal {self.location} is missing events of execution {exec_id} "
+                    f"(expected seq {expected}, found {seq}). Run `kitaru store check`.",
+                    failure=BackendFailure.DAMAGED,
+                )
+            if crc is not None and crc32(body) != crc:
+                raise KitaruBackendError(
+                    f"Event {seq} of execution {exec_id} in {self.location} is damaged (its "
+                    "bytes do not match their checksum). Run `kitaru store check`.",
+                    failure=BackendFailure.DAMAGED,
+                )
+            try:
+                out.append(StoredEvent(seq, at, decode_event(tag, body)))
+            except UnknownEventError:
+                raise KitaruBackendError(
+                    f"Event {seq} of execution {exec_id} has type '{tag}', which this version "
+                    "of kitaru does not know: a newer kitaru wrote it. Upgrade kitaru to read "
+                    "this execution.",
+                    failure=BackendFailure.NOT_A_JOURNAL,
+                ) from None
+            except Exception as exc:
+                raise KitaruBackendError(
+                    f"Event {seq} ('{tag}') of execution {exec_id} cannot be decoded: {exc}. "
+                    "Run `kitaru store check`.",
+                    failure=BackendFailure.DAMAGED,
+                ) from None
+            expected += 1
+        return out
+
+    def read_payload(self, digest: str) -> bytes:
+        with self._reading("read a payload") as conn:
+            row = conn.execute(
+                f"SELECT bytes FROM {self._s}.payloads WHERE hash = %s", (digest,)
+            ).fetchone()
+        if row is None:
+            raise KitaruBackendError(
+                f"The journal {self.location} lacks payload {digest}. Run `kitaru store check`.",
+                failure=BackendFailure.DAMAGED,
+            )
+        return bytes(row[0])
+
+    # -- executions ----------------------------------------------------------------------
+
+    def get_execution(self, exec_id: str) -> ExecutionRow | None:
+        with self._reading("read executions") as conn:
+            row = conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM {self._s}.executions WHERE exec_id = %s",
+                (exec_id,),
+            ).fetchone()
+        return None if row is None else ExecutionRow(*row)
+
+    def find_executions(self, prefix: str, limit: int = 2) -> list[str]:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._reading("read executions") as conn:
+            rows = conn.execute(
+                f"SELECT exec_id FROM {self._s}.executions WHERE exec_id LIKE %s "
+                "ORDER BY exec_id LIMIT %s",
+                (pattern, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def list_executions(
+        self, *, flow: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[ExecutionRow]:
+        where: list[str] = []
+        params: list[object] = []
+        if flow is not None:
+            where.append("flow_name = %s")
+            params.append(flow)
+        if status is not None:
+            where.append("status = %s")
+            params.append(status)
+        sql = f"SELECT {_EXECUTION_COLUMNS} FROM {self._s}.executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        with self._reading("read executions") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [ExecutionRow(*r) for r in rows]
+
+    def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
+        with self._reading("read the checkpoint cache") as conn:
+            row = conn.execute(
+                f"SELECT e.exec_id, e.type, e.body FROM {self._s}.call_cache c JOIN "
+                f"{self._s}.events e ON e.exec_id = c.exec_id AND e.seq = c.seq WHERE c.key = %s",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            event = decode_event(row[1], bytes(row[2]))
+        except UnknownEventError:
+            return None
+        return (row[0], event) if isinstance(event, CallCompleted) else None
+
+    # -- leases --------------------------------------------------------------------------
+
+    def get_lease(self, exec_id: str) -> Lease | None:
+        with self._reading("read leases") as conn:
+            row = conn.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM {self._s}.leases WHERE exec_id = %s", (exec_id,)
+            ).fetchone()
+        return None if row is None else Lease(*row)
+
+    def _holder_alive(self, conn: Any, holder: Lease) -> bool:
+        """Whether the holder's session still holds its owner lock and its lease runs."""
+        expired = conn.execute(f"SELECT %s < {_NOW}", (holder.expires_at,)).fetchone()[0]
+        if expired:
+            return False
+        # Taking the holder's own lock succeeds only if its session is gone; a
+        # transaction-level lock is let go of when this transaction (or statement) ends.
+        free = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s)", (_owner_key(holder.exec_id, holder.owner),)
+        ).fetchone()[0]
+        return not free
+
+    def claim(self, lease: Lease) -> Lease | None:
+        """Take the lease unless a live holder has it; return that holder, or None."""
+        key = (lease.exec_id, lease.owner)
+        ttl = lease.expires_at - time.time()
+        lock = _owner_key(lease.exec_id, lease.owner)
+        with self._lock_conn_guard:
+            locker = self._locker()
+            if key not in self._owned:
+                got = locker.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()[0]
+                if not got:
+                    # Another session holds this very lease token: that process is alive.
+                    return self.get_lease(lease.exec_id) or _claiming(lease.exec_id)
+                self._owned[key] = lock
+        try:
+            with self._transaction("claim an execution") as conn:
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)",
+                    (_CLAIM_CLASS, _claim_key(lease.exec_id)),
+                )
+                row = conn.execute(
+                    f"SELECT {_LEASE_COLUMNS} FROM {self._s}.leases WHERE exec_id = %s FOR UPDATE",
+                    (lease.exec_id,),
+                ).fetchone()
+                holder = None if row is None else Lease(*row)
+                if (
+                    holder is not None
+                    and holder.owner != lease.owner
+                    and self._holder_alive(conn, holder)
+                ):
+                    self._let_go(key)
+                    return holder
+                conn.execute(
+                    f"INSERT INTO {self._s}.leases({_LEASE_COLUMNS}) "
+                    f"VALUES (%s, %s, %s, %s, %s, {_NOW} + %s) ON CONFLICT (exec_id) DO UPDATE "
+                    "SET owner = EXCLUDED.owner, host = EXCLUDED.host, pid = EXCLUDED.pid, "
+                    "pid_started = EXCLUDED.pid_started, expires_at = EXCLUDED.expires_at",
+                    (lease.exec_id, lease.owner, lease.host, lease.pid, lease.pid_started, ttl),
+                )
+        except BaseException:
+            self._let_go(key)
+            raise
+        return None
+
+    def _let_go(self, key: tuple[str, str]) -> None:
+        with self._lock_conn_guard:
+            lock = self._owned.pop(key, None)
+            if lock is None or self._lock_conn is None or self._lock_conn.closed:
+                return
+            try:
+                self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (lock,))
+            except Exception:  # a broken session has let go of its locks already
+                self._lock_conn = None
+
+    def live_lease(self, exec_id: str) -> Lease | None:
+        with self._reading("read leases") as conn:
+            row = conn.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM {self._s}.leases WHERE exec_id = %s", (exec_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            lease = Lease(*row)
+            return lease if self._holder_alive(conn, lease) else None
+
+    def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
+        ttl = expires_at - time.time()
+        with self._lock_conn_guard:
+            if (exec_id, owner) in self._owned:
+                self._locker()  # a lost lock session is replaced before the lease runs on
+        with self._reading("renew a lease") as conn:
+            cursor = conn.execute(
+                f"UPDATE {self._s}.leases SET expires_at = {_NOW} + %s "
+                "WHERE exec_id = %s AND owner = %s",
+                (ttl, exec_id, owner),
+            )
+        return bool(cursor.rowcount == 1)
+
+    def release(self, exec_id: str, owner: str) -> None:
+        try:
+            with self._reading("release a lease") as conn:
+                conn.execute(
+                    f"DELETE FROM {self._s}.leases WHERE exec_id = %s AND owner = %s",
+                    (exec_id, owner),
+                )
+        finally:
+            self._let_go((exec_id, owner))
+
+    # -- mailboxes -----------------------------------------------------------------------
+
+    def post_wait_input(
+        self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
+    ) -> None:
+        import psycopg
+
+        try:
+            with self._transaction("record wait input") as conn:
+                conn.execute(
+                    f"INSERT INTO {self._s}.wait_inputs(exec_id, wait, value, aborted, at) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (exec_id, wait, value, aborted, time.time()),
+                )
+                conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
+        except psycopg.errors.UniqueViolation:
+            raise WaitAlreadyAnsweredError(exec_id, wait) from None
+
+    def wait_for_mail(self, exec_id: str, timeout: float) -> None:
+        """Return once a request for ``exec_id`` is posted (LISTEN/NOTIFY), or after
+        ``timeout`` seconds; a notice for another execution also wakes it early."""
+        import psycopg
+
+        listener = getattr(self._local, "listener", None)
+        try:
+            if listener is None or listener.closed or listener.broken:
+                listener = self._connect()
+                listener.execute(f'LISTEN "{self._channel}"')
+                self._local.listener = listener
+            for notice in listener.notifies(timeout=max(0.0, timeout), stop_after=1):
+                del notice  # whose mail it is, the caller reads for itself
+        except psycopg.Error:
+            self._local.listener = None
+            time.sleep(min(timeout, 0.1))  # the next look reconnects; never spin
+
+    def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]:
+        with self._reading("read wait input") as conn:
+            rows = conn.execute(
+                f"SELECT wait, value, aborted FROM {self._s}.wait_inputs WHERE exec_id = %s",
+                (exec_id,),
+            ).fetchall()
+        return {
+            wait: (None if value is None else bytes(value), bool(aborted))
+            for wait, value, aborted in rows
+        }
+
+    def clear_wait_input(self, exec_id: str, wait: str) -> None:
+        with self._reading("clear wait input") as conn:
+            conn.execute(
+                f"DELETE FROM {self._s}.wait_inputs WHERE exec_id = %s AND wait = %s",
+                (exec_id, wait),
+            )
+
+    def request_cancel(self, exec_id: str, reason: str) -> None:
+        with self._transaction("request a cancel") as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
+            conn.execute(
+                f"INSERT INTO {self._s}.cancel_requests(exec_id, reason, at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (exec_id) DO UPDATE SET reason = EXCLUDED.reason, at = EXCLUDED.at",
+                (exec_id, reason, time.time()),
+            )
+
+    def cancel_requested(self, exec_id: str) -> str | None:
+        with self._reading("read cancel requests") as conn:
+            row = conn.execute(
+                f"SELECT reason FROM {self._s}.cancel_requests WHERE exec_id = %s", (exec_id,)
+            ).fetchone()
+        return None if row is None else str(row[0] or "")
+
+    def clear_cancel(self, exec_id: str) -> None:
+        with self._reading("clear a cancel request") as conn:
+            conn.execute(f"DELETE FROM {self._s}.cancel_requests WHERE exec_id = %s", (exec_id,))
+
+    # -- memory --------------------------------------------------------------------------
+
+    def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
+        s = self._s
+        with self._transaction("write memory") as conn:
+            if write.exec_id is not None:
+                self._fence(conn, write.exec_id, owner)
+            # Versions of one key are numbered in turn: writers of the same key queue here.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)",
+                (_owner_key("memory", f"{write.scope_type}\0{write.scope}\0{write.key}"),),
+            )
+            if write.exec_id is not None and write.call_key is not None:
+                row = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM {s}.memories "
+                    "WHERE exec_id = %s AND call_key = %s",
+                    (write.exec_id, write.call_key),
+                ).fetchone()
+                if row is not None:
+                    return _memory_row(row)
+            newest = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM {s}.memories WHERE scope_type = %s AND "
+                "scope = %s AND key = %s ORDER BY version DESC LIMIT 1",
+                (write.scope_type, write.scope, write.key),
+            ).fetchone()
+            if write.deleted and (newest is None or newest[5]):
+                return None if newest is None else _memory_row(newest)
+            version = 1 if newest is None else int(newest[4]) + 1
+            row = conn.execute(
+                f"INSERT INTO {s}.memories(scope_type, scope, key, version, deleted, value, "
+                "value_type, created_at, exec_id, flow_name, call_key) "
+                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_MEMORY_COLUMNS}",
+                (
+                    write.scope_type,
+                    write.scope,
+                    write.key,
+                    version,
+                    write.deleted,
+                    None if write.deleted else write.value,
+                    write.value_type,
+                    time.time(),
+                    write.exec_id,
+                    write.flow_name,
+                    write.call_key,
+                ),
+            ).fetchone()
+            return _memory_row(row)
+
+    def _memory_rows(self, sql: str, params: Sequence[object]) -> list[MemoryRow]:
+        with self._reading("read memory") as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_memory_row(row) for row in rows]
+
+    def read_memory(
+        self, scope_type: str, scope: str, key: str, version: int | None = None
+    ) -> MemoryRow | None:
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM {self._s}.memories "
+            "WHERE scope_type = %s AND scope = %s AND key = %s"
+        )
+        if version is None:
+            found = self._memory_rows(
+                sql + " ORDER BY version DESC LIMIT 1", (scope_type, scope, key)
+            )
+        else:
+            found = self._memory_rows(sql + " AND version = %s", (scope_type, scope, key, version))
+        return found[0] if found else None
+
+    def memory_row(self, row_id: int) -> MemoryRow | None:
+        found = self._memory_rows(
+            f"SELECT {_MEMORY_COLUMNS} FROM {self._s}.memories WHERE id = %s", (row_id,)
+        )
+        return found[0] if found else None
+
+    def memory_history(self, scope_type: str, scope: str, key: str) -> list[MemoryRow]:
+        return self._memory_rows(
+            f"SELECT {_MEMORY_COLUMNS} FROM {self._s}.memories "
+            "WHERE scope_type = %s AND scope = %s AND key = %s ORDER BY version DESC",
+            (scope_type, scope, key),
+        )
+
+    def memory_latest(
+        self, scope_type: str | None = None, scope: str | None = None
+    ) -> list[MemoryRow]:
+        sql = (
+            f"SELECT {_MEMORY_COLUMNS} FROM {self._s}.memories AS m WHERE m.version = ("
+            f"SELECT max(n.version) FROM {self._s}.memories AS n WHERE n.scope_type = "
+            "m.scope_type AND n.scope = m.scope AND n.key = m.key)"
+        )
+        params: list[object] = []
+        if scope_type is not None and scope is not None:
+            sql += " AND m.scope_type = %s AND m.scope = %s"
+            params = [scope_type, scope]
+        return self._memory_rows(sql + " ORDER BY m.scope, m.scope_type, m.key", params)
+
+    def purge_memory(self, rows: Sequence[int]) -> int:
+        if not rows:
+            return 0
+        with self._transaction("purge memory") as conn:
+            cursor = conn.execute(
+                f"DELETE FROM {self._s}.memories WHERE id = ANY(%s)", (list(rows),)
+            )
+            return int(cursor.rowcount)
+
+    # -- integrity (``kitaru store check``) ----------------------------------------------
+
+    def check_storage(self) -> StorageReport:
+        """PostgreSQL keeps its write-ahead log and pages to itself: name the server."""
+        with self._reading("read the server version") as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        return StorageReport(notes=[f"PostgreSQL {version}, schema {self.schema}"])
+
+    def structural_problems(self) -> list[str]:
+        """The server keeps its own structures sound; kitaru checks the rows themselves."""
+        return []
+
+    def all_exec_ids(self) -> list[str]:
+        with self._reading("list executions") as conn:
+            rows = conn.execute(
+                f"SELECT exec_id FROM {self._s}.events UNION "
+                f"SELECT exec_id FROM {self._s}.executions ORDER BY 1"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def all_payloads(self) -> list[tuple[str, bytes]]:
+        with self._reading("read payloads") as conn:
+            rows = conn.execute(f"SELECT hash, bytes FROM {self._s}.payloads").fetchall()
+        return [(digest, bytes(data)) for digest, data in rows]
+
+
+def _without_kitaru_options(url: str) -> str:
+    """The URL libpq is given: kitaru's own query options (``kitaru_*``) removed."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = "&".join(
+        pair for pair in parts.query.split("&") if not pair.split("=", 1)[0].startswith("kitaru_")
+    )
+    return parts._replace(query=kept).geturl()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _memory_row(row: Sequence[Any]) -> MemoryRow:
+    (row_id, scope_type, scope, key, version, deleted, value, value_type, at, exec_id, flow) = row
+    return MemoryRow(
+        id=int(row_id),
+        scope_type=str(scope_type),
+        scope=str(scope),
+        key=str(key),
+        version=int(version),
+        deleted=bool(deleted),
+        value=None if value is None else bytes(value),
+        value_type=str(value_type),
+        created_at=float(at),
+        exec_id=None if exec_id is None else str(exec_id),
+        flow_name=None if flow is None else str(flow),
+    )
+
+
+def _claiming(exec_id: str) -> Lease:
+    """A live holder that holds the execution's lock but whose lease row is not there."""
+    return Lease(exec_id=exec_id, owner="", host="", pid=0, pid_started="", expires_at=0.0)

@@ -1,0 +1,188 @@
+"""A real PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` on a unix socket.
+
+The server listens on no TCP port, only on a socket in a private folder, and is
+stopped when the test session ends. PostgreSQL refuses to run as root, so under root
+(as in CI) the cluster belongs to the ``postgres`` user the distribution's package
+creates, and is started through ``runuser``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PgServer", "find_bindir", "running_server"]
+
+_DB_USER = "kitaru"
+_counter = itertools.count()
+
+
+def find_bindir() -> Path | None:
+    """The folder holding ``initdb`` and ``pg_ctl`` (newest installed version), or None."""
+    root = Path("/usr/lib/postgresql")
+    versions = sorted(
+        (p for p in root.glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if versions:
+        return versions[-1]
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@dataclass
+class PgServer:
+    """One running cluster; ``url()`` names a fresh database on it."""
+
+    bindir: Path
+    root: Path
+    socket_dir: Path
+    run_as: str | None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["runuser", "-u", self.run_as, "--", *args] if self.run_as else list(args)
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with psql as the superuser; return its output."""
+        done = subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "-h",
+                str(self.socket_dir),
+                "-U",
+                _DB_USER,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout
+
+    def url(self, database: str) -> str:
+        """A libpq URL for ``database`` on this server's socket."""
+        return f"postgresql://{_DB_USER}@/{database}?host={self.socket_dir}"
+
+    def fresh_database(self) -> str:
+        """Create a new, empty database; return its URL."""
+        name = f"t{os.getpid()}_{next(_counter)}"
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def start(self) -> None:
+        log = self.root / "server.log"
+        subprocess.run(
+            self._cmd(
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-k {self.socket_dir} -c listen_addresses='' -c fsync=on -c max_connections=200",
+                "start",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(
+            self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "stop"),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+
+def _owner() -> tuple[str | None, int | None, int | None]:
+    if os.geteuid() != 0:
+        return None, None, None
+    entry = pwd.getpwnam("postgres")
+    return "postgres", entry.pw_uid, entry.pw_gid
+
+
+@contextlib.contextmanager
+def running_server() -> Iterator[PgServer]:
+    """Start a throwaway PostgreSQL cluster; stop it and remove its files afterwards."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError(
+            "PostgreSQL is not installed: install the distribution's postgresql package "
+            "(.ci/run does), then run the tests again."
+        )
+    user, uid, gid = _owner()
+    root = Path(tempfile.mkdtemp(prefix="kitaru-pg-"))
+    socket_dir = root / "sock"
+    socket_dir.mkdir()
+    if uid is not None and gid is not None:
+        os.chmod(root, 0o755)
+        for path in (root, socket_dir):
+            os.chown(path, uid, gid)
+    server = PgServer(bindir=bindir, root=root, socket_dir=socket_dir, run_as=user)
+    try:
+        subprocess.run(
+            server._cmd(
+                str(bindir / "initdb"),
+                "-D",
+                str(server.data_dir),
+                "-U",
+                _DB_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- pytest fixtures (loaded as a plugin by conftest.py) ----------------------------------
+
+import pytest  # noqa: E402  (the helpers above are usable without pytest)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the whole test session, stopped at its end."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.fresh_database()
