@@ -82,21 +82,13 @@ class TestPublicNames:
         )
         assert wrong == []
 
-    def test_flow_checkpoint_and_wait_stay_callables_after_their_modules_load(self) -> None:
-        """Importing the submodules ``kitaru.flow`` and the like leaves the public callables."""
-        kinds = _json_of(
-            "import json, inspect, kitaru.flow, kitaru.checkpoint, kitaru.wait; "
-            "import kitaru; "
-            "print(json.dumps([inspect.isfunction(getattr(kitaru, n)) "
-            "for n in ('flow', 'checkpoint', 'wait')]))"
-        )
-        assert kinds == [True, True, True]
-
-    def test_a_flow_runs_when_its_module_imports_the_runtime_first(self, tmp_path: Path) -> None:
-        """``@kitaru.flow`` works after the runtime loaded ``kitaru.flow`` on its own."""
+    def test_a_flow_runs_when_its_modules_were_loaded_before_the_names(
+        self, tmp_path: Path
+    ) -> None:
+        """``@kitaru.flow`` works when the client and runtime loaded its modules first."""
         script = tmp_path / "pipeline.py"
         script.write_text(
-            "import kitaru.client, kitaru.runtime.runner, kitaru\n"
+            "import kitaru.client, kitaru.runtime.runner, kitaru._flow, kitaru\n"
             "@kitaru.checkpoint\n"
             "def double(x: int) -> int:\n"
             "    return 2 * x\n"
@@ -138,7 +130,7 @@ class TestLoggingOnFirstUse:
         """Logging turned on loads no structlog; the first event loads it and is printed."""
         proc = _python(
             "import sys\n"
-            "from kitaru.logs import enable_cli_logging, get_logger\n"
+            "from kitaru._logging import enable_cli_logging, get_logger\n"
             "log = get_logger(flow='pipeline')\n"
             "enable_cli_logging()\n"
             "assert 'structlog' not in sys.modules, 'structlog loaded before any event'\n"
