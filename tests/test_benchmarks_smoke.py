@@ -43,6 +43,16 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
     assert "per recorded event" in out
     assert "import kitaru costs" in out
     assert "provider SDKs in sys.modules after import kitaru" in out
+    assert "first-use modules in sys.modules after import kitaru" in out
+    # Start-up: each command beside python -c pass, as a ratio with its target.
+    for command, target in (
+        ("python -c 'import kitaru':", "<= 5x"),
+        ("kitaru --help:", "<= 8x"),
+        ("kitaru model list:", "<= 8x"),
+    ):
+        (line,) = [ln for ln in out.splitlines() if ln.strip().startswith(command)]
+        assert "x python -c pass" in line, line
+        assert f"target {target}" in line, line
     # Peers are measured, or skipped with a note when not installed.
     for peer in ("dbos", "langgraph"):
         assert f"  {peer} " in out or f"  {peer}: not installed" in out

@@ -2,19 +2,80 @@
 
 Commands are thin: they parse, call the client or a library function, and print.
 Every ``KitaruError`` becomes one line on stderr and exit code 1, never a traceback.
+
+A command's module is imported only when that command runs (or its own help is shown):
+``kitaru --help`` lists the commands from ``COMMANDS`` alone, so it starts as fast as
+Python does. A new command is one more row there.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
+from click.utils import make_default_short_help
 
 from kitaru.errors import KitaruError
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "main"]
+
+
+class CommandEntry(NamedTuple):
+    """Where a top-level command is defined, and the help line ``kitaru --help`` shows."""
+
+    module: str
+    attribute: str
+    help: str
+    """The first paragraph of the command's docstring."""
+
+
+COMMANDS: dict[str, CommandEntry] = {
+    "clean": CommandEntry(
+        "kitaru.cli.workspace",
+        "clean",
+        "Remove the journal (every execution) and its side files; --config: the config dir too.",
+    ),
+    "executions": CommandEntry(
+        "kitaru.cli.executions", "executions", "Inspect, resume and retry executions."
+    ),
+    "info": CommandEntry(
+        "kitaru.cli.workspace",
+        "info",
+        "Show the environment: versions, stack, journal and config dir.",
+    ),
+    "init": CommandEntry(
+        "kitaru.cli.workspace",
+        "init",
+        "Create the config dir and the journal; what exists already is left as it is.",
+    ),
+    "memory": CommandEntry(
+        "kitaru.cli.memory",
+        "memory",
+        "Durable key-value memory: versioned entries in typed scopes.",
+    ),
+    "model": CommandEntry(
+        "kitaru.cli.model",
+        "model",
+        "Name models with aliases (e.g. fast -> openai/gpt-5-nano) for kitaru.llm().",
+    ),
+    "secrets": CommandEntry(
+        "kitaru.cli.secrets",
+        "secrets",
+        "Keep provider keys and other secrets on this machine, readable only by you.",
+    ),
+    "stack": CommandEntry(
+        "kitaru.cli.stack", "stack", "Stacks: where executions are recorded and run."
+    ),
+    "status": CommandEntry(
+        "kitaru.cli.workspace",
+        "status",
+        "Show where executions run and are recorded: stack, journal, config dir.",
+    ),
+    "store": CommandEntry("kitaru.cli.store", "store", "Inspect the journal store."),
+}
 
 
 class _KitaruGroup(click.Group):
@@ -54,6 +115,32 @@ class _KitaruGroup(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command: click.Command | None = self.commands.get(cmd_name)
+        entry = COMMANDS.get(cmd_name)
+        if command is None and entry is not None:
+            command = getattr(importlib.import_module(entry.module), entry.attribute)
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's listing, but a command not loaded yet gets its line from the table:
+        # click would import every command's module for it.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is None:
+                rows.append((name, make_default_short_help(COMMANDS[name].help, limit)))
+            elif not loaded.hidden:
+                rows.append((name, loaded.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 @click.group(cls=_KitaruGroup)
 @click.version_option(None, "-V", "--version", package_name="kitaru")
@@ -62,19 +149,3 @@ def main() -> None:
     from kitaru._logging import enable_cli_logging
 
     enable_cli_logging()
-
-
-def _register_commands() -> None:
-    from kitaru.cli.executions import executions
-    from kitaru.cli.memory import memory
-    from kitaru.cli.model import model
-    from kitaru.cli.secrets import secrets
-    from kitaru.cli.stack import stack
-    from kitaru.cli.store import store
-    from kitaru.cli.workspace import clean, info, init, status
-
-    for command in (executions, memory, model, secrets, stack, store, status, info, init, clean):
-        main.add_command(command)
-
-
-_register_commands()
