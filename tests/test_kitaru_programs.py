@@ -1,0 +1,92 @@
+"""Programs written the way Kitaru's documentation writes them run here unchanged.
+
+Each class takes one behaviour such a program relies on and uses it as that program
+does; the flows run in this process against the test's own journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kitaru import KitaruClient, KitaruUsageError, checkpoint, flow, memory
+from kitaru.config import ResolvedModelSelection, resolve_model_selection
+
+
+@pytest.fixture(autouse=True)
+def _no_process_scope() -> Iterator[None]:
+    """Each test starts without a memory scope set outside a flow, as a new process does."""
+    before = memory._process.scope
+    memory._process.scope = None
+    yield
+    memory._process.scope = before
+
+
+@checkpoint
+def _summarise(topic: str) -> str:
+    return f"summary of {topic}"
+
+
+@flow
+def notes_agent(topic: str) -> None:
+    memory.configure(scope_type="flow")
+    memory.set("summaries/latest", _summarise(topic))
+
+
+@flow
+def scoped_by_id(flow_id: str) -> str | None:
+    memory.configure(scope=flow_id, scope_type="flow")
+    value: str | None = memory.get("summaries/latest")
+    return value
+
+
+class TestFlowIdAsMemoryScope:
+    def test_client_reads_flow_memory_through_execution_flow_id(self) -> None:
+        """`scope=execution.flow_id, scope_type="flow"` reaches what the flow body wrote."""
+        handle = notes_agent.run("tides")
+        handle.wait()
+        client = KitaruClient()
+        execution = client.executions.get(handle.exec_id)
+        assert execution.flow_id.endswith(":notes_agent")
+
+        entries = client.memories.list(scope=execution.flow_id, scope_type="flow")
+        assert [entry.key for entry in entries] == ["summaries/latest"]
+        entry = client.memories.get("summaries/latest", scope=execution.flow_id, scope_type="flow")
+        assert entry is not None
+        assert entry.scope == "notes_agent"
+        assert client.memories.value(
+            "summaries/latest", scope=execution.flow_id, scope_type="flow"
+        ) == ("summary of tides")
+
+    def test_flow_body_configures_a_flow_id_scope(self) -> None:
+        """A flow body may name another flow's scope by that flow's id."""
+        first = notes_agent.run("reefs")
+        first.wait()
+        flow_id = KitaruClient().executions.get(first.exec_id).flow_id
+        assert scoped_by_id.run(flow_id).wait() == "summary of reefs"
+
+    def test_flow_id_is_only_a_scope_for_flow_scopes(self) -> None:
+        """A colon stays refused in namespace scopes, naming what to do."""
+        with pytest.raises(KitaruUsageError, match=r"no colons.*rename it"):
+            KitaruClient().memories.list(scope="pkg.mod:agent", scope_type="namespace")
+
+
+class TestResolveModelSelection:
+    def test_mock_accepts_any_model_name(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With the mock on, a name that is no alias resolves, as a model probe expects."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "ok")
+        selection = resolve_model_selection("default")
+        assert selection == ResolvedModelSelection(
+            requested_model="default", alias=None, resolved_model="mock/default", secret=None
+        )
+
+    def test_raw_provider_model_resolves(self) -> None:
+        """A `provider/model` string resolves to itself."""
+        selection = resolve_model_selection("openai/gpt-4o")
+        assert (selection.alias, selection.resolved_model) == (None, "openai/gpt-4o")
+
+    def test_unknown_name_without_mock_is_a_usage_error(self) -> None:
+        """Without the mock, an unregistered name fails with the command that registers it."""
+        with pytest.raises(KitaruUsageError, match="kitaru model register default"):
+            resolve_model_selection("default")
