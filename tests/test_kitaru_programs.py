@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import kitaru
 from kitaru import KitaruClient, KitaruUsageError, checkpoint, flow, memory
 from kitaru.config import ResolvedModelSelection, resolve_model_selection
 
@@ -39,6 +40,29 @@ def scoped_by_id(flow_id: str) -> str | None:
     memory.configure(scope=flow_id, scope_type="flow")
     value: str | None = memory.get("summaries/latest")
     return value
+
+
+@flow
+def publish_gate(topic: str) -> str:
+    draft = _summarise(topic)
+    approved = kitaru.wait(name="approve_publish", schema=bool, question="Publish?")
+    return f"{draft}: {'published' if approved else 'held'}"
+
+
+class TestInputThenResumeInOneProcess:
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_resume_after_input_continues_the_waiting_run(self) -> None:
+        """`input` then `resume` from the process whose `.run()` stopped at the wait finishes it."""
+        exec_id = publish_gate.run("tides").exec_id
+        client = kitaru.KitaruClient()
+        assert client.executions.get(exec_id).status == "waiting"
+
+        client.executions.input(exec_id, wait="approve_publish", value=True)
+        execution = client.executions.resume(exec_id)
+
+        assert execution.exec_id == exec_id
+        assert execution.wait(timeout=30) == "summary of tides: published"
+        assert client.executions.get(exec_id).status == "completed"
 
 
 class TestFlowIdAsMemoryScope:

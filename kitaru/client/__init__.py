@@ -42,7 +42,7 @@ from kitaru.journal.store import Lease, Store
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.locate import import_flow
-from kitaru.runtime.ownership import claim_execution
+from kitaru.runtime.ownership import claim_execution, running_here
 from kitaru.runtime.recovery import RecoveryResult, recover_all
 from kitaru.runtime.runner import Run, load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
@@ -197,11 +197,14 @@ class ExecutionsClient:
         and the execution's ``wait()`` blocks until it ends. With ``background=False`` the
         flow body runs in the calling thread, and the execution is returned as it stands
         when the body ended or paused at a wait. ``on_start`` is called with the
-        execution just before its body starts.
+        execution just before its body starts. An execution a run in this process still
+        owns (a ``.run()`` that returned at a wait) needs no new run: that run takes the
+        input itself, so its execution is returned as it stands.
         """
-        run = resume_execution(
-            self.resolve_id(exec_id), mode="resume", background=False, store=self._store
-        )
+        exec_id = self.resolve_id(exec_id)
+        if running_here(exec_id):
+            return self.get(exec_id)
+        run = resume_execution(exec_id, mode="resume", background=False, store=self._store)
         return self._start(run, background, on_start)
 
     def retry(
