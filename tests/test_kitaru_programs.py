@@ -6,6 +6,7 @@ does; the flows run in this process against the test's own journal.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -49,6 +50,14 @@ def publish_gate(topic: str) -> str:
     return f"{draft}: {'published' if approved else 'held'}"
 
 
+def _until_waiting(client: KitaruClient, exec_id: str) -> None:
+    """Block until the execution's run, started on its own thread, reaches its wait."""
+    deadline = time.monotonic() + 30
+    while client.executions.get(exec_id).status != "waiting":
+        assert time.monotonic() < deadline, f"{exec_id} never reached its wait"
+        time.sleep(0.02)
+
+
 class TestInputThenResumeInOneProcess:
     @pytest.mark.usefixtures("cancel_leftover_executions")
     def test_resume_after_input_continues_the_waiting_run(self) -> None:
@@ -63,6 +72,22 @@ class TestInputThenResumeInOneProcess:
         assert execution.exec_id == exec_id
         assert execution.wait(timeout=30) == "summary of tides: published"
         assert client.executions.get(exec_id).status == "completed"
+
+
+class TestCancelThenReplayInOneProcess:
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_cancel_returns_a_cancelled_execution_that_can_be_replayed(self) -> None:
+        """`cancel()` on a run this process owns returns it cancelled, so `replay()` may follow."""
+        exec_id = publish_gate.run("reefs").exec_id
+        client = kitaru.KitaruClient()
+
+        cancelled = client.executions.cancel(exec_id)
+        assert cancelled.status == "cancelled"
+
+        replayed = cancelled.replay(from_="_summarise")
+        _until_waiting(client, replayed.exec_id)
+        client.executions.input(replayed.exec_id, wait="approve_publish", value=False)
+        assert replayed.wait(timeout=30) == "summary of reefs: held"
 
 
 class TestFlowIdAsMemoryScope:

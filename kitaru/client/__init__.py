@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,8 @@ __all__ = [
     "Verification",
 ]
 
+_CANCEL_HERE_SECONDS = 5.0
+"""How long cancel() waits for a run in this process to stop (it polls twice a second)."""
 _EXECUTION_STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 LOG_SOURCES = ("step", "runner")
 """``logs(source=)``: ``step`` is what checkpoints printed and logged; ``runner`` would be
@@ -358,7 +361,9 @@ class ExecutionsClient:
         """Cancel a running or waiting execution.
 
         With no live process running it, it is cancelled at once; otherwise that
-        process stops it at its next durable call (within about half a second).
+        process stops it at its next durable call (within about half a second). When
+        that process is this one, the call waits (up to a few seconds) for the run to
+        stop, so the execution returned is already cancelled and can be replayed.
         """
         state = load_state(self._store, self.resolve_id(exec_id))
         if state.finished:
@@ -370,6 +375,9 @@ class ExecutionsClient:
         reason = "cancelled on request"
         if not self._end_here(state.exec_id, reason):
             self._store.request_cancel(state.exec_id, reason)
+            deadline = time.monotonic() + _CANCEL_HERE_SECONDS
+            while running_here(state.exec_id) and time.monotonic() < deadline:
+                time.sleep(0.05)
         return self.get(state.exec_id)
 
     def _end_here(self, exec_id: str, reason: str, *, abort: str | None = None) -> bool:
