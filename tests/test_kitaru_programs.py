@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from click.testing import CliRunner
 
 import kitaru
 from kitaru import KitaruClient, KitaruUsageError, checkpoint, flow, memory
+from kitaru.cli import main
 from kitaru.config import ResolvedModelSelection, resolve_model_selection
 
 
@@ -139,3 +141,30 @@ class TestResolveModelSelection:
         """Without the mock, an unregistered name fails with the command that registers it."""
         with pytest.raises(KitaruUsageError, match="kitaru model register default"):
             resolve_model_selection("default")
+
+
+class TestRemoteStackKinds:
+    @pytest.mark.parametrize("kind", ["kubernetes", "vertex", "sagemaker", "azureml"])
+    def test_remote_stack_create_names_the_store_alternative(self, kind: str) -> None:
+        """`stack create NAME --type KIND ...` exits 1 and says to create a store-backed stack."""
+        done = CliRunner().invoke(
+            main,
+            ["stack", "create", "prod", "--type", kind, "--region", "eu-west-1"],
+        )
+        assert done.exit_code == 1
+        assert "is not available here" in done.output
+        assert "kitaru stack create prod --store sqlite:///PATH" in done.output
+        assert "Traceback" not in done.output
+        assert [stack.name for stack in kitaru.list_stacks()] == ["local"]
+
+    def test_stack_file_is_refused_the_same_way(self) -> None:
+        """`kitaru stack create -f stack.yaml` is refused with the same advice."""
+        done = CliRunner().invoke(main, ["stack", "create", "-f", "stack.yaml", "prod"])
+        assert done.exit_code == 1
+        assert "from stack.yaml is not available here" in done.output
+
+    def test_local_stack_rejects_remote_flags(self) -> None:
+        """Flags of remote kinds on a local stack are a usage error, not silently ignored."""
+        done = CliRunner().invoke(main, ["stack", "create", "dev", "--cluster", "c1"])
+        assert done.exit_code == 1
+        assert "Unexpected arguments for a local stack: --cluster c1" in done.output
