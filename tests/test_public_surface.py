@@ -24,7 +24,18 @@ import kitaru.client
 import kitaru.errors
 from tests.helpers import REPO, child_env
 
-PUBLIC_MODULES = {"cli", "client", "config", "errors", "journal", "memory", "replay", "runtime"}
+PUBLIC_MODULES = {
+    "adapters",
+    "cli",
+    "client",
+    "config",
+    "errors",
+    "journal",
+    "mcp",
+    "memory",
+    "replay",
+    "runtime",
+}
 
 
 def _all_modules() -> list[types.ModuleType]:
