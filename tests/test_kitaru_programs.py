@@ -6,6 +6,7 @@ does; the flows run in this process against the test's own journal.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -189,3 +190,44 @@ class TestIntegrationsNotOffered:
         """Importing an MCP tool raises the feature error naming KitaruClient, not ImportError."""
         with pytest.raises(KitaruFeatureNotAvailableError, match=r"KitaruClient\(\)"):
             from kitaru.mcp.server import kitaru_executions_list  # noqa: F401
+
+
+class TestServerCommands:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["login", "http://localhost:8080"],
+            ["login", "--url", "https://kitaru.example.com", "--api-key", "k"],
+            ["logout"],
+        ],
+    )
+    def test_server_commands_name_the_shared_store_alternative(self, args: list[str]) -> None:
+        """`kitaru login`/`logout` exit 1 and point at a stack on a shared store."""
+        done = CliRunner().invoke(main, args)
+        assert done.exit_code == 1
+        assert "There is no Kitaru server in this version" in done.output
+        assert "kitaru stack create NAME --store sqlite:///PATH" in done.output
+
+    def test_log_store_points_at_executions_logs(self) -> None:
+        """`kitaru log-store show` exits 1 and names `kitaru executions logs`."""
+        done = CliRunner().invoke(main, ["log-store", "show"])
+        assert done.exit_code == 1
+        assert "`kitaru log-store show` is not available" in done.output
+        assert "kitaru executions logs EXEC_ID" in done.output
+
+
+class TestStackShow:
+    def test_show_describes_one_stack(self) -> None:
+        """`kitaru stack show NAME -o json` gives the stack's id, store and activity."""
+        kitaru.create_stack("team", activate=False)
+        done = CliRunner().invoke(main, ["stack", "show", "team", "-o", "json"])
+        assert done.exit_code == 0
+        shown = json.loads(done.output)
+        assert (shown["name"], shown["is_active"]) == ("team", False)
+        assert shown["store"].endswith("team.db")
+
+    def test_show_of_an_unknown_stack_lists_the_known_ones(self) -> None:
+        """An unknown name exits 1 naming the stacks that exist."""
+        done = CliRunner().invoke(main, ["stack", "show", "nope"])
+        assert done.exit_code == 1
+        assert "No stack 'nope'. Stacks: local." in done.output

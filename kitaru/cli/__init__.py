@@ -69,11 +69,14 @@ def _register_commands() -> None:
     from kitaru.cli.memory import memory
     from kitaru.cli.model import model
     from kitaru.cli.secrets import secrets
+    from kitaru.cli.server import log_store, login, logout
     from kitaru.cli.stack import stack
     from kitaru.cli.store import store
     from kitaru.cli.workspace import clean, info, init, status
 
     for command in (executions, memory, model, secrets, stack, store, status, info, init, clean):
+        main.add_command(command)
+    for command in (login, logout, log_store):
         main.add_command(command)
 
 

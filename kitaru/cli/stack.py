@@ -89,6 +89,22 @@ def _refuse_remote(name: str, stack_type: str, file: str | None, extra: list[str
         )
 
 
+@stack.command("show")
+@click.argument("name_or_id")
+@output_option
+def show_command(name_or_id: str, output: str) -> None:
+    """Show one stack: its id, store and whether it is active."""
+    wanted = name_or_id.strip()
+    stacks = list_stacks()
+    info = next((s for s in stacks if wanted in (s.name, s.id)), None)
+    if info is None:
+        raise KitaruUsageError(
+            f"No stack {wanted!r}. Stacks: {', '.join(s.name for s in stacks)}. "
+            "List them with `kitaru stack list`."
+        )
+    emit(output, info.to_dict(), lambda: _line(info) + _store_note(info))
+
+
 @stack.command(
     "create", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
