@@ -200,13 +200,15 @@ class ExecutionsClient:
         and the execution's ``wait()`` blocks until it ends. With ``background=False`` the
         flow body runs in the calling thread, and the execution is returned as it stands
         when the body ended or paused at a wait. ``on_start`` is called with the
-        execution just before its body starts. An execution a run in this process still
-        owns (a ``.run()`` that returned at a wait) needs no new run: that run takes the
-        input itself, so its execution is returned as it stands.
+        execution just before its body starts. A waiting execution a run in this process
+        still owns (a ``.run()`` that returned at a wait) needs no new run: that run takes
+        the input itself, so its execution is returned as it stands.
         """
         exec_id = self.resolve_id(exec_id)
         if running_here(exec_id):
-            return self.get(exec_id)
+            current = self.get(exec_id)
+            if current.status == "waiting":
+                return current
         run = resume_execution(exec_id, mode="resume", background=False, store=self._store)
         return self._start(run, background, on_start)
 
