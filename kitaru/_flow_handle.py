@@ -55,11 +55,23 @@ class FlowHandle:
                 return outcome.value
         while True:
             status = self.status
-            if status in ("completed", "failed", "cancelled", "waiting"):
+            if status == "waiting" and self._input_awaits_pickup():
+                pass  # a run in this process is about to take the posted answer and go on
+            elif status in ("completed", "failed", "cancelled", "waiting"):
                 return self.get()
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._timeout(timeout)
             time.sleep(_POLL_SECONDS)
+
+    def _input_awaits_pickup(self) -> bool:
+        """Whether an answer is posted that a run owning the execution here will take.
+
+        Only a run in this process is sure to take it; an execution whose process died
+        keeps its answer until it is resumed, so waiting on it would only time out.
+        """
+        from kitaru.runtime.ownership import running_here
+
+        return running_here(self.exec_id) and bool(self._store.wait_inputs(self.exec_id))
 
     def get(self) -> Any:
         """Return the result of a finished execution without blocking."""

@@ -56,6 +56,7 @@ MemoryScopeType = Literal["namespace", "flow", "execution"]
 
 _list = builtins.list  # ``list`` below is the public memory.list()
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._\-/]+$")
+_FLOW_ID = re.compile(r"^[A-Za-z_][\w.]*:(?:[\w.<>]+\.)?(?P<name>[A-Za-z_]\w*)$")
 _SCOPE_TYPES: tuple[MemoryScopeType, ...] = ("namespace", "flow", "execution")
 RESERVED_PREFIX = "_compaction/"
 """Keys under this prefix are kept for maintenance records; user writes are refused."""
@@ -174,7 +175,7 @@ def check_identifier(value: Any, kind: str, *, reserved_ok: bool = False) -> str
     if not _IDENTIFIER.fullmatch(normalized):
         raise KitaruUsageError(
             f"Memory {kind} {normalized!r} may only contain letters, numbers, '.', '_', '-' "
-            "and '/' (no colons); rename it."
+            "and '/' (no colons, except in a flow id given as a 'flow' scope); rename it."
         )
     if kind == "key" and not reserved_ok and normalized.startswith(RESERVED_PREFIX):
         raise KitaruUsageError(
@@ -201,8 +202,26 @@ def check_version(value: Any) -> int | None:
     return value
 
 
+def flow_scope_name(scope: Any) -> Any:
+    """The flow scope a flow id (``module:QualName``, ``Execution.flow_id``) names.
+
+    A flow's memory scope is its name, as Kitaru documents; its id also names the
+    module, which keeps two flows of one name apart among executions. Programs
+    written for Kitaru pass ``execution.flow_id`` as a flow scope, so that form is
+    accepted and means the flow's name. Anything else is returned as given.
+    """
+    if isinstance(scope, str):
+        match = _FLOW_ID.fullmatch(scope.strip())
+        if match is not None:
+            return match["name"]
+    return scope
+
+
 def make_scope(scope: Any, scope_type: Any) -> Scope:
-    return Scope(check_identifier(scope, "scope"), check_scope_type(scope_type))
+    kind = check_scope_type(scope_type)
+    if kind == "flow":
+        scope = flow_scope_name(scope)
+    return Scope(check_identifier(scope, "scope"), kind)
 
 
 def encode_memory_value(value: Any, what: str) -> bytes:
@@ -382,7 +401,7 @@ def configure(scope: str | None = None, *, scope_type: MemoryScopeType | None = 
     kind = None if scope_type is None else check_scope_type(scope_type)
     ctx = current_execution.get()
     if scope is not None:
-        chosen = Scope(check_identifier(scope, "scope"), kind or "namespace")
+        chosen = make_scope(scope, kind or "namespace")
     elif kind is None:
         raise KitaruUsageError("kitaru.memory.configure() requires `scope=` or `scope_type=`.")
     elif kind == "namespace":

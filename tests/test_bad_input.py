@@ -112,7 +112,7 @@ class TestStoreThatIsNotAJournal:
 
     @pytest.mark.parametrize(
         ("value", "fragment"),
-        [("postgresql://db.example/kitaru", "'postgresql' scheme"), ("sqlite:///", "no path")],
+        [("mysql://localhost/kitaru", "'mysql' scheme"), ("sqlite:///", "no path")],
     )
     def test_an_unsupported_store_url(self, elsewhere: Path, value: str, fragment: str) -> None:
         """A store URL this version cannot use is a usage error naming KITARU_STORE."""

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from llm_server import FakeLLMServer
 
 import kitaru
-from kitaru import checkpoint, flow, redaction
+from kitaru import _redaction as redaction
+from kitaru import checkpoint, flow
 from kitaru._llm import perform_llm_call, prepare_llm_call
 from kitaru._llm.registry import register_model
 from kitaru._redaction import Redactor, redact

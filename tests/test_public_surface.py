@@ -1,7 +1,8 @@
 """The public surface: what ``kitaru`` exports, which modules are public, where errors live.
 
 Implementation modules are private (``_``-prefixed); users reach for ``kitaru``,
-``kitaru.client``, ``kitaru.errors`` and ``kitaru.memory``. The layers below them
+``kitaru.client``, ``kitaru.errors`` and ``kitaru.memory`` (and ``kitaru.config``, the
+path Kitaru's programs import model look-up from). The layers below them
 (``runtime``, ``replay``, ``journal``) keep plain names because they are the layers
 the architecture is drawn in, and ``cli`` is the command line.
 """
@@ -23,7 +24,18 @@ import kitaru.client
 import kitaru.errors
 from tests.helpers import REPO, child_env
 
-PUBLIC_MODULES = {"cli", "client", "errors", "journal", "memory", "replay", "runtime"}
+PUBLIC_MODULES = {
+    "adapters",
+    "cli",
+    "client",
+    "config",
+    "errors",
+    "journal",
+    "mcp",
+    "memory",
+    "replay",
+    "runtime",
+}
 
 
 def _all_modules() -> list[types.ModuleType]:

@@ -203,18 +203,27 @@ class TestWhereExecutionsGo:
 
 
 class TestPostgresStacks:
-    def test_created_but_not_usable_yet(self, no_store_env: Path) -> None:
-        """A postgresql:// stack can be created and selected; using it says what to use instead."""
-        info = kt.create_stack("pg", store="postgresql://db.example/kitaru")
-        assert info.store == "postgresql://db.example/kitaru"
-        with pytest.raises(KitaruFeatureNotAvailableError, match="sqlite:///PATH"):
-            counter.run(1)
+    def test_a_postgresql_stack_records_there(self, no_store_env: Path, pg_url: str) -> None:
+        """A stack created with a postgresql:// store runs and lists executions there."""
+        info = kt.create_stack("pg", store=pg_url)
+        assert info.store == pg_url
+        handle = counter.run(1)
+        assert handle.get() == 2
+        result = cli("executions", "list", "-o", "json")
+        assert result.exit_code == 0, result.stderr
+        assert [row["exec_id"] for row in json.loads(result.stdout)] == [handle.exec_id]
+        assert cli("stack", "use", "local").exit_code == 0
+        assert KitaruClient().executions.list() == []
+
+    def test_an_unreachable_server_is_one_clear_error(
+        self, no_store_env: Path, tmp_path: Path
+    ) -> None:
+        """A stack whose PostgreSQL server is not running fails with one line, exit 1."""
+        kt.create_stack("down", store=f"postgresql://nobody@/kitaru?host={tmp_path}")
         result = cli("executions", "list")
         assert result.exit_code == 1
-        assert "PostgreSQL journal store is not available" in result.stderr
+        assert "Cannot reach the PostgreSQL journal" in result.stderr
         assert "Traceback" not in result.stderr
-        assert cli("stack", "use", "local").exit_code == 0
-        assert counter.run(1).get() == 2
 
 
 class TestConnect:

@@ -15,7 +15,11 @@ from store_backends import StoreBackend
 
 from kitaru._config import store_url
 from kitaru._stores import JournalNotFoundError, new_store, open_store
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru.errors import (
+    BackendFailure,
+    KitaruBackendError,
+    KitaruUsageError,
+)
 
 
 def _loaded_after(statement: str) -> set[str]:
@@ -99,11 +103,12 @@ class TestOpenStore:
         monkeypatch.setenv("KITARU_STORE", "here.db")
         assert store_url() == f"sqlite:///{tmp_path / 'here.db'}"
 
-    def test_postgresql_says_what_works_instead(self) -> None:
-        """A postgresql:// store is refused for now, pointing at a sqlite:///PATH stack."""
-        with pytest.raises(KitaruFeatureNotAvailableError, match="sqlite:///PATH") as caught:
-            open_store("postgresql://db.example/kitaru")
-        assert "'postgresql' scheme" in str(caught.value)
+    def test_postgresql_without_a_server_is_one_clear_error(self, tmp_path: Path) -> None:
+        """A postgresql:// store whose server is not running says so on one line."""
+        store = open_store(f"postgresql://nobody@/kitaru?host={tmp_path}")
+        with pytest.raises(KitaruBackendError, match="Cannot reach the PostgreSQL") as caught:
+            store.list_executions()
+        assert caught.value.failure is BackendFailure.CANNOT_OPEN
         assert "\n" not in str(caught.value)
 
     def test_an_unknown_scheme_is_a_one_line_usage_error(self) -> None:
@@ -113,12 +118,13 @@ class TestOpenStore:
         assert "sqlite:///PATH" in str(caught.value)
         assert "\n" not in str(caught.value)
 
-    def test_a_password_in_the_url_is_not_shown(self) -> None:
-        """A refused store URL is named in the error without its password."""
-        with pytest.raises(KitaruFeatureNotAvailableError) as caught:
-            open_store("postgresql://agent:hunter2@db.example/kitaru")
+    def test_a_password_in_the_url_is_not_shown(self, tmp_path: Path) -> None:
+        """A store URL is named in errors without its password."""
+        store = open_store(f"postgresql://agent:hunter2@/kitaru?host={tmp_path}")
+        with pytest.raises(KitaruBackendError) as caught:
+            store.list_executions()
         assert "hunter2" not in str(caught.value)
-        assert "postgresql://agent:***@db.example/kitaru" in str(caught.value)
+        assert "postgresql://agent:***@/kitaru" in str(caught.value)
 
     def test_reading_a_missing_journal_names_the_file(self, tmp_path: Path) -> None:
         """``create=False`` on a missing SQLite journal raises naming the file, creating nothing."""

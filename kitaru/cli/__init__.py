@@ -41,6 +41,21 @@ COMMANDS: dict[str, CommandEntry] = {
     "executions": CommandEntry(
         "kitaru.cli.executions", "executions", "Inspect, resume and retry executions."
     ),
+    "log-store": CommandEntry(
+        "kitaru.cli.server",
+        "log_store",
+        "Not available: logs are kept in the journal (see the message).",
+    ),
+    "login": CommandEntry(
+        "kitaru.cli.server",
+        "login",
+        "Not available: there is no server to log in to (see the message).",
+    ),
+    "logout": CommandEntry(
+        "kitaru.cli.server",
+        "logout",
+        "Not available: there is no server session (see the message).",
+    ),
     "info": CommandEntry(
         "kitaru.cli.workspace",
         "info",

@@ -16,6 +16,7 @@ from kitaru._stacks import (
     use_stack,
 )
 from kitaru.cli.output import emit, output_option
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
 __all__ = ["stack"]
 
@@ -69,8 +70,54 @@ def use_command(name_or_id: str, output: str) -> None:
     )
 
 
-@stack.command("create")
+_REMOTE_TYPES = ("kubernetes", "vertex", "sagemaker", "azureml")
+
+
+def _refuse_remote(name: str, stack_type: str, file: str | None, extra: list[str]) -> None:
+    """Kitaru's remote stack kinds need cloud infrastructure; say what to create instead."""
+    if stack_type in _REMOTE_TYPES or file is not None:
+        what = f"a {stack_type} stack" if file is None else f"a stack from {file}"
+        raise KitaruFeatureNotAvailableError(
+            f"Creating {what} is not available here: every stack runs flows in the current "
+            f"process and records them in a journal store. Create a store-backed stack "
+            f"instead: `kitaru stack create {name} --store sqlite:///PATH`."
+        )
+    if extra:
+        raise KitaruUsageError(
+            f"Unexpected arguments for a local stack: {' '.join(extra)}. A stack takes "
+            f"`--store sqlite:///PATH`; see `kitaru stack create --help`."
+        )
+
+
+@stack.command("show")
+@click.argument("name_or_id")
+@output_option
+def show_command(name_or_id: str, output: str) -> None:
+    """Show one stack: its id, store and whether it is active."""
+    wanted = name_or_id.strip()
+    stacks = list_stacks()
+    info = next((s for s in stacks if wanted in (s.name, s.id)), None)
+    if info is None:
+        raise KitaruUsageError(
+            f"No stack {wanted!r}. Stacks: {', '.join(s.name for s in stacks)}. "
+            "List them with `kitaru stack list`."
+        )
+    emit(output, info.to_dict(), lambda: _line(info) + _store_note(info))
+
+
+@stack.command(
+    "create", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.argument("name")
+@click.option(
+    "--type",
+    "stack_type",
+    type=click.Choice(["local", *_REMOTE_TYPES]),
+    default="local",
+    show_default=True,
+    help="Kind of stack; only 'local' (in-process, with its own store) exists here.",
+)
+@click.option("-f", "--file", "file", default=None, help="Not available here (remote stacks).")
 @click.option(
     "--store",
     "store",
@@ -79,8 +126,19 @@ def use_command(name_or_id: str, output: str) -> None:
 )
 @click.option("--activate/--no-activate", default=True, show_default=True)
 @output_option
-def create_command(name: str, store: str | None, activate: bool, output: str) -> None:
+@click.pass_context
+def create_command(
+    ctx: click.Context,
+    *,
+    name: str,
+    stack_type: str,
+    file: str | None,
+    store: str | None,
+    activate: bool,
+    output: str,
+) -> None:
     """Create a stack that records executions in its own journal store."""
+    _refuse_remote(name, stack_type, file, list(ctx.args))
     info = create_stack(name, store=store, activate=activate)
     active = " and made it active" if info.is_active else ""
     emit(

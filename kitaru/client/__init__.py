@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ from kitaru.journal.store import Lease, Store
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.locate import import_flow
-from kitaru.runtime.ownership import claim_execution
+from kitaru.runtime.ownership import claim_execution, running_here
 from kitaru.runtime.recovery import RecoveryResult, recover_all
 from kitaru.runtime.runner import Run, load_state, replay_execution, resume_execution
 from kitaru.runtime.values import UnencodableValueError, encode_value
@@ -73,6 +74,8 @@ __all__ = [
     "Verification",
 ]
 
+_CANCEL_HERE_SECONDS = 5.0
+"""How long cancel() waits for a run in this process to stop (it polls twice a second)."""
 _EXECUTION_STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 LOG_SOURCES = ("step", "runner")
 """``logs(source=)``: ``step`` is what checkpoints printed and logged; ``runner`` would be
@@ -199,11 +202,16 @@ class ExecutionsClient:
         and the execution's ``wait()`` blocks until it ends. With ``background=False`` the
         flow body runs in the calling thread, and the execution is returned as it stands
         when the body ended or paused at a wait. ``on_start`` is called with the
-        execution just before its body starts.
+        execution just before its body starts. A waiting execution a run in this process
+        still owns (a ``.run()`` that returned at a wait) needs no new run: that run takes
+        the input itself, so its execution is returned as it stands.
         """
-        run = resume_execution(
-            self.resolve_id(exec_id), mode="resume", background=False, store=self._store
-        )
+        exec_id = self.resolve_id(exec_id)
+        if running_here(exec_id):
+            current = self.get(exec_id)
+            if current.status == "waiting":
+                return current
+        run = resume_execution(exec_id, mode="resume", background=False, store=self._store)
         return self._start(run, background, on_start)
 
     def retry(
@@ -357,7 +365,9 @@ class ExecutionsClient:
         """Cancel a running or waiting execution.
 
         With no live process running it, it is cancelled at once; otherwise that
-        process stops it at its next durable call (within about half a second).
+        process stops it at its next durable call (within about half a second). When
+        that process is this one, the call waits (up to a few seconds) for the run to
+        stop, so the execution returned is already cancelled and can be replayed.
         """
         state = load_state(self._store, self.resolve_id(exec_id))
         if state.finished:
@@ -369,6 +379,9 @@ class ExecutionsClient:
         reason = "cancelled on request"
         if not self._end_here(state.exec_id, reason):
             self._store.request_cancel(state.exec_id, reason)
+            deadline = time.monotonic() + _CANCEL_HERE_SECONDS
+            while running_here(state.exec_id) and time.monotonic() < deadline:
+                time.sleep(0.05)
         return self.get(state.exec_id)
 
     def _end_here(self, exec_id: str, reason: str, *, abort: str | None = None) -> bool:

@@ -130,6 +130,12 @@ class Ownership:
             self.store.release(self.exec_id, self.owner)
 
 
+def running_here(exec_id: str) -> bool:
+    """Whether a run in this process owns ``exec_id`` right now."""
+    with _active.lock:
+        return exec_id in _active.ids
+
+
 def claim_execution(store: Store, exec_id: str) -> Ownership:
     """Claim ``exec_id`` for this process, or raise ``KitaruStateError`` if a live one has it."""
     ttl = lease_ttl()

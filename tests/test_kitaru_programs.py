@@ -1,0 +1,233 @@
+"""Programs written the way Kitaru's documentation writes them run here unchanged.
+
+Each class takes one behaviour such a program relies on and uses it as that program
+does; the flows run in this process against the test's own journal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+import kitaru
+from kitaru import (
+    KitaruClient,
+    KitaruFeatureNotAvailableError,
+    KitaruUsageError,
+    checkpoint,
+    flow,
+    memory,
+)
+from kitaru.cli import main
+from kitaru.config import ResolvedModelSelection, resolve_model_selection
+
+
+@pytest.fixture(autouse=True)
+def _no_process_scope() -> Iterator[None]:
+    """Each test starts without a memory scope set outside a flow, as a new process does."""
+    before = memory._process.scope
+    memory._process.scope = None
+    yield
+    memory._process.scope = before
+
+
+@checkpoint
+def _summarise(topic: str) -> str:
+    return f"summary of {topic}"
+
+
+@flow
+def notes_agent(topic: str) -> None:
+    memory.configure(scope_type="flow")
+    memory.set("summaries/latest", _summarise(topic))
+
+
+@flow
+def scoped_by_id(flow_id: str) -> str | None:
+    memory.configure(scope=flow_id, scope_type="flow")
+    value: str | None = memory.get("summaries/latest")
+    return value
+
+
+@flow
+def publish_gate(topic: str) -> str:
+    draft = _summarise(topic)
+    approved = kitaru.wait(name="approve_publish", schema=bool, question="Publish?")
+    return f"{draft}: {'published' if approved else 'held'}"
+
+
+def _until_waiting(client: KitaruClient, exec_id: str) -> None:
+    """Block until the execution's run, started on its own thread, reaches its wait."""
+    deadline = time.monotonic() + 30
+    while client.executions.get(exec_id).status != "waiting":
+        assert time.monotonic() < deadline, f"{exec_id} never reached its wait"
+        time.sleep(0.02)
+
+
+class TestInputThenResumeInOneProcess:
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_resume_after_input_continues_the_waiting_run(self) -> None:
+        """`input` then `resume` from the process whose `.run()` stopped at the wait finishes it."""
+        exec_id = publish_gate.run("tides").exec_id
+        client = kitaru.KitaruClient()
+        assert client.executions.get(exec_id).status == "waiting"
+
+        client.executions.input(exec_id, wait="approve_publish", value=True)
+        execution = client.executions.resume(exec_id)
+
+        assert execution.exec_id == exec_id
+        assert execution.wait(timeout=30) == "summary of tides: published"
+        assert client.executions.get(exec_id).status == "completed"
+
+
+class TestCancelThenReplayInOneProcess:
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_cancel_returns_a_cancelled_execution_that_can_be_replayed(self) -> None:
+        """`cancel()` on a run this process owns returns it cancelled, so `replay()` may follow."""
+        exec_id = publish_gate.run("reefs").exec_id
+        client = kitaru.KitaruClient()
+
+        cancelled = client.executions.cancel(exec_id)
+        assert cancelled.status == "cancelled"
+
+        replayed = cancelled.replay(from_="_summarise")
+        _until_waiting(client, replayed.exec_id)
+        client.executions.input(replayed.exec_id, wait="approve_publish", value=False)
+        assert replayed.wait(timeout=30) == "summary of reefs: held"
+
+
+class TestFlowIdAsMemoryScope:
+    def test_client_reads_flow_memory_through_execution_flow_id(self) -> None:
+        """`scope=execution.flow_id, scope_type="flow"` reaches what the flow body wrote."""
+        handle = notes_agent.run("tides")
+        handle.wait()
+        client = KitaruClient()
+        execution = client.executions.get(handle.exec_id)
+        assert execution.flow_id.endswith(":notes_agent")
+
+        entries = client.memories.list(scope=execution.flow_id, scope_type="flow")
+        assert [entry.key for entry in entries] == ["summaries/latest"]
+        entry = client.memories.get("summaries/latest", scope=execution.flow_id, scope_type="flow")
+        assert entry is not None
+        assert entry.scope == "notes_agent"
+        assert client.memories.value(
+            "summaries/latest", scope=execution.flow_id, scope_type="flow"
+        ) == ("summary of tides")
+
+    def test_flow_body_configures_a_flow_id_scope(self) -> None:
+        """A flow body may name another flow's scope by that flow's id."""
+        first = notes_agent.run("reefs")
+        first.wait()
+        flow_id = KitaruClient().executions.get(first.exec_id).flow_id
+        assert scoped_by_id.run(flow_id).wait() == "summary of reefs"
+
+    def test_flow_id_is_only_a_scope_for_flow_scopes(self) -> None:
+        """A colon stays refused in namespace scopes, naming what to do."""
+        with pytest.raises(KitaruUsageError, match=r"no colons.*rename it"):
+            KitaruClient().memories.list(scope="pkg.mod:agent", scope_type="namespace")
+
+
+class TestResolveModelSelection:
+    def test_mock_accepts_any_model_name(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With the mock on, a name that is no alias resolves, as a model probe expects."""
+        monkeypatch.setenv("KITARU_LLM_MOCK_RESPONSE", "ok")
+        selection = resolve_model_selection("default")
+        assert selection == ResolvedModelSelection(
+            requested_model="default", alias=None, resolved_model="mock/default", secret=None
+        )
+
+    def test_raw_provider_model_resolves(self) -> None:
+        """A `provider/model` string resolves to itself."""
+        selection = resolve_model_selection("openai/gpt-4o")
+        assert (selection.alias, selection.resolved_model) == (None, "openai/gpt-4o")
+
+    def test_unknown_name_without_mock_is_a_usage_error(self) -> None:
+        """Without the mock, an unregistered name fails with the command that registers it."""
+        with pytest.raises(KitaruUsageError, match="kitaru model register default"):
+            resolve_model_selection("default")
+
+
+class TestRemoteStackKinds:
+    @pytest.mark.parametrize("kind", ["kubernetes", "vertex", "sagemaker", "azureml"])
+    def test_remote_stack_create_names_the_store_alternative(self, kind: str) -> None:
+        """`stack create NAME --type KIND ...` exits 1 and says to create a store-backed stack."""
+        done = CliRunner().invoke(
+            main,
+            ["stack", "create", "prod", "--type", kind, "--region", "eu-west-1"],
+        )
+        assert done.exit_code == 1
+        assert "is not available here" in done.output
+        assert "kitaru stack create prod --store sqlite:///PATH" in done.output
+        assert "Traceback" not in done.output
+        assert [stack.name for stack in kitaru.list_stacks()] == ["local"]
+
+    def test_stack_file_is_refused_the_same_way(self) -> None:
+        """`kitaru stack create -f stack.yaml` is refused with the same advice."""
+        done = CliRunner().invoke(main, ["stack", "create", "-f", "stack.yaml", "prod"])
+        assert done.exit_code == 1
+        assert "from stack.yaml is not available here" in done.output
+
+    def test_local_stack_rejects_remote_flags(self) -> None:
+        """Flags of remote kinds on a local stack are a usage error, not silently ignored."""
+        done = CliRunner().invoke(main, ["stack", "create", "dev", "--cluster", "c1"])
+        assert done.exit_code == 1
+        assert "Unexpected arguments for a local stack: --cluster c1" in done.output
+
+
+class TestIntegrationsNotOffered:
+    def test_pydantic_ai_adapter_names_the_checkpoint_alternative(self) -> None:
+        """`from kitaru.adapters import pydantic_ai as kp` works; `kp.wrap` says what to use."""
+        from kitaru.adapters import pydantic_ai as kp
+
+        with pytest.raises(KitaruFeatureNotAvailableError, match=r"inside a @checkpoint"):
+            kp.wrap(object())
+
+    def test_mcp_tools_name_the_client_alternative(self) -> None:
+        """Importing an MCP tool raises the feature error naming KitaruClient, not ImportError."""
+        with pytest.raises(KitaruFeatureNotAvailableError, match=r"KitaruClient\(\)"):
+            from kitaru.mcp.server import kitaru_executions_list  # noqa: F401
+
+
+class TestServerCommands:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["login", "http://localhost:8080"],
+            ["login", "--url", "https://kitaru.example.com", "--api-key", "k"],
+            ["logout"],
+        ],
+    )
+    def test_server_commands_name_the_shared_store_alternative(self, args: list[str]) -> None:
+        """`kitaru login`/`logout` exit 1 and point at a stack on a shared store."""
+        done = CliRunner().invoke(main, args)
+        assert done.exit_code == 1
+        assert "There is no Kitaru server in this version" in done.output
+        assert "kitaru stack create NAME --store sqlite:///PATH" in done.output
+
+    def test_log_store_points_at_executions_logs(self) -> None:
+        """`kitaru log-store show` exits 1 and names `kitaru executions logs`."""
+        done = CliRunner().invoke(main, ["log-store", "show"])
+        assert done.exit_code == 1
+        assert "`kitaru log-store show` is not available" in done.output
+        assert "kitaru executions logs EXEC_ID" in done.output
+
+
+class TestStackShow:
+    def test_show_describes_one_stack(self) -> None:
+        """`kitaru stack show NAME -o json` gives the stack's id, store and activity."""
+        kitaru.create_stack("team", activate=False)
+        done = CliRunner().invoke(main, ["stack", "show", "team", "-o", "json"])
+        assert done.exit_code == 0
+        shown = json.loads(done.output)
+        assert (shown["name"], shown["is_active"]) == ("team", False)
+        assert shown["store"].endswith("team.db")
+
+    def test_show_of_an_unknown_stack_lists_the_known_ones(self) -> None:
+        """An unknown name exits 1 naming the stacks that exist."""
+        done = CliRunner().invoke(main, ["stack", "show", "nope"])
+        assert done.exit_code == 1
+        assert "No stack 'nope'. Stacks: local." in done.output
