@@ -18,6 +18,7 @@ from kitaru.errors import (
 )
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionCancelled, WaitRequested
+from kitaru.journal.read_model import EXECUTION_STATUSES, ExecutionStatus
 from kitaru.journal.store import Store, WaitAlreadyAnsweredError
 from kitaru.memory_client import MemoriesClient
 from kitaru.records import (
@@ -25,7 +26,6 @@ from kitaru.records import (
     CheckpointAttempt,
     CheckpointCall,
     Execution,
-    ExecutionStatus,
     FailureInfo,
     LlmCall,
     LogEntry,
@@ -36,7 +36,7 @@ from kitaru.records import (
     log_lines,
     unreadable_execution,
 )
-from kitaru.replay.state import ExecutionState
+from kitaru.replay.state import SUMMARY_EVENTS, ExecutionState, fold_summary
 from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.inputs import validate_input
 from kitaru.runtime.locate import import_flow
@@ -64,7 +64,6 @@ __all__ = [
     "Verification",
 ]
 
-_EXECUTION_STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 LOG_SOURCES = ("step", "runner")
 """``logs(source=)``: ``step`` is what checkpoints printed and logged; ``runner`` would be
 the process running the flow, whose output this journal does not keep."""
@@ -111,17 +110,24 @@ class ExecutionsClient:
         )
 
     def get(self, exec_id: str) -> Execution:
+        """The execution as the journal holds it now.
+
+        Reads a summary of the journal, a few events however many calls it has; the
+        calls are read when ``checkpoints``, ``llm_calls`` or ``artifacts`` is first
+        used, and recorded values when they are loaded.
+        """
         exec_id = self.resolve_id(exec_id)
-        return execution_from_state(load_state(self._store, exec_id), self._store)
+        events = self._store.read_events(exec_id, only=SUMMARY_EVENTS)
+        return execution_from_state(fold_summary(exec_id, events), self._store)
 
     def list(
         self, flow: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[Execution]:
         """Executions, newest first, optionally filtered by flow name and status."""
-        if status is not None and status not in _EXECUTION_STATUSES:
+        if status is not None and status not in EXECUTION_STATUSES:
             raise KitaruUsageError(
                 f"status={status!r} is not an execution status; use one of "
-                f"{', '.join(_EXECUTION_STATUSES)}."
+                f"{', '.join(EXECUTION_STATUSES)}."
             )
         _check_limit(limit)
         status = None if status is None else str(ExecutionStatus(status))

@@ -13,6 +13,7 @@ from kitaru.errors import KitaruError, KitaruUsageError
 from kitaru.flow_handle import FlowHandle
 from kitaru.journal import open_store
 from kitaru.journal.events import ExecutionSpec
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.state import ExecutionState
 from kitaru.run_config import KitaruConfig, coerce_image, environment_config, merge_layers
@@ -68,7 +69,7 @@ def _settle(run: Run, store: Store) -> None:
     """Block until the execution ends or pauses at a wait (its body keeps waiting there)."""
     while not run.done.wait(_SETTLE_POLL_SECONDS):
         row = store.get_execution(run.exec_id)
-        if row is not None and row.status == "waiting":
+        if row is not None and row.status == ExecutionStatus.WAITING:
             return
 
 

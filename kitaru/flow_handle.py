@@ -55,7 +55,7 @@ class FlowHandle:
                 return outcome.value
         while True:
             status = self.status
-            if status in ("completed", "failed", "cancelled", "waiting"):
+            if status.is_finished or status is ExecutionStatus.WAITING:
                 return self.get()
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._timeout(timeout)
@@ -69,18 +69,18 @@ class FlowHandle:
                 raise outcome.error
             return outcome.value
         state = load_state(self._store, self.exec_id)
-        if state.status == "completed":
+        if state.status is ExecutionStatus.COMPLETED:
             assert state.result is not None
             ref = state.result
             data = (
                 ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
             )
             return decode_value(data)
-        if state.status in ("failed", "cancelled"):
+        if state.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             raise failure_error(state)
         hint = (
             f"it is waiting for input: answer with `kitaru executions input {self.exec_id}`"
-            if state.status == "waiting"
+            if state.status is ExecutionStatus.WAITING
             else "it is still running: use wait() to block until it ends"
         )
         raise KitaruStateError(

@@ -25,6 +25,8 @@ from kitaru.client import (
 )
 from kitaru.errors import KitaruStateError, KitaruUsageError
 from kitaru.journal import JournalNotFoundError, open_store
+from kitaru.journal.events import CallKind
+from kitaru.journal.read_model import EXECUTION_STATUSES, ExecutionStatus
 from kitaru.runtime.runner import Run
 
 __all__ = ["executions"]
@@ -118,7 +120,7 @@ def _render_execution(execution: Execution) -> str:
         lines.append(f"Metadata   {json.dumps(execution.metadata, default=str)}")
     if execution.interrupted:
         lines.append(f"Hint       resume it with `kitaru executions resume {execution.exec_id}`")
-    elif execution.status == "failed":
+    elif execution.status is ExecutionStatus.FAILED:
         lines.append(f"Hint       retry it with `kitaru executions retry {execution.exec_id}`")
     lines.append(f"Calls      {len(execution.checkpoints)}")
     for call in execution.checkpoints:
@@ -167,7 +169,7 @@ def executions() -> None:
 @click.option("--flow", help="Only executions of this flow.")
 @click.option(
     "--status",
-    type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"]),
+    type=click.Choice([str(status) for status in EXECUTION_STATUSES]),
     help="Only executions in this status.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
@@ -195,7 +197,8 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
         ]
         return "\n".join(rows)
 
-    emit(output, [e.to_dict() for e in found], text)
+    # A listing reads no stored payload (prompts, responses, large results): `get` does.
+    emit(output, [e.to_dict(payloads=False) for e in found], text)
 
 
 @executions.command("get")
@@ -257,7 +260,11 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
 
     def report(result: RecoveryResult) -> None:
         if output == "text":
-            why = f": {result.error}" if result.error and result.status == "failed" else ""
+            why = (
+                f": {result.error}"
+                if result.error and result.status == ExecutionStatus.FAILED
+                else ""
+            )
             click.echo(f"{result.exec_id}  {result.status}{why}")
 
     try:
@@ -276,7 +283,7 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
         [{"exec_id": r.exec_id, "status": r.status, "error": r.error} for r in results],
         lambda: f"Recovered {len(results)} interrupted execution(s): {summary}.",
     )
-    if counts.get("failed"):
+    if counts.get(ExecutionStatus.FAILED):
         sys.exit(1)
 
 
@@ -431,7 +438,7 @@ def give_input(
 
 
 def _recorded(execution: Execution) -> str:
-    if execution.status != "waiting" or _owner_alive(execution):
+    if execution.status is not ExecutionStatus.WAITING or _owner_alive(execution):
         return f"Input recorded for {execution.exec_id}."
     return (
         f"Input recorded for {execution.exec_id}; no process is running it: "
@@ -456,7 +463,7 @@ def _answer_interactively(exec_id: str | None, wait: str | None, output: str) ->
     if exec_id is not None:
         targets = [client.executions.get(exec_id)]
     else:
-        targets = client.executions.list(status="waiting")
+        targets = client.executions.list(status=ExecutionStatus.WAITING)
     answered: list[Execution] = []
     asked = 0
     for execution in reversed(targets):  # oldest first: answer in the order they waited
@@ -537,7 +544,7 @@ def cancel(exec_id: str, output: str) -> None:
     execution = _existing_client(exec_id).executions.cancel(exec_id)
     message = (
         f"Cancelled {execution.exec_id}."
-        if execution.status == "cancelled"
+        if execution.status is ExecutionStatus.CANCELLED
         else f"Cancel requested: {execution.exec_id} stops at its next durable call."
     )
     emit(output, execution.to_dict(), lambda: message)
@@ -596,7 +603,7 @@ def logs(
     last_group: str | None = None
     while True:
         # Status first: once it has ended, the lines read next are all there will be.
-        ended = client.executions.get(exec_id).status in ("completed", "failed", "cancelled")
+        ended = client.executions.get(exec_id).status.is_finished
         lines = _lines(client, exec_id, checkpoint, source)
         if not follow and source not in ("step", "runner") and not lines:
             _no_such_source(client, exec_id, source)
@@ -652,7 +659,7 @@ def _first_seen(lines: list[Line], checkpoint: str | None) -> int:
 
 
 def _check_checkpoint(execution: Execution, checkpoint: str) -> None:
-    calls = [call for call in execution.checkpoints if call.kind == "checkpoint"]
+    calls = [call for call in execution.checkpoints if call.kind == CallKind.CHECKPOINT]
     if any(checkpoint in (call.name, call.invocation_id) for call in calls):
         return
     names = sorted({call.name for call in calls})

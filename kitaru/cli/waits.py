@@ -20,6 +20,7 @@ from kitaru.client import KitaruClient, PendingWait
 from kitaru.config import CONFIG_PATH_ENV, STORE_ENV
 from kitaru.errors import KitaruError
 from kitaru.journal import open_store
+from kitaru.journal.read_model import ExecutionStatus
 
 __all__ = ["announce_waits", "describe_wait", "input_command", "kitaru_command"]
 
@@ -108,7 +109,7 @@ def announce_waits(client: KitaruClient, exec_id: str, store: str) -> Iterator[N
             try:
                 # The status row is cheap to read; the whole execution only once waiting.
                 row = journal.get_execution(exec_id)
-                if row is None or row.status != "waiting":
+                if row is None or row.status != ExecutionStatus.WAITING:
                     continue
                 execution = client.executions.get(exec_id)
             except KitaruError:

@@ -23,6 +23,7 @@ from kitaru.cli.output import emit, output_option
 from kitaru.config import CONFIG_PATH_ENV, STORE_ENV, config_dir, store_path
 from kitaru.errors import KitaruStateError, KitaruUsageError
 from kitaru.journal import forget_store, open_store
+from kitaru.journal.read_model import ExecutionStatus
 
 __all__ = ["clean", "info", "init", "status"]
 
@@ -185,7 +186,7 @@ def _refuse_while_running(journal: Path) -> None:
     if not journal.exists():
         return
     store = open_store(create=False)
-    for status_ in ("running", "waiting"):
+    for status_ in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
         for row in store.list_executions(status=status_):
             lease = store.live_lease(row.exec_id)
             if lease is not None:

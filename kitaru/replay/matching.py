@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from enum import Enum
 
-from kitaru.journal.events import ArgumentDigest
+from kitaru.journal.events import ArgumentDigest, CallKind
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.replay.state import CallRecord, ExecutionState
 
 __all__ = [
@@ -173,12 +174,12 @@ class Verdict(Enum):
 def verdict(state: ExecutionState, recorded: CallRecord | None) -> Verdict:
     if recorded is None:
         return Verdict.RUN
-    if recorded.status == "completed":
+    if recorded.status is ExecutionStatus.COMPLETED:
         return Verdict.REPLAY
     if (
-        recorded.status == "failed"
+        recorded.status is ExecutionStatus.FAILED
         and recorded.failed_epoch == state.retry_epoch
-        and recorded.kind != "llm"
+        and recorded.kind != CallKind.LLM
     ):
         return Verdict.RAISE
     return Verdict.RUN
