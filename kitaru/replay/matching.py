@@ -100,6 +100,8 @@ def argument_drift(
     record holds that the call no longer passes is a difference. Arguments that
     cannot be encoded are compared by type.
     """
+    if not ignored and recorded == current:
+        return None  # the common case on replay: compared field by field, in C
     now = {digest.name: digest for digest in current}
     before = {digest.name: digest for digest in recorded}
     for name, old in before.items():

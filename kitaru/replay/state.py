@@ -404,6 +404,20 @@ def fold_summary(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
 def fold(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
     """Fold ``events`` (in seq order) into the state of execution ``exec_id``."""
     state = ExecutionState(exec_id)
-    for stored in events:
+    iterator = iter(events)
+    # The first event starts the execution; ``apply`` checks the rest of the shape.
+    for stored in iterator:
         state.apply(stored)
+        if state.started is not None:
+            break
+    # The same steps as ``apply``, inlined: a resume folds every event of the journal.
+    handlers, finished = _HANDLERS, FINISHED_STATUSES
+    last = state.last_seq
+    for seq, at, event in iterator:
+        if seq != last + 1:
+            raise JournalShapeError(f"event seq {seq} follows {last}")
+        state.last_seq = last = seq
+        if state.status in finished:
+            state._check_still_open(event)
+        handlers[type(event)](state, event, at, seq)
     return state
