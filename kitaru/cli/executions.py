@@ -175,7 +175,11 @@ def executions() -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
 @output_option
 def list_executions(flow: str | None, status: str | None, limit: int | None, output: str) -> None:
-    """List executions, newest first."""
+    """List executions, newest first.
+
+    With -o json, values stored apart from the journal's events (model prompts and
+    responses, large results) are left out; `kitaru executions get` shows them.
+    """
     try:
         client = _existing_client()
     except JournalNotFoundError as missing:
