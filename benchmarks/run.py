@@ -20,7 +20,12 @@ same run on the same disk:
    ``kitaru executions resume --all`` takes to recover 1,000 crashed executions
    (``benchmarks/concurrency.py``; figures only);
 7. what argument digests and copies add per checkpoint call, for small and for 1 MB
-   arguments, beside a bare durable commit (``benchmarks/arguments.py``; figures only).
+   arguments, beside a bare durable commit (``benchmarks/arguments.py``; figures only);
+8. the read path (``benchmarks/readpath.py``): ``executions.get`` of a 10,000-call
+   execution (target: at most 50 ms), ``executions list -o json`` of 1,000 executions
+   (target: no payload read), and ``executions.retry`` of a 10,000-checkpoint execution
+   whose last call failed, per recorded checkpoint (target: at most 10 µs), each beside
+   the bare read of the events.
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -49,10 +54,19 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import arguments, chain, concurrency, imports, llm, peers, resume
+from benchmarks import arguments, chain, concurrency, imports, llm, peers, readpath, resume
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
-SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency", "arguments")
+SECTIONS = (
+    "chain",
+    "resume",
+    "peers",
+    "imports",
+    "llm",
+    "concurrency",
+    "arguments",
+    "readpath",
+)
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
     "resume": "2. Resume: time to the first live call, per recorded event",
@@ -61,6 +75,7 @@ TITLES = {
     "llm": "5. kitaru.llm(): storage of a growing conversation, time added per call",
     "concurrency": "6. Concurrency: processes sharing one journal, and resume --all",
     "arguments": "7. Arguments: digest and copy per checkpoint call, small and 1 MB",
+    "readpath": "8. Read path: get, list -o json and retry of large executions",
 }
 
 
@@ -455,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section("llm", lambda: llm.section(workdir, quick=args.quick))
         run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
         run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
+        run_section("readpath", lambda: readpath.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

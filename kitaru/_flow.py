@@ -27,6 +27,7 @@ from kitaru._stacks import (
 from kitaru._stores import open_store
 from kitaru.errors import KitaruError, KitaruUsageError
 from kitaru.journal.events import ExecutionSpec
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.locate import check_not_importing, flow_ref, register_flow
@@ -69,7 +70,7 @@ def _settle(run: Run, store: Store) -> None:
     """Block until the execution ends or pauses at a wait (its body keeps waiting there)."""
     while not run.done.wait(_SETTLE_POLL_SECONDS):
         row = store.get_execution(run.exec_id)
-        if row is not None and row.status == "waiting":
+        if row is not None and row.status == ExecutionStatus.WAITING:
             return
 
 

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from kitaru._stores import open_store
-from kitaru.client._views import ExecutionStatus
 from kitaru.errors import KitaruStateError, KitaruTimeoutError, KitaruUsageError
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value
@@ -55,9 +55,9 @@ class FlowHandle:
                 return outcome.value
         while True:
             status = self.status
-            if status == "waiting" and self._input_awaits_pickup():
+            if status is ExecutionStatus.WAITING and self._input_awaits_pickup():
                 pass  # a run in this process is about to take the posted answer and go on
-            elif status in ("completed", "failed", "cancelled", "waiting"):
+            elif status.is_finished or status is ExecutionStatus.WAITING:
                 return self.get()
             if deadline is not None and time.monotonic() >= deadline:
                 raise self._timeout(timeout)
@@ -81,18 +81,18 @@ class FlowHandle:
                 raise outcome.error
             return outcome.value
         state = load_state(self._store, self.exec_id)
-        if state.status == "completed":
+        if state.status is ExecutionStatus.COMPLETED:
             assert state.result is not None
             ref = state.result
             data = (
                 ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
             )
             return decode_value(data)
-        if state.status in ("failed", "cancelled"):
+        if state.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             raise failure_error(state)
         hint = (
             f"it is waiting for input: answer with `kitaru executions input {self.exec_id}`"
-            if state.status == "waiting"
+            if state.status is ExecutionStatus.WAITING
             else "it is still running: use wait() to block until it ends"
         )
         raise KitaruStateError(

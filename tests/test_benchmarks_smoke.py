@@ -25,7 +25,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=420,
         check=False,
     )
     out = proc.stdout
@@ -35,6 +35,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         "== 2. Resume",
         "== 3. Peers",
         "== 4. import kitaru",
+        "== 8. Read path",
         "== Summary ==",
     ):
         assert heading in out, f"missing {heading!r} in:\n{out}"
@@ -53,6 +54,9 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         (line,) = [ln for ln in out.splitlines() if ln.strip().startswith(command)]
         assert "x python -c pass" in line, line
         assert f"target {target}" in line, line
+    assert "executions.get(id): median" in out
+    assert "payloads read: 0" in out
+    assert "per recorded checkpoint" in out
     # Peers are measured, or skipped with a note when not installed.
     for peer in ("dbos", "langgraph"):
         assert f"  {peer} " in out or f"  {peer}: not installed" in out

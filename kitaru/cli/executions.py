@@ -17,8 +17,11 @@ from kitaru.cli.logs import Line, render, runner_lines, step_lines
 from kitaru.cli.output import emit, emit_json_line, output_option
 from kitaru.cli.waits import announce_waits, describe_wait, input_command, kitaru_command
 from kitaru.client import (
+    EXECUTION_STATUSES,
+    CallKind,
     CheckpointCall,
     Execution,
+    ExecutionStatus,
     KitaruClient,
     LlmCall,
     PendingWait,
@@ -116,7 +119,7 @@ def _render_execution(execution: Execution, store: str) -> str:
         lines.append(f"Metadata   {json.dumps(execution.metadata, default=str)}")
     if execution.interrupted:
         lines.append(f"Hint       resume it with `kitaru executions resume {execution.exec_id}`")
-    elif execution.status == "failed":
+    elif execution.status is ExecutionStatus.FAILED:
         lines.append(f"Hint       retry it with `kitaru executions retry {execution.exec_id}`")
     lines.append(f"Calls      {len(execution.checkpoints)}")
     for call in execution.checkpoints:
@@ -165,13 +168,17 @@ def executions() -> None:
 @click.option("--flow", help="Only executions of this flow.")
 @click.option(
     "--status",
-    type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"]),
+    type=click.Choice([str(status) for status in EXECUTION_STATUSES]),
     help="Only executions in this status.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (newest first).")
 @output_option
 def list_executions(flow: str | None, status: str | None, limit: int | None, output: str) -> None:
-    """List executions, newest first."""
+    """List executions, newest first.
+
+    With -o json, values stored apart from the journal's events (model prompts and
+    responses, large results) are left out; `kitaru executions get` shows them.
+    """
     try:
         client = _existing_client()
     except JournalNotFoundError as missing:
@@ -193,7 +200,8 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
         ]
         return "\n".join(rows)
 
-    emit(output, [e.to_dict() for e in found], text)
+    # A listing reads no stored payload (prompts, responses, large results): `get` does.
+    emit(output, [e.to_dict(payloads=False) for e in found], text)
 
 
 @executions.command("get")
@@ -271,7 +279,11 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
 
     def report(result: RecoveryResult) -> None:
         if output == "text":
-            why = f": {result.error}" if result.error and result.status == "failed" else ""
+            why = (
+                f": {result.error}"
+                if result.error and result.status == ExecutionStatus.FAILED
+                else ""
+            )
             click.echo(f"{result.exec_id}  {result.status}{why}")
 
     try:
@@ -290,7 +302,7 @@ def resume(exec_id: str | None, all_: bool, parallel: int, output: str) -> None:
         [{"exec_id": r.exec_id, "status": r.status, "error": r.error} for r in results],
         lambda: f"Recovered {len(results)} interrupted execution(s): {summary}.",
     )
-    if counts.get("failed"):
+    if counts.get(ExecutionStatus.FAILED):
         sys.exit(1)
 
 
@@ -442,7 +454,8 @@ def give_input(
 
 
 def _recorded(client: KitaruClient, execution: Execution) -> str:
-    if execution.status != "waiting" or client.executions.live_owner(execution.exec_id) is not None:
+    waiting = execution.status is ExecutionStatus.WAITING
+    if not waiting or client.executions.live_owner(execution.exec_id) is not None:
         return f"Input recorded for {execution.exec_id}."
     return (
         f"Input recorded for {execution.exec_id}; no process is running it: "
@@ -467,7 +480,7 @@ def _answer_interactively(exec_id: str | None, wait: str | None, output: str) ->
     if exec_id is not None:
         targets = [client.executions.get(exec_id)]
     else:
-        targets = client.executions.list(status="waiting")
+        targets = client.executions.list(status=ExecutionStatus.WAITING)
     answered: list[Execution] = []
     asked = 0
     for execution in reversed(targets):  # oldest first: answer in the order they waited
@@ -544,7 +557,7 @@ def cancel(exec_id: str, output: str) -> None:
     execution = _existing_client(exec_id).executions.cancel(exec_id)
     message = (
         f"Cancelled {execution.exec_id}."
-        if execution.status == "cancelled"
+        if execution.status is ExecutionStatus.CANCELLED
         else f"Cancel requested: {execution.exec_id} stops at its next durable call."
     )
     emit(output, execution.to_dict(), lambda: message)
@@ -603,7 +616,7 @@ def logs(
     last_group: str | None = None
     while True:
         # Status first: once it has ended, the lines read next are all there will be.
-        ended = client.executions.get(exec_id).status in ("completed", "failed", "cancelled")
+        ended = client.executions.get(exec_id).status.is_finished
         lines = _lines(client, exec_id, checkpoint, source)
         if not follow and source not in ("step", "runner") and not lines:
             _no_such_source(client, exec_id, source)
@@ -659,7 +672,7 @@ def _first_seen(lines: list[Line], checkpoint: str | None) -> int:
 
 
 def _check_checkpoint(execution: Execution, checkpoint: str) -> None:
-    calls = [call for call in execution.checkpoints if call.kind == "checkpoint"]
+    calls = [call for call in execution.checkpoints if call.kind == CallKind.CHECKPOINT]
     if any(checkpoint in (call.name, call.invocation_id) for call in calls):
         return
     names = sorted({call.name for call in calls})

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from kitaru._config import CONFIG_PATH_ENV, STORE_ENV
-from kitaru.client import KitaruClient, PendingWait
+from kitaru.client import ExecutionStatus, KitaruClient, PendingWait
 from kitaru.errors import KitaruError
 
 __all__ = ["announce_waits", "describe_wait", "input_command", "kitaru_command"]
@@ -110,7 +110,7 @@ def announce_waits(client: KitaruClient, store: str) -> Iterator[Callable[[str],
         while not done.wait(_POLL_SECONDS):
             try:
                 # The status row is cheap to read; the whole execution only once waiting.
-                if client.executions.status(exec_id) != "waiting":
+                if client.executions.status(exec_id) is not ExecutionStatus.WAITING:
                     continue
                 execution = client.executions.get(exec_id)
             except KitaruError:

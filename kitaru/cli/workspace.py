@@ -27,7 +27,7 @@ from kitaru._config import (
     store_url,
 )
 from kitaru.cli.output import emit, output_option
-from kitaru.client import KitaruClient
+from kitaru.client import ExecutionStatus, KitaruClient
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
 
 __all__ = ["clean", "info", "init", "status"]
@@ -199,7 +199,7 @@ def _refuse_while_running(journal: Path) -> None:
     if not journal.exists():
         return
     client = KitaruClient(create=False)
-    for status_ in ("running", "waiting"):
+    for status_ in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
         for row in client.executions.list(status=status_):
             lease = client.executions.live_owner(row.exec_id)
             if lease is not None:

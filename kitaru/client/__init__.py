@@ -18,7 +18,6 @@ from kitaru.client._views import (
     CheckpointAttempt,
     CheckpointCall,
     Execution,
-    ExecutionStatus,
     FailureInfo,
     LlmCall,
     LogEntry,
@@ -39,9 +38,10 @@ from kitaru.errors import (
     KitaruUsageError,
     WaitAlreadyAnsweredError,
 )
-from kitaru.journal.events import ExecutionCancelled, WaitRequested
+from kitaru.journal.events import CallKind, ExecutionCancelled, WaitRequested
+from kitaru.journal.read_model import EXECUTION_STATUSES, ExecutionStatus
 from kitaru.journal.store import Lease, Store
-from kitaru.replay.state import ExecutionState
+from kitaru.replay.state import SUMMARY_EVENTS, ExecutionState, fold_summary
 from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import claim_execution, running_here
@@ -53,8 +53,10 @@ from kitaru.runtime.wait_schemas import validate_input
 from kitaru.runtime.writer import JournalWriter
 
 __all__ = [
+    "EXECUTION_STATUSES",
     "ArtifactRef",
     "ArtifactsClient",
+    "CallKind",
     "CheckpointAttempt",
     "CheckpointCall",
     "Execution",
@@ -76,7 +78,6 @@ __all__ = [
 
 _CANCEL_HERE_SECONDS = 5.0
 """How long cancel() waits for a run in this process to stop (it polls twice a second)."""
-_EXECUTION_STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 LOG_SOURCES = ("step", "runner")
 """``logs(source=)``: ``step`` is what checkpoints printed and logged; ``runner`` would be
 the process running the flow, whose output this journal does not keep."""
@@ -123,17 +124,24 @@ class ExecutionsClient:
         )
 
     def get(self, exec_id: str) -> Execution:
+        """The execution as the journal holds it now.
+
+        Reads a summary of the journal, a few events however many calls it has; the
+        calls are read when ``checkpoints``, ``llm_calls`` or ``artifacts`` is first
+        used, and recorded values when they are loaded.
+        """
         exec_id = self.resolve_id(exec_id)
-        return execution_from_state(load_state(self._store, exec_id), self._store)
+        events = self._store.read_events(exec_id, only=SUMMARY_EVENTS)
+        return execution_from_state(fold_summary(exec_id, events), self._store)
 
     def list(
         self, flow: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[Execution]:
         """Executions, newest first, optionally filtered by flow name and status."""
-        if status is not None and status not in _EXECUTION_STATUSES:
+        if status is not None and status not in EXECUTION_STATUSES:
             raise KitaruUsageError(
                 f"status={status!r} is not an execution status; use one of "
-                f"{', '.join(_EXECUTION_STATUSES)}."
+                f"{', '.join(EXECUTION_STATUSES)}."
             )
         _check_limit(limit)
         status = None if status is None else str(ExecutionStatus(status))

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import functools
 from dataclasses import dataclass, field, fields, is_dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -15,9 +15,10 @@ from kitaru._redaction import redact_shown
 from kitaru._run_config import FrozenExecutionSpec
 from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
-from kitaru.journal.events import ErrorInfo, LlmCallRecorded, ValueRef
+from kitaru.journal.events import CallKind, ErrorInfo, LlmCallRecorded, ValueRef
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import ExecutionRow, Store
-from kitaru.replay.state import CallRecord, ExecutionState
+from kitaru.replay.state import CallRecord, ExecutionState, fold
 from kitaru.runtime.failures import failure_origin
 from kitaru.runtime.values import decode_value
 
@@ -41,33 +42,6 @@ __all__ = [
     "log_lines",
     "unreadable_execution",
 ]
-
-
-class ExecutionStatus(StrEnum):
-    """The status of an execution, a call or an attempt; compares equal to its text."""
-
-    RUNNING = "running"
-    WAITING = "waiting"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-    """Calls and attempts only: started, and the process running them is gone. (An
-    execution in that state stays ``running``, with ``Execution.interrupted`` set.)"""
-
-    @property
-    def is_finished(self) -> bool:
-        """The status is final: completed, failed or cancelled."""
-        return self in (
-            ExecutionStatus.COMPLETED,
-            ExecutionStatus.FAILED,
-            ExecutionStatus.CANCELLED,
-        )
-
-    @property
-    def is_successful(self) -> bool:
-        """The execution (or call) completed."""
-        return self is ExecutionStatus.COMPLETED
 
 
 def _time(ts: float | None) -> dt.datetime | None:
@@ -260,7 +234,11 @@ class ArtifactRef:
 
 @dataclass(frozen=True)
 class Execution:
-    """An execution as the journal records it."""
+    """An execution as the journal records it.
+
+    Built from a summary of the journal; ``checkpoints``, ``llm_calls`` and
+    ``artifacts`` are read on first access, and every recorded value when loaded.
+    """
 
     exec_id: str
     flow_name: str
@@ -273,8 +251,6 @@ class Execution:
     """Marked running, but the process that ran it is gone: `resume` continues it."""
     flow_module: str
     flow_qualname: str
-    checkpoints: list[CheckpointCall]
-    llm_calls: list[LlmCall]
     metadata: dict[str, Any]
     pending_wait: PendingWait | None = None
     pending_waits: list[PendingWait] = field(default_factory=list)
@@ -289,10 +265,24 @@ class Execution:
     status_reason: str | None = None
     """Why the execution is in its status, when that needs saying (failed, cancelled,
     waiting, interrupted); None otherwise."""
-    artifacts: list[ArtifactRef] = field(default_factory=list)
-    """Saved artifacts, call outputs, and model prompts and responses."""
     _run: Run | None = field(default=None, repr=False, compare=False)
     """The run this process started for it (resume, retry, replay), to wait on."""
+    _calls: _CallViews | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def checkpoints(self) -> list[CheckpointCall]:
+        """The durable calls, in order (read from the journal on first access)."""
+        return self._calls.checkpoints if self._calls is not None else []
+
+    @property
+    def llm_calls(self) -> list[LlmCall]:
+        """Every recorded ``kitaru.llm()`` request (read on first access)."""
+        return self._calls.llm_calls if self._calls is not None else []
+
+    @property
+    def artifacts(self) -> list[ArtifactRef]:
+        """Saved artifacts, call outputs, and model prompts and responses."""
+        return self._calls.artifacts if self._calls is not None else []
 
     @property
     def has_result(self) -> bool:
@@ -356,15 +346,26 @@ class Execution:
         data = ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
         return decode_value(data)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (what ``kitaru executions get -o json`` prints)."""
-        data: dict[str, Any] = _jsonable(self)
-        if self._result is not None:
+    def to_dict(self, *, payloads: bool = True) -> dict[str, Any]:
+        """A JSON-ready description (what ``kitaru executions get -o json`` prints).
+
+        ``payloads=False`` (``executions list``) reads no stored payload: model calls
+        come without their prompt and response, and a result too large to be recorded
+        inline is left out (``result_omitted``); ``get`` shows it.
+        """
+        data: dict[str, Any] = _jsonable(self, payloads)
+        data["checkpoints"] = _jsonable(self.checkpoints, payloads)
+        data["llm_calls"] = _jsonable(self.llm_calls, payloads)
+        data["artifacts"] = _jsonable(self.artifacts, payloads)
+        ref = self._result
+        if ref is not None and (payloads or ref.inline is not None):
             try:
                 data["result"] = msgspec.to_builtins(self.result(), builtin_types=(), str_keys=True)
             except Exception as exc:
                 data["result"] = None
                 data["result_error"] = f"{type(exc).__name__}: {exc}"
+        elif ref is not None:
+            data["result_omitted"] = True
         return data
 
 
@@ -379,24 +380,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, payloads: bool = True) -> Any:
     value = _plain(value)
     if is_dataclass(value) and not isinstance(value, type):
         data = {
-            f.name: _jsonable(getattr(value, f.name))
+            f.name: _jsonable(getattr(value, f.name), payloads)
             for f in fields(value)
             if not f.name.startswith("_")
         }
-        if isinstance(value, LlmCall):
+        if isinstance(value, LlmCall) and payloads:
             try:
                 data["prompt"], data["response"] = value.prompt(), value.response()
             except Exception as exc:
                 data["artifact_error"] = f"{type(exc).__name__}: {exc}"
         return data
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, payloads) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, payloads) for v in value]
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value
@@ -426,11 +427,13 @@ def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
     )
 
 
-def _attempt_status(record: CallRecord, attempt: int, status: str, live: bool) -> ExecutionStatus:
+def _attempt_status(
+    record: CallRecord, attempt: int, status: ExecutionStatus, live: bool
+) -> ExecutionStatus:
     """A started attempt that never ended, and never will, was interrupted."""
-    if status == "running" and (attempt < record.last_attempt or not live):
+    if status is ExecutionStatus.RUNNING and (attempt < record.last_attempt or not live):
         return ExecutionStatus.INTERRUPTED
-    return ExecutionStatus(status)
+    return status
 
 
 def _attempt_metadata(
@@ -460,14 +463,14 @@ def _call(
 ) -> CheckpointCall:
     """``live``: a process is (or may be) still running the execution."""
     status = record.status
-    if status == "running" and not live:
-        status = "interrupted"
+    if status is ExecutionStatus.RUNNING and not live:
+        status = ExecutionStatus.INTERRUPTED
     return CheckpointCall(
         call_id=record.call_id,
         name=record.name,
         invocation_id=record.identity,
         kind=record.kind,
-        status=ExecutionStatus(status),
+        status=status,
         position=record.position,
         checkpoint_type=record.checkpoint_type,
         started_at=_time(record.started_at),
@@ -610,7 +613,11 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
             )
         )
     for _, call in sorted(state.by_position.items()):
-        if call.kind in ("checkpoint", "llm") and call.status == "completed" and call.output:
+        if (
+            call.kind in (CallKind.CHECKPOINT, CallKind.LLM)
+            and call.status is ExecutionStatus.COMPLETED
+            and call.output
+        ):
             refs.append(
                 _artifact(
                     exec_id,
@@ -641,7 +648,7 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
                     f"{exec_id}:llm:{base}:{event.attempt}:{kind}",
                     f"{base}.{kind}",
                     kind,
-                    "llm",
+                    "llm",  # the artifact's origin, not a call kind
                     producer,
                     name_of(producer),
                     event.attempt,
@@ -699,9 +706,9 @@ def _status_reason(
     if failure is not None:
         where = f" in {failure.call}" if failure.call else ""
         return f"{failure.exception_type}{where}: {failure.message}"
-    if state.status == "cancelled":
+    if state.status is ExecutionStatus.CANCELLED:
         return state.cancelled.reason if state.cancelled is not None else "cancelled"
-    if state.status == "waiting":
+    if state.status is ExecutionStatus.WAITING:
         return f"waiting for input at {', '.join(map(repr, state.pending_waits))}"
     if interrupted:
         return (
@@ -725,15 +732,58 @@ def unreadable_execution(row: ExecutionRow, error: Exception) -> Execution:
         interrupted=False,
         flow_module="",
         flow_qualname="",
-        checkpoints=[],
-        llm_calls=[],
         metadata={},
         status_reason=f"the journal cannot be read: {error}",
     )
 
 
+class _CallViews:
+    """An execution's calls, model calls and artifacts, built on first access.
+
+    ``get`` reads a summary of the journal (a few events however many calls it
+    holds); the calls are read and folded only when asked for, and then only up to
+    the event the summary ended at, so the snapshot stays one point in time. Values
+    (outputs, prompts, responses) are loaded later still, by their own accessors.
+    """
+
+    def __init__(self, state: ExecutionState, store: Store, live: bool):
+        self._summary = state
+        self._store = store
+        self._live = live
+
+    @functools.cached_property
+    def state(self) -> ExecutionState:
+        state = self._summary
+        if state.complete:
+            return state
+        # Seqs run 1, 2, ... with no gap, so the snapshot's events are a prefix.
+        events = self._store.read_events(state.exec_id)[: state.last_seq]
+        return fold(state.exec_id, events)
+
+    @functools.cached_property
+    def artifacts(self) -> list[ArtifactRef]:
+        return artifacts_of(self.state, self._store)
+
+    @functools.cached_property
+    def checkpoints(self) -> list[CheckpointCall]:
+        state, store = self.state, self._store
+        by_call = _artifacts_by_call(self.artifacts)
+        originals = _original_call_ids(state, store)
+        return [
+            _call(c, store, self._live, by_call.get(c.identity, []), originals.get(c.identity))
+            for _, c in sorted(state.by_position.items())
+        ]
+
+    @functools.cached_property
+    def llm_calls(self) -> list[LlmCall]:
+        return [_llm_call(e, self._store) for e in self.state.llm_calls]
+
+
 def execution_from_state(state: ExecutionState, store: Store) -> Execution:
-    """Build the public view of an execution from its folded journal."""
+    """Build the public view of an execution from its folded journal (or a summary of it).
+
+    Reads no payload: the result, outputs, prompts and responses load on access.
+    """
     assert state.started is not None
     started = state.started
     failure = None
@@ -743,16 +793,13 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         )
     waits = _pending_waits(state, store)
     interrupted = False
-    if state.status == "running":
+    if state.status is ExecutionStatus.RUNNING:
         interrupted = store.live_lease(state.exec_id) is None
-    artifacts = artifacts_of(state, store)
-    by_call = _artifacts_by_call(artifacts)
-    originals = _original_call_ids(state, store)
-    live = state.status == "running" and not interrupted
+    live = state.status is ExecutionStatus.RUNNING and not interrupted
     return Execution(
         exec_id=state.exec_id,
         flow_name=state.flow_name,
-        status=ExecutionStatus(state.status),
+        status=state.status,
         started_at=_time(state.started_at),
         ended_at=_time(state.ended_at),
         failure=failure,
@@ -760,11 +807,6 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         interrupted=interrupted,
         flow_module=started.flow.module,
         flow_qualname=started.flow.qualname,
-        checkpoints=[
-            _call(c, store, live, by_call.get(c.identity, []), originals.get(c.identity))
-            for _, c in sorted(state.by_position.items())
-        ],
-        llm_calls=[_llm_call(e, store) for e in state.llm_calls],
         metadata=dict(state.metadata),
         pending_wait=waits[0] if waits else None,
         pending_waits=waits,
@@ -777,5 +819,5 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         # Journals written before run settings were recorded ran on the local stack.
         stack_name=started.spec.stack if started.spec is not None else "local",
         status_reason=_status_reason(state, failure, interrupted),
-        artifacts=artifacts,
+        _calls=_CallViews(state, store, live),
     )

@@ -12,6 +12,7 @@ Schema evolution rules (old journals must stay readable, see tests/golden):
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Final
 
 import msgspec
@@ -23,6 +24,7 @@ __all__ = [
     "ArtifactSaved",
     "CallCompleted",
     "CallFailed",
+    "CallKind",
     "CallStarted",
     "ErrorInfo",
     "Event",
@@ -45,12 +47,23 @@ __all__ = [
     "WaitRequested",
     "WaitResolved",
     "decode_event",
+    "decode_events",
     "encode_event",
     "event_tag",
     "journal_text",
 ]
 
-CALL_KINDS: Final = ("checkpoint", "llm", "wait", "memory")
+
+class CallKind(StrEnum):
+    """What a durable call of the flow body is; compares equal to its text."""
+
+    CHECKPOINT = "checkpoint"
+    LLM = "llm"
+    WAIT = "wait"
+    MEMORY = "memory"
+
+
+CALL_KINDS: Final = tuple(CallKind)
 
 
 class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
@@ -446,3 +459,19 @@ def decode_event(tag: str, body: bytes) -> Event:
     if decoder is None:
         raise UnknownEventError(tag)
     return decoder.decode(body)  # type: ignore[no-any-return]
+
+
+_many = msgspec.msgpack.Decoder(list[Event])
+
+
+def decode_events(bodies: list[bytes]) -> list[Event]:
+    """Decode many event bodies in one call (each body carries its own tag).
+
+    The bodies are joined under one msgpack array header, so msgspec decodes the
+    whole journal without returning to Python between events: reading an execution
+    back is on the path of every ``get`` and every resume. Raises
+    ``msgspec.DecodeError`` (or ``ValidationError``) if any body is bad; the caller
+    then decodes them one by one to say which.
+    """
+    header = b"\xdd" + len(bodies).to_bytes(4, "big")
+    return _many.decode(header + b"".join(bodies))

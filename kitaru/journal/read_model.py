@@ -1,7 +1,12 @@
-"""How events move an execution's status: the rules behind the executions table."""
+"""The status vocabulary, and how events move an execution's status.
+
+These are the only status rules: the executions table (``journal.sqlite``) and the
+folded state (``replay.state``) both take an execution's status from ``status_change``.
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple
 
 from kitaru.journal.events import (
@@ -14,21 +19,49 @@ from kitaru.journal.events import (
     WaitResolved,
 )
 
-__all__ = ["FINISHED_STATUSES", "StatusChange", "status_change"]
+__all__ = ["FINISHED_STATUSES", "ExecutionStatus", "StatusChange", "status_change"]
 
-FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+class ExecutionStatus(StrEnum):
+    """The status of an execution, a call or an attempt; compares equal to its text."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Calls and attempts only: started, and the process running them is gone. (An
+    execution in that state stays ``running``, with ``Execution.interrupted`` set.)"""
+
+    @property
+    def is_finished(self) -> bool:
+        """The status is final: completed, failed or cancelled."""
+        return self in FINISHED_STATUSES
+
+    @property
+    def is_successful(self) -> bool:
+        """The execution (or call) completed."""
+        return self is ExecutionStatus.COMPLETED
+
+
+FINISHED_STATUSES = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+EXECUTION_STATUSES = tuple(s for s in ExecutionStatus if s is not ExecutionStatus.INTERRUPTED)
+"""The statuses an execution (not a call) can be in."""
 
 
 class StatusChange(NamedTuple):
-    status: str
+    status: ExecutionStatus
     finished: bool
     failure: str | None = None
 
 
-_RUNNING = StatusChange("running", finished=False)
-_WAITING = StatusChange("waiting", finished=False)
-_COMPLETED = StatusChange("completed", finished=True)
-_CANCELLED = StatusChange("cancelled", finished=True)
+_RUNNING = StatusChange(ExecutionStatus.RUNNING, finished=False)
+_WAITING = StatusChange(ExecutionStatus.WAITING, finished=False)
+_COMPLETED = StatusChange(ExecutionStatus.COMPLETED, finished=True)
+_CANCELLED = StatusChange(ExecutionStatus.CANCELLED, finished=True)
 
 
 _FIXED: dict[type, StatusChange] = {
@@ -50,5 +83,7 @@ def status_change(event: Event) -> StatusChange | None:
     if change is not None:
         return change
     if isinstance(event, ExecutionFailed):
-        return StatusChange("failed", True, f"{event.error.type}: {event.error.message}")
+        return StatusChange(
+            ExecutionStatus.FAILED, True, f"{event.error.type}: {event.error.message}"
+        )
     return None

@@ -5,7 +5,7 @@ SQL and its dialect stay inside the backends; this module only names the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -145,8 +145,15 @@ class EventLog(Protocol):
         """
         ...
 
-    def read_events(self, exec_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        """Return the execution's events with seq > ``after_seq``, in order."""
+    def read_events(
+        self, exec_id: str, after_seq: int = 0, *, only: Collection[str] | None = None
+    ) -> list[StoredEvent]:
+        """Return the execution's events with seq > ``after_seq``, in order.
+
+        ``only`` (event tags) keeps the events of those types, and the execution's last
+        event whatever its type, so the reader knows how far the journal went: a
+        summary of an execution with many calls reads a few events, not all of them.
+        """
         ...
 
     def read_payload(self, digest: str) -> bytes:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from enum import Enum
 
-from kitaru.journal.events import ArgumentDigest
+from kitaru.journal.events import ArgumentDigest, CallKind
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.replay.state import CallRecord, ExecutionState
 
 __all__ = [
@@ -99,6 +100,8 @@ def argument_drift(
     record holds that the call no longer passes is a difference. Arguments that
     cannot be encoded are compared by type.
     """
+    if not ignored and recorded == current:
+        return None  # the common case on replay: compared field by field, in C
     now = {digest.name: digest for digest in current}
     before = {digest.name: digest for digest in recorded}
     for name, old in before.items():
@@ -173,12 +176,12 @@ class Verdict(Enum):
 def verdict(state: ExecutionState, recorded: CallRecord | None) -> Verdict:
     if recorded is None:
         return Verdict.RUN
-    if recorded.status == "completed":
+    if recorded.status is ExecutionStatus.COMPLETED:
         return Verdict.REPLAY
     if (
-        recorded.status == "failed"
+        recorded.status is ExecutionStatus.FAILED
         and recorded.failed_epoch == state.retry_epoch
-        and recorded.kind != "llm"
+        and recorded.kind != CallKind.LLM
     ):
         return Verdict.RAISE
     return Verdict.RUN

@@ -11,6 +11,7 @@ from kitaru.journal.events import (
     ArtifactSaved,
     CallCompleted,
     CallFailed,
+    CallKind,
     CallStarted,
     ErrorInfo,
     Event,
@@ -27,14 +28,17 @@ from kitaru.journal.events import (
     WaitRequested,
     WaitResolved,
 )
+from kitaru.journal.read_model import FINISHED_STATUSES, ExecutionStatus, status_change
 from kitaru.journal.store import StoredEvent
 
 __all__ = [
+    "SUMMARY_EVENTS",
     "AttemptRecord",
     "CallRecord",
     "ExecutionState",
     "JournalShapeError",
     "fold",
+    "fold_summary",
     "merge_metadata",
 ]
 
@@ -43,17 +47,17 @@ class JournalShapeError(ValueError):
     """The events do not form a valid execution (e.g. a completion with no call)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRecord:
     attempt: int
     started_at: float | None
     ended_at: float | None = None
-    status: str = "running"
+    status: ExecutionStatus = ExecutionStatus.RUNNING
     error: ErrorInfo | None = None
     duration_ms: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     """One durable call of the flow body, with every attempt it took."""
 
@@ -68,8 +72,8 @@ class CallRecord:
     """``module:QualName`` of the function called, when the journal recorded it."""
     arguments: tuple[ArgumentDigest, ...] | None = None
     """Argument digests of the latest attempt, when the journal recorded them."""
-    status: str = "running"
-    """``running`` (started, not ended), ``completed`` or ``failed``."""
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    """``running`` (started, not ended), ``waiting``, ``completed`` or ``failed``."""
     attempts: list[AttemptRecord] = field(default_factory=list)
     output: ValueRef | None = None
     error: ErrorInfo | None = None
@@ -113,7 +117,7 @@ class ExecutionState:
 
     exec_id: str
     started: ExecutionStarted | None = None
-    status: str = "running"
+    status: ExecutionStatus = ExecutionStatus.RUNNING
     started_at: float | None = None
     ended_at: float | None = None
     calls: dict[str, CallRecord] = field(default_factory=dict)
@@ -132,6 +136,9 @@ class ExecutionState:
     """Retries of the flow body (``@flow(retries=)``) since the execution started or was
     last retried by hand: what its retry budget has used, whichever process ran them."""
     last_seq: int = 0
+    complete: bool = True
+    """False for a summary (``fold_summary``): the calls, model calls, logs and
+    artifacts were left out; everything else is as a full fold has it."""
 
     @property
     def flow_name(self) -> str:
@@ -143,72 +150,94 @@ class ExecutionState:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed", "cancelled")
+        return self.status in FINISHED_STATUSES
 
-    def apply(self, stored: StoredEvent) -> None:  # noqa: PLR0912  (one branch per event type)
+    def apply(self, stored: StoredEvent) -> None:
         """Fold one more event into the state."""
-        event, at = stored.event, stored.at
-        if stored.seq != self.last_seq + 1:
-            raise JournalShapeError(f"event seq {stored.seq} follows {self.last_seq}")
-        self.last_seq = stored.seq
-        if isinstance(event, ExecutionStarted):
-            if self.started is not None:
-                raise JournalShapeError("execution started twice")
+        seq, at, event = stored
+        if seq != self.last_seq + 1:
+            raise JournalShapeError(f"event seq {seq} follows {self.last_seq}")
+        self._fold_one(seq, at, event)
+
+    def _fold_one(self, seq: int, at: float, event: Event) -> None:
+        self.last_seq = seq
+        if self.started is None:
+            if type(event) is not ExecutionStarted:
+                raise JournalShapeError(f"{type(event).__name__} before the execution started")
             self.started, self.started_at = event, at
             return
-        if self.started is None:
-            raise JournalShapeError(f"{type(event).__name__} before the execution started")
-        self._check_still_open(event)
-        if isinstance(event, CallStarted):
-            self._call_started(event, at)
-        elif isinstance(event, CallCompleted):
-            self._call_completed(event, at)
-        elif isinstance(event, CallFailed):
-            self._call_failed(event, at)
-        elif isinstance(event, WaitRequested | WaitResolved):
-            self._wait_event(event, at)
-        elif isinstance(event, LogsCaptured):
-            if event.call in self.calls:
-                self.calls[event.call].logs.append(event)
-        elif isinstance(event, ArtifactSaved):
-            self.artifacts.append((stored.seq, event))
-            if event.call in self.calls:
-                self.calls[event.call].artifacts.append((stored.seq, event))
-        elif isinstance(event, LlmCallRecorded):
-            self.llm_calls.append(event)
-            owner = self.calls.get(event.parent if event.parent is not None else event.name)
-            if owner is not None:
-                owner.llm_calls.append(event)
-        elif isinstance(event, MetadataLogged):
-            target = self.metadata
-            if event.call is not None and event.call in self.calls:
-                target = self.calls[event.call].metadata
-            merge_metadata(target, event.values)
-        elif isinstance(event, ExecutionResumed):
-            self.resumes.append(event)
-            if event.mode == "retry":
-                self.retry_epoch += 1
-                # Retrying a failed execution by hand grants a fresh budget; a retry while
-                # it runs is the runner's own retry of the flow body.
-                self.body_retries = 0 if self.status == "failed" else self.body_retries + 1
-            self.status, self.ended_at, self.failure = "running", None, None
-        elif isinstance(event, ExecutionCompleted):
-            self.status, self.ended_at, self.result = "completed", at, event.result
-        elif isinstance(event, ExecutionFailed):
-            self.status, self.ended_at, self.failure = "failed", at, event
-        elif isinstance(event, ExecutionCancelled):
-            self.status, self.ended_at, self.cancelled = "cancelled", at, event
-            self.pending_waits.clear()  # a cancelled execution waits for nothing more
+        if self.status in FINISHED_STATUSES:
+            self._check_still_open(event)
+        # One dict lookup per event instead of a chain of isinstance checks: folding is
+        # on the path of every read and every resume (events are final Structs).
+        _HANDLERS[type(event)](self, event, at, seq)
 
     def _check_still_open(self, event: Event) -> None:
         """Nothing follows a terminal event, except a retry of a failed execution."""
         retry = isinstance(event, ExecutionResumed) and event.mode == "retry"
-        if self.finished and not (self.status == "failed" and retry):
+        if not (self.status is ExecutionStatus.FAILED and retry):
             raise JournalShapeError(
                 f"{type(event).__name__} after the execution ended ({self.status})"
             )
 
-    def _call_started(self, event: CallStarted, at: float) -> None:
+    def _started_twice(self, event: ExecutionStarted, at: float, seq: int) -> None:
+        raise JournalShapeError("execution started twice")
+
+    def _logs(self, event: LogsCaptured, at: float, seq: int) -> None:
+        call = self.calls.get(event.call)
+        if call is not None:
+            call.logs.append(event)
+
+    def _artifact(self, event: ArtifactSaved, at: float, seq: int) -> None:
+        self.artifacts.append((seq, event))
+        call = self.calls.get(event.call)
+        if call is not None:
+            call.artifacts.append((seq, event))
+
+    def _llm_call(self, event: LlmCallRecorded, at: float, seq: int) -> None:
+        self.llm_calls.append(event)
+        owner = self.calls.get(event.parent if event.parent is not None else event.name)
+        if owner is not None:
+            owner.llm_calls.append(event)
+
+    def _metadata(self, event: MetadataLogged, at: float, seq: int) -> None:
+        target = self.metadata
+        if event.call is not None and event.call in self.calls:
+            target = self.calls[event.call].metadata
+        merge_metadata(target, event.values)
+
+    def _move(self, event: Event, at: float) -> None:
+        """Take the execution's status from the one rule the executions table uses too."""
+        change = status_change(event)
+        assert change is not None
+        self.status = change.status
+        self.ended_at = at if change.finished else None
+
+    def _resumed(self, event: ExecutionResumed, at: float, seq: int) -> None:
+        self.resumes.append(event)
+        if event.mode == "retry":
+            self.retry_epoch += 1
+            # Retrying a failed execution by hand grants a fresh budget; a retry while
+            # it runs is the runner's own retry of the flow body.
+            failed = self.status is ExecutionStatus.FAILED
+            self.body_retries = 0 if failed else self.body_retries + 1
+        self._move(event, at)
+        self.failure = None
+
+    def _completed(self, event: ExecutionCompleted, at: float, seq: int) -> None:
+        self._move(event, at)
+        self.result = event.result
+
+    def _failed(self, event: ExecutionFailed, at: float, seq: int) -> None:
+        self._move(event, at)
+        self.failure = event
+
+    def _cancelled(self, event: ExecutionCancelled, at: float, seq: int) -> None:
+        self._move(event, at)
+        self.cancelled = event
+        self.pending_waits.clear()  # a cancelled execution waits for nothing more
+
+    def _call_started(self, event: CallStarted, at: float, seq: int = 0) -> None:
         call = self.calls.get(event.identity)
         if call is None:
             if event.position in self.by_position:
@@ -217,13 +246,13 @@ class ExecutionState:
                     f"position {event.position} holds both '{other}' and '{event.identity}'"
                 )
             call = CallRecord(
-                position=event.position,
-                identity=event.identity,
-                kind=event.kind,
-                name=event.name,
-                call_id=event.call_id,
-                checkpoint_type=event.checkpoint_type,
-                inputs_from=event.inputs_from,
+                event.position,
+                event.identity,
+                event.kind,
+                event.name,
+                event.call_id,
+                event.checkpoint_type,
+                event.inputs_from,
                 started_at=at,
             )
             self.calls[event.identity] = call
@@ -235,60 +264,67 @@ class ExecutionState:
         if event.arguments is not None:
             call.arguments = event.arguments
         attempt = call.attempt(event.attempt)
-        attempt.started_at, attempt.status = at, "running"
-        call.status, call.ended_at = "running", None
+        attempt.started_at, attempt.status = at, ExecutionStatus.RUNNING
+        call.status, call.ended_at = ExecutionStatus.RUNNING, None
 
-    def _wait_event(self, event: WaitRequested | WaitResolved, at: float) -> None:
-        if isinstance(event, WaitRequested):
-            self._call_started(
-                CallStarted(
-                    position=event.position,
-                    identity=event.identity,
-                    kind="wait",
-                    name=event.name,
-                    call_id=event.call_id,
-                ),
-                at,
-            )
-            call = self.calls[event.identity]
-            call.status, call.wait = "waiting", event
-            self.pending_waits[event.identity] = event
-            self.status = "waiting"
-            return
+    def _wait_requested(self, event: WaitRequested, at: float, seq: int) -> None:
+        self._call_started(
+            CallStarted(
+                position=event.position,
+                identity=event.identity,
+                kind=CallKind.WAIT,
+                name=event.name,
+                call_id=event.call_id,
+            ),
+            at,
+        )
+        call = self.calls[event.identity]
+        call.status, call.wait = ExecutionStatus.WAITING, event
+        self.pending_waits[event.identity] = event
+        self._move(event, at)
+
+    def _wait_resolved(self, event: WaitResolved, at: float, seq: int) -> None:
         waited = self.calls.get(event.identity)
-        if waited is None or waited.kind != "wait":
+        if waited is None or waited.kind != CallKind.WAIT:
             raise JournalShapeError(f"input for '{event.identity}', which is not a wait")
         self.pending_waits.pop(event.identity, None)
         attempt = waited.attempt(1)
         attempt.ended_at = at
         if event.aborted:
             error = ErrorInfo(type="WaitAborted", message=f"wait '{event.identity}' was aborted")
-            attempt.status = waited.status = "failed"
+            attempt.status = waited.status = ExecutionStatus.FAILED
             waited.error, waited.ended_at = error, at
         else:
-            attempt.status = waited.status = "completed"
+            attempt.status = waited.status = ExecutionStatus.COMPLETED
             waited.output, waited.ended_at = event.value or ValueRef(), at
+        # Parallel waits: the body goes on only once the last of them is answered.
         if not self.pending_waits:
-            self.status = "running"
+            self._move(event, at)
 
-    def _call_completed(self, event: CallCompleted, at: float) -> None:
+    def _call_completed(self, event: CallCompleted, at: float, seq: int) -> None:
         call = self._call_for(event.identity, event)
         attempt = call.attempt(event.attempt)
-        attempt.status, attempt.ended_at, attempt.duration_ms = "completed", at, event.duration_ms
-        call.status, call.output, call.ended_at, call.error = "completed", event.output, at, None
+        attempt.status, attempt.ended_at = ExecutionStatus.COMPLETED, at
+        attempt.duration_ms = event.duration_ms
+        call.status, call.output, call.ended_at, call.error = (
+            ExecutionStatus.COMPLETED,
+            event.output,
+            at,
+            None,
+        )
         call.reused_from, call.overridden = event.reused_from, event.overridden
         call.cached_from = event.cached_from
 
-    def _call_failed(self, event: CallFailed, at: float) -> None:
+    def _call_failed(self, event: CallFailed, at: float, seq: int) -> None:
         call = self._call_for(event.identity, event)
         attempt = call.attempt(event.attempt)
-        attempt.status, attempt.ended_at = "failed", at
+        attempt.status, attempt.ended_at = ExecutionStatus.FAILED, at
         attempt.error, attempt.duration_ms = event.error, event.duration_ms
         if call.epoch_of_failures != self.retry_epoch:
             call.epoch_of_failures, call.epoch_failures = self.retry_epoch, 0
         call.epoch_failures += 1
         if event.final:
-            call.status, call.error, call.ended_at = "failed", event.error, at
+            call.status, call.error, call.ended_at = ExecutionStatus.FAILED, event.error, at
             call.failed_epoch = self.retry_epoch
 
     def _call_for(self, identity: str, event: CallCompleted | CallFailed) -> CallRecord:
@@ -296,6 +332,38 @@ class ExecutionState:
         if call is None:
             raise JournalShapeError(f"{type(event).__name__} for '{identity}', which never started")
         return call
+
+
+_HANDLERS: dict[type, Any] = {
+    ExecutionStarted: ExecutionState._started_twice,
+    CallStarted: ExecutionState._call_started,
+    CallCompleted: ExecutionState._call_completed,
+    CallFailed: ExecutionState._call_failed,
+    WaitRequested: ExecutionState._wait_requested,
+    WaitResolved: ExecutionState._wait_resolved,
+    LogsCaptured: ExecutionState._logs,
+    ArtifactSaved: ExecutionState._artifact,
+    LlmCallRecorded: ExecutionState._llm_call,
+    MetadataLogged: ExecutionState._metadata,
+    ExecutionResumed: ExecutionState._resumed,
+    ExecutionCompleted: ExecutionState._completed,
+    ExecutionFailed: ExecutionState._failed,
+    ExecutionCancelled: ExecutionState._cancelled,
+}
+"""The fold step of each event type."""
+
+_SUMMARY_TYPES = frozenset(
+    {
+        ExecutionStarted,
+        ExecutionResumed,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCancelled,
+        WaitRequested,
+        WaitResolved,
+        MetadataLogged,
+    }
+)
 
 
 def merge_metadata(target: dict[str, Any], values: dict[str, Any]) -> None:
@@ -310,9 +378,46 @@ def merge_metadata(target: dict[str, Any], values: dict[str, Any]) -> None:
             target[key] = value
 
 
+SUMMARY_EVENTS: frozenset[str] = frozenset(str(cls.__struct_config__.tag) for cls in _SUMMARY_TYPES)
+"""Tags of the events a summary folds: what decides an execution's status, result,
+failure, pending waits and own metadata. An execution with 10,000 calls has a few."""
+
+
+def fold_summary(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
+    """Fold only the events of ``SUMMARY_EVENTS`` (in seq order, with gaps between).
+
+    Events of other types only move ``last_seq``, so a reader given the journal's last
+    event knows how far the summary goes. Metadata logged inside a call belongs to
+    that call, so it is left out with the calls.
+    """
+    state = ExecutionState(exec_id, complete=False)
+    for seq, at, event in events:
+        if type(event) not in _SUMMARY_TYPES or (
+            type(event) is MetadataLogged and event.call is not None
+        ):
+            state.last_seq = seq
+            continue
+        state._fold_one(seq, at, event)
+    return state
+
+
 def fold(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
     """Fold ``events`` (in seq order) into the state of execution ``exec_id``."""
     state = ExecutionState(exec_id)
-    for stored in events:
+    iterator = iter(events)
+    # The first event starts the execution; ``apply`` checks the rest of the shape.
+    for stored in iterator:
         state.apply(stored)
+        if state.started is not None:
+            break
+    # The same steps as ``apply``, inlined: a resume folds every event of the journal.
+    handlers, finished = _HANDLERS, FINISHED_STATUSES
+    last = state.last_seq
+    for seq, at, event in iterator:
+        if seq != last + 1:
+            raise JournalShapeError(f"event seq {seq} follows {last}")
+        state.last_seq = last = seq
+        if state.status in finished:
+            state._check_still_open(event)
+        handlers[type(event)](state, event, at, seq)
     return state

@@ -24,6 +24,7 @@ from kitaru.journal.events import (
     ArgumentDigest,
     CallCompleted,
     CallFailed,
+    CallKind,
     CallStarted,
     LogsCaptured,
     ValueRef,
@@ -31,6 +32,7 @@ from kitaru.journal.events import (
     WaitResolved,
 )
 from kitaru.journal.payloads import make_ref
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.matching import Divergence, Verdict, describe, match_call, verdict
 from kitaru.replay.state import CallRecord
@@ -292,7 +294,7 @@ def _from_source(
                 describe(slot.kind, slot.identity, slot.target),
             )
             raise _diverged(ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
-        if source.status != "completed" or source.output is None:
+        if source.status is not ExecutionStatus.COMPLETED or source.output is None:
             return None
     events: list[Any] = [slot.started(checkpoint_type=checkpoint_type, inputs_from=inputs_from)]
     if override is not None:
@@ -468,7 +470,7 @@ def execute_wait(
     if decision is Verdict.RAISE:
         raise CancelSignal(f"wait '{slot.identity}' was aborted")
     if ctx.verifying:
-        raise ctx.reached_end_of_record(slot.position, describe("wait", slot.identity))
+        raise ctx.reached_end_of_record(slot.position, describe(CallKind.WAIT, slot.identity))
     if slot.recorded is None and ctx.replay is not None:
         reused = _wait_from_source(slot, ctx.replay, request)
         if reused is not None:
@@ -519,11 +521,11 @@ def _wait_from_source(
     if slot.position >= replay.from_position or replay.tainted:
         return None
     source = replay.source.by_position.get(slot.position)
-    if source is None or source.identity != slot.identity or source.kind != "wait":
+    if source is None or source.identity != slot.identity or source.kind != CallKind.WAIT:
         expected = describe(source.kind, source.identity) if source else None
-        divergence = Divergence(slot.position, expected, describe("wait", slot.identity))
+        divergence = Divergence(slot.position, expected, describe(CallKind.WAIT, slot.identity))
         raise _diverged(slot.ctx, divergence, f"the execution it replays ({replay.source.exec_id})")
-    if source.status != "completed" or source.output is None:
+    if source.status is not ExecutionStatus.COMPLETED or source.output is None:
         return None
     resolved = WaitResolved(
         position=slot.position,

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kitaru.errors import KitaruError, KitaruStateError
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.runtime.runner import resume_execution
 
@@ -25,7 +26,7 @@ class RecoveryResult:
 def interrupted_executions(store: Store) -> list[str]:
     """Executions marked running whose owning process is gone (waiting ones are left)."""
     found = []
-    for row in store.list_executions(status="running"):
+    for row in store.list_executions(status=ExecutionStatus.RUNNING):
         if store.live_lease(row.exec_id) is None:
             found.append(row.exec_id)
     return found
@@ -50,16 +51,16 @@ def recover_all(
         except KitaruStateError as exc:
             result = RecoveryResult(exec_id, "skipped", str(exc))
         except KitaruError as exc:
-            result = RecoveryResult(exec_id, "failed", str(exc))
+            result = RecoveryResult(exec_id, ExecutionStatus.FAILED, str(exc))
         else:
             outcome = run.drive()
             if outcome.suspended:
-                result = RecoveryResult(exec_id, "waiting")
+                result = RecoveryResult(exec_id, ExecutionStatus.WAITING)
             elif outcome.error is not None:
-                status = getattr(outcome.error, "status", None) or "failed"
+                status = getattr(outcome.error, "status", None) or ExecutionStatus.FAILED
                 result = RecoveryResult(exec_id, status, str(outcome.error))
             else:
-                result = RecoveryResult(exec_id, "completed")
+                result = RecoveryResult(exec_id, ExecutionStatus.COMPLETED)
         with lock:
             results.append(result)
             if on_result is not None:

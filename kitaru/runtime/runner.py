@@ -21,6 +21,7 @@ from kitaru.errors import (
     KitaruUserCodeError,
 )
 from kitaru.journal.events import (
+    CallKind,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
@@ -32,6 +33,7 @@ from kitaru.journal.events import (
     ValueRef,
 )
 from kitaru.journal.payloads import make_ref
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.matching import describe, unmade_calls
 from kitaru.replay.planning import SelectorError, select_calls
@@ -89,7 +91,9 @@ class Outcome:
 def cancelled_error(exec_id: str, reason: str) -> KitaruExecutionError:
     why = f" ({reason})" if reason else ""
     return KitaruExecutionError(
-        f"Execution {exec_id} was cancelled{why}.", exec_id=exec_id, status="cancelled"
+        f"Execution {exec_id} was cancelled{why}.",
+        exec_id=exec_id,
+        status=ExecutionStatus.CANCELLED,
     )
 
 
@@ -98,7 +102,7 @@ def interrupted_error(exec_id: str) -> KitaruStateError:
         f"Execution {exec_id} was interrupted before it finished; nothing is lost. "
         f"Continue it with `kitaru executions resume {exec_id}`.",
         exec_id=exec_id,
-        status="running",
+        status=ExecutionStatus.RUNNING,
     )
 
 
@@ -107,7 +111,7 @@ def failure_error(
 ) -> KitaruError:
     """The exception ``FlowHandle.wait()`` raises for a failed or cancelled execution."""
     exec_id = state.exec_id
-    if state.status == "cancelled":
+    if state.status is ExecutionStatus.CANCELLED:
         return cancelled_error(exec_id, state.cancelled.reason if state.cancelled else "")
     failure = state.failure
     assert failure is not None
@@ -125,7 +129,7 @@ def failure_error(
     where = ""
     if failure.call:
         call = state.calls.get(failure.call)
-        kind = kind or (call.kind if call else "checkpoint")
+        kind = kind or (call.kind if call else CallKind.CHECKPOINT)
         where = f" in {describe(kind, failure.call)}"
     detail = failure.error.message.rstrip(". ")
     error = KitaruUserCodeError(
@@ -342,7 +346,7 @@ class Run:
         _log.info("execution failed", exec_id=ctx.exec_id, error=f"{event.error.type}: {exc}")
         if divergence is not None:
             return Outcome(error=divergence)
-        state = ExecutionState(ctx.exec_id, status="failed", failure=event)
+        state = ExecutionState(ctx.exec_id, status=ExecutionStatus.FAILED, failure=event)
         kind = getattr(exc, "__kitaru_call_kind__", None)
         return Outcome(error=failure_error(state, cause=exc, kind=kind))
 
@@ -487,7 +491,7 @@ def _payload(store: Store, ref: Any) -> bytes:
 def _check_resumable(state: ExecutionState, mode: str) -> None:
     exec_id, status = state.exec_id, state.status
     if mode == "retry":
-        if status == "failed":
+        if status is ExecutionStatus.FAILED:
             return
         advice = {
             "completed": "it already completed; replay it to run it again",
@@ -498,7 +502,7 @@ def _check_resumable(state: ExecutionState, mode: str) -> None:
         raise KitaruStateError(
             f"Execution {exec_id} cannot be retried: {advice}.", exec_id=exec_id, status=status
         )
-    if status in ("running", "waiting"):
+    if status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
         return
     advice = {
         "completed": "it already completed",
