@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, journal_rows, kitaru_executable, store_file
+from helpers import REPO, TIMEOUT, child_env, journal_rows, kitaru_command, store_file
 from prop_flows.crashing import DEATH_EXIT_CODE
 from prop_flows.interpreter import interpret, side_effects
 
@@ -209,16 +209,7 @@ class TestRecoverAll:
 
         recoveries = [
             subprocess.Popen(
-                [
-                    kitaru_executable(),
-                    "executions",
-                    "resume",
-                    "--all",
-                    "--parallel",
-                    "4",
-                    "-o",
-                    "json",
-                ],
+                kitaru_command("executions", "resume", "--all", "--parallel", "4", "-o", "json"),
                 cwd=tmp_path,
                 env=child_env(),
                 stdout=subprocess.PIPE,

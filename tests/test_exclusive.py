@@ -28,7 +28,7 @@ from helpers import (
     flow_command,
     journal_rows,
     kitaru,
-    kitaru_executable,
+    kitaru_command,
     only_exec_id,
     run_flow,
     side_effects,
@@ -148,7 +148,7 @@ class TestRacingResumes:
         assert first.returncode == -9
         exec_id = only_exec_id()
         before = side_effects(side)
-        command = [kitaru_executable(), "executions", "resume", exec_id]
+        command = kitaru_command("executions", "resume", exec_id)
         env = child_env(PIPELINE_SIDE=str(side), PIPELINE_SLOW="0.5")
         with (
             background(command, cwd=dirs["elsewhere"], env=env) as one,
@@ -186,7 +186,7 @@ class TestManyExecutionsAtOnce:
             procs = [
                 stack.enter_context(
                     background(
-                        [kitaru_executable(), "executions", "resume", exec_id],
+                        kitaru_command("executions", "resume", exec_id),
                         cwd=elsewhere,
                         env=child_env(PIPELINE_SIDE=str(side)),
                     )

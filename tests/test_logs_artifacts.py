@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_executable, started
+from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_command, started
 
 import kitaru as kt
 from kitaru import (
@@ -261,7 +261,7 @@ def elsewhere(tmp_path: Path) -> Path:
 
 def follow(exec_id: str, cwd: Path, *options: str) -> Any:
     return background(
-        [kitaru_executable(), "executions", "logs", exec_id, "--follow", "-o", "json", *options],
+        kitaru_command("executions", "logs", exec_id, "--follow", "-o", "json", *options),
         cwd=cwd,
         env=child_env(),
     )

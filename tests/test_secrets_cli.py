@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable
+from helpers import REPO, TIMEOUT, child_env, kitaru_command
 
 from kitaru._llm.registry import register_model
 from kitaru.cli import main
@@ -132,7 +132,7 @@ class TestListShowDelete:
 
 
 def set_command(*args: str) -> list[str]:
-    return [kitaru_executable(), "secrets", "set", *args]
+    return kitaru_command("secrets", "set", *args)
 
 
 def this_checkout() -> dict[str, str]:
@@ -170,7 +170,7 @@ class TestValuesOffTheCommandLine:
             text=True,
         )
         try:
-            # The command starts through a launcher that execs Python: wait for the final one.
+            # Read the command line the running interpreter shows (as ps would).
             deadline = time.monotonic() + TIMEOUT
             cmdline = ""
             while "python" not in cmdline and time.monotonic() < deadline:
@@ -208,7 +208,7 @@ class TestValuesOffTheCommandLine:
         pid, fd = pty.fork()
         if pid == 0:  # the child: its terminal is the pty
             env = this_checkout()
-            os.execve(kitaru_executable(), set_command("creds", "--OPENAI_API_KEY"), env)
+            os.execve(kitaru_command()[0], set_command("creds", "--OPENAI_API_KEY"), env)
         seen = b""
         try:
             seen += _read_until(fd, b"Value for OPENAI_API_KEY")

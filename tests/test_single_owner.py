@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable, only_exec_id, store_file
+from helpers import REPO, TIMEOUT, child_env, kitaru_command, only_exec_id, store_file
 
 from kitaru.client import KitaruClient
 from kitaru.journal import SqliteStore
@@ -62,7 +62,7 @@ class World:
         return [*prefix, sys.executable, "-m", "tests.flows.owners", how, str(n)]
 
     def kitaru(self, *args: str, prefix: tuple[str, ...] = ()) -> list[str]:
-        return [*prefix, kitaru_executable(), *args]
+        return [*prefix, *kitaru_command(*args)]
 
     def run(
         self, command: list[str], env: dict[str, str] | None = None
