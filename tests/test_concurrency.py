@@ -87,6 +87,20 @@ def go(tmp_path: Path) -> Iterator[Path]:
     path.touch()  # never leave a worker waiting
 
 
+def open_when_all_wait(go: Path, workers: list[subprocess.Popen[str]]) -> None:
+    """Create ``go`` once every worker has left its ready file at the gate."""
+    deadline = time.monotonic() + TIMEOUT
+    while len(list(go.parent.glob(f"{go.name}.ready-*"))) < len(workers):
+        for worker in workers:
+            if worker.poll() is not None:
+                _, err = worker.communicate()
+                pytest.fail(f"a worker ended ({worker.returncode}) before the gate:\n{err[-3000:]}")
+        ready = len(list(go.parent.glob(f"{go.name}.ready-*")))
+        assert time.monotonic() < deadline, f"{ready} of {len(workers)} workers reached the gate"
+        time.sleep(0.01)
+    go.touch()
+
+
 class TestManyWritersOneFile:
     def test_eight_processes_running_many_executions_at_once(
         self, tmp_path: Path, go: Path
@@ -98,8 +112,7 @@ class TestManyWritersOneFile:
             start(["many", str(go), str(per_process), json.dumps(STEPS), str(log)])
             for _ in range(processes)
         ]
-        time.sleep(0.5)  # let every worker import kitaru and reach the gate
-        go.touch()
+        open_when_all_wait(go, workers)
         outcomes = [finish(worker) for worker in workers]
         want = expected(STEPS)
         ids = [exec_id for outcome in outcomes for exec_id in outcome["ids"]]
@@ -170,8 +183,7 @@ class TestRacingResumes:
         ids = interrupt(6, steps, log, "held")
         before = {exec_id: len(journal_rows(exec_id)) for exec_id in ids}
         racers = [start(["resume", str(go), exec_id]) for exec_id in ids for _ in range(2)]
-        time.sleep(0.5)
-        go.touch()
+        open_when_all_wait(go, racers)
         outcomes = [finish(racer) for racer in racers]
         want = expected(steps)
         for n, exec_id in enumerate(ids):
