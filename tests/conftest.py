@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import cached_stores, forget_stores_opened_since
 from hypothesis import settings
 
 from kitaru import KitaruClient, KitaruStateError
@@ -72,6 +73,18 @@ def kitaru_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in _PROVIDER_URL_ENV.items():
         monkeypatch.setenv(name, value)
     return config
+
+
+@pytest.fixture(autouse=True)
+def _close_journals(kitaru_env: Path) -> Iterator[None]:
+    """Close the journals the test opened through the store cache when it ends.
+
+    The cache keeps each journal (file, WAL and shared-memory index) open for the life of
+    the process; without this a full run piles up thousands of open files.
+    """
+    before = cached_stores()
+    yield
+    forget_stores_opened_since(before)
 
 
 # Hypothesis profiles. ``ci`` is the default: derandomized (the same examples on every

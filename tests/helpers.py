@@ -195,6 +195,33 @@ def side_effects(path: Path) -> Counter[str]:
     return Counter(path.read_text(encoding="utf-8").split())
 
 
+def cached_stores() -> set[object]:
+    """The journals this process keeps open in its store cache (``open_store``)."""
+    import kitaru.journal
+
+    return set(kitaru.journal._stores)
+
+
+def forget_stores_opened_since(before: set[object]) -> None:
+    """Close and drop the cached journals opened since ``before`` was taken, so their
+    files do not stay open for the rest of the run.
+
+    This closes this thread's connections at once. A finished flow thread's connections
+    go with its thread locals, but an unclosed ``sqlite3.Connection`` sits in a reference
+    cycle with its statement cache, so its files close at the next garbage collection
+    (running one per test would cost more than the files do).
+    """
+    from kitaru.journal import forget_store
+
+    for location in cached_stores() - before:
+        forget_store(str(location))
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def store_file() -> Path:
     """The journal file the current test uses."""
     return Path(os.environ["KITARU_STORE"])
