@@ -1,4 +1,8 @@
-"""Shared fixtures: every test runs against its own config dir and journal."""
+"""Shared fixtures: every test runs against its own config dir and journal.
+
+A plain ``python -m pytest`` leaves out the tests marked ``slow`` (real subprocesses,
+many executions); ``python -m pytest --all`` runs everything, as CI does.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,25 @@ _PROVIDER_URL_ENV = {
     "OLLAMA_HOST": _UNREACHABLE,
     "KITARU_OPENROUTER_BASE_URL": f"{_UNREACHABLE}/v1",
 }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all",
+        action="store_true",
+        help="run the tests marked slow too (CI runs everything; without it they are left out)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow tests out of a plain run, unless ``--all`` or a ``-m`` expression
+    says which to run."""
+    if config.getoption("--all") or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
 
 
 @pytest.fixture(autouse=True)
