@@ -102,6 +102,7 @@ def open_when_all_wait(go: Path, workers: list[subprocess.Popen[str]]) -> None:
 
 
 class TestManyWritersOneFile:
+    @pytest.mark.slow
     def test_eight_processes_running_many_executions_at_once(
         self, tmp_path: Path, go: Path
     ) -> None:
@@ -140,6 +141,7 @@ conn.execute("ROLLBACK")
 
 
 class TestFirstOpen:
+    @pytest.mark.slow
     @pytest.mark.parametrize(("held", "timeout"), [(0.5, 10.0), (1.0, 0.3)])
     def test_opening_a_journal_another_process_is_creating_waits_for_it(
         self, tmp_path: Path, held: float, timeout: float
@@ -174,6 +176,7 @@ class TestFirstOpen:
 
 
 class TestRacingResumes:
+    @pytest.mark.slow
     def test_two_processes_released_at_once_run_an_interrupted_execution_once(
         self, tmp_path: Path, go: Path
     ) -> None:
@@ -198,6 +201,7 @@ class TestRacingResumes:
 
 
 class TestRecoverAll:
+    @pytest.mark.slow
     def test_two_recoveries_at_once_resume_each_interrupted_execution_once(
         self, tmp_path: Path
     ) -> None:

@@ -194,6 +194,7 @@ def cli_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 class TestConfigPathIsAFile:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "args",
         [

@@ -141,6 +141,7 @@ def this_checkout() -> dict[str, str]:
 
 
 class TestValuesOffTheCommandLine:
+    @pytest.mark.slow
     def test_values_are_read_from_standard_input_in_order(self) -> None:
         """Bare --KEY values come from stdin, one line each in order; --KEY=VALUE still works."""
         result = subprocess.run(
@@ -158,6 +159,7 @@ class TestValuesOffTheCommandLine:
         assert VALUE not in result.stdout + result.stderr
         assert get_secret("creds") == {"OPENAI_API_KEY": VALUE, "ORG": "o1", "PROJECT": "proj-2"}
 
+    @pytest.mark.slow
     def test_the_value_never_appears_in_the_process_arguments(self) -> None:
         """While kitaru waits for the value, its command line (what ps shows) lacks it."""
         proc = subprocess.Popen(
@@ -186,6 +188,7 @@ class TestValuesOffTheCommandLine:
         assert VALUE not in cmdline + out + err
         assert get_secret("creds") == {"OPENAI_API_KEY": VALUE}
 
+    @pytest.mark.slow
     def test_input_that_ends_early_stores_nothing(self) -> None:
         """Fewer lines than bare keys is one clear error naming the key, and nothing is saved."""
         result = subprocess.run(
@@ -203,6 +206,7 @@ class TestValuesOffTheCommandLine:
         assert "Traceback" not in result.stderr
         assert list_secrets() == {}
 
+    @pytest.mark.slow
     def test_a_terminal_is_asked_without_echo(self) -> None:
         """On a terminal kitaru asks for the value and the typed value is not echoed."""
         pid, fd = pty.fork()

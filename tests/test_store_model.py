@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -391,3 +392,5 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.settings = settings(settings.default, stateful_step_count=30, deadline=None)
 TestStoreAgreesWithModel = StoreMachine.TestCase
+# Hundreds of steps against two real stores: it runs with --all (CI), not in a plain run.
+TestStoreAgreesWithModel.pytestmark = [pytest.mark.slow]
