@@ -296,7 +296,10 @@ _damages = st.one_of(
 
 
 class TestDamagedFile:
-    @pytest.mark.slow
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(0.6)
     @given(damage=_damages)
     def test_damage_is_reported_never_read_as_a_shorter_journal(
