@@ -1,4 +1,8 @@
-"""Shared fixtures: every test runs against its own config dir and journal."""
+"""Shared fixtures: every test runs against its own config dir and journal.
+
+A plain ``python -m pytest`` leaves out the tests marked ``slow`` (real subprocesses,
+many executions); ``python -m pytest --all`` runs everything, as CI does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import cached_stores, forget_stores_opened_since
 from hypothesis import settings
 from store_backends import BACKENDS, StoreBackend, postgres_backend
 
@@ -38,6 +43,25 @@ _PROVIDER_URL_ENV = {
     "OLLAMA_HOST": _UNREACHABLE,
     "KITARU_OPENROUTER_BASE_URL": f"{_UNREACHABLE}/v1",
 }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all",
+        action="store_true",
+        help="run the tests marked slow too (CI runs everything; without it they are left out)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow tests out of a plain run, unless ``--all`` or a ``-m`` expression
+    says which to run."""
+    if config.getoption("--all") or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +98,18 @@ def kitaru_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in _PROVIDER_URL_ENV.items():
         monkeypatch.setenv(name, value)
     return config
+
+
+@pytest.fixture(autouse=True)
+def _close_journals(kitaru_env: Path) -> Iterator[None]:
+    """Close the journals the test opened through the store cache when it ends.
+
+    The cache keeps each journal (file, WAL and shared-memory index) open for the life of
+    the process; without this a full run piles up thousands of open files.
+    """
+    before = cached_stores()
+    yield
+    forget_stores_opened_since(before)
 
 
 # Hypothesis profiles. ``ci`` is the default: derandomized (the same examples on every

@@ -1,4 +1,5 @@
-"""Running flows in real subprocesses and driving the real ``kitaru`` command.
+"""Running flows in real subprocesses and driving the real ``kitaru`` command
+(``python -m kitaru``).
 
 Every child process inherits the test's environment (``KITARU_STORE`` and
 ``KITARU_CONFIG_PATH`` point into ``tmp_path``) with a ``PYTHONPATH`` that holds only
@@ -62,12 +63,16 @@ class OwnedStore(SqliteStore):
                 self.release(exec_id, owner)
 
 
-def kitaru_executable() -> str:
-    """The installed ``kitaru`` console script."""
-    path = shutil.which("kitaru")
-    if path is None:
-        pytest.skip("the kitaru console script is not installed (pip install -e .)")
-    return path
+def kitaru_command(*args: str) -> list[str]:
+    """The ``kitaru`` command run by this interpreter, so it never depends on a console
+    script being on PATH.
+
+    ``-P`` keeps the working folder off ``sys.path``, as it is for the installed
+    ``kitaru`` script: a flow module lying in the folder a resume starts from is found
+    only through what the journal recorded. kitaru itself comes from the child's
+    PYTHONPATH (see ``child_env``).
+    """
+    return [sys.executable, "-P", "-m", "kitaru", *args]
 
 
 _KITARU_ONLY: list[str] = []
@@ -140,7 +145,7 @@ def kitaru(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``kitaru`` command in a new process started in ``cwd``."""
     return subprocess.run(
-        [kitaru_executable(), *args],
+        kitaru_command(*args),
         cwd=cwd,
         env=env if env is not None else child_env(),
         capture_output=True,
@@ -188,6 +193,33 @@ def side_effects(path: Path) -> Counter[str]:
     if not path.exists():
         return Counter()
     return Counter(path.read_text(encoding="utf-8").split())
+
+
+def cached_stores() -> set[object]:
+    """The journals this process keeps open in its store cache (``open_store``)."""
+    import kitaru.journal
+
+    return set(kitaru.journal._stores)
+
+
+def forget_stores_opened_since(before: set[object]) -> None:
+    """Close and drop the cached journals opened since ``before`` was taken, so their
+    files do not stay open for the rest of the run.
+
+    This closes this thread's connections at once. A finished flow thread's connections
+    go with its thread locals, but an unclosed ``sqlite3.Connection`` sits in a reference
+    cycle with its statement cache, so its files close at the next garbage collection
+    (running one per test would cost more than the files do).
+    """
+    from kitaru.journal import forget_store
+
+    for location in cached_stores() - before:
+        forget_store(str(location))
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
 
 
 def store_file() -> Path:

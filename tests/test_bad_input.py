@@ -79,6 +79,7 @@ def kill_pipeline(tmp_path: Path, kill: str = "inside:offset") -> tuple[str, Pat
 
 
 class TestStoreThatIsNotAJournal:
+    @pytest.mark.slow
     def test_a_file_that_is_not_a_database(self, tmp_path: Path, elsewhere: Path) -> None:
         """KITARU_STORE naming a non-database file is reported, and the file is left alone."""
         notes = tmp_path / "notes.txt"
@@ -88,6 +89,7 @@ class TestStoreThatIsNotAJournal:
         assert_clean_error(result, str(notes), "not a kitaru journal")
         assert digest(notes) == before
 
+    @pytest.mark.slow
     def test_a_database_of_another_application(self, tmp_path: Path, elsewhere: Path) -> None:
         """An SQLite file kitaru did not create is refused untouched."""
         other = tmp_path / "other.db"
@@ -100,6 +102,7 @@ class TestStoreThatIsNotAJournal:
         assert_clean_error(result, "kitaru did not create")
         assert digest(other) == before
 
+    @pytest.mark.slow
     def test_a_directory(self, tmp_path: Path, elsewhere: Path) -> None:
         """KITARU_STORE naming a folder says so and suggests a file inside it."""
         folder = tmp_path / "journals"
@@ -110,6 +113,7 @@ class TestStoreThatIsNotAJournal:
         assert_clean_error(result, "is a directory", str(folder / "kitaru.db"))
         assert list(folder.iterdir()) == []
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("value", "fragment"),
         [("mysql://localhost/kitaru", "'mysql' scheme"), ("sqlite:///", "no path")],
@@ -119,6 +123,7 @@ class TestStoreThatIsNotAJournal:
         result = kitaru("executions", "list", cwd=elsewhere, env=child_env(KITARU_STORE=value))
         assert_clean_error(result, "KITARU_STORE", fragment)
 
+    @pytest.mark.slow
     def test_a_sqlite_url_means_the_same_file(self, tmp_path: Path, elsewhere: Path) -> None:
         """``sqlite:///PATH`` reads the same journal as the bare path."""
         exec_id, _ = kill_pipeline(tmp_path, "after:load_numbers")
@@ -160,6 +165,7 @@ def read_only(*paths: Path) -> Iterator[None]:
 
 
 class TestReadOnlyStore:
+    @pytest.mark.slow
     def test_resume_on_a_read_only_journal_fails_cleanly_and_loses_nothing(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -184,6 +190,7 @@ class TestReadOnlyStore:
         assert side_effects(side)["load_numbers"] == 1
         assert side_effects(side)["offset"] == 2
 
+    @pytest.mark.slow
     def test_a_journal_in_a_read_only_folder_cannot_be_created(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -197,6 +204,7 @@ class TestReadOnlyStore:
 
 
 class TestUnknownExecution:
+    @pytest.mark.slow
     @pytest.mark.parametrize("command", ["get", "resume", "retry"])
     def test_an_unknown_id_is_reported(self, elsewhere: Path, command: str) -> None:
         """An id that matches no execution exits 1 and says how to list executions."""
@@ -225,6 +233,7 @@ class TestEventFromTheFuture:
             conn.commit()
         return exec_id, side
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("command", ["get", "resume", "retry"])
     def test_commands_name_the_unknown_event_type(
         self, future: tuple[str, Path], elsewhere: Path, command: str
@@ -238,6 +247,7 @@ class TestEventFromTheFuture:
         assert journal_rows(exec_id) == rows
         assert side_effects(side) == traces
 
+    @pytest.mark.slow
     def test_list_does_not_misread_it(self, future: tuple[str, Path], elsewhere: Path) -> None:
         """``list`` either names the unknown event cleanly or lists the execution unread."""
         result = kitaru("executions", "list", cwd=elsewhere)
@@ -247,6 +257,7 @@ class TestEventFromTheFuture:
         else:
             assert_clean_error(result, "'from_the_future'")
 
+    @pytest.mark.slow
     def test_the_client_raises_a_backend_error(self, future: tuple[str, Path]) -> None:
         """In Python the unknown event is a KitaruBackendError, never a silent skip."""
         with pytest.raises(KitaruBackendError, match="from_the_future"):
@@ -254,6 +265,7 @@ class TestEventFromTheFuture:
 
 
 class TestFlowThatMovedAway:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["module", "script"])
     def test_resume_of_an_unimportable_flow_fails_cleanly_then_works_when_restored(
         self, tmp_path: Path, elsewhere: Path, mode: str
@@ -349,6 +361,7 @@ class TestUnstorableValues:
         assert "_thread.lock" in str(caught.value)
         assert completed_calls(handle.exec_id) == {"simple_step"}
 
+    @pytest.mark.slow
     def test_retry_from_the_cli_names_the_checkpoint_and_type(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:

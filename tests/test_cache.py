@@ -320,6 +320,7 @@ if __name__ == "__main__":
 
 
 class TestKeyAcrossProcesses:
+    @pytest.mark.slow
     def test_a_new_process_hits_and_an_edited_constant_misses(self, tmp_path: Path) -> None:
         """The key is stable between processes, and editing a constant in the file misses."""
         script = tmp_path / "shop.py"

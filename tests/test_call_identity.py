@@ -159,6 +159,7 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 class TestSameNameInTwoModules:
+    @pytest.mark.slow
     def test_swapped_calls_of_two_fetch_functions_diverge(self, elsewhere: Path) -> None:
         """``web.fetch`` and ``db.fetch`` swapped after a kill: a divergence, not swapped
         outputs."""
@@ -180,6 +181,7 @@ class TestSameNameInTwoModules:
             FlowHandle(exec_id).get()
         assert caught.value.position == 0
 
+    @pytest.mark.slow
     def test_unswapped_resume_completes(self, elsewhere: Path) -> None:
         """The same calls in the same order resume to the uninterrupted result."""
         first = run_flow("drift", "swapped", "k", env=child_env(DRIFT_KILL_AFTER="1"))
@@ -215,6 +217,7 @@ def _seeds_with_different_first_names() -> tuple[str, str, list[str], list[str]]
 
 
 class TestArgumentsThatChanged:
+    @pytest.mark.slow
     def test_a_set_iterated_under_another_hash_seed_diverges_naming_the_argument(
         self, elsewhere: Path
     ) -> None:
@@ -249,6 +252,7 @@ class TestArgumentsThatChanged:
             repr(resumed_order[0]),
         )
 
+    @pytest.mark.slow
     def test_the_same_hash_seed_resumes_to_every_name_s_own_record(self, elsewhere: Path) -> None:
         """Resumed under the same seed, each name gets its own record."""
         first = run_flow(
@@ -262,6 +266,7 @@ class TestArgumentsThatChanged:
 
 
 class TestEqualArgumentsUnderAnotherHashSeed:
+    @pytest.mark.slow
     def test_an_equal_set_iterated_in_another_order_is_the_same_argument(
         self, elsewhere: Path
     ) -> None:
@@ -310,6 +315,7 @@ class TestArgumentsOfEveryStoredKind:
 
 
 class TestArgumentMutation:
+    @pytest.mark.slow
     def test_a_mutating_body_gives_the_same_result_live_and_resumed(self, elsewhere: Path) -> None:
         """A checkpoint appending to the state it was given: the flow body sees the same thing
         whether or not the run was killed and resumed in between."""

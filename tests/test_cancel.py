@@ -382,6 +382,7 @@ def ended(proc: subprocess.Popen[str]) -> Any:
 
 
 class TestCancelAnExecutionOfAnotherProcess:
+    @pytest.mark.slow
     def test_the_command_stops_a_flow_running_in_another_process(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -405,6 +406,7 @@ class TestCancelAnExecutionOfAnotherProcess:
         assert ticks < 10_000
         assert len(execution.checkpoints) in (ticks, ticks - 1)
 
+    @pytest.mark.slow
     def test_the_client_stops_a_flow_running_in_another_process(self, side: Path) -> None:
         """``KitaruClient().executions.cancel`` here stops a flow running in a child process."""
         with flow_process("ticker", "10000", side=side) as proc:
@@ -416,6 +418,7 @@ class TestCancelAnExecutionOfAnotherProcess:
             FlowHandle(exec_id).wait(timeout=TIMEOUT)
         assert caught.value.status == "cancelled"
 
+    @pytest.mark.slow
     def test_a_flow_waiting_in_another_process_is_cancelled(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -429,6 +432,7 @@ class TestCancelAnExecutionOfAnotherProcess:
         assert KitaruClient().executions.get(exec_id).status == "cancelled"
         assert side_effects(side) == Counter({"prepare": 1})
 
+    @pytest.mark.slow
     def test_a_killed_flow_is_cancelled_at_once(self, side: Path, elsewhere: Path) -> None:
         """An execution whose process was killed has no live owner: it is cancelled at once."""
         with flow_process("ticker", "10000", side=side) as proc:
@@ -444,6 +448,7 @@ class TestCancelAnExecutionOfAnotherProcess:
         resumed = kitaru("executions", "resume", exec_id, cwd=elsewhere)
         assert_clean_error(resumed, "cannot be resumed: it was cancelled")
 
+    @pytest.mark.slow
     def test_cancel_of_a_finished_execution_from_the_command(
         self, side: Path, elsewhere: Path
     ) -> None:

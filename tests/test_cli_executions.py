@@ -155,6 +155,7 @@ class TestList:
         assert result.stdout.strip() == f"No executions in the journal {tmp_path / 'kitaru.db'}."
         assert cli_json("executions", "list") == []
 
+    @pytest.mark.slow
     def test_an_interrupted_execution_is_marked(self, tmp_path: Path) -> None:
         """An execution whose process was killed shows as running (interrupted)."""
         killed = run_flow(
@@ -247,6 +248,7 @@ def _record_started(exec_id: str) -> None:
 
 
 class TestInstalledCommand:
+    @pytest.mark.slow
     def test_json_goes_to_stdout_and_logs_to_stderr(
         self, recorded: dict[str, str], tmp_path: Path
     ) -> None:

@@ -95,6 +95,7 @@ def in_shell(command: str, env: dict[str, str], cwd: Path) -> subprocess.Complet
 
 
 class TestJsonAloneOnStdout:
+    @pytest.mark.slow
     def test_resume_json_holds_only_json_and_prints_still_go_to_the_journal(
         self, tmp_path: Path
     ) -> None:
@@ -113,6 +114,7 @@ class TestJsonAloneOnStdout:
             ("stdout", "step 2 running"),
         ]
 
+    @pytest.mark.slow
     def test_replay_json_holds_only_json(self) -> None:
         """``replay -o json`` prints its progress and the checkpoints' prints to stderr."""
         exec_id = parked_noisy()
@@ -128,6 +130,7 @@ class TestJsonAloneOnStdout:
 
 
 class TestWaitNotice:
+    @pytest.mark.slow
     def test_resume_says_at_once_what_it_waits_for_and_the_command_works_elsewhere(
         self, tmp_path: Path, other_shell: dict[str, str]
     ) -> None:
@@ -180,6 +183,7 @@ class TestWaitNotice:
 
 
 class TestReadingCreatesNothing:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "args",
         [
@@ -205,6 +209,7 @@ class TestReadingCreatesNothing:
         assert str(work / "data" / "journal.db") in shown
         assert "Traceback" not in shown
 
+    @pytest.mark.slow
     def test_list_says_there_are_no_executions(self, tmp_path: Path) -> None:
         """``list`` with no journal exits 0 saying there are none, and where it looked."""
         done = run_kitaru("executions", "list", cwd=tmp_path)
@@ -215,6 +220,7 @@ class TestReadingCreatesNothing:
         as_json = run_kitaru("executions", "list", "-o", "json", cwd=tmp_path)
         assert json.loads(as_json.stdout) == []
 
+    @pytest.mark.slow
     def test_get_of_a_missing_journal_is_one_error_line(self, tmp_path: Path) -> None:
         """``get`` with no journal is one line on stderr naming the file, exit 1."""
         done = run_kitaru("executions", "get", "abc", cwd=tmp_path)
@@ -227,6 +233,7 @@ class TestReadingCreatesNothing:
 
 
 class TestOneAnswerPerWait:
+    @pytest.mark.slow
     def test_the_cli_refuses_a_second_answer(self) -> None:
         """A second ``input`` for an answered wait is one error line and exit 1; the first
         answer stands."""
@@ -239,6 +246,7 @@ class TestOneAnswerPerWait:
         handle = KitaruClient().executions.resume(exec_id)
         assert handle.wait(timeout=TIMEOUT) == {"approved": False}
 
+    @pytest.mark.slow
     def test_the_client_refuses_a_second_answer(self) -> None:
         """``executions.input`` twice raises ``KitaruStateError`` naming the wait."""
         exec_id = parked_noisy()
@@ -246,6 +254,7 @@ class TestOneAnswerPerWait:
         with pytest.raises(KitaruStateError, match=r"Wait 'go_on' .* already has an answer"):
             KitaruClient().executions.input(exec_id, value=False)
 
+    @pytest.mark.slow
     def test_two_racing_answers_store_one(self) -> None:
         """The journal itself keeps one answer per wait: a second post is refused."""
         from kitaru._stores import open_store
@@ -260,6 +269,7 @@ class TestOneAnswerPerWait:
 
 
 class TestUnknownCheckpoint:
+    @pytest.mark.slow
     def test_logs_names_the_checkpoints_there_are(self) -> None:
         """``logs --checkpoint nosuch`` says there is none, lists the real ones, exits 1."""
         exec_id = parked_noisy()
@@ -312,6 +322,7 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str) -> list[str]:
 
 
 class TestExampleCommands:
+    @pytest.mark.slow
     def test_approval_wait_manual_prints_commands_that_answer_it(
         self, tmp_path: Path, other_shell: dict[str, str]
     ) -> None:
@@ -336,6 +347,7 @@ class TestExampleCommands:
             assert proc.returncode == 0, err
         assert "published: We are pleased to announce kitaru 1.0" in out
 
+    @pytest.mark.slow
     def test_replay_with_overrides_prints_a_command_that_works(
         self, tmp_path: Path, other_shell: dict[str, str]
     ) -> None:

@@ -160,6 +160,7 @@ class TestClean:
         assert not config.exists()
         assert "Nothing to remove" in cli("clean", "--yes").stdout
 
+    @pytest.mark.slow
     def test_clean_refuses_while_an_execution_runs_in_a_live_process(
         self, tmp_path: Path, journal: Path
     ) -> None:

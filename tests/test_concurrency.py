@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, journal_rows, kitaru_executable, store_file
+from helpers import REPO, TIMEOUT, child_env, journal_rows, kitaru_command, store_file
 from prop_flows.crashing import DEATH_EXIT_CODE
 from prop_flows.interpreter import interpret, side_effects
 
@@ -88,7 +88,22 @@ def go(tmp_path: Path) -> Iterator[Path]:
     path.touch()  # never leave a worker waiting
 
 
+def open_when_all_wait(go: Path, workers: list[subprocess.Popen[str]]) -> None:
+    """Create ``go`` once every worker has left its ready file at the gate."""
+    deadline = time.monotonic() + TIMEOUT
+    while len(list(go.parent.glob(f"{go.name}.ready-*"))) < len(workers):
+        for worker in workers:
+            if worker.poll() is not None:
+                _, err = worker.communicate()
+                pytest.fail(f"a worker ended ({worker.returncode}) before the gate:\n{err[-3000:]}")
+        ready = len(list(go.parent.glob(f"{go.name}.ready-*")))
+        assert time.monotonic() < deadline, f"{ready} of {len(workers)} workers reached the gate"
+        time.sleep(0.01)
+    go.touch()
+
+
 class TestManyWritersOneFile:
+    @pytest.mark.slow
     def test_eight_processes_running_many_executions_at_once(
         self, tmp_path: Path, go: Path
     ) -> None:
@@ -99,8 +114,7 @@ class TestManyWritersOneFile:
             start(["many", str(go), str(per_process), json.dumps(STEPS), str(log)])
             for _ in range(processes)
         ]
-        time.sleep(0.5)  # let every worker import kitaru and reach the gate
-        go.touch()
+        open_when_all_wait(go, workers)
         outcomes = [finish(worker) for worker in workers]
         want = expected(STEPS)
         ids = [exec_id for outcome in outcomes for exec_id in outcome["ids"]]
@@ -128,6 +142,7 @@ conn.execute("ROLLBACK")
 
 
 class TestFirstOpen:
+    @pytest.mark.slow
     @pytest.mark.parametrize(("held", "timeout"), [(0.5, 10.0), (1.0, 0.3)])
     def test_opening_a_journal_another_process_is_creating_waits_for_it(
         self, tmp_path: Path, held: float, timeout: float
@@ -162,6 +177,7 @@ class TestFirstOpen:
 
 
 class TestRacingResumes:
+    @pytest.mark.slow
     def test_two_processes_released_at_once_run_an_interrupted_execution_once(
         self, tmp_path: Path, go: Path
     ) -> None:
@@ -171,8 +187,7 @@ class TestRacingResumes:
         ids = interrupt(6, steps, log, "held")
         before = {exec_id: len(journal_rows(exec_id)) for exec_id in ids}
         racers = [start(["resume", str(go), exec_id]) for exec_id in ids for _ in range(2)]
-        time.sleep(0.5)
-        go.touch()
+        open_when_all_wait(go, racers)
         outcomes = [finish(racer) for racer in racers]
         want = expected(steps)
         for n, exec_id in enumerate(ids):
@@ -187,6 +202,7 @@ class TestRacingResumes:
 
 
 class TestRecoverAll:
+    @pytest.mark.slow
     def test_two_recoveries_at_once_resume_each_interrupted_execution_once(
         self, tmp_path: Path
     ) -> None:
@@ -210,16 +226,7 @@ class TestRecoverAll:
 
         recoveries = [
             subprocess.Popen(
-                [
-                    kitaru_executable(),
-                    "executions",
-                    "resume",
-                    "--all",
-                    "--parallel",
-                    "4",
-                    "-o",
-                    "json",
-                ],
+                kitaru_command("executions", "resume", "--all", "--parallel", "4", "-o", "json"),
                 cwd=tmp_path,
                 env=child_env(),
                 stdout=subprocess.PIPE,

@@ -125,6 +125,7 @@ def assert_resumed_correctly(
 
 
 class TestUninterruptedRun:
+    @pytest.mark.slow
     def test_pipeline_runs_to_its_result_with_every_body_once(self, ws: Workspace) -> None:
         """A run that is never killed prints the expected result and runs each body once."""
         result = run_flow("pipeline", "5", env=ws.env())
@@ -157,6 +158,7 @@ KILL_POINTS = [
 
 
 class TestResumeAfterSigkill:
+    @pytest.mark.slow
     @pytest.mark.parametrize(("kill", "done", "traces"), KILL_POINTS)
     def test_resume_from_another_process_finishes_the_run(
         self, ws: Workspace, kill: str, done: set[str], traces: list[str]
@@ -191,6 +193,7 @@ class TestResumeAfterSigkill:
         assert_resumed_correctly(ws, exec_id, before, done, result)
         assert side_effects(ws.side)["square:3"] == 2
 
+    @pytest.mark.slow
     def test_repeated_kills_of_the_resuming_process(self, ws: Workspace) -> None:
         """Resumes killed in turn each keep what they finished; a last resume completes."""
         first = run_flow("pipeline", "5", env=ws.env(PIPELINE_KILL="after:load_numbers"))
@@ -214,6 +217,7 @@ class TestResumeAfterSigkill:
         assert final["square:3"] == 2
         assert final["summarise"] == 2
 
+    @pytest.mark.slow
     def test_a_module_found_through_pythonpath_resumes_without_it(self, ws: Workspace) -> None:
         """A flow imported via PYTHONPATH by a launcher resumes from a shell without it."""
         launcher = ws.launch / "launch_agent.py"
@@ -238,6 +242,7 @@ class TestResumeAfterSigkill:
 
         assert_resumed_correctly(ws, exec_id, before, done, result)
 
+    @pytest.mark.slow
     def test_resume_of_a_completed_execution_is_refused(self, ws: Workspace) -> None:
         """Resuming an execution that already completed exits 1 and runs nothing."""
         assert run_flow("pipeline", "5", env=ws.env()).returncode == 0
@@ -250,6 +255,7 @@ class TestResumeAfterSigkill:
 
 
 class TestSigkillFromOutsideAtAnyMoment:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("traces", "delay"),
         [(1, 0.0), (1, 0.04), (3, 0.02), (6, 0.0), (6, 0.045), (7, 0.02), (8, 0.0), (8, 0.03)],
@@ -277,6 +283,7 @@ class TestSigkillFromOutsideAtAnyMoment:
 
 
 class TestFlowsDefinedInScripts:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("kill", "done"),
         [
@@ -302,6 +309,7 @@ class TestFlowsDefinedInScripts:
 
         assert_resumed_correctly(ws, exec_id, before, done, result)
 
+    @pytest.mark.slow
     def test_script_map_fan_out_kill_resumes(self, ws: Workspace) -> None:
         """A script killed in the middle of a fan-out resumes with only the killed call rerun."""
         first = run_flow(
@@ -326,6 +334,7 @@ class TestRetryOfFailedExecutions:
         elsewhere.mkdir()
         return {"marker": marker, "side": side, "env": env, "cwd": elsewhere, "id": only_exec_id()}
 
+    @pytest.mark.slow
     def test_retry_reruns_only_the_failed_checkpoint(self, flaky: dict[str, Any]) -> None:
         """Retry of a failed execution skips completed calls and runs the failed one again."""
         exec_id = flaky["id"]
@@ -347,6 +356,7 @@ class TestRetryOfFailedExecutions:
         assert [a["status"] for a in service["attempts"]] == ["failed", "completed"]
         assert service["attempts"][0]["failure"]["exception_type"] == "ConnectionError"
 
+    @pytest.mark.slow
     def test_retry_that_fails_again_exits_1_and_stays_retryable(
         self, flaky: dict[str, Any]
     ) -> None:
@@ -360,6 +370,7 @@ class TestRetryOfFailedExecutions:
             {"prepare": 1, "call_service": 3, "finish": 1}
         )
 
+    @pytest.mark.slow
     def test_resume_of_a_failed_execution_says_to_retry(self, flaky: dict[str, Any]) -> None:
         """``resume`` on a failed execution exits 1, runs nothing and points to ``retry``."""
         rows = journal_rows(flaky["id"])
@@ -368,6 +379,7 @@ class TestRetryOfFailedExecutions:
         assert journal_rows(flaky["id"]) == rows
         assert side_effects(flaky["side"]) == Counter({"prepare": 1, "call_service": 1})
 
+    @pytest.mark.slow
     def test_retry_of_a_completed_execution_is_refused(self, flaky: dict[str, Any]) -> None:
         """``retry`` on a completed execution exits 1 and records nothing."""
         flaky["marker"].touch()
@@ -400,6 +412,7 @@ class TestDivergence:
         assert completed_calls(exec_id) == {"plan", "research"}
         return {"id": exec_id, "side": side, "cwd": elsewhere}
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(("shape", "position", "expected", "actual"), DIVERGENCES)
     def test_changed_code_stops_with_a_divergence_and_keeps_the_journal(
         self, crashed: dict[str, Any], shape: str, position: int, expected: str, actual: str
@@ -446,6 +459,7 @@ class TestDivergence:
         assert execution.failure.origin == "divergence"
         assert execution.failure.exception_type == "kitaru.errors.KitaruDivergenceError"
 
+    @pytest.mark.slow
     def test_a_flow_that_returns_before_recorded_calls_diverges(
         self, crashed: dict[str, Any]
     ) -> None:
@@ -470,6 +484,7 @@ class TestDivergence:
         assert (caught.value.position, caught.value.actual) == (1, None)
         assert caught.value.expected == "checkpoint 'research'"
 
+    @pytest.mark.slow
     def test_retry_with_the_code_restored_completes(self, crashed: dict[str, Any]) -> None:
         """After a divergence, restoring the code and retrying finishes without rerunning calls."""
         exec_id, side = crashed["id"], crashed["side"]
@@ -488,6 +503,7 @@ class TestDivergence:
 
 
 class TestValuesRoundTripThroughAResume:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["module", "script"])
     def test_typed_values_come_back_with_their_types(self, tmp_path: Path, mode: str) -> None:
         """Dataclass, Struct, pydantic, tuple, datetime and set values survive a resume."""
@@ -514,6 +530,7 @@ class TestValuesRoundTripThroughAResume:
         assert seen["arg_types"] == ["Point", "datetime"]
         assert seen["args_equal"] is True
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["module", "script"])
     def test_replay_in_the_first_process_gives_its_own_classes(
         self, tmp_path: Path, mode: str
@@ -679,6 +696,7 @@ class TestInProcessRetry:
             (4, "failed"),
         ]
 
+    @pytest.mark.slow
     def test_resume_of_an_execution_this_process_is_running_is_refused(self) -> None:
         """Resuming an execution that this very process still runs raises KitaruStateError."""
         handle = gated_flow.run(5, background=True)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "crash_and_resume.py"
 
 
+@pytest.mark.slow
 def test_demo_crashes_resumes_and_redoes_nothing_finished(tmp_path: Path) -> None:
     """The demo's child dies by SIGKILL, the resume completes, finished work is not redone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KITARU_", "OPENAI_"))}

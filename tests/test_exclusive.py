@@ -28,7 +28,7 @@ from helpers import (
     flow_command,
     journal_rows,
     kitaru,
-    kitaru_executable,
+    kitaru_command,
     only_exec_id,
     run_flow,
     side_effects,
@@ -65,6 +65,7 @@ def _resume(dirs: dict[str, Path], exec_id: str, **env: str) -> object:
 
 
 class TestLiveRunnerKeepsOthersOut:
+    @pytest.mark.slow
     def test_resume_of_a_running_execution_is_refused_naming_the_pid(
         self, dirs: dict[str, Path]
     ) -> None:
@@ -88,6 +89,7 @@ class TestLiveRunnerKeepsOthersOut:
             ["load_numbers", *(f"square:{x}" for x in range(1, 6)), "offset", "summarise"]
         )
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
     def test_resume_works_at_once_after_the_runner_is_killed(
         self, dirs: dict[str, Path], reaped: bool
@@ -137,6 +139,7 @@ def _wait_until_zombie(pid: int) -> None:
 
 
 class TestRacingResumes:
+    @pytest.mark.slow
     def test_two_resumes_at_once_run_the_execution_once(self, dirs: dict[str, Path]) -> None:
         """Two processes resuming the same interrupted execution: exactly one runs it."""
         side = dirs["side"]
@@ -148,7 +151,7 @@ class TestRacingResumes:
         assert first.returncode == -9
         exec_id = only_exec_id()
         before = side_effects(side)
-        command = [kitaru_executable(), "executions", "resume", exec_id]
+        command = kitaru_command("executions", "resume", exec_id)
         env = child_env(PIPELINE_SIDE=str(side), PIPELINE_SLOW="0.5")
         with (
             background(command, cwd=dirs["elsewhere"], env=env) as one,
@@ -171,6 +174,7 @@ class TestRacingResumes:
 
 
 class TestManyExecutionsAtOnce:
+    @pytest.mark.slow
     def test_separate_executions_resume_side_by_side(self, tmp_path: Path) -> None:
         """Several interrupted executions resumed by parallel processes all complete."""
         sides = [tmp_path / f"side-{i}.txt" for i in range(3)]
@@ -186,7 +190,7 @@ class TestManyExecutionsAtOnce:
             procs = [
                 stack.enter_context(
                     background(
-                        [kitaru_executable(), "executions", "resume", exec_id],
+                        kitaru_command("executions", "resume", exec_id),
                         cwd=elsewhere,
                         env=child_env(PIPELINE_SIDE=str(side)),
                     )

@@ -216,6 +216,7 @@ conn.execute("ROLLBACK")
 
 
 class TestLockHeldTooLong:
+    @pytest.mark.slow
     def test_a_lock_held_past_the_busy_timeout_fails_cleanly_and_heals(
         self, tmp_path: Path
     ) -> None:
@@ -295,6 +296,10 @@ _damages = st.one_of(
 
 
 class TestDamagedFile:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(0.6)
     @given(damage=_damages)
     def test_damage_is_reported_never_read_as_a_shorter_journal(
@@ -331,6 +336,7 @@ class TestDamagedFile:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{damaged}{suffix}").unlink(missing_ok=True)
 
+    @pytest.mark.slow
     def test_the_cli_reports_a_truncated_journal(self, sound_journal: Path, tmp_path: Path) -> None:
         """``kitaru store check`` exits 1 naming the damage; other commands fail cleanly."""
         damaged = tmp_path / "kitaru.db"
@@ -378,6 +384,7 @@ def _interrupted(tmp_path: Path) -> tuple[str, Path]:
 
 
 class TestNewerJournal:
+    @pytest.mark.slow
     def test_a_newer_schema_is_refused_clearly_and_left_untouched(self, tmp_path: Path) -> None:
         """Every command refuses a newer schema's journal, saying to upgrade; nothing changes."""
         exec_id, log = _interrupted(tmp_path)
@@ -405,6 +412,7 @@ class TestNewerJournal:
         assert result.returncode == 0, result.stderr
         assert side_effects(log) == Counter("abccd")
 
+    @pytest.mark.slow
     def test_an_unknown_event_type_stops_a_resume_and_is_never_skipped(
         self, tmp_path: Path
     ) -> None:

@@ -32,6 +32,7 @@ def _env(store: Path, **changes: str) -> dict[str, str]:
 
 
 class TestHardLinks:
+    @pytest.mark.slow
     def test_a_second_process_using_a_hard_link_is_refused(self, tmp_path: Path) -> None:
         """While one process writes real.db, another opening it as alias.db gets one clear line."""
         real, alias, block = tmp_path / "real.db", tmp_path / "alias.db", tmp_path / "block"
@@ -64,6 +65,7 @@ class TestHardLinks:
 
 
 class TestSymlinks:
+    @pytest.mark.slow
     def test_a_journal_used_through_a_symlink_works(self, tmp_path: Path) -> None:
         """A flow writing through a symlink completes and the real file checks clean."""
         real, link = tmp_path / "real.db", tmp_path / "link.db"

@@ -220,6 +220,7 @@ def journal_file_bytes(folder: Path) -> dict[str, bytes]:
 
 
 class TestResumeAfterSigkill:
+    @pytest.mark.slow
     @pytest.mark.parametrize("killed_after", [1, 3])
     def test_completed_calls_are_not_sent_again(
         self, server: EchoServer, env_key: str, ws: Workspace, tmp_path: Path, killed_after: int
@@ -263,6 +264,7 @@ class TestResumeAfterSigkill:
         assert all(c.attempt == 1 for c in final.llm_calls)
         assert all(len(c.attempts) == 1 for c in final.checkpoints)
 
+    @pytest.mark.slow
     def test_repeated_kills_each_keep_what_they_paid_for(
         self, server: EchoServer, env_key: str, ws: Workspace, tmp_path: Path
     ) -> None:
@@ -284,6 +286,7 @@ class TestResumeAfterSigkill:
         assert json.loads(finished.stdout)["result"] == clean
         assert asked(server.new_requests(start)) == [question(t) for t in range(1, 5)]
 
+    @pytest.mark.slow
     def test_replayed_calls_return_the_recorded_text_not_a_new_answer(
         self, server: EchoServer, env_key: str, ws: Workspace
     ) -> None:
@@ -323,6 +326,7 @@ def child_calls(execution: Execution, identity: str) -> list[tuple[str, int]]:
 
 
 class TestCallsInsideCheckpoints:
+    @pytest.mark.slow
     def test_crashed_checkpoint_sends_both_calls_again_and_keeps_each_attempt(
         self, server: EchoServer, env_key: str, ws: Workspace, tmp_path: Path
     ) -> None:
@@ -365,6 +369,7 @@ class TestCallsInsideCheckpoints:
         assert "llm llm_2 (attempt 1)" in text
         assert "llm llm_2 (attempt 2)" in text
 
+    @pytest.mark.slow
     def test_a_checkpoint_with_model_calls_is_replayed_whole(
         self, server: EchoServer, env_key: str, ws: Workspace
     ) -> None:
@@ -388,6 +393,7 @@ class TestCallsInsideCheckpoints:
 
 
 class TestProviderFailures:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "case",
         [
@@ -568,6 +574,7 @@ def recorded_models(exec_id: str) -> list[tuple[str | None, str | None, str, str
 
 
 class TestRegistryTransport:
+    @pytest.mark.slow
     def test_alias_resolves_from_the_snapshot_and_the_key_from_the_environment(
         self, server: EchoServer, ws: Workspace, alias_crash: AliasCrash
     ) -> None:
@@ -587,6 +594,7 @@ class TestRegistryTransport:
         assert recorded_models(alias_crash.exec_id) == [from_secret] * 2 + [from_env] * 2
         assert list(alias_crash.empty_config.iterdir()) == []
 
+    @pytest.mark.slow
     def test_without_a_key_the_error_says_what_to_set_and_a_retry_with_it_completes(
         self, server: EchoServer, ws: Workspace, alias_crash: AliasCrash
     ) -> None:
@@ -614,6 +622,7 @@ class TestRegistryTransport:
         assert retried.returncode == 0, retried.stderr
         assert asked(server.new_requests(alias_crash.sent)) == [question(3), question(4)]
 
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "case",
         [
@@ -1023,6 +1032,7 @@ def secret_flow() -> str:
 
 
 class TestSecrets:
+    @pytest.mark.slow
     def test_secret_value_appears_nowhere_but_the_secrets_file(
         self,
         server: EchoServer,
@@ -1322,6 +1332,7 @@ class TestLlmAgentExample:
             check=False,
         )
 
+    @pytest.mark.slow
     def test_without_a_model_or_key_it_runs_offline_and_says_so(
         self, server: EchoServer, tmp_path: Path
     ) -> None:
@@ -1339,6 +1350,7 @@ class TestLlmAgentExample:
             ("rewrite", "review"),
         ]
 
+    @pytest.mark.slow
     def test_with_a_model_and_key_it_calls_the_provider(
         self, server: EchoServer, env_key: str, tmp_path: Path
     ) -> None:
@@ -1410,6 +1422,7 @@ class TestEmptyRegistrySnapshot:
 
 
 class TestRegisterMissingAliasThenRetry:
+    @pytest.mark.slow
     def test_the_error_says_register_and_retry_and_that_works(
         self, server: EchoServer, env_key: str, ws: Workspace
     ) -> None:

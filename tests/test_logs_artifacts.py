@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_executable, started
+from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_command, started
 
 import kitaru as kt
 from kitaru import (
@@ -261,13 +261,14 @@ def elsewhere(tmp_path: Path) -> Path:
 
 def follow(exec_id: str, cwd: Path, *options: str) -> Any:
     return background(
-        [kitaru_executable(), "executions", "logs", exec_id, "--follow", "-o", "json", *options],
+        kitaru_command("executions", "logs", exec_id, "--follow", "-o", "json", *options),
         cwd=cwd,
         env=child_env(),
     )
 
 
 class TestFollow:
+    @pytest.mark.slow
     def test_follow_prints_every_line_once_until_the_execution_ends(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -289,6 +290,7 @@ class TestFollow:
         ] == expected
         assert [r["checkpoint"] for r in rows[::2]] == ["tick"] + [f"tick_{i}" for i in range(2, 7)]
 
+    @pytest.mark.slow
     def test_follow_keeps_lines_journaled_out_of_time_order(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -319,6 +321,7 @@ class TestFollow:
         assert result.exit_code == 0
         assert len(result.stdout.splitlines()) == 11
 
+    @pytest.mark.slow
     def test_follow_stops_when_the_execution_is_cancelled(self, elsewhere: Path) -> None:
         """``--follow`` also ends when the execution ends cancelled."""
         with background(
@@ -514,6 +517,7 @@ def save_as(kind: str) -> str:
 
 
 class TestLoad:
+    @pytest.mark.slow
     def test_load_by_name_anywhere(self, tmp_path: Path) -> None:
         """``kitaru.load`` works here, in a flow body, in a checkpoint and in another process."""
         source = finished(study.run("tides"))

@@ -120,6 +120,7 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 class TestScriptWithoutAMainGuard:
+    @pytest.mark.slow
     def test_resume_does_not_start_a_second_execution(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -137,6 +138,7 @@ class TestScriptWithoutAMainGuard:
         got = kitaru("executions", "get", exec_id, "-o", "json", cwd=elsewhere, env=_env(tmp_path))
         assert json.loads(got.stdout)["result"] == "durable agents / DURABLE AGENTS"
 
+    @pytest.mark.slow
     def test_a_flow_defined_below_the_call_fails_with_the_advice(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -152,6 +154,7 @@ class TestScriptWithoutAMainGuard:
 
 
 class TestModuleWithoutAMainGuard:
+    @pytest.mark.slow
     def test_resume_of_a_package_module_does_not_run_it_again(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:

@@ -590,6 +590,7 @@ def _only_exec_id() -> str:
 
 
 class TestCrashAndResume:
+    @pytest.mark.slow
     def test_a_write_completed_before_a_kill_is_not_written_again(self, tmp_path: Path) -> None:
         """Killed right after memory.set, the resumed run keeps exactly one version of it."""
         first = run_flow("memory_agent", "t1", env=_child_env(MEMORY_KILL="after:set"))
@@ -604,6 +605,7 @@ class TestCrashAndResume:
         history = KitaruClient().memories.history("counter", scope="agent", scope_type="namespace")
         assert [e.execution_id for e in history] == [exec_id]
 
+    @pytest.mark.slow
     def test_a_resumed_read_returns_what_it_read_before_the_kill(self, tmp_path: Path) -> None:
         """A completed read returns its recorded value on resume, though the entry changed."""
         client = KitaruClient()
@@ -619,6 +621,7 @@ class TestCrashAndResume:
         assert json.loads(info.stdout)["result"] == {"seen": 41, "counter": 42}
         assert client.memories.value("counter", scope="agent", scope_type="namespace") == 42
 
+    @pytest.mark.slow
     def test_a_write_committed_but_not_journaled_is_found_on_resume(self, tmp_path: Path) -> None:
         """Killed after the version is stored but before its call completes: still one version."""
         KitaruClient().executions.list()  # creates the journal's tables

@@ -25,6 +25,7 @@ def as_json(tmp_path: Path, *args: str, **env: str) -> Any:
 
 
 class TestReadAndWrite:
+    @pytest.mark.slow
     def test_set_then_get_as_json(self, tmp_path: Path) -> None:
         """set parses JSON values; get -o json gives the entry and its value."""
         written = as_json(tmp_path, "set", "style/release_notes", '{"tone": "concise"}', *SCOPE)
@@ -35,11 +36,13 @@ class TestReadAndWrite:
         assert read["value_format"] == "json"
         assert read["artifact_id"] == written["artifact_id"]
 
+    @pytest.mark.slow
     def test_a_value_that_is_not_json_is_stored_as_text(self, tmp_path: Path) -> None:
         """set keeps a value that does not parse as JSON as the raw string."""
         as_json(tmp_path, "set", "greeting", "hello there", *SCOPE)
         assert as_json(tmp_path, "get", "greeting", *SCOPE)["value"] == "hello there"
 
+    @pytest.mark.slow
     def test_list_history_delete_and_scopes(self, tmp_path: Path) -> None:
         """delete writes a tombstone: list hides the key, history shows all its versions."""
         as_json(tmp_path, "set", "k", "1", *SCOPE)
@@ -58,6 +61,7 @@ class TestReadAndWrite:
             {"scope": "repo_docs", "scope_type": "namespace", "entry_count": 1}
         ]
 
+    @pytest.mark.slow
     def test_text_output_names_what_was_done(self, tmp_path: Path) -> None:
         """Text output says what was saved, and get prints the value."""
         saved = run(tmp_path, "set", "k", "[1, 2]", *SCOPE)
@@ -69,6 +73,7 @@ class TestReadAndWrite:
 
 
 class TestPurge:
+    @pytest.mark.slow
     def test_purge_keeps_the_newest_versions(self, tmp_path: Path) -> None:
         """purge --keep 1 deletes older versions for good; history shows only the newest."""
         for value in ("1", "2", "3"):
@@ -77,6 +82,7 @@ class TestPurge:
         assert (result["versions_deleted"], result["keys_affected"]) == (2, 1)
         assert [e["version"] for e in as_json(tmp_path, "history", "k", *SCOPE)] == [3]
 
+    @pytest.mark.slow
     def test_purge_scope_with_deleted_keys(self, tmp_path: Path) -> None:
         """purge-scope --include-deleted also removes tombstoned keys entirely."""
         as_json(tmp_path, "set", "live", "1", *SCOPE)
@@ -89,6 +95,7 @@ class TestPurge:
 
 
 class TestCompaction:
+    @pytest.mark.slow
     def test_compact_then_read_the_log(self, tmp_path: Path) -> None:
         """compact writes the model's summary as a new version; compaction-log lists it."""
         model = {"KITARU_LLM_MOCK_RESPONSE": "short summary", "KITARU_DEFAULT_MODEL": "openai/x"}
@@ -103,6 +110,7 @@ class TestCompaction:
 
 
 class TestErrors:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         ("args", "fragment"),
         [

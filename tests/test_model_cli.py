@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru_executable
+from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru_command
 
 from kitaru._llm.registry import list_models, load_local_registry, register_model
 from kitaru._secrets import set_secret
@@ -183,7 +183,7 @@ class TestRemoveAndDefault:
 def cli_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The real ``kitaru`` command in a new process, importing this checkout's kitaru."""
     return subprocess.run(
-        [kitaru_executable(), *args],
+        kitaru_command(*args),
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -194,6 +194,7 @@ def cli_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 
 
 class TestConfigPathIsAFile:
+    @pytest.mark.slow
     @pytest.mark.parametrize(
         "args",
         [

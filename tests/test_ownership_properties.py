@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable
+from helpers import REPO, TIMEOUT, child_env, kitaru_command
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import costly
@@ -107,9 +107,9 @@ class Deployment:
 
     def command(self, launcher: str) -> list[str]:
         flow = [sys.executable, "-m", "tests.flows.owners"]
-        resume = [kitaru_executable(), "executions", "resume", str(self.exec_id)]
+        resume = kitaru_command("executions", "resume", str(self.exec_id))
         return {
-            "resume_all": [kitaru_executable(), "executions", "resume", "--all"],
+            "resume_all": kitaru_command("executions", "resume", "--all"),
             "script": [*flow, "run", str(self.width)],
             "fork": [*flow, "fork", str(self.width)],
             "pidns": [*PID_NS, *flow, "run", str(self.width)],

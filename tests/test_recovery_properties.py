@@ -115,6 +115,10 @@ def note_deaths(journey: Journey) -> None:
 
 
 class TestCrashesInThisProcess:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(1.0)
     @given(steps=flows(), plan=crash_plans())
     def test_any_crashes_resume_to_the_result_of_a_clean_run(
@@ -138,6 +142,10 @@ class TestCrashesInThisProcess:
 
 
 class TestReplaysThroughCrashes:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(0.5)
     @given(steps=flows(), pick=st.integers(0, 10_000), plan=crash_plans())
     def test_a_replay_that_crashes_reaches_the_result_of_a_clean_replay(
@@ -178,6 +186,10 @@ class TestReplaysThroughCrashes:
 
 
 class TestDriftedCodeIsNeverGivenARecordedOutput:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(0.5)
     @given(data=st.data(), steps=flows(waits=False), point=crash_points())
     def test_a_drifted_call_diverges_exactly_where_its_record_would_be_reused(
@@ -242,6 +254,10 @@ class TestDriftedCodeIsNeverGivenARecordedOutput:
 
 
 class TestRealProcessDeaths:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @costly(0.1)
     @given(steps=flows(min_steps=2, max_steps=5), plan=crash_plans(max_size=3, latest=4))
     def test_child_processes_dying_at_the_same_points_resume_to_the_same_result(
@@ -317,6 +333,10 @@ TORN_APPENDS = {
 
 
 class TestTornAppendInARealProcess:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @pytest.mark.parametrize("k", TORN_APPENDS, ids=TORN_APPENDS.values())
     def test_a_process_dying_with_its_transaction_open_leaves_nothing_of_it(
         self, provider: EchoProvider, examples: Examples, k: int
@@ -344,6 +364,10 @@ class TestTornAppendInARealProcess:
 
 
 class TestFlowRetriesAcrossACrash:
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
     @pytest.mark.parametrize("kill_pass", [0, 2])
     def test_a_crash_does_not_give_the_flow_a_fresh_retry_budget(
         self, tmp_path: Path, kill_pass: int

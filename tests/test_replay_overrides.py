@@ -632,6 +632,7 @@ class TestReplayAcrossProcesses:
         exec_id: str = json.loads(first.stdout.splitlines()[0])["exec_id"]
         return exec_id
 
+    @pytest.mark.slow
     def test_the_command_replays_a_flow_recorded_by_another_process(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -664,6 +665,7 @@ class TestReplayAcrossProcesses:
         )
         assert journal_rows(source) == before
 
+    @pytest.mark.slow
     def test_a_bad_option_from_the_installed_command_leaves_no_trace(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -678,6 +680,7 @@ class TestReplayAcrossProcesses:
         assert journal_rows(source) == before
         assert len(KitaruClient().executions.list()) == 1
 
+    @pytest.mark.slow
     def test_a_killed_replay_resumes_to_the_same_result(self, side: Path, elsewhere: Path) -> None:
         """A replay killed in a live call resumes: copied calls still never run."""
         source = self.record_source(side)
@@ -713,6 +716,7 @@ class TestReplayAcrossProcesses:
 
 
 class TestReplayExample:
+    @pytest.mark.slow
     def test_the_replay_example_runs_offline(self, tmp_path: Path) -> None:
         """``examples/replay_with_overrides.py`` runs to its end and exits 0."""
         with background(

@@ -333,6 +333,7 @@ class TestReplayHonoursTheFrozenSpec:
 
 
 class TestFrozenSpecHonouredOnResume:
+    @pytest.mark.slow
     def test_a_resume_uses_the_settings_the_execution_started_with(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable
+from helpers import REPO, TIMEOUT, child_env, kitaru_command
 
 from kitaru._llm.registry import register_model
 from kitaru._secrets import get_secret, list_secrets
@@ -132,7 +132,7 @@ class TestListShowDelete:
 
 
 def set_command(*args: str) -> list[str]:
-    return [kitaru_executable(), "secrets", "set", *args]
+    return kitaru_command("secrets", "set", *args)
 
 
 def this_checkout() -> dict[str, str]:
@@ -141,6 +141,7 @@ def this_checkout() -> dict[str, str]:
 
 
 class TestValuesOffTheCommandLine:
+    @pytest.mark.slow
     def test_values_are_read_from_standard_input_in_order(self) -> None:
         """Bare --KEY values come from stdin, one line each in order; --KEY=VALUE still works."""
         result = subprocess.run(
@@ -158,6 +159,7 @@ class TestValuesOffTheCommandLine:
         assert VALUE not in result.stdout + result.stderr
         assert get_secret("creds") == {"OPENAI_API_KEY": VALUE, "ORG": "o1", "PROJECT": "proj-2"}
 
+    @pytest.mark.slow
     def test_the_value_never_appears_in_the_process_arguments(self) -> None:
         """While kitaru waits for the value, its command line (what ps shows) lacks it."""
         proc = subprocess.Popen(
@@ -170,7 +172,7 @@ class TestValuesOffTheCommandLine:
             text=True,
         )
         try:
-            # The command starts through a launcher that execs Python: wait for the final one.
+            # Read the command line the running interpreter shows (as ps would).
             deadline = time.monotonic() + TIMEOUT
             cmdline = ""
             while "python" not in cmdline and time.monotonic() < deadline:
@@ -186,6 +188,7 @@ class TestValuesOffTheCommandLine:
         assert VALUE not in cmdline + out + err
         assert get_secret("creds") == {"OPENAI_API_KEY": VALUE}
 
+    @pytest.mark.slow
     def test_input_that_ends_early_stores_nothing(self) -> None:
         """Fewer lines than bare keys is one clear error naming the key, and nothing is saved."""
         result = subprocess.run(
@@ -203,12 +206,13 @@ class TestValuesOffTheCommandLine:
         assert "Traceback" not in result.stderr
         assert list_secrets() == {}
 
+    @pytest.mark.slow
     def test_a_terminal_is_asked_without_echo(self) -> None:
         """On a terminal kitaru asks for the value and the typed value is not echoed."""
         pid, fd = pty.fork()
         if pid == 0:  # the child: its terminal is the pty
             env = this_checkout()
-            os.execve(kitaru_executable(), set_command("creds", "--OPENAI_API_KEY"), env)
+            os.execve(kitaru_command()[0], set_command("creds", "--OPENAI_API_KEY"), env)
         seen = b""
         try:
             seen += _read_until(fd, b"Value for OPENAI_API_KEY")

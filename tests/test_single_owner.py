@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -19,13 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable, only_exec_id, store_file
+from helpers import REPO, TIMEOUT, child_env, kitaru_command, only_exec_id, store_file
 
 from kitaru._stores import new_store
 from kitaru.client import KitaruClient
 from kitaru.journal.events import CallCompleted
 
 pytestmark = pytest.mark.slow
+
+
+# What a kitaru process prints once it has taken a first SIGINT or SIGTERM.
+STOPPING = "kitaru: stopping;"
 
 
 class World:
@@ -38,6 +43,7 @@ class World:
         self.side.mkdir()
         self.gate.mkdir()
         self.procs: list[subprocess.Popen[str]] = []
+        self.stderr_read: dict[int, str] = {}
 
     def env(self, **extra: str) -> dict[str, str]:
         return child_env(OWNERS_SIDE=str(self.side), OWNERS_GATE=str(self.gate), **extra)
@@ -62,7 +68,7 @@ class World:
         return [*prefix, sys.executable, "-m", "tests.flows.owners", how, str(n)]
 
     def kitaru(self, *args: str, prefix: tuple[str, ...] = ()) -> list[str]:
-        return [*prefix, kitaru_executable(), *args]
+        return [*prefix, *kitaru_command(*args)]
 
     def run(
         self, command: list[str], env: dict[str, str] | None = None
@@ -105,9 +111,25 @@ class World:
         path = self.side / "overlaps"
         return path.read_text().split() if path.exists() else []
 
+    def await_stderr(self, proc: subprocess.Popen[str], text: str) -> None:
+        """Read ``proc``'s stderr until ``text`` appears; ``finish`` still returns all of it."""
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        seen = self.stderr_read.get(proc.pid, "")
+        deadline = time.monotonic() + TIMEOUT
+        while text not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} did not appear on stderr within {TIMEOUT} s:\n{seen}"
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    pytest.fail(f"the process closed stderr before {text!r}:\n{seen}")
+                seen += chunk.decode(errors="replace")
+        self.stderr_read[proc.pid] = seen
+
     def finish(self, proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> tuple[str, str]:
         out, err = proc.communicate(timeout=timeout)
-        return out, err
+        return out, self.stderr_read.pop(proc.pid, "") + err
 
     def close(self) -> None:
         for proc in self.procs:
@@ -259,7 +281,7 @@ class TestSignals:
         world.ready(3, resumer)
 
         resumer.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        world.await_stderr(resumer, STOPPING)
         second = world.run(world.kitaru("executions", "resume", exec_id))
         assert second.returncode == 1, (second.stdout, second.stderr)
         assert "being run by process" in second.stderr
@@ -288,7 +310,7 @@ class TestSignals:
         resumer = world.start(world.kitaru("executions", "resume", exec_id), cwd=world.tmp)
         world.ready(2, resumer)
         resumer.send_signal(signal.SIGINT)
-        time.sleep(0.2)
+        world.await_stderr(resumer, STOPPING)
         resumer.send_signal(signal.SIGINT)
         _, err = world.finish(resumer, timeout=10)
         assert resumer.returncode == 130, err
@@ -307,7 +329,7 @@ class TestSignals:
         world.ready(2, owner)
         exec_id = only_exec_id()
         os.kill(owner.pid, signal.SIGTERM)
-        time.sleep(0.3)
+        world.await_stderr(owner, STOPPING)
         refused = world.run(world.kitaru("executions", "resume", exec_id))
         assert refused.returncode == 1, (refused.stdout, refused.stderr)
         world.release()

@@ -110,6 +110,7 @@ class TestCreateAndUse:
         with pytest.raises(KitaruUsageError, match="'ftp' scheme"):
             kt.create_stack("odd", store="ftp://host/x")
 
+    @pytest.mark.slow
     def test_the_active_stack_is_kept_for_other_processes(self, tmp_path: Path) -> None:
         """A new process sees the stack this one activated (saved in the config dir)."""
         kt.create_stack("team", store=str(tmp_path / "team.db"))
@@ -282,6 +283,7 @@ class TestStackCommand:
             assert result.stderr.startswith("Error: ")
             assert len(result.stderr.strip().splitlines()) == 1
 
+    @pytest.mark.slow
     def test_the_installed_command_persists_the_active_stack(self, tmp_path: Path) -> None:
         """``kitaru stack create`` in one process, ``kitaru stack current`` in another."""
         env = child_env(PYTHONPATH=str(REPO))

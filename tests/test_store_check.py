@@ -159,6 +159,7 @@ def frames_sqlite_keeps(store: Path, tmp_path: Path) -> int:
 
 
 class TestWriteAheadLog:
+    @pytest.mark.slow
     def test_a_sound_log_of_a_killed_writer_checks_clean(
         self, killed_journal: Path, tmp_path: Path
     ) -> None:
@@ -172,6 +173,7 @@ class TestWriteAheadLog:
         assert "1 executions" in text
         assert "OK: no problems found." in text
 
+    @pytest.mark.slow
     def test_a_flipped_byte_in_a_frame_is_reported_with_what_sqlite_drops(
         self, killed_journal: Path, tmp_path: Path
     ) -> None:
@@ -202,6 +204,7 @@ class TestWriteAheadLog:
         # The evidence survives the check: SQLite discards the frames once it opens the file.
         assert Path(wal["saved_copy"]).read_bytes()[:100] == original[:100]
 
+    @pytest.mark.slow
     def test_the_text_report_says_what_is_lost(self, killed_journal: Path) -> None:
         """Without -o json the command prints the problem and exits 1, with no traceback."""
         flip(Path(f"{killed_journal}-wal"), frame_offset(killed_journal, 10) + FRAME_HEADER + 7)
@@ -212,6 +215,7 @@ class TestWriteAheadLog:
         assert "SQLite ignores it and everything after it" in result.stdout
         assert "OK" not in result.stdout
 
+    @pytest.mark.slow
     def test_a_damaged_salt_is_a_break_not_a_leftover(
         self, killed_journal: Path, tmp_path: Path
     ) -> None:
@@ -224,6 +228,7 @@ class TestWriteAheadLog:
         assert wal["broken_frame"] == 12
         assert wal["kept"] == kept_by_sqlite
 
+    @pytest.mark.slow
     def test_a_damaged_header_loses_every_frame(self, killed_journal: Path, tmp_path: Path) -> None:
         """A damaged log header makes SQLite ignore the whole log; the check says so."""
         flip(Path(f"{killed_journal}-wal"), 17)  # inside salt-1
@@ -234,6 +239,7 @@ class TestWriteAheadLog:
         assert report["wal"]["header_damaged"] is True
         assert any("header" in p and "ignores all" in p for p in report["problems"])
 
+    @pytest.mark.slow
     def test_a_transaction_cut_short_is_not_damage(
         self, killed_journal: Path, tmp_path: Path
     ) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -453,6 +454,7 @@ class StoreMachine(RuleBasedStateMachine):
             )
 
 
+@pytest.mark.slow  # hundreds of steps against real stores: run by --all (CI)
 class TestStoreAgreesWithModel:
     def test_every_backend_behaves_as_the_model(self, store_backend: StoreBackend) -> None:
         """Random appends, reads and lease moves give the model's answers on every backend."""

@@ -57,6 +57,7 @@ def _killed_swapped() -> str:
 
 
 class TestInterruptedExecution:
+    @pytest.mark.slow
     def test_unchanged_code_matches_up_to_the_end_of_the_record(self, elsewhere: Path) -> None:
         """The recorded call matches; the check stops at the first unrecorded call, unrun,
         and the journal is byte-identical afterwards."""
@@ -75,6 +76,7 @@ class TestInterruptedExecution:
         assert journal_rows(exec_id) == rows
         assert KitaruClient().executions.get(exec_id).interrupted
 
+    @pytest.mark.slow
     def test_swapped_calls_are_reported_with_position_and_both_calls(self, elsewhere: Path) -> None:
         """Code that swapped two same-named calls diverges: exit 1, position, recorded call,
         call made; nothing written."""
@@ -92,6 +94,7 @@ class TestInterruptedExecution:
         assert found["actual"] == "checkpoint 'fetch' (tests.flows.drift_db.fetch)"
         assert journal_rows(exec_id) == rows
 
+    @pytest.mark.slow
     def test_a_changed_argument_is_named_in_the_text_report(self, elsewhere: Path) -> None:
         """A set iterated under another hash seed: the report names the argument and both
         values."""
@@ -117,6 +120,7 @@ class TestInterruptedExecution:
 
 
 class TestRunningExecutionWithALiveOwner:
+    @pytest.mark.slow
     def test_verify_neither_waits_for_nor_disturbs_the_owner(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -310,15 +314,18 @@ class TestNothingLive:
 
 
 class TestCommandLine:
+    @pytest.mark.slow
     def test_all_and_ids_together_are_refused(self, elsewhere: Path) -> None:
         """Ids and --all are exclusive: one line, exit 1."""
         assert_clean_error(_verify("abc", "--all", cwd=elsewhere), "or --all (not both)")
         assert_clean_error(_verify(cwd=elsewhere), "or --all (not both)")
 
+    @pytest.mark.slow
     def test_an_unknown_id_is_one_line(self, elsewhere: Path) -> None:
         """An id the journal does not hold: exit 1, no traceback."""
         assert_clean_error(_verify("nope", cwd=elsewhere), "No execution nope")
 
+    @pytest.mark.slow
     def test_all_reports_every_execution_and_exits_1_on_any_divergence(
         self, elsewhere: Path
     ) -> None:

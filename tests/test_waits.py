@@ -581,6 +581,7 @@ DECISION = '{"approved": true, "reviewer": "ann", "note": "ship it"}'
 
 
 class TestAnsweredFromAnotherProcess:
+    @pytest.mark.slow
     def test_the_command_answers_a_flow_waiting_in_its_process(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -604,6 +605,7 @@ class TestAnsweredFromAnotherProcess:
         }
         assert side_effects(side) == Counter({"prepare": 1, "publish": 1})
 
+    @pytest.mark.slow
     def test_the_client_answers_a_flow_waiting_in_another_process(self, side: Path) -> None:
         """``KitaruClient().executions.input`` here wakes a flow waiting in a child process."""
         with approval_process(side) as proc:
@@ -614,6 +616,7 @@ class TestAnsweredFromAnotherProcess:
         assert ended["result"]["outcome"] == "withdrawn"
         assert ended["result"]["answer_type"] == "bool"
 
+    @pytest.mark.slow
     def test_a_wrong_shape_from_the_command_is_refused(self, side: Path, elsewhere: Path) -> None:
         """The command checks input against a dataclass schema it imports from the journal."""
         with approval_process(side, APPROVAL_SCHEMA="decision") as proc:
@@ -629,6 +632,7 @@ class TestAnsweredFromAnotherProcess:
             assert good.returncode == 0, good.stderr
             assert last_json(proc)["status"] == "completed"
 
+    @pytest.mark.slow
     def test_abort_from_the_command_cancels_the_waiting_process(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -645,6 +649,7 @@ class TestAnsweredFromAnotherProcess:
 
 
 class TestAnsweredAfterTheProcessExited:
+    @pytest.mark.slow
     def test_input_then_resume_from_the_command_line(self, side: Path, elsewhere: Path) -> None:
         """The flow process gives up and exits; input is kept; ``resume`` finishes the run."""
         with approval_process(side, APPROVAL_SCHEMA="decision", APPROVAL_TIMEOUT="0.2") as proc:
@@ -672,6 +677,7 @@ class TestAnsweredAfterTheProcessExited:
         assert data["result"]["answer_type"] == "Decision"
         assert side_effects(side) == Counter({"prepare": 1, "publish": 1})
 
+    @pytest.mark.slow
     def test_resume_of_a_killed_run_reuses_the_recorded_input(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -693,6 +699,7 @@ class TestAnsweredAfterTheProcessExited:
         assert data["result"]["approved"] is True
         assert side_effects(side) == Counter({"prepare": 1, "publish": 2})
 
+    @pytest.mark.slow
     def test_abort_after_the_process_exited_cancels_at_once(
         self, side: Path, elsewhere: Path
     ) -> None:
@@ -706,6 +713,7 @@ class TestAnsweredAfterTheProcessExited:
 
 
 class TestApprovalExample:
+    @pytest.mark.slow
     def test_the_approval_example_runs_offline(self, tmp_path: Path) -> None:
         """``examples/approval_wait.py`` answers its own waits from a second process, exits 0."""
         with background(

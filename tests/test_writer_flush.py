@@ -62,6 +62,13 @@ def _writer(store: RecordingStore) -> JournalWriter:
     return JournalWriter(store, ownership, last_seq=1)  # type: ignore[arg-type]
 
 
+def _wait_until_parked(writer: JournalWriter) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not writer.parked:
+        assert time.monotonic() < deadline, f"the flusher did not park within {PATIENCE} s"
+        time.sleep(FLUSH_AFTER / 10)
+
+
 def test_quick_calls_write_their_start_with_their_completion() -> None:
     store = RecordingStore()
     writer = _writer(store)
@@ -109,13 +116,14 @@ def test_a_long_call_after_a_burst_of_quick_ones_still_gets_its_start_written() 
 
 
 def test_a_long_call_after_the_flusher_parked_still_gets_its_start_written() -> None:
+    """Once idle the flusher parks; a start deferred then wakes it, and it writes the start."""
     store = RecordingStore()
     writer = _writer(store)
     try:
         writer.defer(_started(0))
         writer.append([_done()])
-        # Two idle intervals: the flusher has looked once more, found nothing, and parked.
-        time.sleep(FLUSH_AFTER * 3)
+        # After one idle look the flusher parks: from then on only a notify wakes it.
+        _wait_until_parked(writer)
         writer.defer(_started(1))
         background = store.wait_for_background(1)
         assert background == [(4, [_started(1)], False)]

@@ -49,6 +49,15 @@ class JournalWriter:
     def next_seq(self) -> int:
         return self._next_seq
 
+    @property
+    def parked(self) -> bool:
+        """The flusher is waiting with no deadline, so only the next ``defer`` wakes it.
+
+        Read under the writer's lock: ``True`` means the flusher is inside its wait.
+        """
+        with self._lock:
+            return self._parked
+
     def append(
         self,
         events: Sequence[Event],

@@ -7,8 +7,8 @@ Environment, read at call time:
 - ``PIPELINE_KILL``: comma-separated points where the process SIGKILLs itself:
   ``before:<step>`` and ``after:<step>`` in the flow body (``after`` follows the
   ``.load()`` of the completed call), ``inside:<step>`` in a checkpoint body after its
-  trace line, ``square:<x>`` in the fan-out call for ``x`` (after the others had time
-  to finish).
+  trace line, ``square:<x>`` in the fan-out call for ``x`` (once the journal records
+  every other call of the fan-out as completed).
 - ``PIPELINE_BLOCK``: a folder; ``offset`` writes ``ready`` there, then waits for
   ``release`` to appear.
 - ``PIPELINE_SLOW``: seconds ``summarise`` sleeps before returning.
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kitaru import checkpoint, flow
+from kitaru import KitaruClient, checkpoint, current_execution_id, flow
 
 
 def _record(tag: str) -> None:
@@ -43,6 +43,29 @@ def _kill_at(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# How many calls the running flow's fan-out makes (the flow body sets it before the map).
+_fan_out = 0
+
+
+def _await_siblings_completed() -> None:
+    """Wait until the journal records every other ``square`` call of the fan-out as
+    completed, so a kill now leaves exactly this call unfinished."""
+    exec_id = current_execution_id()
+    assert exec_id is not None, "only a checkpoint body waits for its siblings"
+    client = KitaruClient()
+    deadline = time.monotonic() + 30
+    while (
+        sum(
+            call.name == "square" and call.status == "completed"
+            for call in client.executions.get(exec_id).checkpoints
+        )
+        < _fan_out - 1
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other square calls did not complete within 30 s")
+        time.sleep(0.01)
+
+
 @checkpoint
 def load_numbers(n: int) -> list[int]:
     _record("load_numbers")
@@ -54,7 +77,7 @@ def load_numbers(n: int) -> list[int]:
 def square(x: int) -> int:
     _record(f"square:{x}")
     if f"square:{x}" in os.environ.get("PIPELINE_KILL", "").split(","):
-        time.sleep(0.5)  # the other calls of the fan-out complete meanwhile
+        _await_siblings_completed()
         _kill_at(f"square:{x}")
     return x * x
 
@@ -86,6 +109,8 @@ def pipeline(n: int, by: int = 10) -> dict[str, Any]:
     numbers = load_numbers(n)
     values = numbers.load()
     _kill_at("after:load_numbers")
+    global _fan_out  # noqa: PLW0603  (read by the fan-out's bodies, in this process)
+    _fan_out = len(values)
     squares = square.map(values)
     shifted = offset.submit(squares, by)
     shifted.load()

@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from kitaru import checkpoint, flow
+from kitaru import KitaruClient, checkpoint, current_execution_id, flow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,25 @@ def _count(step: str) -> None:
     if log:
         with open(log, "a") as fh:
             fh.write(step + "\n")
+
+
+def _await_start_in_journal(name: str) -> None:
+    """Wait until the journal records this execution's call of ``name`` as running.
+
+    The journal's flusher writes a long call's start on its own; once it is there, a kill
+    leaves an interrupted call behind, which is what the interrupted golden journal holds.
+    """
+    exec_id = current_execution_id()
+    assert exec_id is not None, "only a checkpoint body waits for its own start"
+    client = KitaruClient()
+    deadline = time.monotonic() + 30
+    while not any(
+        call.name == name and call.status == "running"
+        for call in client.executions.get(exec_id).checkpoints
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the start of {name} did not reach the journal within 30 s")
+        time.sleep(0.01)
 
 
 @checkpoint(type="tool_call")
@@ -50,7 +69,7 @@ def rank(findings: list[Finding]) -> tuple[str, ...]:
 def publish(order: tuple[str, ...]) -> dict[str, object]:
     _count("publish")
     if os.environ.get("GOLDEN_CRASH") == "publish":
-        time.sleep(0.2)  # long enough for the call's start to reach the journal
+        _await_start_in_journal("publish")
         os.kill(os.getpid(), signal.SIGKILL)
     marker = os.environ.get("GOLDEN_PUBLISH_OK")
     if marker is not None and not Path(marker).exists():

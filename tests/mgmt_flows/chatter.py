@@ -1,7 +1,8 @@
 """Two checkpoints that run at once and print out of journal order.
 
 ``slow`` prints first, then holds until the file ``CHATTER_RELEASE`` names exists;
-``fast`` prints later but completes (and is journaled) first. So ``slow``'s line is
+``fast`` prints once ``slow`` has (it waits for the file ``slow`` leaves), and completes
+(and is journaled) first. So ``slow``'s line is
 journaled after ``fast``'s although it was printed before it.
 
 ``python -m tests.mgmt_flows.chatter`` prints ``{"exec_id": ...}``, then
@@ -18,10 +19,16 @@ from pathlib import Path
 from kitaru import checkpoint, flow
 
 
+def _started(release: Path) -> Path:
+    """The file ``slow`` leaves once it has printed its first line."""
+    return release.with_name(release.name + ".slow-started")
+
+
 @checkpoint
 def slow() -> str:
     print("slow starts")
     release = Path(os.environ["CHATTER_RELEASE"])
+    _started(release).touch()
     deadline = time.monotonic() + 60
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -31,7 +38,13 @@ def slow() -> str:
 
 @checkpoint
 def fast() -> str:
-    time.sleep(0.1)
+    # Print only after ``slow`` has printed, so the lines are printed in the other order.
+    started = _started(Path(os.environ["CHATTER_RELEASE"]))
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{started} did not appear within 60 s")
+        time.sleep(0.01)
     print("fast says hello")
     return "fast"
 

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO, TIMEOUT, child_env, kitaru_executable
+from helpers import REPO, TIMEOUT, child_env, kitaru_command
 
 from kitaru._flow_handle import FlowHandle
 from kitaru.journal.sqlite import SqliteStore
@@ -67,7 +67,7 @@ class ChildDriver:
             return [*interpreter, "run", json.dumps(steps), str(log), *crash]
         if crash:
             return [*interpreter, "resume", exec_id, *crash]
-        return [kitaru_executable(), "executions", "resume", exec_id, "-o", "json"]
+        return kitaru_command("executions", "resume", exec_id, "-o", "json")
 
     def _run_segment(self, command: list[str], segment: Segment) -> str | None:
         """Run one child to its end or its death; return where it died, if it did."""

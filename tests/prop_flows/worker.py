@@ -2,13 +2,14 @@
 
 ``python -m tests.prop_flows.worker MODE ...`` with the journal in ``KITARU_STORE``:
 
-- ``many GO N STEPS LOG``: wait for the file ``GO``, then run ``N`` executions of the
-  interpreter flow one after another; print one JSON line: ids, results and every
-  error met (none may escape).
+- ``many GO N STEPS LOG``: leave ``GO.ready-<pid>``, wait for the file ``GO``, then
+  run ``N`` executions of the interpreter flow one after another; print one JSON
+  line: ids, results and every error met (none may escape).
 - ``hold N STEPS LOG KEY``: start ``N`` executions at once, wait until every one is
   inside the body of ``KEY``, then die (``os._exit``): ``N`` interrupted executions.
-- ``resume GO EXEC_ID``: wait for ``GO``, then resume ``EXEC_ID``; print whether this
-  process ran it (``completed``) or was refused (``refused``).
+- ``resume GO EXEC_ID``: leave ``GO.ready-<pid>``, wait for ``GO``, then resume
+  ``EXEC_ID``; print whether this process ran it (``completed``) or was refused
+  (``refused``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .interpreter import interpret, side_effects
 
 
 def _wait_for(go: str) -> None:
+    # Say this process is at the gate, so the test opens it only once all are there.
+    Path(f"{go}.ready-{os.getpid()}").touch()
     deadline = time.monotonic() + 60
     while not Path(go).exists():
         if time.monotonic() > deadline:
