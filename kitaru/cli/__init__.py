@@ -71,9 +71,22 @@ def _register_commands() -> None:
     from kitaru.cli.secrets import secrets
     from kitaru.cli.stack import stack
     from kitaru.cli.store import store
+    from kitaru.cli.ui import ui
     from kitaru.cli.workspace import clean, info, init, status
 
-    for command in (executions, memory, model, secrets, stack, store, status, info, init, clean):
+    for command in (
+        executions,
+        memory,
+        model,
+        secrets,
+        stack,
+        store,
+        status,
+        info,
+        init,
+        clean,
+        ui,
+    ):
         main.add_command(command)
 
 
