@@ -106,7 +106,7 @@ class TestAccess:
         ui, _ = desk
         _, headers, _ = _raw(ui, "GET", "/", {"Authorization": f"Bearer {ui.token}"})
         assert "script-src 'self'" in headers["content-security-policy"]
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
 
 
 class TestExecutionsApi:

@@ -333,6 +333,7 @@ def create_app(client: KitaruClient, credentials: Credentials) -> Starlette:  # 
             Route(f"/api/executions/{{exec_id}}/{name}", lifecycle(name), methods=["POST"])
             for name in ("cancel", "resume", "retry")
         ),
+        Route("/favicon.ico", lambda r: Response(status_code=204)),
         Mount("/static", app=static, name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(AccessGuard, credentials=credentials)])

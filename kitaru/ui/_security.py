@@ -26,14 +26,15 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-kitaru-csrf"
 
 # Headers on every answer: scripts and styles only from this server, no framing, and
-# the token-bearing first URL never sent on as a referrer.
+# no referrer sent to other sites. (Not "no-referrer": with it a browser sends
+# "Origin: null" on the dashboard's own form posts, and the origin check needs it.)
 _HEADERS = {
     "content-security-policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
