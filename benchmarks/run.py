@@ -18,7 +18,9 @@ same run on the same disk:
    ``kitaru executions resume --all`` takes to recover 1,000 crashed executions
    (``benchmarks/concurrency.py``; figures only);
 7. what argument digests and copies add per checkpoint call, for small and for 1 MB
-   arguments, beside a bare durable commit (``benchmarks/arguments.py``; figures only).
+   arguments, beside a bare durable commit (``benchmarks/arguments.py``; figures only);
+8. ``kitaru ui`` server time for the executions page of a 10,000-execution store and
+   the detail of a 10,000-call execution (``benchmarks/ui.py``; target: at most 300 ms).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -47,10 +49,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import arguments, chain, concurrency, imports, llm, peers, resume
+from benchmarks import arguments, chain, concurrency, imports, llm, peers, resume, ui
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
-SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency", "arguments")
+SECTIONS = ("chain", "resume", "peers", "imports", "llm", "concurrency", "arguments", "ui")
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
     "resume": "2. Resume: time to the first live call, per recorded event",
@@ -59,6 +61,7 @@ TITLES = {
     "llm": "5. kitaru.llm(): storage of a growing conversation, time added per call",
     "concurrency": "6. Concurrency: processes sharing one journal, and resume --all",
     "arguments": "7. Arguments: digest and copy per checkpoint call, small and 1 MB",
+    "ui": "8. kitaru ui: server time of the executions page and a 10,000-call execution",
 }
 
 
@@ -419,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section("llm", lambda: llm.section(workdir, quick=args.quick))
         run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
         run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
+        run_section("ui", lambda: ui.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

@@ -35,6 +35,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         "== 2. Resume",
         "== 3. Peers",
         "== 4. import kitaru",
+        "== 8. kitaru ui",
         "== Summary ==",
     ):
         assert heading in out, f"missing {heading!r} in:\n{out}"

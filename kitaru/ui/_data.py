@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
-from kitaru._redaction import redact_shown
+from kitaru._redaction import Redactor, shown_redactor
 from kitaru.client import (
     CheckpointCall,
     Execution,
+    ExecutionStatus,
     ExecutionSummary,
     FailureInfo,
     KitaruClient,
@@ -55,12 +56,16 @@ _TOKENS_HISTORY = 200
 
 def shown(data: Any) -> Any:
     """``data`` with every string blanked of secret values (keys of dicts too)."""
+    return _blanked(data, shown_redactor())
+
+
+def _blanked(data: Any, redactor: Redactor) -> Any:
     if isinstance(data, str):
-        return redact_shown(data)
+        return redactor(data)
     if isinstance(data, dict):
-        return {shown(k): shown(v) for k, v in data.items()}
+        return {redactor(str(k)): _blanked(v, redactor) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return [shown(v) for v in data]
+        return [_blanked(v, redactor) for v in data]
     return data
 
 
@@ -140,6 +145,7 @@ class Snapshots:
         self._executions: OrderedDict[str, Execution] = OrderedDict()
         self._facts: dict[str, _RowFacts] = {}
         self._inputs: dict[str, Any] = {}
+        self._logs: OrderedDict[str, tuple[str, list[LogEntry]]] = OrderedDict()
 
     def execution(self, exec_id: str) -> Execution:
         executions = self.client.executions
@@ -157,6 +163,22 @@ class Snapshots:
                 while len(self._executions) > self._size:
                     self._executions.popitem(last=False)
         return execution
+
+    def logs(self, exec_id: str) -> tuple[ExecutionStatus, list[LogEntry]]:
+        """Every captured line of the execution, in order, and its status when read."""
+        executions = self.client.executions
+        status = executions.status(exec_id)
+        with self._lock:
+            kept = self._logs.get(exec_id)
+            if kept is not None and kept[0] == status and status.is_finished:
+                return status, kept[1]
+        lines = executions.logs(exec_id)
+        if status.is_finished:
+            with self._lock:
+                self._logs[exec_id] = (str(status), lines)
+                while len(self._logs) > self._size:
+                    self._logs.popitem(last=False)
+        return status, lines
 
     def inputs(self, exec_id: str) -> Any:
         with self._lock:
@@ -439,9 +461,10 @@ def call_detail(snapshots: Snapshots, exec_id: str, identity: str) -> dict[str, 
                 output_error = f"{type(exc).__name__}: {exc}"
             break
     try:
-        logs = snapshots.client.executions.logs(execution.exec_id, checkpoint=call.invocation_id)
+        _, every = snapshots.logs(execution.exec_id)
     except KitaruError:
-        logs = []
+        every = []
+    logs = [line for line in every if line.checkpoint == call.invocation_id]
     data.update(
         checkpoint_type=call.checkpoint_type,
         failure=_failure(call.failure),
@@ -476,8 +499,7 @@ def log_rows(snapshots: Snapshots, exec_id: str, checkpoint: str | None) -> dict
     """The execution's captured logs in order, optionally one checkpoint's."""
     executions = snapshots.client.executions
     exec_id = executions.resolve_id(exec_id)
-    status = executions.status(exec_id)
-    every = executions.logs(exec_id)
+    status, every = snapshots.logs(exec_id)
     names = sorted({line.checkpoint for line in every} | {line.checkpoint_name for line in every})
     lines = every
     if checkpoint:

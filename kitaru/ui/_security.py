@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -88,7 +89,7 @@ class AccessGuard:
         elif creds.token_matches(request.cookies.get(creds.cookie_name)) or creds.token_matches(
             _bearer(request)
         ):
-            await self._app(scope, receive, _with_headers(send))
+            await self._app(scope, receive, _with_headers(send, time.perf_counter()))
             return
         else:
             response = _refused(request)
@@ -122,10 +123,14 @@ def _refused(request: Request) -> Response:
     return HTMLResponse(page, status_code=401)
 
 
-def _with_headers(send: Send) -> Send:
+def _with_headers(send: Send, started: float) -> Send:
+    """Add the security headers, and the time the answer took to make (Server-Timing)."""
+
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
+            took_ms = (time.perf_counter() - started) * 1e3
+            headers.append((b"server-timing", f"app;dur={took_ms:.1f}".encode()))
             present = {bytes(name).lower() for name, _ in headers}
             for name, value in _HEADERS.items():
                 if name.encode() not in present:
