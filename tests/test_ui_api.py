@@ -348,6 +348,20 @@ class TestCommand:
         assert out == ""
         assert "Traceback" not in err
 
+    def test_only_kitaru_ui_loads_the_web_packages(self) -> None:
+        """Loading the command line (every command registered) loads neither Starlette
+        nor uvicorn."""
+        code = "import sys, kitaru.cli; print(sorted({'starlette', 'uvicorn'} & set(sys.modules)))"
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=desk_env(),
+            capture_output=True,
+            text=True,
+            timeout=helpers.TIMEOUT,
+            check=True,
+        )
+        assert result.stdout.strip() == "[]"
+
     def test_a_non_loopback_host_prints_a_warning(self, tmp_path: Path) -> None:
         """--host with an outside address warns; one it cannot bind is a one-line error."""
         result = subprocess.run(
