@@ -19,29 +19,45 @@ from kitaru.runtime.values import decode_value
 __all__ = ["ExecutionSummary", "flow_inputs", "summaries"]
 
 
+_STATUSES = {str(status): status for status in ExecutionStatus}
+
+
 def _time(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionSummary:
-    """One execution as the executions table records it: no calls, no payloads."""
+    """One execution as the executions table records it: no calls, no payloads.
+
+    Times are kept as the table's timestamps and made datetimes when asked for: a
+    listing of 10,000 executions shows a page of them.
+    """
 
     exec_id: str
     flow_name: str
     status: ExecutionStatus
-    started_at: dt.datetime | None
-    ended_at: dt.datetime | None
+    started_ts: float | None
+    """Seconds since the epoch; ``started_at`` is the same as a datetime."""
+    ended_ts: float | None
     original_exec_id: str | None
     failure: str | None
     """``Type: message`` of the failure that ended it, as recorded."""
 
     @property
+    def started_at(self) -> dt.datetime | None:
+        return _time(self.started_ts)
+
+    @property
+    def ended_at(self) -> dt.datetime | None:
+        return _time(self.ended_ts)
+
+    @property
     def duration_s(self) -> float | None:
         """Seconds from start to end; None while it has not ended."""
-        if self.started_at is None or self.ended_at is None:
+        if self.started_ts is None or self.ended_ts is None:
             return None
-        return (self.ended_at - self.started_at).total_seconds()
+        return self.ended_ts - self.started_ts
 
 
 def summaries(
@@ -57,13 +73,13 @@ def summaries(
         rows = [row for row in rows if row.exec_id.startswith(id_prefix)]
     return [
         ExecutionSummary(
-            exec_id=row.exec_id,
-            flow_name=row.flow_name,
-            status=ExecutionStatus(row.status),
-            started_at=_time(row.started_at),
-            ended_at=_time(row.ended_at),
-            original_exec_id=row.original_exec_id,
-            failure=row.failure,
+            row.exec_id,
+            row.flow_name,
+            _STATUSES[row.status],
+            row.started_at,
+            row.ended_at,
+            row.original_exec_id,
+            row.failure,
         )
         for row in rows
     ]

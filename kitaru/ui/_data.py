@@ -30,11 +30,12 @@ from kitaru.client import (
     LlmCall,
     LogEntry,
 )
-from kitaru.errors import KitaruError
+from kitaru.errors import KitaruError, KitaruUsageError
 
 __all__ = [
     "CALLS_PER_PAGE",
     "EXECUTIONS_PER_PAGE",
+    "STATUSES",
     "Snapshots",
     "call_detail",
     "execution_detail",
@@ -44,6 +45,7 @@ __all__ = [
     "shown",
 ]
 
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 EXECUTIONS_PER_PAGE = 25
 CALLS_PER_PAGE = 200
 """A 10,000-call execution is shown a page of calls at a time: the timeline and its
@@ -199,7 +201,7 @@ class Snapshots:
             return kept
         try:
             execution = self.client.executions.get(summary.exec_id)
-        except KitaruError:
+        except Exception:  # one unreadable journal must not hide the rest of the page
             return _RowFacts(str(summary.status), 0, None, None, False)
         facts = _RowFacts(
             status=str(execution.status),
@@ -243,15 +245,30 @@ def execution_rows(
     id_prefix: str | None,
     page: int,
 ) -> dict[str, Any]:
-    """One page of the executions list, newest first, with the filters that made it."""
-    found = snapshots.client.executions.summaries(flow=flow, status=status, id_prefix=id_prefix)
+    """One page of the executions list, newest first, with the filters that made it.
+
+    The table is read once (its flows fill the filter's choices) and filtered here:
+    a second read of 10,000 rows would cost as much as the whole page.
+    """
+    if status is not None and status not in STATUSES:
+        raise KitaruUsageError(
+            f"status={status!r} is not an execution status; use one of {', '.join(STATUSES)}."
+        )
+    every = snapshots.client.executions.summaries()
+    flows = sorted({s.flow_name for s in every})
+    found = [
+        s
+        for s in every
+        if (flow is None or s.flow_name == flow)
+        and (status is None or s.status == status)
+        and (id_prefix is None or s.exec_id.startswith(id_prefix))
+    ]
     pages = max(1, math.ceil(len(found) / EXECUTIONS_PER_PAGE))
     page = min(max(page, 1), pages)
     start = (page - 1) * EXECUTIONS_PER_PAGE
     items = [
         _summary_row(s, snapshots.row_facts(s)) for s in found[start : start + EXECUTIONS_PER_PAGE]
     ]
-    flows = sorted({s.flow_name for s in snapshots.client.executions.summaries()})
     return dict(
         shown(
             {
