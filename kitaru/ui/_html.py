@@ -319,7 +319,8 @@ def _call_panel(c: dict[str, Any]) -> str:
     return f"""<section class=panel id=call-panel data-call="{_e(c["identity"])}">
 <h2>{_e(c["identity"])} <small>{_e(c["kind"])}</small> {_badge(c["status"])}</h2>
 {reused}{_failure(c["failure"])}
-<h3>Arguments</h3><p class=muted>inputs from calls: {parents}</p>
+<h3>Arguments</h3><p class=muted>outputs passed in from calls: {parents} (the journal
+keeps digests of argument values, not the values)</p>
 <h3>Output</h3>{output}
 <h3>Attempts</h3><table class=list><thead><tr><th>#</th><th>Status</th><th>Started</th>
 <th>Duration</th><th>Failure</th></tr></thead><tbody>{attempts}</tbody></table>
