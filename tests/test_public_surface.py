@@ -23,7 +23,7 @@ import kitaru.client
 import kitaru.errors
 from tests.helpers import REPO, child_env
 
-PUBLIC_MODULES = {"cli", "client", "errors", "journal", "memory", "replay", "runtime"}
+PUBLIC_MODULES = {"cli", "client", "errors", "journal", "memory", "replay", "runtime", "ui"}
 
 
 def _all_modules() -> list[types.ModuleType]:
