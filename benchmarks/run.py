@@ -26,6 +26,8 @@ same run on the same disk:
    (target: no payload read), and ``executions.retry`` of a 10,000-checkpoint execution
    whose last call failed, per recorded checkpoint (target: at most 10 µs), each beside
    the bare read of the events.
+9. ``kitaru ui`` server time for the executions page of a 10,000-execution store and
+   the detail of a 10,000-call execution (``benchmarks/ui.py``; target: at most 300 ms).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -54,7 +56,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import arguments, chain, concurrency, imports, llm, peers, readpath, resume
+from benchmarks import arguments, chain, concurrency, imports, llm, peers, readpath, resume, ui
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
 SECTIONS = (
@@ -66,6 +68,7 @@ SECTIONS = (
     "concurrency",
     "arguments",
     "readpath",
+    "ui",
 )
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
@@ -76,6 +79,7 @@ TITLES = {
     "concurrency": "6. Concurrency: processes sharing one journal, and resume --all",
     "arguments": "7. Arguments: digest and copy per checkpoint call, small and 1 MB",
     "readpath": "8. Read path: get, list -o json and retry of large executions",
+    "ui": "9. kitaru ui: server time of the executions page and a 10,000-call execution",
 }
 
 
@@ -426,7 +430,7 @@ def _isolate(workdir: pathlib.Path) -> None:
         os.environ.pop(name, None)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (a few lines per section)
     args = _parse(sys.argv[1:] if argv is None else argv)
     counts: Counts = args.counts
     selected = set(args.only or SECTIONS)
@@ -471,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
         run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
         run_section("readpath", lambda: readpath.section(workdir, quick=args.quick))
+        run_section("ui", lambda: ui.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

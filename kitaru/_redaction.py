@@ -20,7 +20,15 @@ import os
 import threading
 from collections.abc import Iterable
 
-__all__ = ["MIN_RUN", "REDACTED", "Redactor", "redact", "redact_shown", "remember_secret"]
+__all__ = [
+    "MIN_RUN",
+    "REDACTED",
+    "Redactor",
+    "redact",
+    "redact_shown",
+    "remember_secret",
+    "shown_redactor",
+]
 
 MIN_RUN = 8
 REDACTED = "[redacted]"
@@ -120,6 +128,17 @@ def redact_shown(text: str) -> str:
     values = _values_in_use()
     values.update(_stored_values())
     return _redactor_for(frozenset(values))(text) if values else text
+
+
+def shown_redactor() -> Redactor:
+    """What :func:`redact_shown` applies now, to blank many texts for the cost of one.
+
+    Finding the values (environment, secrets file) costs more than matching a short
+    text; a page of thousands of texts looks them up once.
+    """
+    values = _values_in_use()
+    values.update(_stored_values())
+    return _redactor_for(frozenset(values))
 
 
 def _values_in_use() -> set[str]:

@@ -197,9 +197,9 @@ def side_effects(path: Path) -> Counter[str]:
 
 def cached_stores() -> set[object]:
     """The journals this process keeps open in its store cache (``open_store``)."""
-    import kitaru.journal
+    import kitaru._stores
 
-    return set(kitaru.journal._stores)
+    return set(kitaru._stores._stores)
 
 
 def forget_stores_opened_since(before: set[object]) -> None:
@@ -211,7 +211,7 @@ def forget_stores_opened_since(before: set[object]) -> None:
     cycle with its statement cache, so its files close at the next garbage collection
     (running one per test would cost more than the files do).
     """
-    from kitaru.journal import forget_store
+    from kitaru._stores import forget_store
 
     for location in cached_stores() - before:
         forget_store(str(location))

@@ -36,6 +36,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         "== 3. Peers",
         "== 4. import kitaru",
         "== 8. Read path",
+        "== 9. kitaru ui",
         "== Summary ==",
     ):
         assert heading in out, f"missing {heading!r} in:\n{out}"

@@ -35,6 +35,7 @@ PUBLIC_MODULES = {
     "memory",
     "replay",
     "runtime",
+    "ui",
 }
 
 

@@ -90,6 +90,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "Show where executions run and are recorded: stack, journal, config dir.",
     ),
     "store": CommandEntry("kitaru.cli.store", "store", "Inspect the journal store."),
+    "ui": CommandEntry(
+        "kitaru.cli.ui",
+        "ui",
+        "Serve the dashboard: executions, timelines, logs, waits and actions.",
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from kitaru._store_check import IntegrityReport, check_store
 from kitaru._stores import forget_store, open_store
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
+from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries
 from kitaru.client._views import (
     ArtifactRef,
     CheckpointAttempt,
@@ -61,6 +62,7 @@ __all__ = [
     "CheckpointCall",
     "Execution",
     "ExecutionStatus",
+    "ExecutionSummary",
     "ExecutionsClient",
     "FailureInfo",
     "FailureOrigin",
@@ -154,6 +156,22 @@ class ExecutionsClient:
                 # One unreadable journal must not hide every other execution.
                 found.append(unreadable_execution(row, exc))
         return found
+
+    def summaries(
+        self, flow: str | None = None, status: str | None = None, id_prefix: str | None = None
+    ) -> builtins.list[ExecutionSummary]:
+        """Executions as the executions table lists them, newest first, without reading
+        their journals: cheap for thousands (no calls, tokens or payloads)."""
+        if status is not None and status not in EXECUTION_STATUSES:
+            raise KitaruUsageError(
+                f"status={status!r} is not an execution status; use one of "
+                f"{', '.join(EXECUTION_STATUSES)}."
+            )
+        return summaries(self._store, flow=flow, status=status, id_prefix=id_prefix)
+
+    def inputs(self, exec_id: str) -> dict[str, Any]:
+        """The arguments the flow was called with: ``{"args": [...], "kwargs": {...}}``."""
+        return flow_inputs(self._store, self.resolve_id(exec_id))
 
     def latest(self, flow: str | None = None, status: str | None = None) -> Execution:
         found = self.list(flow=flow, status=status, limit=1)

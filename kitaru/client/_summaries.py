@@ -1,0 +1,95 @@
+"""Cheap listings of executions: what the executions table holds, without their events.
+
+Reading an execution's journal costs time in proportion to its events; a listing of
+thousands of executions (a dashboard's first page, a count per flow) needs only each
+execution's row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from kitaru.client._views import ExecutionStatus
+from kitaru.journal.store import Store
+from kitaru.runtime.runner import load_state
+from kitaru.runtime.values import decode_value
+
+__all__ = ["ExecutionSummary", "flow_inputs", "summaries"]
+
+
+_STATUSES = {str(status): status for status in ExecutionStatus}
+
+
+def _time(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """One execution as the executions table records it: no calls, no payloads.
+
+    Times are kept as the table's timestamps and made datetimes when asked for: a
+    listing of 10,000 executions shows a page of them.
+    """
+
+    exec_id: str
+    flow_name: str
+    status: ExecutionStatus
+    started_ts: float | None
+    """Seconds since the epoch; ``started_at`` is the same as a datetime."""
+    ended_ts: float | None
+    original_exec_id: str | None
+    failure: str | None
+    """``Type: message`` of the failure that ended it, as recorded."""
+
+    @property
+    def started_at(self) -> dt.datetime | None:
+        return _time(self.started_ts)
+
+    @property
+    def ended_at(self) -> dt.datetime | None:
+        return _time(self.ended_ts)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end; None while it has not ended."""
+        if self.started_ts is None or self.ended_ts is None:
+            return None
+        return self.ended_ts - self.started_ts
+
+
+def summaries(
+    store: Store,
+    *,
+    flow: str | None = None,
+    status: str | None = None,
+    id_prefix: str | None = None,
+) -> list[ExecutionSummary]:
+    """Every execution matching the filters, newest first."""
+    rows = store.list_executions(flow=flow, status=status)
+    if id_prefix:
+        rows = [row for row in rows if row.exec_id.startswith(id_prefix)]
+    return [
+        ExecutionSummary(
+            row.exec_id,
+            row.flow_name,
+            _STATUSES[row.status],
+            row.started_at,
+            row.ended_at,
+            row.original_exec_id,
+            row.failure,
+        )
+        for row in rows
+    ]
+
+
+def flow_inputs(store: Store, exec_id: str) -> dict[str, Any]:
+    """The flow call's arguments: ``{"args": [...], "kwargs": {...}}``."""
+    state = load_state(store, exec_id)
+    assert state.started is not None
+    ref = state.started.inputs
+    data = ref.inline if ref.inline is not None else store.read_payload(ref.hash or "")
+    args, kwargs = decode_value(data)
+    return {"args": list(args), "kwargs": dict(kwargs)}

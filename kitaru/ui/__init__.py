@@ -1,0 +1,13 @@
+"""``kitaru ui``: a local web dashboard over ``KitaruClient``.
+
+Starlette and uvicorn come with the ``kitaru[ui]`` extra and are imported only here,
+so ``import kitaru`` and every other command stay free of them.
+"""
+
+from __future__ import annotations
+
+from kitaru.ui._app import create_app
+from kitaru.ui._security import Credentials
+from kitaru.ui._server import Dashboard, is_loopback
+
+__all__ = ["Credentials", "Dashboard", "create_app", "is_loopback"]

@@ -1,0 +1,1 @@
+"""Flows that the dashboard tests run in their own processes."""

@@ -1,0 +1,138 @@
+"""A small support desk: flows that finish, fail, wait for a person, or run on.
+
+``python -m tests.ui_flows.desk MODE`` prints ``{"exec_id": ...}`` first, then one JSON
+line with how the run ended. Modes:
+
+- ``finish``: two checkpoints and a model call (answered by the mock provider when
+  ``KITARU_LLM_MOCK_RESPONSE`` is set), then completes.
+- ``fail``: a checkpoint raises ``ValueError``; the execution fails.
+- ``wait``: waits (up to ``DESK_WAIT_TIMEOUT`` seconds, default 60) for a ``Decision``,
+  then completes with it.
+- ``leak``: a checkpoint prints ``OPENAI_API_KEY`` and returns it in its output.
+- ``tick``: ``DESK_TICKS`` (default 600) checkpoints of 0.1 s each, printing as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import kitaru
+from kitaru import KitaruExecutionError, KitaruStateError, checkpoint, flow
+
+
+@dataclass
+class Decision:
+    approved: bool
+    reviewer: str
+    priority: int = 1
+
+
+@checkpoint
+def triage(ticket: str) -> str:
+    print(f"triaging {ticket}")
+    return f"{ticket}: billing"
+
+
+@checkpoint
+def reply(category: str) -> str:
+    answer = kitaru.llm(
+        f"Write a short reply about {category}",
+        system="Be brief.",
+        name="draft",
+        model="openai/gpt-4o-mini",
+    )
+    return f"reply for {category}: {answer}"
+
+
+@checkpoint
+def refund(ticket: str) -> str:
+    raise ValueError(f"refund limit exceeded for {ticket}")
+
+
+@checkpoint
+def tick(i: int) -> int:
+    print(f"tick {i}")
+    time.sleep(0.1)
+    return i
+
+
+@checkpoint
+def step(i: int) -> int:
+    return i * 2
+
+
+@checkpoint
+def echo_key() -> str:
+    key = os.environ["OPENAI_API_KEY"]
+    print(f"using {key}")
+    return f"the key is {key}"
+
+
+@flow
+def steps(n: int) -> int:
+    return sum(step(i).load() for i in range(n))
+
+
+@flow
+def leak() -> str:
+    return echo_key().load()
+
+
+@flow
+def answer_ticket(ticket: str) -> str:
+    return reply(triage(ticket)).load()
+
+
+@flow
+def refund_ticket(ticket: str) -> str:
+    triage(ticket)
+    return refund(ticket).load()
+
+
+@flow
+def escalate(ticket: str) -> dict[str, object]:
+    category = triage(ticket).load()
+    decision = kitaru.wait(
+        schema=Decision,
+        name="approve",
+        question=f"Escalate {ticket}?",
+        timeout=float(os.environ.get("DESK_WAIT_TIMEOUT", "60")),
+    )
+    return {"category": category, "approved": decision.approved, "by": decision.reviewer}
+
+
+@flow
+def watch(n: int) -> int:
+    return sum(tick(i).load() for i in range(n))
+
+
+def _start(mode: str) -> kitaru.FlowHandle:
+    if mode == "finish":
+        return answer_ticket.run("T-1", background=True)
+    if mode == "fail":
+        return refund_ticket.run("T-2", background=True)
+    if mode == "wait":
+        return escalate.run("T-3", background=True)
+    if mode == "leak":
+        return leak.run(background=True)
+    if mode == "tick":
+        return watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True)
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    handle = _start(sys.argv[1])
+    print(json.dumps({"exec_id": handle.exec_id}), flush=True)
+    try:
+        result = handle.wait()
+    except KitaruStateError:
+        print(json.dumps({"status": str(handle.status)}), flush=True)
+    except KitaruExecutionError as exc:
+        print(json.dumps({"status": str(exc.status), "error": str(exc)}), flush=True)
+        sys.exit(1)
+    else:
+        print(json.dumps({"status": "completed", "result": result}), flush=True)
