@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from kitaru._logging import get_logger
 from kitaru.errors import KitaruContextError, KitaruUsageError
+from kitaru.journal.read_model import ExecutionStatus
 from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
 from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
@@ -104,7 +105,10 @@ class Checkpoint(Generic[P, R]):
     def _execute(self, slot: CallSlot, arguments: CallArguments) -> Any:
         arguments.resolve()
         key = None
-        if self.cache or (self.cache is None and slot.ctx.cache):
+        recorded = slot.recorded
+        # A completed call replays its output: its key would never be looked up.
+        replays = recorded is not None and recorded.status is ExecutionStatus.COMPLETED
+        if not replays and (self.cache or (self.cache is None and slot.ctx.cache)):
             key = self._cache_key(True, *arguments.copies())
 
         def live(_scope: CallScope) -> Any:

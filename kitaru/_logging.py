@@ -30,9 +30,30 @@ class _DeferredLogger:
     def __getattr__(self, name: str) -> Any:
         logger = self._logger
         if logger is None:
+            level = _LEVELS.get(name)
+            if level is not None and not logging.getLogger(_LOGGER_NAME).isEnabledFor(level):
+                # The stdlib logger would drop the event: no need to load structlog (a
+                # resume or a short run otherwise pays for that import on its first event).
+                return _drop
             # Two threads racing here both build an equivalent logger; either one is fine.
             logger = self._logger = _structlog_logger(self._initial)
         return getattr(logger, name)
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+"""Level of each event method, to see whether the ``kitaru`` logger keeps its events."""
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    """An event the ``kitaru`` logger would not pass on (its level is above it)."""
 
 
 def _structlog_logger(initial: dict[str, Any]) -> Any:

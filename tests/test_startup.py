@@ -143,6 +143,70 @@ class TestLoggingOnFirstUse:
         assert "flow=pipeline" in proc.stderr
 
 
+class TestDroppedEventsLoadNothing:
+    def test_an_event_below_the_loggers_level_loads_no_structlog(self) -> None:
+        """An event the ``kitaru`` logger would drop loads no structlog; one it keeps does."""
+        proc = _python(
+            "import logging, sys\n"
+            "from kitaru._logging import get_logger\n"
+            "log = get_logger()\n"
+            "log.info('execution started', exec_id='abc123')\n"
+            "log.debug('detail')\n"
+            "assert 'structlog' not in sys.modules, 'structlog loaded for a dropped event'\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "log.info('execution completed', exec_id='abc123')\n"
+            "assert 'structlog' in sys.modules\n"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "execution started" not in proc.stderr
+        assert "execution completed" in proc.stderr
+
+    def test_a_run_and_its_retry_load_no_structlog_when_nothing_listens(
+        self, tmp_path: Path
+    ) -> None:
+        """A flow that fails, then is retried, with logging left as it is, loads no structlog."""
+        script = tmp_path / "retried.py"
+        script.write_text(
+            "import sys\n"
+            "import kitaru\n"
+            "from kitaru.client import KitaruClient\n"
+            "FAIL = {'on': True}\n"
+            "@kitaru.checkpoint\n"
+            "def step(i: int) -> int:\n"
+            "    if FAIL['on'] and i == 2:\n"
+            "        raise RuntimeError('asked to fail')\n"
+            "    return i + 1\n"
+            "@kitaru.flow\n"
+            "def chain(n: int) -> int:\n"
+            "    value = 0\n"
+            "    for _ in range(n):\n"
+            "        value = step(value)\n"
+            "    return value.load()\n"
+            "if __name__ == '__main__':\n"
+            "    handle = chain.run(4)\n"
+            "    try:\n"
+            "        handle.wait()\n"
+            "    except Exception:\n"
+            "        pass\n"
+            "    FAIL['on'] = False\n"
+            "    print(KitaruClient().executions.retry(handle.exec_id).wait())\n"
+            "    print('structlog' in sys.modules)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=helpers.child_env(
+                KITARU_STORE=str(tmp_path / "kitaru.db"), PYTHONPATH=str(helpers.REPO)
+            ),
+            capture_output=True,
+            text=True,
+            timeout=helpers.TIMEOUT,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["4", "False"]
+
+
 class TestHelp:
     def test_help_lists_every_command_with_its_help_line(self) -> None:
         """``kitaru --help`` lists each command with the first sentence of its docstring."""

@@ -245,6 +245,8 @@ class ExecutionState:
                 raise JournalShapeError(
                     f"position {event.position} holds both '{other}' and '{event.identity}'"
                 )
+            # A call's first start (nearly every CallStarted): built with its one attempt
+            # in place, without the search ``attempt()`` does for a call seen before.
             call = CallRecord(
                 event.position,
                 event.identity,
@@ -253,10 +255,14 @@ class ExecutionState:
                 event.call_id,
                 event.checkpoint_type,
                 event.inputs_from,
+                event.target,
+                event.arguments,
                 started_at=at,
+                attempts=[AttemptRecord(event.attempt, at)],
             )
             self.calls[event.identity] = call
             self.by_position[event.position] = call
+            return
         # The latest attempt's record wins: an interrupted or failed call may run again
         # with other arguments, and what it completes with is what a resume checks.
         if event.target is not None:
@@ -302,8 +308,14 @@ class ExecutionState:
             self._move(event, at)
 
     def _call_completed(self, event: CallCompleted, at: float, seq: int) -> None:
-        call = self._call_for(event.identity, event)
-        attempt = call.attempt(event.attempt)
+        call = self.calls.get(event.identity)
+        if call is None:
+            call = self._call_for(event.identity, event)
+        attempts = call.attempts
+        # Nearly always the attempt that started last: no search needed.
+        attempt = attempts[-1] if attempts else None
+        if attempt is None or attempt.attempt != event.attempt:
+            attempt = call.attempt(event.attempt)
         attempt.status, attempt.ended_at = ExecutionStatus.COMPLETED, at
         attempt.duration_ms = event.duration_ms
         call.status, call.output, call.ended_at, call.error = (

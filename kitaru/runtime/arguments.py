@@ -261,7 +261,16 @@ class ArgumentLayout:
 class CallArguments:
     """A call's arguments, captured before the call is matched against the journal."""
 
-    __slots__ = ("_bound", "_in_order", "_named", "_positional", "digests", "ignored", "lineage")
+    __slots__ = (
+        "_bound",
+        "_in_order",
+        "_named",
+        "_positional",
+        "_with_handles",
+        "digests",
+        "ignored",
+        "lineage",
+    )
 
     def __init__(
         self,
@@ -282,6 +291,8 @@ class CallArguments:
         self.lineage = tuple(dict.fromkeys(lineage))
         """Identities of the calls whose output handles were passed in, in order."""
         arguments = [*positional, *named.values()]
+        self._with_handles = [arg for arg in arguments if arg.handles]
+        """The arguments ``resolve`` has handles to replace in (most calls have none)."""
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
             if ignored
@@ -294,9 +305,10 @@ class CallArguments:
 
         Raises the error of a producing call that failed, before this call starts.
         """
-        for arg in (*self._positional, *self._named.values()):
-            if arg.handles:
-                arg.value = resolve_handles(arg.value)
+        for arg in self._with_handles:
+            value = arg.value
+            # A lone handle (how outputs usually flow on) needs no walk through containers.
+            arg.value = value._resolve() if type(value) is OutputHandle else resolve_handles(value)
 
     def copies(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for one attempt of the body, each a copy."""
