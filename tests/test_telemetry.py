@@ -293,6 +293,39 @@ class TestReplayedCalls:
         assert all(span["parent"] not in {r["id"] for r in replayed} for span in spans)
 
 
+class TestWaitsAndMemory:
+    def test_a_wait_pauses_without_error_and_memory_calls_are_replayed_on_resume(
+        self, provider: FakeLLMServer, tmp_path: Path
+    ) -> None:
+        """A paused wait ends OK marked paused; after the answer, the resumed run replays memory."""
+        spans = _spans(provider, tmp_path, "approval", KITARU_OTEL="1")
+        first, second = _named(spans, "invoke_workflow approval")
+        assert first["attributes"]["kitaru.execution.suspended"] is True
+        assert first["attributes"]["kitaru.execution.resumed"] is False
+        assert second["attributes"]["kitaru.execution.resumed"] is True
+        assert "kitaru.execution.suspended" not in second["attributes"]
+        assert (
+            first["attributes"]["kitaru.execution.id"]
+            == (second["attributes"]["kitaru.execution.id"])
+        )
+
+        def calls(execution: dict[str, Any]) -> list[tuple[str, bool, bool]]:
+            return [
+                (
+                    span["name"],
+                    span["attributes"]["kitaru.call.replayed"],
+                    span["attributes"].get("kitaru.call.paused", False),
+                )
+                for span in spans
+                if span["parent"] == execution["id"]
+            ]
+
+        memory = "memory memory.set:flow:approval:topic"
+        assert calls(first) == [(memory, False, False), ("wait approve", False, True)]
+        assert calls(second) == [(memory, True, False), ("wait approve", False, False)]
+        assert all(span["status"] == "UNSET" for span in spans)
+
+
 class TestDisabled:
     def test_no_spans_without_the_switch(self, provider: FakeLLMServer, tmp_path: Path) -> None:
         """With a provider set but tracing not switched on, kitaru emits no span."""

@@ -7,6 +7,8 @@
   as JSON, also when the execution failed. ``OTELFLOW_CONFIGURE=1`` switches tracing on
   with ``kitaru.configure`` instead of ``KITARU_OTEL``.
 - ``resume``: as ``memory``, but continues the execution ``EXEC_ID`` instead.
+- ``approval``: as ``memory``, but runs ``approval`` until it waits, answers the wait
+  and resumes it.
 - ``plain``: no provider is installed; the flow runs and ``OUT`` gets the execution id and
   whether opentelemetry was imported, and of which type the global provider is.
 
@@ -53,6 +55,13 @@ def research(topic: str) -> dict[str, Any]:
     return {"length": publish(summary).load()}
 
 
+@flow
+def approval(topic: str) -> str:
+    kitaru.memory.set("topic", topic)
+    approved = kitaru.wait(schema=bool, name="approve", timeout=0)
+    return f"{topic}: {'approved' if approved else 'rejected'}"
+
+
 def _install_memory_exporter() -> Any:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -84,13 +93,19 @@ def _plain(value: Any) -> Any:
 
 
 def main(mode: str, out: Path, exec_id: str | None) -> None:
-    if mode in ("memory", "resume"):
+    if mode in ("memory", "resume", "approval"):
         exporter = _install_memory_exporter()
         if os.environ.get("OTELFLOW_CONFIGURE") == "1":
             kitaru.configure(otel=True)
         try:
             if mode == "memory":
                 research.run("tides").wait(timeout=60)
+            elif mode == "approval":
+                # Pauses at the wait, is answered, and is resumed in this process.
+                handle = approval.run("tides")
+                client = kitaru.KitaruClient()
+                client.executions.input(handle.exec_id, value=True)
+                client.executions.resume(handle.exec_id, background=False)
             else:
                 assert exec_id is not None
                 kitaru.KitaruClient().executions.resume(exec_id, background=False)
