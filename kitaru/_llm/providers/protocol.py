@@ -28,6 +28,7 @@ __all__ = [
     "ProviderError",
     "ProviderRequest",
     "ProviderResponse",
+    "answered_model",
     "connection_error",
     "empty_response_error",
     "malformed_response_error",
