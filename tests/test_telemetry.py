@@ -339,6 +339,28 @@ class TestDisabled:
         assert proc.returncode == 0, proc.stderr
         assert json.loads(out.read_text())["imported"] is False
 
+    def test_configure_without_opentelemetry_says_what_to_install(self) -> None:
+        """Switching on where opentelemetry cannot be imported names the extra to install."""
+        code = (
+            "import sys\n"
+            "sys.modules['opentelemetry'] = None  # as if it were not installed\n"
+            "import kitaru\n"
+            "try:\n"
+            "    kitaru.configure(otel=True)\n"
+            "except kitaru.KitaruUsageError as exc:\n"
+            "    print(exc)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "pip install 'kitaru[otel]'" in proc.stdout
+
     def test_configure_refuses_a_switch_that_is_not_a_bool(self) -> None:
         """``otel=`` takes True, False or None; anything else is a usage error."""
         with pytest.raises(KitaruUsageError, match="otel= must be True, False or None"):
