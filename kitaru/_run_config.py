@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from kitaru import _telemetry as tracing
 from kitaru.errors import KitaruUsageError
 from kitaru.journal.events import ExecutionSpec
 
@@ -366,12 +367,15 @@ def configure(
     cache: bool | None = _UNSET,
     retries: int | None = _UNSET,
     project: str | None = _UNSET,
+    otel: bool | None = _UNSET,
 ) -> KitaruConfig:
     """Set process-wide run defaults; an omitted argument is unchanged, ``None`` clears it.
 
     ``stack``, ``image``, ``cache`` and ``retries`` apply to flows started later in this
     process unless the flow or the run sets them. ``project`` is kept for programs
-    written for Kitaru's servers; this version has no projects.
+    written for Kitaru's servers; this version has no projects. ``otel=True`` emits
+    OpenTelemetry spans for executions run afterwards (``False`` never; ``None`` leaves it
+    to ``KITARU_OTEL``); it needs ``pip install 'kitaru[otel]'``.
     """
     global _layer  # noqa: PLW0603  (one process-wide value, swapped atomically)
     changes = {
@@ -392,5 +396,8 @@ def configure(
             for name in ("stack", "image", "cache", "retries", "project")
         }
         values.update(changes)
-        _layer = KitaruConfig(**values)  # validates before anything changes
+        layer = KitaruConfig(**values)  # validates before anything changes
+        if otel is not _UNSET:
+            tracing.set_enabled(otel)
+        _layer = layer
         return _layer

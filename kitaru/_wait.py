@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import msgspec
 
+from kitaru import _telemetry as tracing
 from kitaru.errors import KitaruUsageError
 from kitaru.journal.events import WaitRequested
 from kitaru.runtime.boundary import execute_wait, reserve
-from kitaru.runtime.context import require_flow_body
+from kitaru.runtime.context import Suspended, require_flow_body
 from kitaru.runtime.wait_schemas import describe_schema, validate_input
 
 __all__ = ["wait"]
@@ -64,4 +66,13 @@ def wait(
     def convert(value: Any) -> Any:
         return validate_input(schema, value, exec_id=ctx.exec_id, wait=slot.identity)
 
-    return execute_wait(slot, request, None if timeout is None else float(timeout), convert)
+    waiting = functools.partial(
+        execute_wait, slot, request, None if timeout is None else float(timeout), convert
+    )
+    if tracing.on:
+        if slot.recorded is not None and slot.recorded.output is not None:
+            tracing.replayed(slot)  # its input is in the journal: returned, not waited for
+        else:
+            # The span lasts until input arrives or the flow body pauses (no error).
+            return tracing.traced(slot, 1, lambda _: waiting(), ok=(Suspended,))(None)
+    return waiting()

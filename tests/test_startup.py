@@ -19,7 +19,7 @@ import kitaru
 from kitaru.cli import COMMANDS, main
 from tests import helpers
 
-FIRST_USE_MODULES = ("structlog", "asyncio", "sqlite3", "openai", "anthropic")
+FIRST_USE_MODULES = ("structlog", "asyncio", "sqlite3", "openai", "anthropic", "opentelemetry")
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +53,7 @@ def _kitaru(*args: str) -> subprocess.CompletedProcess[str]:
 
 class TestImportLoadsLittle:
     def test_import_kitaru_loads_no_heavy_module(self) -> None:
-        """``import kitaru`` loads neither structlog, asyncio, sqlite3 nor a provider SDK."""
+        """``import kitaru`` loads no structlog, asyncio, sqlite3, provider SDK or OpenTelemetry."""
         loaded = _json_of(
             "import json, sys, kitaru; "
             f"print(json.dumps([m for m in {list(FIRST_USE_MODULES)!r} if m in sys.modules]))"

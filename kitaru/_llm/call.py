@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from kitaru import _telemetry as tracing
 from kitaru._llm.credentials import Credentials, CredentialSource, resolve_credentials
 from kitaru._llm.messages import Message, normalise_prompt
 from kitaru._llm.providers import (
@@ -161,9 +162,12 @@ class PreparedLlmCall:
         number = 1
         while True:
             started = time.perf_counter()
+            span = self._trace(number) if tracing.on else None
             try:
                 response = self.provider.complete(request)
             except ProviderError as exc:
+                if span is not None:
+                    span.failed(exc)
                 will_retry = not exc.reached_provider and number <= CONNECT_RETRIES
                 if on_failure is not None:
                     latency_ms = (time.perf_counter() - started) * 1000.0
@@ -175,6 +179,13 @@ class PreparedLlmCall:
                 continue
             break
         latency_ms = (time.perf_counter() - started) * 1000.0
+        if span is not None:
+            span.answered(
+                model=response.model,
+                input_tokens=response.input_tokens,
+                output_tokens=response.output_tokens,
+                finish_reason=str(response.finish_reason),
+            )
         return LlmResult(
             messages=self.messages,
             text=response.text,
@@ -189,6 +200,15 @@ class PreparedLlmCall:
             provider_attempt=number,
             tool_calls=response.tool_calls,
             finish_reason=response.finish_reason,
+        )
+
+    def _trace(self, number: int) -> tracing.Request:
+        return tracing.request(
+            provider=self.resolved.provider,
+            model=self.resolved.model_name,
+            attempt=number,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from kitaru import _telemetry as tracing
 from kitaru._logging import get_logger
 from kitaru.errors import KitaruDivergenceError, KitaruUsageError
 from kitaru.journal.events import (
@@ -393,6 +394,8 @@ def execute(
     ctx, recorded = slot.ctx, slot.recorded
     outcome = _recorded_outcome(slot, inputs_from, checkpoint_type, cache_key)
     if outcome is not None:
+        if tracing.on:
+            tracing.replayed(slot)
         return load_value(ctx, outcome)
 
     position, identity, call_id = slot.position, slot.identity, slot.call_id
@@ -410,7 +413,7 @@ def execute(
             token = current_call.set(scope)
         started = time.perf_counter()
         try:
-            value = live(scope)
+            value = (tracing.traced(slot, attempt, live) if tracing.on else live)(scope)
             # Inside the attempt: an output that cannot be stored fails this attempt,
             # so retries= applies to it like to any other failure.
             data = _encode_output(slot, value)

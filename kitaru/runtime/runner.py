@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from kitaru import _telemetry as tracing
 from kitaru._logging import get_logger
 from kitaru._stores import open_store
 from kitaru.errors import (
@@ -205,6 +206,9 @@ class Run:
     def drive(self) -> Outcome:
         """Drive the flow body in this thread; always lets go of the execution."""
         token = current_execution.set(self.ctx)
+        traced = tracing.start_execution(
+            self.ctx, resumed=bool(self.ctx.state.resumes), replay=self.ctx.replay is not None
+        )
         with running():
             try:
                 self.outcome = self._drive_body()
@@ -218,6 +222,12 @@ class Run:
                     request_stop()
                 raise
             finally:
+                if traced is not None:
+                    outcome = self.outcome
+                    traced.end(
+                        outcome.error if outcome else None,
+                        suspended=bool(outcome and outcome.suspended),
+                    )
                 current_execution.reset(token)
                 self._let_go()
         return self.outcome

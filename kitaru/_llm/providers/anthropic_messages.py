@@ -17,6 +17,7 @@ from kitaru._llm.providers.protocol import (
     ProviderError,
     ProviderRequest,
     ProviderResponse,
+    answered_model,
     connection_error,
     empty_response_error,
     malformed_response_error,
@@ -192,6 +193,7 @@ def _response(request: ProviderRequest, message: Any) -> ProviderResponse:
         total_tokens=total,
         tool_calls=tool_calls,
         finish_reason=_STOP_REASONS.get(str(stop), LLMFinishReason.OTHER),
+        model=answered_model(getattr(message, "model", None)),
     )
 
 

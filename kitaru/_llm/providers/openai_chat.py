@@ -18,6 +18,7 @@ from kitaru._llm.providers.protocol import (
     ProviderError,
     ProviderRequest,
     ProviderResponse,
+    answered_model,
     connection_error,
     empty_response_error,
     malformed_response_error,
@@ -162,6 +163,7 @@ class OpenAIChatProvider:
             total_tokens=total_tokens,
             tool_calls=tool_calls,
             finish_reason=_FINISH_REASONS.get(str(finish), LLMFinishReason.OTHER),
+            model=answered_model(getattr(completion, "model", None)),
         )
 
     def _tool_calls(self, request: ProviderRequest, raw: object) -> tuple[LLMToolCall, ...]:

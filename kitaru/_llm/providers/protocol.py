@@ -28,6 +28,7 @@ __all__ = [
     "ProviderError",
     "ProviderRequest",
     "ProviderResponse",
+    "answered_model",
     "connection_error",
     "empty_response_error",
     "malformed_response_error",
@@ -75,6 +76,13 @@ class ProviderResponse(msgspec.Struct, frozen=True, kw_only=True):
     total_tokens: int | None
     tool_calls: tuple[LLMToolCall, ...] = ()
     finish_reason: LLMFinishReason = LLMFinishReason.STOP
+    model: str | None = None
+    """The model the provider says answered (None if it did not say)."""
+
+
+def answered_model(value: object) -> str | None:
+    """The model name a response reports, if it reports one as text."""
+    return value if isinstance(value, str) and value else None
 
 
 class Provider(Protocol):
