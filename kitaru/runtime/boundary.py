@@ -345,8 +345,9 @@ def _record_failure(
 
 
 def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
-    """Queue what the attempt printed or logged, to go with its outcome."""
-    if scope.logs or scope.partial:
+    """Queue what the attempt printed or logged and is not journaled yet, to go with
+    its outcome (or, if it was interrupted, with the execution's next append)."""
+    if len(scope.logs) > scope.shipped or scope.partial:
         entries = tuple(take_logs(scope))
         if entries:
             ctx.writer.defer(
@@ -429,7 +430,7 @@ def execute(
         finally:
             if token is not None:
                 current_call.reset(token)
-        _journal_logs(ctx, scope)
+            _journal_logs(ctx, scope)
         duration = (time.perf_counter() - started) * 1000
         payloads: dict[str, bytes] = {}
         ref = make_ref(data, payloads)
