@@ -208,3 +208,36 @@ class TestFollowIsLive:
             "second words",
             "released",
         ]
+
+
+class TestDashboardFollowsARunningAttempt:
+    @pytest.mark.slow
+    def test_the_logs_api_lists_lines_of_a_checkpoint_still_running(self, tmp_path: Path) -> None:
+        """``/api/executions/{id}/logs`` holds the lines a running checkpoint has printed."""
+        pytest.importorskip("starlette")
+        from ui_support import dashboard
+
+        printed, release = tmp_path / "printed", tmp_path / "release"
+        env = child_env(STALL_PRINTED=str(printed), STALL_RELEASE=str(release))
+        with background(
+            [sys.executable, "-m", "tests.mgmt_flows.stalled_printer"], cwd=REPO, env=env
+        ) as runner:
+            exec_id = started(runner)
+            wait_until(printed.exists, TIMEOUT, "the checkpoint printing")
+            with dashboard(tmp_path) as ui:
+                shown: list[dict[str, Any]] = []
+
+                def second_words_shown() -> bool:
+                    shown[:] = [ui.request(f"/api/executions/{exec_id}/logs")[1]]
+                    return "second words" in [line["message"] for line in shown[0]["items"]]
+
+                wait_until(second_words_shown, SHIPPED_WITHIN + 5, "the dashboard showing it")
+            release.touch()
+            assert runner.wait(timeout=TIMEOUT) == 0
+        assert shown[0]["following"] is True
+        assert [line["message"] for line in shown[0]["items"]] == [
+            "warming up",
+            "first words",
+            "logged while running",
+            "second words",
+        ]

@@ -303,7 +303,12 @@ def _from_source(
         assert source is not None
         assert source.output is not None
         output = source.output
-        events.extend(e for e in source.llm_calls if e.parent is None)
+        # Marked reused: the source execution paid for these requests, this one did not.
+        events.extend(
+            msgspec.structs.replace(e, cost_reused=True)
+            for e in source.llm_calls
+            if e.parent is None
+        )
         # What the reused attempt saved stays loadable by name from the replay.
         events.extend(
             msgspec.structs.replace(saved, attempt=1)
