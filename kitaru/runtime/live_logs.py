@@ -18,6 +18,7 @@ lines of the two runs never mix.
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from kitaru.journal.events import LogEntry, LogsCaptured
@@ -32,10 +33,15 @@ SHIP_EVERY = 0.2
 """Seconds between looks for new lines: lines printed together go in one event."""
 
 _lock = threading.Lock()
+"""Guards the registry below; held only briefly, never while waiting for a writer (a
+thread appending to the journal may log a record, and so call ``ship``)."""
 _wake = threading.Condition(_lock)
 _shipping: dict[int, tuple[CallScope, JournalWriter]] = {}
 """Attempts that printed and have not ended, by ``id`` of their scope."""
 _thread: threading.Thread | None = None
+_queueing = threading.Lock()
+"""Held while lines are taken from an attempt and queued on its writer, so the lines an
+attempt's end takes are queued after every chunk taken before them."""
 
 
 def ship(scope: CallScope, writer: JournalWriter) -> None:
@@ -56,10 +62,11 @@ def ship(scope: CallScope, writer: JournalWriter) -> None:
 def finish(scope: CallScope) -> list[LogEntry]:
     """End live shipping for the attempt; return its lines not journaled yet.
 
-    Under the shipper's lock, so a chunk the shipper is queueing is queued before the
-    caller queues these, and nothing of the attempt is queued after them.
+    A chunk the shipper is queueing is queued before this returns, and nothing of the
+    attempt is queued after the lines it returns. Call it without holding the writer's
+    lock (the shipper may be waiting for that lock).
     """
-    with _lock:
+    with _queueing, _lock:
         _shipping.pop(id(scope), None)
         scope.shipping = True
         rest = scope.logs[scope.shipped :]
@@ -67,25 +74,34 @@ def finish(scope: CallScope) -> list[LogEntry]:
         return rest
 
 
-def _loop() -> None:
+def _take() -> list[tuple[JournalWriter, LogsCaptured]]:
+    """The new lines of every attempt shipping, as events for their writers."""
+    taken = []
     with _lock:
-        while True:
-            if not _shipping:
-                _wake.wait()
+        for scope, writer in list(_shipping.values()):
+            if writer.closed:
+                # The attempt was interrupted (its outcome is not recorded either).
+                _shipping.pop(id(scope), None)
                 continue
-            _wake.wait(SHIP_EVERY)
-            for scope, writer in list(_shipping.values()):
-                if writer.closed:
-                    # The attempt was interrupted (its outcome is not recorded either).
-                    _shipping.pop(id(scope), None)
-                    continue
-                end = len(scope.logs)
-                if end <= scope.shipped:
-                    continue
-                chunk = tuple(scope.logs[scope.shipped : end])
-                scope.shipped = end
+            end = len(scope.logs)
+            if end <= scope.shipped:
+                continue
+            chunk = tuple(scope.logs[scope.shipped : end])
+            scope.shipped = end
+            taken.append(
+                (writer, LogsCaptured(call=scope.identity, attempt=scope.attempt, entries=chunk))
+            )
+    return taken
+
+
+def _loop() -> None:
+    while True:
+        with _lock:
+            while not _shipping:
+                _wake.wait()
+        time.sleep(SHIP_EVERY)
+        with _queueing:
+            for writer, event in _take():
                 # Only queued: the writer's flusher (or the attempt's own next append)
                 # writes it, fenced by the execution's lease like every append.
-                writer.defer(
-                    LogsCaptured(call=scope.identity, attempt=scope.attempt, entries=chunk)
-                )
+                writer.defer(event)
