@@ -28,6 +28,8 @@ from kitaru._llm.call import (
     prepare_llm_call,
 )
 from kitaru._llm.messages import EXTRA_KEYS, Message, normalise_prompt
+from kitaru._llm.pricing import estimate_cost
+from kitaru._llm.pricing import warm_up as warm_up_prices
 from kitaru._llm.providers import ProviderError
 from kitaru._llm.response import LLMResponse, LLMToolDefinition
 from kitaru._llm.structured import OutputFormat, output_format
@@ -204,6 +206,7 @@ def _call(
         **options,
     )
     extras = _request_extras(prepared)
+    warm_up_prices()  # loads while the request is out, not after it
 
     def record(
         result: LlmResult | None,
@@ -215,6 +218,15 @@ def _call(
         payloads: dict[str, bytes] = {}
         head = store_prompt(prepared.messages, payloads, ctx.prompt_nodes)
         text = result.text if result is not None else ""
+        # A mock answer reached no provider and its usage is a word count: not priced.
+        mocked = prepared.credentials.source == "mock"
+        cost = estimate_cost(
+            prepared.resolved.provider,
+            prepared.resolved.model_name,
+            None if result is None or mocked else result.input_tokens,
+            None if result is None or mocked else result.output_tokens,
+            reached_provider=True if error is None else error.reached_provider,
+        )
         ctx.writer.defer(
             LlmCallRecorded(
                 name=name,
@@ -249,6 +261,8 @@ def _call(
                 ),
                 finish_reason=None if result is None else str(result.finish_reason),
                 request_extras=None if extras is None else make_ref(extras, payloads),
+                estimated_cost=cost.usd,
+                cost_source=cost.source,
             ),
             payloads,
         )

@@ -291,10 +291,10 @@ class TestFollow:
         assert [r["checkpoint"] for r in rows[::2]] == ["tick"] + [f"tick_{i}" for i in range(2, 7)]
 
     @pytest.mark.slow
-    def test_follow_keeps_lines_journaled_out_of_time_order(
+    def test_follow_shows_concurrent_checkpoints_lines_once_as_they_print(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
-        """A line printed early but journaled late by a concurrent checkpoint is printed once."""
+        """A held checkpoint's line is followed before it ends; every line is printed once."""
         release = tmp_path / "release"
         with background(
             [sys.executable, "-m", "tests.mgmt_flows.chatter"],
@@ -305,7 +305,8 @@ class TestFollow:
             with follow(exec_id, elsewhere) as follower:
                 assert follower.stdout is not None
                 first = json.loads(follower.stdout.readline())
-                assert first["message"] == "fast says hello"
+                assert first["message"] == "slow starts"
+                assert not release.exists()
                 release.touch()
                 rest, err = follower.communicate(timeout=TIMEOUT)
                 assert follower.returncode == 0, err

@@ -20,6 +20,7 @@ from kitaru.client import (
     EXECUTION_STATUSES,
     CallKind,
     CheckpointCall,
+    CostTotal,
     Execution,
     ExecutionStatus,
     KitaruClient,
@@ -121,10 +122,35 @@ def _render_execution(execution: Execution, store: str) -> str:
         lines.append(f"Hint       resume it with `kitaru executions resume {execution.exec_id}`")
     elif execution.status is ExecutionStatus.FAILED:
         lines.append(f"Hint       retry it with `kitaru executions retry {execution.exec_id}`")
+    if execution.llm_calls:
+        lines.append(f"Cost       {_total_cost(execution.cost)}")
     lines.append(f"Calls      {len(execution.checkpoints)}")
     for call in execution.checkpoints:
         lines.extend(_render_call(call))
     return "\n".join(lines)
+
+
+def _usd(value: float) -> str:
+    if 0 < value < 0.000001:
+        return "<$0.000001"
+    return f"${value:,.6f}".rstrip("0").rstrip(".")
+
+
+def _llm_cost(llm: LlmCall) -> str:
+    if llm.estimated_cost is None:
+        return "cost unknown"
+    reused = " (reused, paid by the replayed execution)" if llm.cost_reused else ""
+    return f"est. {_usd(llm.estimated_cost)}{reused}"
+
+
+def _total_cost(cost: CostTotal) -> str:
+    """The execution's estimated cost, saying what it leaves out."""
+    text = "unknown" if cost.estimated_usd is None else f"est. {_usd(cost.estimated_usd)}"
+    if cost.estimated_usd is not None and cost.unpriced_requests:
+        text += f" + {cost.unpriced_requests} requests of unknown cost"
+    if cost.reused_usd:
+        text += f" ({_usd(cost.reused_usd)} reused from the replayed execution)"
+    return text
 
 
 def _short(text: str, limit: int = 100) -> str:
@@ -146,7 +172,7 @@ def _render_llm(llm: LlmCall) -> list[str]:
         lines.append(f"          failed after {_duration(llm.latency_ms)} ({billed}): ")
         lines[-1] += _short(llm.failure.message)
         return lines
-    lines.append(f"          {tokens} tokens, {_duration(llm.latency_ms)}")
+    lines.append(f"          {tokens} tokens, {_duration(llm.latency_ms)}, {_llm_cost(llm)}")
     try:
         prompt, response = llm.prompt(), llm.response()
     except Exception as exc:
@@ -578,9 +604,10 @@ def cancel(exec_id: str, output: str) -> None:
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.05),
-    default=0.5,
+    default=0.25,
     show_default=True,
-    help="Seconds between looks with --follow.",
+    help="Seconds between looks with --follow (lines reach the journal within about "
+    "0.3 s of their print, so the default shows them well within a second).",
 )
 @click.option("--grouped", is_flag=True, help="Group the lines by checkpoint, under headers.")
 @click.option(

@@ -18,6 +18,7 @@ from kitaru.client._views import (
     ArtifactRef,
     CheckpointAttempt,
     CheckpointCall,
+    CostTotal,
     Execution,
     FailureInfo,
     LlmCall,
@@ -60,6 +61,7 @@ __all__ = [
     "CallKind",
     "CheckpointAttempt",
     "CheckpointCall",
+    "CostTotal",
     "Execution",
     "ExecutionStatus",
     "ExecutionSummary",
@@ -168,6 +170,12 @@ class ExecutionsClient:
                 f"{', '.join(EXECUTION_STATUSES)}."
             )
         return summaries(self._store, flow=flow, status=status, id_prefix=id_prefix)
+
+    def cost(self, flow: str) -> CostTotal:
+        """What the model requests of every execution of ``flow`` are estimated to have
+        cost (requests a replay reused are counted once, in the execution that made them)."""
+        calls = [call for execution in self.list(flow=flow) for call in execution.llm_calls]
+        return CostTotal.of(calls)
 
     def inputs(self, exec_id: str) -> dict[str, Any]:
         """The arguments the flow was called with: ``{"args": [...], "kwargs": {...}}``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "ArtifactRef",
     "CheckpointAttempt",
     "CheckpointCall",
+    "CostTotal",
     "Execution",
     "ExecutionStatus",
     "FailureInfo",
@@ -113,6 +115,12 @@ class LlmCall:
     """False when the failed request provably never left, so it cannot have been billed."""
     timeout: float | None = None
     """Seconds the request was given (None in journals written before it was recorded)."""
+    estimated_cost: float | None = None
+    """Estimated cost of the request in US dollars; None when unknown."""
+    cost_source: str | None = None
+    """The price table the estimate came from."""
+    cost_reused: bool = False
+    """Copied by a replay from the execution it replays, which paid for it: not in totals."""
 
     def prompt(self) -> list[dict[str, Any]]:
         """Load the prompt that was sent: the normalised list of chat messages."""
@@ -126,6 +134,39 @@ class LlmCall:
         data = ref.inline if ref.inline is not None else self._store.read_payload(ref.hash or "")
         text: str = decode_value(data)
         return text
+
+
+@dataclass(frozen=True)
+class CostTotal:
+    """The estimated cost of a set of model requests, in US dollars."""
+
+    estimated_usd: float | None
+    """Sum of the known estimates of the requests made (not reused); None when no
+    request made has a known cost."""
+    unpriced_requests: int
+    """Requests made whose cost is unknown: ``estimated_usd`` leaves them out."""
+    reused_usd: float
+    """What the requests a replay reused cost the execution that made them."""
+
+    @classmethod
+    def of(cls, calls: Iterable[LlmCall]) -> CostTotal:
+        made: list[float] = []
+        unpriced, reused = 0, 0.0
+        for call in calls:
+            if call.cost_reused:
+                reused += call.estimated_cost or 0.0
+            elif call.estimated_cost is None:
+                unpriced += 1
+            else:
+                made.append(call.estimated_cost)
+        return cls(sum(made) if made else None, unpriced, reused)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimated_usd": self.estimated_usd,
+            "unpriced_requests": self.unpriced_requests,
+            "reused_usd": self.reused_usd,
+        }
 
 
 @dataclass(frozen=True)
@@ -280,6 +321,11 @@ class Execution:
         return self._calls.llm_calls if self._calls is not None else []
 
     @property
+    def cost(self) -> CostTotal:
+        """What its model requests are estimated to have cost (see ``CostTotal``)."""
+        return CostTotal.of(self.llm_calls)
+
+    @property
     def artifacts(self) -> list[ArtifactRef]:
         """Saved artifacts, call outputs, and model prompts and responses."""
         return self._calls.artifacts if self._calls is not None else []
@@ -356,6 +402,7 @@ class Execution:
         data: dict[str, Any] = _jsonable(self, payloads)
         data["checkpoints"] = _jsonable(self.checkpoints, payloads)
         data["llm_calls"] = _jsonable(self.llm_calls, payloads)
+        data["cost"] = self.cost.to_dict()
         data["artifacts"] = _jsonable(self.artifacts, payloads)
         ref = self._result
         if ref is not None and (payloads or ref.inline is not None):
@@ -424,6 +471,9 @@ def _llm_call(event: LlmCallRecorded, store: Store) -> LlmCall:
         failure=None if event.error is None else FailureInfo.from_error(event.error),
         reached_provider=event.reached_provider,
         timeout=event.timeout,
+        estimated_cost=event.estimated_cost,
+        cost_source=event.cost_source,
+        cost_reused=event.cost_reused,
     )
 
 

@@ -292,6 +292,14 @@ class LlmCallRecorded(_Event, frozen=True, tag="llm_call"):
     ``tools`` (the tool definitions offered), ``response_format`` (name, JSON schema,
     strict) and ``messages`` (message index -> its tool calls or the tool call it
     answers). None when it carried none of these."""
+    estimated_cost: float | None = None
+    """Estimated cost of this request in US dollars, from ``cost_source``'s prices; None
+    when unknown (a model the table does not list, usage not reported, older journals)."""
+    cost_source: str | None = None
+    """The price table the estimate came from, e.g. ``genai-prices 0.2.3``."""
+    cost_reused: bool = False
+    """Set on a record a replay copied from the execution it replays: that execution
+    paid for the request, this one did not (totals count only costs not reused)."""
 
 
 class WaitRequested(_Event, frozen=True, tag="wait_requested"):

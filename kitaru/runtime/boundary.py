@@ -304,7 +304,12 @@ def _from_source(
         assert source is not None
         assert source.output is not None
         output = source.output
-        events.extend(e for e in source.llm_calls if e.parent is None)
+        # Marked reused: the source execution paid for these requests, this one did not.
+        events.extend(
+            msgspec.structs.replace(e, cost_reused=True)
+            for e in source.llm_calls
+            if e.parent is None
+        )
         # What the reused attempt saved stays loadable by name from the replay.
         events.extend(
             msgspec.structs.replace(saved, attempt=1)
@@ -346,8 +351,9 @@ def _record_failure(
 
 
 def _journal_logs(ctx: ExecutionContext, scope: CallScope) -> None:
-    """Queue what the attempt printed or logged, to go with its outcome."""
-    if scope.logs or scope.partial:
+    """Queue what the attempt printed or logged and is not journaled yet, to go with
+    its outcome (or, if it was interrupted, with the execution's next append)."""
+    if len(scope.logs) > scope.shipped or scope.partial:
         entries = tuple(take_logs(scope))
         if entries:
             ctx.writer.defer(
@@ -432,7 +438,7 @@ def execute(
         finally:
             if token is not None:
                 current_call.reset(token)
-        _journal_logs(ctx, scope)
+            _journal_logs(ctx, scope)
         duration = (time.perf_counter() - started) * 1000
         payloads: dict[str, bytes] = {}
         ref = make_ref(data, payloads)

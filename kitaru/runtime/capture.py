@@ -1,7 +1,9 @@
 """Capture of prints and log records made inside checkpoint bodies.
 
 Each checkpoint attempt keeps what its thread printed to stdout/stderr and what it
-logged through ``logging``; the boundary journals it with the attempt's outcome.
+logged through ``logging``. Whole lines go to the journal while the attempt runs
+(see runtime.live_logs), so a crash keeps what was printed before it and followers
+see lines as they come; the boundary journals the rest with the attempt's outcome.
 Output still reaches the terminal as before: capture only copies it.
 """
 
@@ -16,7 +18,8 @@ from typing import Any, TextIO
 
 from kitaru._redaction import redact
 from kitaru.journal.events import LogEntry, journal_text
-from kitaru.runtime.context import CallScope, current_call
+from kitaru.runtime import live_logs
+from kitaru.runtime.context import CallScope, current_call, current_execution
 
 __all__ = ["divert_stdout_to_stderr", "ensure_capturing", "take_logs"]
 
@@ -30,6 +33,10 @@ def _keep(source: str, level: str, message: str) -> None:
     if scope is None or len(scope.logs) >= _MAX_ENTRIES:
         return
     scope.logs.append(LogEntry(time.time(), level, source, journal_text(redact(message))))
+    if not scope.shipping:
+        ctx = current_execution.get()
+        if ctx is not None:
+            live_logs.ship(scope, ctx.writer)
 
 
 class _Tee:
@@ -117,11 +124,11 @@ def _handler_installed() -> bool:
 
 
 def take_logs(scope: CallScope) -> list[LogEntry]:
-    """Everything the attempt printed or logged, including a last unterminated line."""
+    """What the attempt printed or logged and is not journaled yet, including a last
+    unterminated line. Later lines of the attempt are no longer shipped live."""
     for source, rest in scope.partial.items():
         if rest and len(scope.logs) < _MAX_ENTRIES:
             level = "ERROR" if source == "stderr" else "INFO"
             scope.logs.append(LogEntry(time.time(), level, source, journal_text(redact(rest))))
     scope.partial.clear()
-    logs, scope.logs = scope.logs, []
-    return logs
+    return live_logs.finish(scope)

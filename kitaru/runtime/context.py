@@ -91,9 +91,14 @@ class CallScope:
     llm_names: set[str] = field(default_factory=set)
     """Names of the model calls this attempt made, so a repeated name= gets ``_2``."""
     logs: list[LogEntry] = field(default_factory=list)
-    """Prints and log records of this attempt (see runtime.capture)."""
+    """Prints and log records of this attempt (see runtime.capture); only ever appended
+    to while the attempt runs, so another thread may read a prefix without a lock."""
     partial: dict[str, str] = field(default_factory=dict)
     """Text printed since the last newline, per stream."""
+    shipped: int = 0
+    """How many of ``logs`` were already handed to the journal (see runtime.live_logs)."""
+    shipping: bool = False
+    """The attempt is known to the live log shipper (or has ended)."""
 
 
 @dataclass

@@ -50,6 +50,11 @@ class JournalWriter:
         return self._next_seq
 
     @property
+    def closed(self) -> bool:
+        """The execution was let go: nothing queued from now on is written."""
+        return self._closed
+
+    @property
     def parked(self) -> bool:
         """The flusher is waiting with no deadline, so only the next ``defer`` wakes it.
 

@@ -22,6 +22,7 @@ import msgspec
 from kitaru._redaction import Redactor, shown_redactor
 from kitaru.client import (
     CheckpointCall,
+    CostTotal,
     Execution,
     ExecutionStatus,
     ExecutionSummary,
@@ -107,13 +108,8 @@ def _failure(failure: FailureInfo | None) -> dict[str, Any] | None:
 
 
 def _cost(llm_call: LlmCall) -> float | None:
-    """The estimated cost of one model call, when the client records one.
-
-    The journal keeps no prices yet: this is where the figure is read once calls carry
-    it, and the pages show cost columns only when some call has one.
-    """
-    value = getattr(llm_call, "estimated_cost", None)
-    return float(value) if isinstance(value, int | float) else None
+    """The estimated cost of one model request in US dollars (None when unknown)."""
+    return llm_call.estimated_cost
 
 
 def _tokens(llm_calls: list[LlmCall]) -> int | None:
@@ -122,8 +118,8 @@ def _tokens(llm_calls: list[LlmCall]) -> int | None:
 
 
 def _total_cost(llm_calls: list[LlmCall]) -> float | None:
-    costs = [c for c in map(_cost, llm_calls) if c is not None]
-    return sum(costs) if costs else None
+    """What the execution's own requests cost: those a replay reused were paid before."""
+    return CostTotal.of(llm_calls).estimated_usd
 
 
 @dataclass(frozen=True)
@@ -449,6 +445,7 @@ def _llm(llm_call: LlmCall) -> dict[str, Any]:
         "attempt": llm_call.attempt,
         "provider_attempt": llm_call.provider_attempt,
         "cost": _cost(llm_call),
+        "cost_reused": llm_call.cost_reused,
         "failure": _failure(llm_call.failure),
         "prompt": [],
         "response": None,
@@ -535,6 +532,11 @@ def log_rows(snapshots: Snapshots, exec_id: str, checkpoint: str | None) -> dict
     )
 
 
+def _sum_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
 def _percentile(sorted_values: list[float], fraction: float) -> float | None:
     if not sorted_values:
         return None
@@ -576,6 +578,7 @@ def flow_stats(snapshots: Snapshots) -> dict[str, Any]:
                 "p50_duration_ms": _percentile(durations, 0.5),
                 "p95_duration_ms": _percentile(durations, 0.95),
                 "tokens": sum(h["tokens"] or 0 for h in history),
+                "cost": _sum_known([h["cost"] for h in history]),
                 "tokens_over_time": history,
                 "show_cost": any(h["cost"] is not None for h in history),
             }

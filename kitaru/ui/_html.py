@@ -282,7 +282,10 @@ def _call_panel(c: dict[str, Any]) -> str:
     )
     llms = []
     for m in c["llm_calls"]:
-        cost = f"<div><dt>Cost</dt><dd>{_cost(m['cost'])}</dd></div>" if m["cost"] else ""
+        cost = ""
+        if m["cost"] is not None:
+            paid = " (reused: paid by the replayed execution)" if m.get("cost_reused") else ""
+            cost = f"<div><dt>Cost</dt><dd>{_cost(m['cost'])}{paid}</dd></div>"
         facts = (
             f"<div><dt>Model</dt><dd>{_e(m['requested_model'])}</dd></div>"
             f"<div><dt>Alias</dt><dd>{_e(m['alias']) or '—'}</dd></div>"
@@ -556,11 +559,13 @@ def flows_page(data: dict[str, Any], csrf: str) -> str:
             f"<td class=n>{f['executions']:,}<br><small class=muted>{_e(counts)}</small></td>"
             f"<td class=n>{rate}</td><td class=n>{_duration(f['p50_duration_ms'])}</td>"
             f"<td class=n>{_duration(f['p95_duration_ms'])}</td>"
-            f"<td class=n>{_num(f['tokens'])}</td><td>{_chart(f['tokens_over_time'])}</td></tr>"
+            f"<td class=n>{_num(f['tokens'])}</td><td class=n>{_cost(f.get('cost'))}</td>"
+            f"<td>{_chart(f['tokens_over_time'])}</td></tr>"
         )
     if not rows:
-        rows.append("<tr><td colspan=7 class=empty>No executions yet.</td></tr>")
+        rows.append("<tr><td colspan=8 class=empty>No executions yet.</td></tr>")
     body = f"""<h1>Flows</h1><table class=list><thead><tr><th>Flow</th><th class=n>Executions</th>
 <th class=n>Success</th><th class=n>p50</th><th class=n>p95</th><th class=n>Tokens</th>
-<th>Tokens over time (latest executions)</th></tr></thead><tbody>{"".join(rows)}</tbody></table>"""
+<th class=n>Est. cost</th><th>Tokens over time (latest executions)</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>"""
     return _page("Flows", body, csrf, "flows")

@@ -1,9 +1,8 @@
-"""Two checkpoints that run at once and print out of journal order.
+"""Two checkpoints that run at once and print in turns.
 
 ``slow`` prints first, then holds until the file ``CHATTER_RELEASE`` names exists;
 ``fast`` prints once ``slow`` has (it waits for the file ``slow`` leaves), and completes
-(and is journaled) first. So ``slow``'s line is
-journaled after ``fast``'s although it was printed before it.
+first. ``slow``'s first line is journaled while it still holds.
 
 ``python -m tests.mgmt_flows.chatter`` prints ``{"exec_id": ...}``, then
 ``{"status": "completed", "result": ...}``.
