@@ -193,7 +193,7 @@ def start_execution(execution: _ExecutionLike, *, resumed: bool, replay: bool) -
         return None
     from opentelemetry import context, trace
 
-    labels = {"kitaru.execution.id": execution.exec_id, "kitaru.flow": execution.flow_name}
+    labels = {"kitaru.execution.id": execution.exec_id, "kitaru._flow": execution.flow_name}
     span = _tracer.start_span(
         f"invoke_workflow {execution.flow_name}",
         kind=trace.SpanKind.INTERNAL,
@@ -211,7 +211,7 @@ def start_execution(execution: _ExecutionLike, *, resumed: bool, replay: bool) -
 def _call_labels(slot: CallSlotLike) -> dict[str, str]:
     return {
         "kitaru.execution.id": slot.ctx.exec_id,
-        "kitaru.flow": slot.ctx.flow_name,
+        "kitaru._flow": slot.ctx.flow_name,
         "kitaru.call.id": slot.call_id,
         "kitaru.call.identity": slot.identity,
         "kitaru.call.kind": slot.kind,

@@ -782,7 +782,9 @@ class TestSubmitMapAndIdentities:
         }
         calls = KitaruClient().executions.get(handle.exec_id).checkpoints
         assert calls[-1].invocation_id == "combine"
-        assert calls[-1].parent_call_ids == ("double", "double_2")
+        assert calls[-1].parent_identities == ("double", "double_2")
+        by_identity = {c.invocation_id: c.call_id for c in calls}
+        assert calls[-1].parent_call_ids == (by_identity["double"], by_identity["double_2"])
 
 
 class TestCheckpointRetries:

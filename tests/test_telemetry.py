@@ -167,7 +167,7 @@ class TestSpanTree:
         assert execution["attributes"] == {
             "gen_ai.operation.name": "invoke_workflow",
             "kitaru.execution.id": exec_id,
-            "kitaru.flow": "research",
+            "kitaru._flow": "research",
             "kitaru.execution.resumed": False,
             "kitaru.execution.replay": False,
         }
@@ -182,7 +182,7 @@ class TestSpanTree:
         for span in calls:
             attributes = span["attributes"]
             assert attributes["kitaru.execution.id"] == exec_id
-            assert attributes["kitaru.flow"] == "research"
+            assert attributes["kitaru._flow"] == "research"
             assert attributes["kitaru.call.replayed"] is False
             assert len(attributes["kitaru.call.id"]) == 16
         assert [span["attributes"]["kitaru.call.identity"] for span in calls] == [
@@ -218,7 +218,7 @@ class TestSpanTree:
                 "gen_ai.response.finish_reasons": ["stop"],
                 "kitaru.request.attempt": 1,
                 "kitaru.execution.id": parent["attributes"]["kitaru.execution.id"],
-                "kitaru.flow": "research",
+                "kitaru._flow": "research",
                 "kitaru.call.id": parent["attributes"]["kitaru.call.id"],
                 "kitaru.call.identity": parent["attributes"]["kitaru.call.identity"],
                 "kitaru.call.kind": parent["attributes"]["kitaru.call.kind"],

@@ -186,7 +186,7 @@ class CheckpointCall:
     attempts: list[CheckpointAttempt]
     failure: FailureInfo | None
     parent_call_ids: tuple[str, ...]
-    """Identities of the calls whose outputs were passed into this one."""
+    """Call ids of the calls whose outputs were passed into this one (as Kitaru's)."""
     metadata: dict[str, Any]
     llm_calls: list[LlmCall]
     reused_from: str | None = None
@@ -200,6 +200,8 @@ class CheckpointCall:
     model calls' prompts and responses."""
     original_call_id: str | None = None
     """The call (in ``reused_from`` or ``cached_from``) whose output this call reused."""
+    parent_identities: tuple[str, ...] = ()
+    """Identities (``name``, ``name_2``, ...) of the calls whose outputs were passed in."""
 
 
 @dataclass(frozen=True)
@@ -510,8 +512,10 @@ def _call(
     live: bool,
     artifacts: list[ArtifactRef],
     original_call_id: str | None,
+    call_ids: dict[str, str],
 ) -> CheckpointCall:
-    """``live``: a process is (or may be) still running the execution."""
+    """``live``: a process is (or may be) still running the execution; ``call_ids`` maps
+    the execution's call identities to their call ids."""
     status = record.status
     if status is ExecutionStatus.RUNNING and not live:
         status = ExecutionStatus.INTERRUPTED
@@ -541,7 +545,8 @@ def _call(
         failure=FailureInfo.from_error(record.error, call=record.identity)
         if record.error
         else None,
-        parent_call_ids=record.inputs_from,
+        parent_call_ids=tuple(call_ids.get(parent, parent) for parent in record.inputs_from),
+        parent_identities=record.inputs_from,
         metadata=dict(record.metadata),
         llm_calls=[_llm_call(e, store) for e in record.llm_calls],
         reused_from=record.reused_from,
@@ -819,8 +824,16 @@ class _CallViews:
         state, store = self.state, self._store
         by_call = _artifacts_by_call(self.artifacts)
         originals = _original_call_ids(state, store)
+        call_ids = {identity: c.call_id for identity, c in state.calls.items()}
         return [
-            _call(c, store, self._live, by_call.get(c.identity, []), originals.get(c.identity))
+            _call(
+                c,
+                store,
+                self._live,
+                by_call.get(c.identity, []),
+                originals.get(c.identity),
+                call_ids,
+            )
             for _, c in sorted(state.by_position.items())
         ]
 
