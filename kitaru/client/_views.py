@@ -512,6 +512,7 @@ def _call(
     live: bool,
     artifacts: list[ArtifactRef],
     original_call_id: str | None,
+    *,
     call_ids: dict[str, str],
 ) -> CheckpointCall:
     """``live``: a process is (or may be) still running the execution; ``call_ids`` maps
@@ -832,7 +833,7 @@ class _CallViews:
                 self._live,
                 by_call.get(c.identity, []),
                 originals.get(c.identity),
-                call_ids,
+                call_ids=call_ids,
             )
             for _, c in sorted(state.by_position.items())
         ]
