@@ -13,6 +13,7 @@ that do not collide).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -58,7 +59,6 @@ def graduating(kind: str) -> int:
 if __name__ == "__main__":
     handle = graduating.run(sys.argv[1])
     print(handle.exec_id, flush=True)
-    try:
+    # Failed or left waiting: the journal holds how it ended.
+    with contextlib.suppress(kitaru.KitaruError):
         handle.wait()
-    except kitaru.KitaruError:
-        pass  # failed or left waiting: the journal holds how it ended
