@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru, side_effects
 
 from kitaru._stores import new_store
-from kitaru.journal.store import Store
+from kitaru.journal.store import Lease, Store
+from kitaru.runtime.ownership import this_host
 
 KINDS = ("finish", "fail", "wait", "crash")
 
@@ -176,6 +179,27 @@ class TestExistingExecutions:
         assert report["copied"] == sorted(new)
         assert report["skipped"] == sorted(ids.values())
         assert _journal(pg_url) == _journal(more)
+
+
+class TestRunningExecutions:
+    def test_an_execution_running_in_the_source_is_refused(
+        self, source: str, tmp_path: Path
+    ) -> None:
+        """An execution whose lease is live in the source stops the copy with exit 1 naming
+        it, and the destination gets nothing."""
+        ids = _fill(source, tmp_path / "side.txt", kinds=("crash",))
+        store = new_store(source)
+        owner = "tests/running"
+        lease = Lease(ids["crash"], owner, this_host(), os.getpid(), "", time.time() + 60)
+        assert store.claim(lease) is None  # held by this process: alive
+        destination = f"sqlite:///{tmp_path / 'destination.db'}"
+        try:
+            refused = _copy(source, destination)
+        finally:
+            store.release(ids["crash"], owner)
+            store.close()
+        assert_clean_error(refused, ids["crash"], "running", "Nothing was copied")
+        assert new_store(destination).all_exec_ids() == []
 
 
 class TestDamage:
