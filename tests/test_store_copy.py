@@ -129,6 +129,9 @@ class TestGraduateToPostgres:
             row = destination.get_execution(ids["crash"])
             assert row is not None
             assert row.status == "completed"
+            # The memory write the crashed run made before its death kept its call key in
+            # the copy, so the resumed run found it instead of writing a second version.
+            assert len(destination.memory_history("namespace", "crash", "fetched")) == 1
         finally:
             destination.close()
         effects = side_effects(side)

@@ -8,10 +8,13 @@ copy reads and writes only through the ``Store`` protocol. It happens in three p
    in the source (refused: see below), and a full read of everything to copy, so a
    damaged event or payload stops the copy before the destination is touched.
 2. **Write**, one execution at a time, through the destination's own fencing: claim
-   the execution's lease there, append its events (with their original times; the
-   destination derives its executions read model from them as it does for a live run),
-   add its memory versions, release. Payloads travel with the first append. Leases and
-   mailboxes are not copied: they belong to processes of the source.
+   the execution's lease there, add its memory versions, append all its events in one
+   transaction (with their original times; the destination derives its executions read
+   model from them as it does for a live run), release. Payloads travel with the first
+   append. Leases and mailboxes are not copied: they belong to processes of the source.
+   Memory goes first and the events all at once, so a copy cut short never leaves an
+   execution that looks present but is not whole: run again with ``--skip-existing``
+   and it carries on (a memory version already there, identical, is not written twice).
 3. **Verify**: read the destination back and compare every event, read-model row,
    payload and memory version with the source.
 
@@ -24,7 +27,6 @@ be resumed on the destination), then copy again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kitaru._config import store_url
@@ -36,14 +38,10 @@ from kitaru.errors import (
     StoreCopyRefusedError,
 )
 from kitaru.journal.payloads import content_hash
-from kitaru.journal.store import MemoryRow, Store, StoredEvent
+from kitaru.journal.store import MemoryRow, Store
 from kitaru.runtime.ownership import claim_execution
 
 __all__ = ["StoreCopyReport", "copy_store"]
-
-_BATCH = 500
-"""Events per destination append: one transaction each, so a long journal is not one
-huge transaction, and a short one is a single write."""
 
 
 @dataclass
@@ -121,17 +119,17 @@ def copy_store(source: str, destination: str, *, skip_existing: bool = False) ->
         rows = by_exec.pop(exec_id, [])
         ownership = claim_execution(dst, exec_id)
         try:
-            for first, batch in _batches(events):
+            for row in rows:
+                dst.restore_memory(row, owner=ownership.owner)
+            if events:
                 dst.append(
                     exec_id,
-                    first,
-                    [(stored.event, stored.at) for stored in batch],
+                    events[0].seq,
+                    [(stored.event, stored.at) for stored in events],
                     pending_payloads or None,
                     owner=ownership.owner,
                 )
                 pending_payloads = {}
-            for row in rows:
-                dst.restore_memory(row, owner=ownership.owner)
         finally:
             ownership.release()
         report.copied.append(exec_id)
@@ -175,12 +173,6 @@ def _memory_rows(store: Store, *, skipped: set[str]) -> list[MemoryRow]:
         history = store.memory_history(newest.scope_type, newest.scope, newest.key)
         rows.extend(row for row in reversed(history) if row.exec_id not in skipped)
     return rows
-
-
-def _batches(events: list[StoredEvent]) -> Iterator[tuple[int, list[StoredEvent]]]:
-    for start in range(0, len(events), _BATCH):
-        batch = events[start : start + _BATCH]
-        yield batch[0].seq, batch
 
 
 def _restore_loose(dst: Store, exec_id: str | None, rows: list[MemoryRow]) -> int:
