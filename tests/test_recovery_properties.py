@@ -388,6 +388,9 @@ class TestTornAppendInARealProcess:
 
 
 class TestFlowRetriesAcrossACrash:
+    # SQLite only: what it proves is the runtime's retry budget (the journal's record of
+    # failed passes), which no backend changes; it finds its execution in the default
+    # journal (helpers.only_exec_id), and the properties above cover both backends.
     # On the class: a decorator on the test would change the examples derandomized
     # Hypothesis draws (they are keyed on the test function's source).
     pytestmark = pytest.mark.slow
