@@ -33,6 +33,7 @@ from kitaru.errors import (
     KitaruWaitValidationError,
     ProviderError,
     SecretNotFoundError,
+    StoreCopyRefusedError,
     UnguardedRunError,
     WaitAlreadyAnsweredError,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "ProviderError",
     "SecretNotFoundError",
     "StackInfo",
+    "StoreCopyRefusedError",
     "UnguardedRunError",
     "WaitAlreadyAnsweredError",
     "checkpoint",

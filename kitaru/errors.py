@@ -14,6 +14,7 @@ Every error is a ``KitaruError``; catch that to handle them all::
     │   ├── KitaruLeaseLostError              this process no longer owns the execution
     │   ├── JournalConflictError              another writer appended first
     │   ├── JournalNotFoundError              a read found no journal where it looked
+    │   ├── StoreCopyRefusedError             a store copy that would overwrite or race
     │   └── WaitAlreadyAnsweredError          a wait takes one answer only
     └── KitaruRuntimeError (RuntimeError)     setup or runtime failure
         ├── KitaruExecutionError              an execution ended badly (exec_id, status)
@@ -53,6 +54,7 @@ __all__ = [
     "KitaruWaitValidationError",
     "ProviderError",
     "SecretNotFoundError",
+    "StoreCopyRefusedError",
     "UnguardedRunError",
     "WaitAlreadyAnsweredError",
 ]
@@ -267,6 +269,19 @@ class JournalNotFoundError(KitaruStateError):
             "first, or point KITARU_STORE at the journal you mean."
         )
         self.path = path
+
+
+class StoreCopyRefusedError(KitaruStateError):
+    """``kitaru store copy`` wrote nothing: some executions already exist in the
+    destination (``reason`` "exists") or are running in the source ("running").
+
+    ``exec_ids`` names them.
+    """
+
+    def __init__(self, message: str, *, exec_ids: list[str], reason: str):
+        super().__init__(message, exec_id=exec_ids[0] if exec_ids else None)
+        self.exec_ids = exec_ids
+        self.reason = reason
 
 
 class WaitAlreadyAnsweredError(KitaruStateError):

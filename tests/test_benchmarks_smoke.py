@@ -37,6 +37,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         "== 4. import kitaru",
         "== 8. Read path",
         "== 9. kitaru ui",
+        "== 10. PostgreSQL journal",
         "== Summary ==",
     ):
         assert heading in out, f"missing {heading!r} in:\n{out}"
@@ -61,5 +62,8 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
     # Peers are measured, or skipped with a note when not installed.
     for peer in ("dbos", "langgraph"):
         assert f"  {peer} " in out or f"  {peer}: not installed" in out
+    # PostgreSQL, on a server of the section's own, beside a bare commit on it.
+    assert "kitaru, KITARU_STORE=postgresql://...: median" in out
+    assert "dbos on PostgreSQL per step" in out or "on the same server: median" in out
     # The run cleans up after itself.
     assert list(tmp_path.iterdir()) == []

@@ -44,7 +44,7 @@ from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from prop_flows import interpreter
 from prop_flows.children import ChildDriver
-from prop_flows.crashing import CrashPoint, MortalStore
+from prop_flows.crashing import CrashPoint, MortalPostgresStore, MortalStore
 from prop_flows.harness import (
     Driver,
     EchoProvider,
@@ -52,10 +52,12 @@ from prop_flows.harness import (
     check_books,
     check_clean_run,
 )
+from store_backends import StoreBackend
 from strategies import costly, crash_plans, crash_points, drifts, flows, kill_delays
 
 from kitaru import KitaruDivergenceError
 from kitaru.client import ExecutionsClient
+from kitaru.journal.postgres import PostgresStore
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.replay.planning import selectable_calls
 from kitaru.replay.state import fold
@@ -95,7 +97,10 @@ def examples(tmp_path: Path) -> Examples:
 
 
 def reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
-    """The flow run without crashes (waits answered), checked for its clean accounting."""
+    """The flow run without crashes (waits answered), checked for its clean accounting.
+
+    Always on SQLite: the result a crashed run must reach, whatever its backend.
+    """
     driver = Driver(folder / "reference.db", provider)
     try:
         journey = driver.drive(steps, folder / "reference.log", [])
@@ -104,6 +109,13 @@ def reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> J
     check_clean_run(steps, journey)
     check_books(steps, journey, folder / "reference.db")
     return journey
+
+
+def journal_at(backend: StoreBackend, folder: Path, name: str) -> str:
+    """A fresh store of ``backend`` for one journal of an example."""
+    place = folder / name
+    place.mkdir()
+    return backend.location(place)
 
 
 def note_deaths(journey: Journey) -> None:
@@ -125,19 +137,21 @@ class TestCrashesInThisProcess:
         self,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         steps: list[list[Any]],
         plan: list[CrashPoint],
     ) -> None:
         """Processes dying at generated points lose nothing recorded and reach the same result."""
         folder = examples.new()
         clean = reference(folder, steps, provider)
-        driver = Driver(folder / "crashed.db", provider)
+        journal = journal_at(store_backend, folder, "crashed")
+        driver = Driver(journal, provider)
         try:
             crashed = driver.drive(steps, folder / "crashed.log", plan)
         finally:
             driver.close()
         assert crashed.result == clean.result
-        check_books(steps, crashed, folder / "crashed.db")
+        check_books(steps, crashed, journal)
         note_deaths(crashed)
 
 
@@ -150,8 +164,10 @@ class TestReplaysThroughCrashes:
     @given(steps=flows(), pick=st.integers(0, 10_000), plan=crash_plans())
     def test_a_replay_that_crashes_reaches_the_result_of_a_clean_replay(
         self,
+        *,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         steps: list[list[Any]],
         pick: int,
         plan: list[CrashPoint],
@@ -159,7 +175,7 @@ class TestReplaysThroughCrashes:
         """A replay from any call, crashed anywhere and resumed, equals the same replay run
         cleanly; what it reuses from its source never runs."""
         folder = examples.new()
-        journal = folder / "journal.db"
+        journal = journal_at(store_backend, folder, "journal")
         driver = Driver(journal, provider)
         try:
             source = driver.drive(steps, folder / "source.log", [])
@@ -194,8 +210,10 @@ class TestDriftedCodeIsNeverGivenARecordedOutput:
     @given(data=st.data(), steps=flows(waits=False), point=crash_points())
     def test_a_drifted_call_diverges_exactly_where_its_record_would_be_reused(
         self,
+        *,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         data: st.DataObject,
         steps: list[list[Any]],
         point: CrashPoint,
@@ -209,7 +227,7 @@ class TestDriftedCodeIsNeverGivenARecordedOutput:
         assert drift is not None
         key, how = data.draw(drift, label="drift")
         folder = examples.new()
-        driver = Driver(folder / "journal.db", provider)
+        driver = Driver(journal_at(store_backend, folder, "journal"), provider)
         try:
             clean = driver.drive(steps, folder / "clean.log", [])
             crashed = driver.drive(steps, folder / "crashed.log", [point], segments=1)
@@ -264,6 +282,7 @@ class TestRealProcessDeaths:
         self,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         steps: list[list[Any]],
         plan: list[CrashPoint],
     ) -> None:
@@ -272,21 +291,24 @@ class TestRealProcessDeaths:
         clean = reference(folder, steps, provider)
         elsewhere = folder / "elsewhere"
         elsewhere.mkdir()
-        driver = ChildDriver(folder / "crashed.db", provider, elsewhere)
+        journal = journal_at(store_backend, folder, "crashed")
+        driver = ChildDriver(journal, provider, elsewhere)
         try:
             crashed = driver.drive(steps, folder / "crashed.log", list(plan))
         finally:
             driver.close()
         assert crashed.result == clean.result
-        check_books(steps, crashed, folder / "crashed.db")
+        check_books(steps, crashed, journal)
         note_deaths(crashed)
 
     @costly(0.1)
     @given(steps=flows(min_steps=2, max_steps=5), delays=kill_delays(longest=1.5))
     def test_sigkill_at_random_moments_then_resume_elsewhere_reaches_the_same_result(
         self,
+        *,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         steps: list[list[Any]],
         delays: list[float],
         monkeypatch: pytest.MonkeyPatch,
@@ -299,14 +321,15 @@ class TestRealProcessDeaths:
         clean = reference(folder, steps, provider)
         elsewhere = folder / "elsewhere"
         elsewhere.mkdir()
-        driver = ChildDriver(folder / "killed.db", provider, elsewhere)
+        journal = journal_at(store_backend, folder, "killed")
+        driver = ChildDriver(journal, provider, elsewhere)
         try:
             killed = driver.drive(steps, folder / "killed.log", list(delays))
         finally:
             driver.close()
             provider.delay = 0.0
         assert killed.result == clean.result
-        check_books(steps, killed, folder / "killed.db")
+        check_books(steps, killed, journal)
         note_deaths(killed)
 
 
@@ -339,7 +362,7 @@ class TestTornAppendInARealProcess:
 
     @pytest.mark.parametrize("k", TORN_APPENDS, ids=TORN_APPENDS.values())
     def test_a_process_dying_with_its_transaction_open_leaves_nothing_of_it(
-        self, provider: EchoProvider, examples: Examples, k: int
+        self, provider: EchoProvider, examples: Examples, store_backend: StoreBackend, k: int
     ) -> None:
         """os._exit after the inserts, before COMMIT: as if the append had never begun."""
         folder = examples.new()
@@ -348,7 +371,8 @@ class TestTornAppendInARealProcess:
         elsewhere.mkdir()
         journeys = {}
         for kind in ("torn", "append"):
-            driver = ChildDriver(folder / f"{kind}.db", provider, elsewhere)
+            journal = journal_at(store_backend, folder, kind)
+            driver = ChildDriver(journal, provider, elsewhere)
             try:
                 journeys[kind] = driver.drive(
                     SEQUENTIAL, folder / f"{kind}.log", [CrashPoint(kind, k)]
@@ -356,7 +380,7 @@ class TestTornAppendInARealProcess:
             finally:
                 driver.close()
             assert journeys[kind].result == clean.result
-            check_books(SEQUENTIAL, journeys[kind], folder / f"{kind}.db")
+            check_books(SEQUENTIAL, journeys[kind], journal)
         torn, cut = journeys["torn"].ledgers[1], journeys["append"].ledgers[1]
         assert torn.died_at is not None
         assert cut.died_at is not None
@@ -364,6 +388,9 @@ class TestTornAppendInARealProcess:
 
 
 class TestFlowRetriesAcrossACrash:
+    # SQLite only: what it proves is the runtime's retry budget (the journal's record of
+    # failed passes), which no backend changes; it finds its execution in the default
+    # journal (helpers.only_exec_id), and the properties above cover both backends.
     # On the class: a decorator on the test would change the examples derandomized
     # Hypothesis draws (they are keyed on the test function's source).
     pytestmark = pytest.mark.slow
@@ -424,13 +451,17 @@ _STORE_READS = {
 }
 
 
-def test_a_simulated_death_guards_every_write_of_the_store() -> None:
-    """MortalStore refuses every SqliteStore write after death, so the simulation stays honest
-    as the store grows: a new store method must be listed as a read or guarded there."""
+@pytest.mark.parametrize(
+    ("real", "mortal"),
+    [(SqliteStore, MortalStore), (PostgresStore, MortalPostgresStore)],
+    ids=["sqlite", "postgresql"],
+)
+def test_a_simulated_death_guards_every_write_of_the_store(real: type, mortal: type) -> None:
+    """A mortal store refuses every write of its backend after death, so the simulation
+    stays honest as the store grows: a new store method must be listed as a read or
+    guarded there."""
     methods = {
-        name
-        for name, value in vars(SqliteStore).items()
-        if callable(value) and not name.startswith("_")
+        name for name, value in vars(real).items() if callable(value) and not name.startswith("_")
     }
-    guarded = {name for name in vars(MortalStore) if name in methods}
+    guarded = {name for klass in mortal.__mro__[:2] for name in vars(klass) if name in methods}
     assert methods - _STORE_READS - guarded == set()

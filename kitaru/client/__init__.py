@@ -13,6 +13,7 @@ from kitaru._store_check import IntegrityReport, check_store
 from kitaru._stores import forget_store, open_store
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
+from kitaru.client._store_copy import StoreCopyReport, copy_store
 from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries
 from kitaru.client._views import (
     ArtifactRef,
@@ -612,6 +613,18 @@ class KitaruClient:
     def check_store(self) -> IntegrityReport:
         """Check the journal store's integrity: every event, payload and read-model row."""
         return check_store(self._store)
+
+    @staticmethod
+    def copy_store(
+        source: str, destination: str, *, skip_existing: bool = False
+    ) -> StoreCopyReport:
+        """Copy every journal of the ``source`` store into ``destination`` and verify it.
+
+        Executions the destination already has are refused (``StoreCopyRefusedError``,
+        nothing written) unless ``skip_existing`` leaves them out; so are executions
+        running in the source right now.
+        """
+        return copy_store(source, destination, skip_existing=skip_existing)
 
     def close(self) -> None:
         """Close this process's connections to the journal (before its files are removed)."""

@@ -69,7 +69,7 @@ _EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _MEMORY_COLUMNS = (
     "id, scope_type, scope, key, version, deleted, value, value_type, created_at, exec_id, "
-    "flow_name"
+    "flow_name, call_key"
 )
 _NOW = "extract(epoch from clock_timestamp())"
 _MAIL_CHANNEL = "kitaru_mail"
@@ -825,6 +825,45 @@ class PostgresStore:
             )
             return int(cursor.rowcount)
 
+    def restore_memory(self, row: MemoryRow, *, owner: str | None = None) -> bool:
+        import psycopg
+
+        s = self._s
+        try:
+            with self._transaction("copy memory") as conn:
+                if row.exec_id is not None:
+                    self._fence(conn, row.exec_id, owner)
+                there = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM {s}.memories WHERE scope_type = %s AND "
+                    "scope = %s AND key = %s AND version = %s",
+                    (row.scope_type, row.scope, row.key, row.version),
+                ).fetchone()
+                if there is not None:
+                    if _memory_row(there).same_version(row):
+                        return False
+                    raise _memory_taken(self.location, row)
+                conn.execute(
+                    f"INSERT INTO {s}.memories(scope_type, scope, key, version, deleted, value, "
+                    "value_type, created_at, exec_id, flow_name, call_key) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        row.scope_type,
+                        row.scope,
+                        row.key,
+                        row.version,
+                        row.deleted,
+                        row.value,
+                        row.value_type,
+                        row.created_at,
+                        row.exec_id,
+                        row.flow_name,
+                        row.call_key,
+                    ),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise _memory_taken(self.location, row) from None
+        return True
+
     # -- integrity (``kitaru store check``) ----------------------------------------------
 
     def check_storage(self) -> StorageReport:
@@ -868,7 +907,20 @@ def _first_line(exc: Exception) -> str:
 
 
 def _memory_row(row: Sequence[Any]) -> MemoryRow:
-    (row_id, scope_type, scope, key, version, deleted, value, value_type, at, exec_id, flow) = row
+    (
+        row_id,
+        scope_type,
+        scope,
+        key,
+        version,
+        deleted,
+        value,
+        value_type,
+        at,
+        exec_id,
+        flow,
+        call,
+    ) = row
     return MemoryRow(
         id=int(row_id),
         scope_type=str(scope_type),
@@ -881,6 +933,16 @@ def _memory_row(row: Sequence[Any]) -> MemoryRow:
         created_at=float(at),
         exec_id=None if exec_id is None else str(exec_id),
         flow_name=None if flow is None else str(flow),
+        call_key=None if call is None else str(call),
+    )
+
+
+def _memory_taken(location: str, row: MemoryRow) -> JournalConflictError:
+    return JournalConflictError(
+        f"{location} already holds version {row.version} of memory {row.scope_type} "
+        f"'{row.scope}' key '{row.key}' with other content; nothing of it was overwritten. "
+        "Copy into a store without that memory, or delete it there first.",
+        exec_id=row.exec_id,
     )
 
 

@@ -82,7 +82,7 @@ _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _LEASE_OWNER = "SELECT owner FROM leases WHERE exec_id = ?"
 _MEMORY_COLUMNS = (
     "id, scope_type, scope, key, version, deleted, value, value_type, created_at, exec_id, "
-    "flow_name"
+    "flow_name, call_key"
 )
 _MEMORY_NEWEST = (
     f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE scope_type = ? AND scope = ? AND key = ? "
@@ -606,6 +606,43 @@ class SqliteStore:
                 deleted += conn.execute("DELETE FROM memories WHERE id = ?", (row_id,)).rowcount
         return deleted
 
+    def restore_memory(self, row: MemoryRow, *, owner: str | None = None) -> bool:
+        conn = self._conn()
+        with self._transaction(conn, "copy memory"):
+            if row.exec_id is not None:
+                self._fence(conn, row.exec_id, owner)
+            there = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE scope_type = ? AND scope = ? "
+                "AND key = ? AND version = ?",
+                (row.scope_type, row.scope, row.key, row.version),
+            ).fetchone()
+            if there is not None:
+                if _memory_row(there).same_version(row):
+                    return False
+                raise _memory_taken(self.location, row)
+            try:
+                conn.execute(
+                    "INSERT INTO memories(scope_type, scope, key, version, deleted, value, "
+                    "value_type, created_at, exec_id, flow_name, call_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.scope_type,
+                        row.scope,
+                        row.key,
+                        row.version,
+                        int(row.deleted),
+                        row.value,
+                        row.value_type,
+                        row.created_at,
+                        row.exec_id,
+                        row.flow_name,
+                        row.call_key,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise _memory_taken(self.location, row) from None
+        return True
+
     # -- mailboxes: requests from other processes ----------------------------------------
 
     def post_wait_input(
@@ -903,7 +940,20 @@ def _rows_of(
 
 
 def _memory_row(row: Sequence[object]) -> MemoryRow:
-    (row_id, scope_type, scope, key, version, deleted, value, value_type, at, exec_id, flow) = row
+    (
+        row_id,
+        scope_type,
+        scope,
+        key,
+        version,
+        deleted,
+        value,
+        value_type,
+        at,
+        exec_id,
+        flow,
+        call,
+    ) = row
     return MemoryRow(
         id=int(row_id),  # type: ignore[call-overload]
         scope_type=str(scope_type),
@@ -916,6 +966,16 @@ def _memory_row(row: Sequence[object]) -> MemoryRow:
         created_at=float(at),  # type: ignore[arg-type]
         exec_id=None if exec_id is None else str(exec_id),
         flow_name=None if flow is None else str(flow),
+        call_key=None if call is None else str(call),
+    )
+
+
+def _memory_taken(location: str, row: MemoryRow) -> JournalConflictError:
+    return JournalConflictError(
+        f"{location} already holds version {row.version} of memory {row.scope_type} "
+        f"'{row.scope}' key '{row.key}' with other content; nothing of it was overwritten. "
+        "Copy into a store without that memory, or delete it there first.",
+        exec_id=row.exec_id,
     )
 
 

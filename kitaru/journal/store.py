@@ -102,6 +102,12 @@ class MemoryRow(msgspec.Struct, frozen=True):
     created_at: float
     exec_id: str | None
     flow_name: str | None
+    call_key: str | None = None
+    """The flow-body call that wrote it (see ``MemoryWrite.call_key``)."""
+
+    def same_version(self, other: MemoryRow) -> bool:
+        """Whether ``other`` records the same version with the same content (row ids aside)."""
+        return msgspec.structs.replace(other, id=self.id) == self
 
 
 class StorageReport(msgspec.Struct):
@@ -288,6 +294,17 @@ class Memories(Protocol):
 
     def purge_memory(self, rows: Sequence[int]) -> int:
         """Physically delete memory versions by row id; return how many went."""
+        ...
+
+    def restore_memory(self, row: MemoryRow, *, owner: str | None = None) -> bool:
+        """Add a memory version exactly as another store recorded it (``kitaru store copy``).
+
+        Its version number, time and call key are kept; ``row.id`` is not (the store
+        numbers its rows). Fenced like ``write_memory`` when ``row.exec_id`` is set.
+        Return False, writing nothing, if the same version with the same content is
+        already here; raise ``JournalConflictError`` if that version (or that call's
+        version) holds something else.
+        """
         ...
 
 

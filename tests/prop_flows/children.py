@@ -17,8 +17,9 @@ from typing import Any
 
 from helpers import REPO, TIMEOUT, child_env, kitaru_command
 
+from kitaru._config import store_url
 from kitaru._flow_handle import FlowHandle
-from kitaru.journal.sqlite import SqliteStore
+from kitaru._stores import new_store
 from kitaru.runtime.ownership import process_started
 
 from .crashing import DEATH_EXIT_CODE, CrashPoint, Mortal
@@ -43,18 +44,18 @@ class ChildDriver:
     SIGKILLed after a delay when the segment says so.
     """
 
-    def __init__(self, store_path: Path, provider: EchoProvider, elsewhere: Path):
-        self.store_path = store_path
+    def __init__(self, location: str | Path, provider: EchoProvider, elsewhere: Path):
+        self.url = store_url(str(location))
         self.provider = provider
         self.elsewhere = elsewhere
-        self.observer = SqliteStore(store_path)
+        self.observer = new_store(self.url)
         self.max_segments = 30
 
     def close(self) -> None:
         self.observer.close()
 
     def _env(self) -> dict[str, str]:
-        return child_env(KITARU_STORE=str(self.store_path), PYTHONUNBUFFERED="1")
+        return child_env(KITARU_STORE=self.url, PYTHONUNBUFFERED="1")
 
     def _command(self, exec_id: str | None, steps: Any, log: Path, segment: Segment) -> list[str]:
         crash = (

@@ -11,6 +11,8 @@ says where it dies:
   answers, the process is gone before the answer is recorded).
 
 In a child process death is real (``os._exit``, or SIGKILL from the fake provider).
+The SQLite store (:class:`MortalStore`) and the PostgreSQL one
+(:class:`MortalPostgresStore`) die the same way.
 In the test process :meth:`Mortal.die` marks the process dead and raises
 :class:`SimulatedDeath`; from then on its :class:`MortalStore` refuses every write
 and its checkpoint bodies refuse to start, so the journal is left exactly as a killed
@@ -20,16 +22,19 @@ holder is gone (its kernel lock is dropped, as the kernel drops a dead process's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from kitaru._config import sqlite_file
 from kitaru.journal.events import Event
+from kitaru.journal.postgres import PostgresStore
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.journal.store import Lease, MemoryRow, MemoryWrite
 
@@ -38,6 +43,7 @@ __all__ = [
     "DEATH_EXIT_CODE",
     "CrashPoint",
     "Mortal",
+    "MortalPostgresStore",
     "MortalStore",
     "SimulatedDeath",
     "current",
@@ -154,21 +160,16 @@ class _TearingConnection:
         return False if self._mortal.dead else self._conn.in_transaction
 
 
-class MortalStore(SqliteStore):
-    """The SQLite store of a process that can die: every write goes through its Mortal."""
+class _Mortality:
+    """What every backend's mortal store shares: each write goes through its Mortal.
 
-    def __init__(self, path: str | os.PathLike[str], mortal: Mortal, **kwargs: Any):
-        super().__init__(path, **kwargs)
-        self.mortal = mortal
-        self._tearing = threading.local()
-        self.torn_after_seq: int | None = None
-        """For a torn append: the execution's last seq before it (what must remain)."""
+    Mixed in before the real store class, whose methods it wraps.
+    """
 
-    def _conn(self, sync: bool = True) -> sqlite3.Connection:
-        conn = super()._conn(sync)
-        if getattr(self._tearing, "active", False):
-            return _TearingConnection(conn, self.mortal)  # type: ignore[return-value]
-        return conn
+    mortal: Mortal
+    torn_after_seq: int | None
+    """For a torn append: the execution's last seq before it (what must remain)."""
+    _tearing: threading.local
 
     def append(
         self,
@@ -181,8 +182,9 @@ class MortalStore(SqliteStore):
         sync: bool = True,
     ) -> None:
         mortal = self.mortal
+        real = super()
         if not mortal.due("append"):
-            super().append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)
+            real.append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)  # type: ignore[misc]
             return
         assert mortal.point is not None
         if mortal.point.kind == "append":
@@ -190,69 +192,160 @@ class MortalStore(SqliteStore):
         self.torn_after_seq = first_seq - 1
         self._tearing.active = True
         try:
-            super().append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)
+            real.append(exec_id, first_seq, events, payloads, owner=owner, sync=sync)  # type: ignore[misc]
         finally:
             self._tearing.active = False
         raise AssertionError("a torn append committed")
 
     # A dead process writes nothing more: every other write is refused too. Releasing
-    # writes nothing either (a killed process releases nothing); only its kernel locks
-    # go, as the kernel drops them when a process dies.
+    # writes nothing either (a killed process releases nothing); only its liveness
+    # tokens go, as the kernel or the server drops them when a process dies.
 
     def claim(self, lease: Lease) -> Lease | None:
         self.mortal.check()
-        return super().claim(lease)
+        return super().claim(lease)  # type: ignore[misc, no-any-return]
 
     def renew(self, exec_id: str, owner: str, expires_at: float) -> bool:
         if self.mortal.dead:
             return False
-        return super().renew(exec_id, owner, expires_at)
+        return super().renew(exec_id, owner, expires_at)  # type: ignore[misc, no-any-return]
 
     def release(self, exec_id: str, owner: str) -> None:
         if not self.mortal.dead:
-            super().release(exec_id, owner)
+            super().release(exec_id, owner)  # type: ignore[misc]
             return
-        held = self._holds.pop((exec_id, owner), None)
-        if held is not None:
-            held.abandon()
+        self._drop_liveness(exec_id, owner)
+
+    def _drop_liveness(self, exec_id: str, owner: str) -> None:
+        """A dead process's liveness token for this lease goes (the kernel's or server's doing)."""
+        raise NotImplementedError
+
+    def bury(self) -> None:
+        """The process is gone: every liveness token it held goes with it."""
+        raise NotImplementedError
 
     def post_wait_input(
         self, exec_id: str, wait: str, value: bytes | None, *, aborted: bool
     ) -> None:
         self.mortal.check()
-        super().post_wait_input(exec_id, wait, value, aborted=aborted)
+        super().post_wait_input(exec_id, wait, value, aborted=aborted)  # type: ignore[misc]
 
     def clear_wait_input(self, exec_id: str, wait: str) -> None:
         self.mortal.check()
-        super().clear_wait_input(exec_id, wait)
+        super().clear_wait_input(exec_id, wait)  # type: ignore[misc]
 
     def request_cancel(self, exec_id: str, reason: str) -> None:
         self.mortal.check()
-        super().request_cancel(exec_id, reason)
+        super().request_cancel(exec_id, reason)  # type: ignore[misc]
 
     def clear_cancel(self, exec_id: str) -> None:
         self.mortal.check()
-        super().clear_cancel(exec_id)
+        super().clear_cancel(exec_id)  # type: ignore[misc]
 
     def write_memory(self, write: MemoryWrite, *, owner: str | None = None) -> MemoryRow | None:
         self.mortal.check()
-        return super().write_memory(write, owner=owner)
+        return super().write_memory(write, owner=owner)  # type: ignore[misc, no-any-return]
+
+    def restore_memory(self, row: MemoryRow, *, owner: str | None = None) -> bool:
+        self.mortal.check()
+        return super().restore_memory(row, owner=owner)  # type: ignore[misc, no-any-return]
 
     def purge_memory(self, rows: Sequence[int]) -> int:
         self.mortal.check()
-        return super().purge_memory(rows)
+        return super().purge_memory(rows)  # type: ignore[misc, no-any-return]
+
+
+class MortalStore(_Mortality, SqliteStore):
+    """The SQLite store of a process that can die."""
+
+    def __init__(self, path: str | os.PathLike[str], mortal: Mortal, **kwargs: Any):
+        super().__init__(path, **kwargs)
+        self.mortal = mortal
+        self._tearing = threading.local()
+        self.torn_after_seq = None
+
+    def _conn(self, sync: bool = True) -> sqlite3.Connection:
+        conn = super()._conn(sync)
+        if getattr(self._tearing, "active", False):
+            return _TearingConnection(conn, self.mortal)  # type: ignore[return-value]
+        return conn
+
+    def _drop_liveness(self, exec_id: str, owner: str) -> None:
+        held = self._holds.pop((exec_id, owner), None)
+        if held is not None:
+            held.abandon()
+
+    def bury(self) -> None:
+        for held in self._holds.values():
+            held.abandon()
+        self._holds.clear()
+
+
+class MortalPostgresStore(_Mortality, PostgresStore):
+    """The PostgreSQL store of a process that can die.
+
+    A torn append runs every statement of its transaction, then the process dies before
+    COMMIT: in the test process the connection is cut, and the server rolls the open
+    transaction back as it does for a session whose process is gone.
+    """
+
+    def __init__(self, url: str, mortal: Mortal, **kwargs: Any):
+        super().__init__(url, **kwargs)
+        self.mortal = mortal
+        self._tearing = threading.local()
+        self.torn_after_seq = None
+
+    @contextmanager
+    def _transaction(self, doing: str, *, sync: bool = True) -> Iterator[Any]:
+        if not getattr(self._tearing, "active", False):
+            with super()._transaction(doing, sync=sync) as conn:
+                yield conn
+            return
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if not self.mortal.real:
+            conn.close()
+            self._local.conn = None
+        self.mortal.die("in the middle of an append, before COMMIT")
+
+    def _drop_liveness(self, exec_id: str, owner: str) -> None:
+        self.bury()
+
+    def bury(self) -> None:
+        # The server drops a dead session's advisory locks once it sees the socket close;
+        # they are let go of first so that no reader sees the dead holder alive meanwhile.
+        with self._lock_conn_guard:
+            self._owned.clear()
+            locker, self._lock_conn = self._lock_conn, None
+            if locker is not None and not locker.closed:
+                with contextlib.suppress(Exception):
+                    locker.execute("SELECT pg_advisory_unlock_all()")
+                locker.close()
 
 
 current: Mortal | None = None
 """The Mortal the interpreter's checkpoint bodies and flow body answer to, if any."""
 
 
-def install(store_path: Path, mortal: Mortal) -> MortalStore:
-    """Make ``mortal`` this process's fate: its store serves ``store_path`` from now on."""
+def mortal_store(url: str, mortal: Mortal) -> MortalStore | MortalPostgresStore:
+    """The mortal store of the backend ``url`` names."""
+    path = sqlite_file(url)
+    if path is not None:
+        return MortalStore(path, mortal)
+    return MortalPostgresStore(url, mortal)
+
+
+def install(url: str, mortal: Mortal) -> MortalStore | MortalPostgresStore:
+    """Make ``mortal`` this process's fate: its store serves ``url`` from now on."""
     import kitaru._stores
 
     global current  # noqa: PLW0603  (one process, one fate)
-    store = MortalStore(store_path, mortal)
+    store = mortal_store(url, mortal)
     kitaru._stores._stores[store.url] = store
     current = mortal
     return store

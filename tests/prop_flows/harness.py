@@ -28,9 +28,10 @@ import kitaru._stores
 from kitaru._config import store_url
 from kitaru._flow_handle import FlowHandle
 from kitaru._store_check import check_store
+from kitaru._stores import new_store
 from kitaru.client import ExecutionsClient
 from kitaru.journal.events import CallCompleted, CallFailed, LlmCallRecorded
-from kitaru.journal.sqlite import SqliteStore
+from kitaru.journal.store import Store
 from kitaru.replay.state import fold
 from kitaru.runtime.locate import flow_ref
 from kitaru.runtime.runner import (
@@ -159,7 +160,7 @@ class Ledger:
 
 
 def take_ledger(
-    observer: SqliteStore,
+    observer: Store,
     exec_id: str | None,
     *,
     died_at: str | None,
@@ -191,7 +192,7 @@ def take_ledger(
     return ledger
 
 
-def answer_waits(observer: SqliteStore, exec_id: str) -> None:
+def answer_waits(observer: Store, exec_id: str) -> None:
     """Answer every wait the execution is paused at, as a person would."""
     state = fold(exec_id, observer.read_events(exec_id))
     posted = observer.wait_inputs(exec_id)
@@ -211,26 +212,37 @@ class Journey:
 
 
 class Driver:
-    """Runs executions of the interpreter flow in segments against one journal file."""
+    """Runs executions of the interpreter flow in segments against one journal store.
 
-    def __init__(self, store_path: Path, provider: EchoProvider, *, max_segments: int = 40):
-        self.store_path = store_path
+    ``location`` is the store's URL (or a journal file); ``die`` is what a process's
+    death does to the liveness tokens its store holds (``StoreBackend.die``).
+    """
+
+    def __init__(
+        self,
+        location: str | Path,
+        provider: EchoProvider,
+        *,
+        max_segments: int = 40,
+    ):
+        self.url = store_url(str(location))
         self.provider = provider
         self.max_segments = max_segments
-        self.observer = SqliteStore(store_path)
+        self.observer = new_store(self.url)
 
     def close(self) -> None:
         self.observer.close()
 
     @contextmanager
-    def _process(self, mortal: Mortal) -> Iterator[crashing.MortalStore]:
+    def _process(
+        self, mortal: Mortal
+    ) -> Iterator[crashing.MortalStore | crashing.MortalPostgresStore]:
         """Make ``mortal`` the process that owns the journal while the block runs."""
-        key = self.store_path.absolute()
-        url = store_url(str(key))
+        url = self.url
         previous = kitaru._stores._stores.get(url)
         previous_env = os.environ.get("KITARU_STORE")
-        os.environ["KITARU_STORE"] = str(key)
-        store = crashing.install(key, mortal)
+        os.environ["KITARU_STORE"] = url
+        store = crashing.install(url, mortal)
 
         def on_request() -> None:
             try:
@@ -245,6 +257,8 @@ class Driver:
         finally:
             self.provider.on_request = None
             crashing.current = None
+            if mortal.dead:
+                store.bury()
             store.close()
             if previous_env is None:
                 os.environ.pop("KITARU_STORE", None)
@@ -353,14 +367,16 @@ class Driver:
             since=since,
         )
 
-    def _check_dead_process_left_cleanly(self, exec_id: str, store: crashing.MortalStore) -> None:
+    def _check_dead_process_left_cleanly(
+        self, exec_id: str, store: crashing.MortalStore | crashing.MortalPostgresStore
+    ) -> None:
         assert self.observer.live_lease(exec_id) is None, "a dead process still holds its lease"
         if store.torn_after_seq is not None:
             events = self.observer.read_events(exec_id)
             assert len(events) == store.torn_after_seq, "an uncommitted append left events"
 
 
-def check_books(steps: list[list[Any]], journey: Journey, store_path: Path) -> None:
+def check_books(steps: list[list[Any]], journey: Journey, location: str | Path) -> None:
     """Every crash lost at most the attempt it interrupted, and nothing reported done.
 
     Per segment and per call: bodies entered minus attempts recorded as ended is 0, or
@@ -393,7 +409,7 @@ def check_books(steps: list[list[Any]], journey: Journey, store_path: Path) -> N
     final = journey.ledgers[-1]
     assert final.status == "completed"
     assert final.finished >= set(keys.checkpoints) | set(keys.llm)
-    checker = SqliteStore(store_path)
+    checker = new_store(str(location))
     try:
         report = check_store(checker)
     finally:

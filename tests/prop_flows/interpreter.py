@@ -237,7 +237,7 @@ def interpret(steps: list[list[Any]], log: str) -> list[Any]:
 
 def _main(argv: list[str]) -> int:
     from kitaru import KitaruError
-    from kitaru._config import sqlite_file, store_url
+    from kitaru._config import store_url
     from kitaru.client import KitaruClient
 
     crash = None
@@ -245,7 +245,7 @@ def _main(argv: list[str]) -> int:
         at = argv.index("--crash")
         crash = crashing.CrashPoint.parse(argv[at + 1])
         del argv[at : at + 2]
-    crashing.install(Path(str(sqlite_file(store_url()))), crashing.Mortal(crash, real=True))
+    crashing.install(store_url(), crashing.Mortal(crash, real=True))
     if argv[0] == "run":
         handle = interpret.run(json.loads(argv[1]), argv[2], background=True)
     else:
