@@ -1,0 +1,231 @@
+"""``kitaru.adapters.pydantic_ai.wrap``: a PydanticAI agent whose model requests and tool
+calls are durable calls of the flow, run with PydanticAI's own OpenAI model and the real
+openai SDK against the loopback test server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import REPO, TIMEOUT, child_env, side_effects
+from helpers import kitaru as cli
+from llm_server import FakeLLMServer
+from pydantic_ai import Agent
+from pydantic_ai.models.openai import OpenAIChatModel
+
+from kitaru import KitaruUsageError, checkpoint, flow
+from kitaru.adapters import pydantic_ai as kp
+from kitaru.client import KitaruClient
+
+KILLED = -9
+
+
+@pytest.fixture
+def server(llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
+    llm_server.point_providers_here(monkeypatch)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-adapter")
+    return llm_server
+
+
+@pytest.fixture
+def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "side_effects.txt"
+    monkeypatch.setenv("ADAPTERFLOW_SIDE_EFFECTS", str(path))
+    return path
+
+
+def plan_replies(server: FakeLLMServer, steps: list[str], final: str) -> None:
+    """Queue one tool call per step, then the final answer."""
+    for step in steps:
+        server.reply_tool_calls([("record_step", {"step": step})], once=True)
+    server.reply_text(final, once=True)
+
+
+def run_flow(prompt: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.llm_flows.pydantic_agent", prompt, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def only_exec_id() -> str:
+    executions = KitaruClient().executions.list()
+    assert len(executions) == 1
+    return executions[0].exec_id
+
+
+def calls(exec_id: str) -> list[tuple[str, str]]:
+    execution = KitaruClient().executions.get(exec_id)
+    return [(c.invocation_id, str(c.status.value)) for c in execution.checkpoints]
+
+
+class TestDurableCalls:
+    @pytest.mark.parametrize("mode", ["sync", "async"])
+    def test_each_model_request_and_tool_call_is_a_completed_durable_call(
+        self, server: FakeLLMServer, trace: Path, mode: str
+    ) -> None:
+        """run_sync() and asyncio.run(run()) in a flow record every request and tool call."""
+        plan_replies(server, ["fetch", "write"], "all done")
+
+        result = run_flow("do the plan", mode, env=child_env())
+
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["output"] == "all done"
+        assert server.count == 3
+        assert side_effects(trace) == {"fetch": 1, "write": 1}
+        assert calls(only_exec_id()) == [
+            ("model_request", "completed"),
+            ("tool_record_step", "completed"),
+            ("model_request_2", "completed"),
+            ("tool_record_step_2", "completed"),
+            ("model_request_3", "completed"),
+        ]
+
+    def test_outside_a_flow_the_wrapped_agent_runs_plainly(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """Without a flow the agent answers as usual and nothing is journaled."""
+        from llm_flows.pydantic_agent import record_step
+
+        plan_replies(server, ["alone"], "fine")
+
+        assert openai_agent(record_step).run_sync("go").output == "fine"
+        assert side_effects(trace) == {"alone": 1}
+        assert KitaruClient().executions.list() == []
+
+
+class TestResumeAfterSigkill:
+    @pytest.mark.parametrize("mode", ["sync", "async"])
+    def test_resume_sends_no_completed_request_and_repeats_no_tool_call(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path, mode: str
+    ) -> None:
+        """After a SIGKILL in the second tool call, resume asks only for the final answer."""
+        plan_replies(server, ["fetch", "write"], "all done")
+
+        crashed = run_flow("do the plan", mode, env=child_env(ADAPTERFLOW_KILL_AT="write"))
+
+        assert crashed.returncode == KILLED, crashed.stderr
+        assert server.count == 2
+        assert side_effects(trace) == {"fetch": 1}
+        exec_id = only_exec_id()
+        assert [c for c in calls(exec_id) if c[1] == "completed"] == [
+            ("model_request", "completed"),
+            ("tool_record_step", "completed"),
+            ("model_request_2", "completed"),
+        ]
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        resumed = cli(
+            "executions", "resume", exec_id, "-o", "json",
+            cwd=elsewhere, env=child_env(PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        data = json.loads(resumed.stdout)
+        assert data["status"] == "completed"
+        assert data["result"]["output"] == "all done"
+        # One new request: the one after the last tool call; the two before were replayed.
+        assert server.count == 3
+        last = server.requests[-1].body["messages"]
+        assert [m["content"] for m in last if m["role"] == "tool"] == [
+            "done: fetch",
+            "done: write",
+        ]
+        assert side_effects(trace) == {"fetch": 1, "write": 1}
+
+
+def openai_agent(*tools: object) -> kp.DurableAgent:
+    """A wrapped agent on OpenAI's chat API, built now so it sees the test server's URL."""
+    return kp.wrap(Agent(OpenAIChatModel("gpt-4o-mini", provider="openai"), tools=tools))
+
+
+@kp.hitl_tool(question="Publish this summary?", schema=bool)
+def approve(summary: str) -> bool:
+    """Ask whether the summary may be published.
+
+    Args:
+        summary: The summary to publish.
+    """
+    raise AssertionError("the body of a question tool does not run in a flow")
+
+
+@flow
+def approval_flow(topic: str) -> str:
+    return openai_agent(approve).run_sync(f"Summarise {topic} and ask before publishing").output
+
+
+@checkpoint
+def agent_inside_checkpoint(prompt: str) -> str:
+    return openai_agent().run_sync(prompt).output
+
+
+@flow
+def checkpointed_flow(prompt: str) -> str:
+    return agent_inside_checkpoint(prompt).load()
+
+
+class TestQuestionTools:
+    def test_a_hitl_tool_waits_for_an_answer_that_becomes_the_tool_result(
+        self, server: FakeLLMServer
+    ) -> None:
+        """The model's call to a hitl_tool is a kitaru.wait; the answer goes back as its result."""
+        server.reply_tool_calls([("approve", {"summary": "short"})], once=True)
+        server.reply_text("published", once=True)
+        handle = approval_flow.run("tides")
+        client = KitaruClient()
+        deadline = time.monotonic() + TIMEOUT
+        while not client.executions.pending_waits(handle.exec_id):
+            assert time.monotonic() < deadline, "the flow never asked"
+            time.sleep(0.02)
+        (pending,) = client.executions.pending_waits(handle.exec_id)
+
+        client.executions.input(handle.exec_id, value=True)
+
+        assert handle.wait(timeout=TIMEOUT) == "published"
+        assert pending.name == "approve"
+        assert pending.question == "Publish this summary?"
+        tool_messages = [m for m in server.requests[-1].body["messages"] if m["role"] == "tool"]
+        assert [m["content"] for m in tool_messages] == ["true"]
+
+
+class TestBoundaries:
+    def test_inside_a_checkpoint_only_the_checkpoint_is_recorded(
+        self, server: FakeLLMServer
+    ) -> None:
+        """An agent run in a checkpoint makes plain requests; the checkpoint is the record."""
+        server.reply_text("inner")
+
+        handle = checkpointed_flow.run("hello")
+
+        assert handle.wait(timeout=TIMEOUT) == "inner"
+        assert calls(handle.exec_id) == [("agent_inside_checkpoint", "completed")]
+
+    def test_wrap_refuses_what_is_not_an_agent(self) -> None:
+        """wrap() names what it needs when given something else."""
+        with pytest.raises(KitaruUsageError, match=r"takes a pydantic_ai\.Agent"):
+            kp.wrap("openai:gpt-4o-mini")  # type: ignore[arg-type]
+
+    def test_streaming_in_a_flow_is_refused_with_what_to_use(self, server: FakeLLMServer) -> None:
+        """run_stream() in a flow body fails with a message pointing at run()/run_sync()."""
+
+        @flow
+        def streaming() -> str:
+            async def go() -> str:
+                async with openai_agent().run_stream("hi") as stream:
+                    return await stream.get_output()
+
+            import asyncio
+
+            return asyncio.run(go())
+
+        with pytest.raises(Exception, match="cannot stream inside a flow body"):
+            streaming.run().wait(timeout=TIMEOUT)
