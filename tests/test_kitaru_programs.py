@@ -179,13 +179,6 @@ class TestRemoteStackKinds:
 
 
 class TestIntegrationsNotOffered:
-    def test_pydantic_ai_adapter_names_the_checkpoint_alternative(self) -> None:
-        """`from kitaru.adapters import pydantic_ai as kp` works; `kp.wrap` says what to use."""
-        from kitaru.adapters import pydantic_ai as kp
-
-        with pytest.raises(KitaruFeatureNotAvailableError, match=r"inside a @checkpoint"):
-            kp.wrap(object())
-
     def test_mcp_tools_name_the_client_alternative(self) -> None:
         """Importing an MCP tool raises the feature error naming KitaruClient, not ImportError."""
         with pytest.raises(KitaruFeatureNotAvailableError, match=r"KitaruClient\(\)"):
