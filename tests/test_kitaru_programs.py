@@ -178,13 +178,6 @@ class TestRemoteStackKinds:
         assert "Unexpected arguments for a local stack: --cluster c1" in done.output
 
 
-class TestIntegrationsNotOffered:
-    def test_mcp_tools_name_the_client_alternative(self) -> None:
-        """Importing an MCP tool raises the feature error naming KitaruClient, not ImportError."""
-        with pytest.raises(KitaruFeatureNotAvailableError, match=r"KitaruClient\(\)"):
-            from kitaru.mcp.server import kitaru_executions_list  # noqa: F401
-
-
 class TestServerCommands:
     @pytest.mark.parametrize(
         "args",
