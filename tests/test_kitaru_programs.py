@@ -16,7 +16,6 @@ from click.testing import CliRunner
 import kitaru
 from kitaru import (
     KitaruClient,
-    KitaruFeatureNotAvailableError,
     KitaruUsageError,
     checkpoint,
     flow,
