@@ -77,6 +77,7 @@ def plain_agent() -> Agent[None]:
 
 
 class TestDurableCalls:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["sync", "async"])
     def test_each_model_response_and_tool_call_is_a_completed_durable_call(
         self, server: FakeLLMServer, trace: Path, mode: str
@@ -96,6 +97,25 @@ class TestDurableCalls:
             ("model_response_2", "completed"),
             ("tool_record_step_2", "completed"),
             ("model_response_3", "completed"),
+        ]
+
+    def test_in_this_process_the_calls_are_recorded_in_order(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """The flow run in the test's own process records each call as it completes."""
+        from llm_flows.openai_agent import plan
+
+        plan_replies(server, ["only"], "finished")
+
+        handle = plan.run("one step")
+
+        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
+        assert server.count == 2
+        assert side_effects(trace) == {"only": 1}
+        assert [name for name, _ in calls(handle.exec_id)] == [
+            "model_response",
+            "tool_record_step",
+            "model_response_2",
         ]
 
     def test_outside_a_flow_the_wrapped_agent_runs_plainly(
@@ -132,6 +152,7 @@ class TestDurableCalls:
 
 
 class TestResumeAfterSigkill:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["sync", "async"])
     def test_resume_sends_no_completed_request_and_repeats_no_tool_call(
         self, server: FakeLLMServer, trace: Path, tmp_path: Path, mode: str

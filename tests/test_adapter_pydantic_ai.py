@@ -69,6 +69,7 @@ def calls(exec_id: str) -> list[tuple[str, str]]:
 
 
 class TestDurableCalls:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["sync", "async"])
     def test_each_model_request_and_tool_call_is_a_completed_durable_call(
         self, server: FakeLLMServer, trace: Path, mode: str
@@ -90,6 +91,25 @@ class TestDurableCalls:
             ("model_request_3", "completed"),
         ]
 
+    def test_in_this_process_the_calls_are_recorded_in_order(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """The flow run in the test's own process records each call as it completes."""
+        from llm_flows.pydantic_agent import plan
+
+        plan_replies(server, ["only"], "finished")
+
+        handle = plan.run("one step")
+
+        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
+        assert server.count == 2
+        assert side_effects(trace) == {"only": 1}
+        assert [name for name, _ in calls(handle.exec_id)] == [
+            "model_request",
+            "tool_record_step",
+            "model_request_2",
+        ]
+
     def test_outside_a_flow_the_wrapped_agent_runs_plainly(
         self, server: FakeLLMServer, trace: Path
     ) -> None:
@@ -104,6 +124,7 @@ class TestDurableCalls:
 
 
 class TestResumeAfterSigkill:
+    @pytest.mark.slow
     @pytest.mark.parametrize("mode", ["sync", "async"])
     def test_resume_sends_no_completed_request_and_repeats_no_tool_call(
         self, server: FakeLLMServer, trace: Path, tmp_path: Path, mode: str
@@ -229,3 +250,46 @@ class TestBoundaries:
 
         with pytest.raises(Exception, match="cannot stream inside a flow body"):
             streaming.run().wait(timeout=TIMEOUT)
+
+
+class TestExample:
+    def run_example(self, tmp_path: Path, **env: str | None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(REPO / "examples" / "pydantic_ai_agent.py")],
+            cwd=tmp_path,
+            env=child_env(PYTHONPATH=str(REPO), **env),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    @pytest.mark.slow
+    def test_against_the_provider_resume_sends_only_the_last_request(
+        self, server: FakeLLMServer, tmp_path: Path
+    ) -> None:
+        """With a key, the example's crash and resume reach the provider three times in all."""
+        server.reply_tool_calls([("search", {"query": "durable agents"})], once=True)
+        server.reply_tool_calls([("save_note", {"text": "journals"})], once=True)
+        server.reply_text("Report: journals make agents durable.", once=True)
+
+        result = self.run_example(tmp_path)
+
+        assert result.returncode == 0, result.stderr
+        assert "completed: Report: journals make agents durable." in result.stdout
+        assert "search             body ran 1 time(s)" in result.stdout
+        assert "save_note          body ran 2 time(s)" in result.stdout
+        assert server.count == 3
+
+    @pytest.mark.slow
+    def test_without_a_key_it_runs_offline_and_says_so(
+        self, server: FakeLLMServer, tmp_path: Path
+    ) -> None:
+        """Without a key the example runs on its scripted model and sends nothing."""
+        result = self.run_example(tmp_path, OPENAI_API_KEY=None)
+
+        assert result.returncode == 0, result.stderr
+        assert "Running offline" in result.stdout
+        assert "model_request_3    completed" in result.stdout
+        assert "search             body ran 1 time(s)" in result.stdout
+        assert server.count == 0

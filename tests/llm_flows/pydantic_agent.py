@@ -39,17 +39,20 @@ def record_step(step: str) -> str:
     return f"done: {step}"
 
 
-agent = kp.wrap(
-    Agent(
-        OpenAIChatModel("gpt-4o-mini", provider="openai"),
-        instructions="Carry out the plan one step at a time.",
-        tools=[record_step],
+def build_agent() -> kp.DurableAgent:
+    """The wrapped agent, with a client made now (so it reads the current environment)."""
+    return kp.wrap(
+        Agent(
+            OpenAIChatModel("gpt-4o-mini", provider="openai"),
+            instructions="Carry out the plan one step at a time.",
+            tools=[record_step],
+        )
     )
-)
 
 
 @flow
 def plan(prompt: str, mode: str = "sync") -> dict[str, object]:
+    agent = build_agent()
     result = asyncio.run(agent.run(prompt)) if mode == "async" else agent.run_sync(prompt)
     return {"output": result.output, "messages": len(result.all_messages())}
 
