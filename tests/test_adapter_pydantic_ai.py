@@ -163,6 +163,58 @@ class TestResumeAfterSigkill:
         ]
         assert side_effects(trace) == {"fetch": 1, "write": 1}
 
+    @pytest.mark.slow
+    def test_several_tool_calls_of_one_response_resume_in_the_recorded_order(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path
+    ) -> None:
+        """Two tool calls asked for at once run one by one; resume reuses the first."""
+        server.reply_tool_calls(
+            [("record_step", {"step": "first"}), ("record_step", {"step": "second"})], once=True
+        )
+        server.reply_text("both done", once=True)
+
+        crashed = run_flow("do both", env=child_env(ADAPTERFLOW_KILL_AT="second"))
+
+        assert crashed.returncode == KILLED, crashed.stderr
+        assert side_effects(trace) == {"first": 1}
+        exec_id = only_exec_id()
+        resumed = cli(
+            "executions", "resume", exec_id, "-o", "json",
+            cwd=tmp_path, env=child_env(PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"]["output"] == "both done"
+        assert server.count == 2
+        assert side_effects(trace) == {"first": 1, "second": 1}
+        assert [name for name, _ in calls(exec_id)] == [
+            "model_request",
+            "tool_record_step",
+            "tool_record_step_2",
+            "model_request_2",
+        ]
+
+    @pytest.mark.slow
+    def test_a_changed_agent_is_refused_at_the_first_request_that_differs(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path
+    ) -> None:
+        """Resuming with other instructions stops with a divergence instead of mixing runs."""
+        plan_replies(server, ["fetch", "write"], "all done")
+        crashed = run_flow("do the plan", env=child_env(ADAPTERFLOW_KILL_AT="write"))
+        assert crashed.returncode == KILLED, crashed.stderr
+
+        resumed = cli(
+            "executions", "resume", only_exec_id(), "-o", "json", cwd=tmp_path,
+            env=child_env(PYTHONPATH=str(REPO), ADAPTERFLOW_INSTRUCTIONS="Do it all at once."),
+        )  # fmt: skip
+
+        assert resumed.returncode == 1
+        assert "Traceback" not in resumed.stderr
+        assert "model_request" in resumed.stderr
+        assert "diverge" in resumed.stderr.lower()
+        assert server.count == 2
+        assert side_effects(trace) == {"fetch": 1}
+
 
 def openai_agent(*tools: object) -> kp.DurableAgent:
     """A wrapped agent on OpenAI's chat API, built now so it sees the test server's URL."""

@@ -20,6 +20,11 @@ name. Outside a flow (and inside a checkpoint, which is recorded as a whole) the
 are plain. Streamed runs (``Runner.run_streamed``) are refused in a flow body: a stream
 cannot be replayed. Tools other than function tools (hosted tools run by the provider,
 computer or shell tools) are not made durable.
+
+Calls are matched to the journal by their place in the run. The SDK runs the function
+tools of one turn concurrently, so their order can change between runs; when a turn
+may call several, run with ``RunConfig(tool_execution=ToolExecutionConfig(
+max_function_tool_concurrency=1))`` so they start in the model's order.
 """
 
 from __future__ import annotations

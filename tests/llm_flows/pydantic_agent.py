@@ -4,6 +4,7 @@ The agent calls the tool ``record_step`` as often as the model asks; each call a
 its step to the file named by ``ADAPTERFLOW_SIDE_EFFECTS``, so a test counts how often
 a tool body really ran. ``ADAPTERFLOW_KILL_AT=STEP`` makes the process SIGKILL itself
 when the tool is called for STEP, before that call's side effect.
+``ADAPTERFLOW_INSTRUCTIONS`` replaces the agent's instructions (a changed agent).
 
 ``python -m tests.llm_flows.pydantic_agent PROMPT [sync|async]`` runs the flow (with
 ``run_sync`` or with ``asyncio.run(agent.run(...))``) and prints its result as JSON.
@@ -44,7 +45,9 @@ def build_agent() -> kp.DurableAgent:
     return kp.wrap(
         Agent(
             OpenAIChatModel("gpt-4o-mini", provider="openai"),
-            instructions="Carry out the plan one step at a time.",
+            instructions=os.environ.get(
+                "ADAPTERFLOW_INSTRUCTIONS", "Carry out the plan one step at a time."
+            ),
             tools=[record_step],
         )
     )
