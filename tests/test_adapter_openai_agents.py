@@ -191,6 +191,31 @@ class TestResumeAfterSigkill:
         ]
         assert side_effects(trace) == {"fetch": 1, "write": 1}
 
+    @pytest.mark.slow
+    def test_several_tool_calls_of_one_turn_resume_in_the_recorded_order(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path
+    ) -> None:
+        """With one tool at a time, a turn's two calls resume in order; the first is reused."""
+        server.reply_tool_calls(
+            [("record_step", {"step": "first"}), ("record_step", {"step": "second"})], once=True
+        )
+        server.reply_text("both done", once=True)
+
+        crashed = run_flow("do both", env=child_env(ADAPTERFLOW_KILL_AT="second"))
+
+        assert crashed.returncode == KILLED, crashed.stderr
+        assert side_effects(trace) == {"first": 1}
+        exec_id = only_exec_id()
+        resumed = cli(
+            "executions", "resume", exec_id, "-o", "json",
+            cwd=tmp_path, env=child_env(PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"]["output"] == "both done"
+        assert server.count == 2
+        assert side_effects(trace) == {"first": 1, "second": 1}
+
 
 @checkpoint
 def agent_inside_checkpoint(prompt: str) -> str:

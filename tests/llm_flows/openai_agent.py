@@ -20,7 +20,15 @@ import signal
 import sys
 from pathlib import Path
 
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    RunConfig,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
+from agents.run_config import ToolExecutionConfig
 from openai import AsyncOpenAI
 
 from kitaru import KitaruError, flow
@@ -55,13 +63,17 @@ def build_agent() -> Agent[None]:
     return ka.wrap(planner)
 
 
+# A turn's tools run one at a time, so a resumed run meets them in the recorded order.
+ONE_AT_A_TIME = RunConfig(tool_execution=ToolExecutionConfig(max_function_tool_concurrency=1))
+
+
 @flow
 def plan(prompt: str, mode: str = "sync") -> dict[str, object]:
     agent = build_agent()
     if mode == "async":
-        result = asyncio.run(Runner.run(agent, prompt))
+        result = asyncio.run(Runner.run(agent, prompt, run_config=ONE_AT_A_TIME))
     else:
-        result = Runner.run_sync(agent, prompt)
+        result = Runner.run_sync(agent, prompt, run_config=ONE_AT_A_TIME)
     return {"output": result.final_output, "items": len(result.new_items)}
 
 
