@@ -195,6 +195,33 @@ class TestResumeAfterSigkill:
         ]
 
     @pytest.mark.slow
+    def test_a_tool_that_asked_the_model_to_retry_asks_again_on_resume(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path
+    ) -> None:
+        """A recorded ModelRetry is raised again on resume, so the replayed run matches."""
+        plan_replies(server, ["bad-step", "fetch", "write"], "all done")
+
+        crashed = run_flow("do the plan", env=child_env(ADAPTERFLOW_KILL_AT="write"))
+
+        assert crashed.returncode == KILLED, crashed.stderr
+        assert server.count == 3
+        exec_id = only_exec_id()
+        assert calls(exec_id)[1] == ("tool_record_step", "failed")
+        resumed = cli(
+            "executions", "resume", exec_id, "-o", "json",
+            cwd=tmp_path, env=child_env(PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"]["output"] == "all done"
+        assert server.count == 4
+        retry_prompts = [
+            m["content"] for m in server.requests[-1].body["messages"] if m["role"] == "tool"
+        ]
+        assert "bad-step is not a step of the plan" in retry_prompts[0]
+        assert side_effects(trace) == {"fetch": 1, "write": 1}
+
+    @pytest.mark.slow
     def test_a_changed_agent_is_refused_at_the_first_request_that_differs(
         self, server: FakeLLMServer, trace: Path, tmp_path: Path
     ) -> None:

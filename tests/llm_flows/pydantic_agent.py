@@ -4,6 +4,7 @@ The agent calls the tool ``record_step`` as often as the model asks; each call a
 its step to the file named by ``ADAPTERFLOW_SIDE_EFFECTS``, so a test counts how often
 a tool body really ran. ``ADAPTERFLOW_KILL_AT=STEP`` makes the process SIGKILL itself
 when the tool is called for STEP, before that call's side effect.
+A step starting with ``bad`` is refused with ``ModelRetry`` (the model is asked again).
 ``ADAPTERFLOW_INSTRUCTIONS`` replaces the agent's instructions (a changed agent).
 
 ``python -m tests.llm_flows.pydantic_agent PROMPT [sync|async]`` runs the flow (with
@@ -20,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ModelRetry
 from pydantic_ai.models.openai import OpenAIChatModel
 
 from kitaru import KitaruError, flow
@@ -33,6 +34,8 @@ def record_step(step: str) -> str:
     Args:
         step: The step to carry out.
     """
+    if step.startswith("bad"):
+        raise ModelRetry(f"{step} is not a step of the plan; name a real one")
     if os.environ.get("ADAPTERFLOW_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
     with Path(os.environ["ADAPTERFLOW_SIDE_EFFECTS"]).open("a") as out:
