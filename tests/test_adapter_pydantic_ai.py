@@ -258,6 +258,21 @@ def approve(summary: str) -> bool:
     raise AssertionError("the body of a question tool does not run in a flow")
 
 
+@kp.hitl_tool(question="Ship it?", schema=bool, timeout=0.1)
+def approve_quickly(summary: str) -> bool:
+    """Ask whether the summary may ship, waiting only briefly.
+
+    Args:
+        summary: The summary to ship.
+    """
+    raise AssertionError("the body of a question tool does not run in a flow")
+
+
+@flow
+def quick_approval_flow(topic: str) -> str:
+    return openai_agent(approve_quickly).run_sync(f"Summarise {topic} and ship it").output
+
+
 @flow
 def approval_flow(topic: str) -> str:
     return openai_agent(approve).run_sync(f"Summarise {topic} and ask before publishing").output
@@ -295,6 +310,27 @@ class TestQuestionTools:
         assert pending.question == "Publish this summary?"
         tool_messages = [m for m in server.requests[-1].body["messages"] if m["role"] == "tool"]
         assert [m["content"] for m in tool_messages] == ["true"]
+
+    def test_an_unanswered_question_leaves_the_execution_waiting_until_answered(
+        self, server: FakeLLMServer
+    ) -> None:
+        """A timed-out question parks the run; the answer finishes it without resending."""
+        server.reply_tool_calls([("approve_quickly", {"summary": "short"})], once=True)
+        server.reply_text("shipped", once=True)
+        client = KitaruClient()
+
+        handle = quick_approval_flow.run("tides")
+
+        assert client.executions.get(handle.exec_id).status == "waiting"
+        assert server.count == 1
+        client.executions.input(handle.exec_id, value=True)
+        assert handle.wait(timeout=TIMEOUT) == "shipped"
+        assert server.count == 2
+        assert [name for name, _ in calls(handle.exec_id)] == [
+            "model_request",
+            "approve_quickly",
+            "model_request_2",
+        ]
 
 
 class TestBoundaries:
