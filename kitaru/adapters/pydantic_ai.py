@@ -35,7 +35,7 @@ from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
 try:
     from pydantic_ai import RunContext
-    from pydantic_ai.agent import AbstractAgent, Agent, WrapperAgent
+    from pydantic_ai.agent import Agent, WrapperAgent
     from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelResponse
     from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
     from pydantic_ai.models.wrapper import WrapperModel
@@ -248,11 +248,11 @@ def wrap(agent: Agent[Any, Any]) -> DurableAgent:
     Use the result like the agent (``run``, ``run_sync``); inside a flow body a
     resumed run replays completed requests and tool calls instead of repeating them.
     """
-    if not isinstance(agent, AbstractAgent):
-        raise KitaruUsageError(
-            f"kitaru.adapters.pydantic_ai.wrap() takes a pydantic_ai.Agent, got "
-            f"{type(agent).__name__}."
-        )
     if isinstance(agent, DurableAgent):
         return agent
+    if not isinstance(agent, Agent):
+        raise KitaruUsageError(
+            f"kitaru.adapters.pydantic_ai.wrap() takes a pydantic_ai.Agent, got "
+            f"{type(agent).__name__}; wrap the Agent itself."
+        )
     return DurableAgent(agent)
