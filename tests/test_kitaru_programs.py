@@ -16,7 +16,6 @@ from click.testing import CliRunner
 import kitaru
 from kitaru import (
     KitaruClient,
-    KitaruFeatureNotAvailableError,
     KitaruUsageError,
     checkpoint,
     flow,
@@ -176,20 +175,6 @@ class TestRemoteStackKinds:
         done = CliRunner().invoke(main, ["stack", "create", "dev", "--cluster", "c1"])
         assert done.exit_code == 1
         assert "Unexpected arguments for a local stack: --cluster c1" in done.output
-
-
-class TestIntegrationsNotOffered:
-    def test_pydantic_ai_adapter_names_the_checkpoint_alternative(self) -> None:
-        """`from kitaru.adapters import pydantic_ai as kp` works; `kp.wrap` says what to use."""
-        from kitaru.adapters import pydantic_ai as kp
-
-        with pytest.raises(KitaruFeatureNotAvailableError, match=r"inside a @checkpoint"):
-            kp.wrap(object())
-
-    def test_mcp_tools_name_the_client_alternative(self) -> None:
-        """Importing an MCP tool raises the feature error naming KitaruClient, not ImportError."""
-        with pytest.raises(KitaruFeatureNotAvailableError, match=r"KitaruClient\(\)"):
-            from kitaru.mcp.server import kitaru_executions_list  # noqa: F401
 
 
 class TestServerCommands:

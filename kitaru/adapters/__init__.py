@@ -1,4 +1,9 @@
-"""Kitaru's framework adapters, by the names its programs import them under.
+"""Kitaru's framework adapters: agents of other frameworks made durable.
 
-None is offered in this version; each module explains what to use instead.
+- ``kitaru.adapters.pydantic_ai`` (``pip install 'kitaru[pydantic-ai]'``);
+- ``kitaru.adapters.openai_agents`` (``pip install 'kitaru[openai-agents]'``).
+
+Each is imported only when a program imports it, so the framework it needs is loaded
+only then. Inside a flow body, every model request and tool call of a wrapped agent is
+a durable call of the flow.
 """

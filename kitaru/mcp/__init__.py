@@ -1,4 +1,4 @@
-"""``kitaru.mcp``: Kitaru's importable MCP tool functions, not offered here (see ``server``).
+"""``kitaru.mcp``: Kitaru's MCP tools as importable functions (see ``server``).
 
 The MCP server itself is the ``kitaru-mcp`` command (``kitaru._mcp``).
 """

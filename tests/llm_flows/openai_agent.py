@@ -1,0 +1,87 @@
+"""An OpenAI Agents SDK agent made durable with ``kitaru.adapters.openai_agents.wrap``.
+
+The agent calls the function tool ``record_step`` as often as the model asks; each call
+appends its step to the file named by ``ADAPTERFLOW_SIDE_EFFECTS``, so a test counts how
+often a tool body really ran. ``ADAPTERFLOW_KILL_AT=STEP`` makes the process SIGKILL
+itself when the tool is called for STEP, before that call's side effect.
+
+``python -m tests.llm_flows.openai_agent PROMPT [sync|async]`` runs the flow (with
+``Runner.run_sync`` or with ``asyncio.run(Runner.run(...))``) and prints its result as
+JSON. The model is OpenAI's chat completions API, aimed at the test server by
+``OPENAI_BASE_URL``; the SDK's trace export is off, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    RunConfig,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
+from agents.run_config import ToolExecutionConfig
+from openai import AsyncOpenAI
+
+from kitaru import KitaruError, flow
+from kitaru.adapters import openai_agents as ka
+
+set_tracing_disabled(True)
+
+
+@function_tool
+def record_step(step: str) -> str:
+    """Carry out one step of the plan and report it done.
+
+    Args:
+        step: The step to carry out.
+    """
+    if os.environ.get("ADAPTERFLOW_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    with Path(os.environ["ADAPTERFLOW_SIDE_EFFECTS"]).open("a") as out:
+        out.write(step + "\n")
+    return f"done: {step}"
+
+
+def build_agent() -> Agent[None]:
+    """The wrapped agent, with a client made now (so it reads the current environment)."""
+    model = OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=AsyncOpenAI())
+    planner = Agent(
+        name="planner",
+        instructions="Carry out the plan one step at a time.",
+        model=model,
+        tools=[record_step],
+    )
+    return ka.wrap(planner)
+
+
+# A turn's tools run one at a time, so a resumed run meets them in the recorded order.
+ONE_AT_A_TIME = RunConfig(tool_execution=ToolExecutionConfig(max_function_tool_concurrency=1))
+
+
+@flow
+def plan(prompt: str, mode: str = "sync") -> dict[str, object]:
+    agent = build_agent()
+    if mode == "async":
+        result = asyncio.run(Runner.run(agent, prompt, run_config=ONE_AT_A_TIME))
+    else:
+        result = Runner.run_sync(agent, prompt, run_config=ONE_AT_A_TIME)
+    return {"output": result.final_output, "items": len(result.new_items)}
+
+
+if __name__ == "__main__":
+    try:
+        args = sys.argv[1:]
+        outcome = plan.run(args[0], *args[1:2]).wait(timeout=60)
+    except KitaruError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(outcome))
