@@ -72,6 +72,9 @@ class Worker:
         self.id = f"{this_host()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self._running: dict[str, threading.Thread] = {}
+        self._unsettled: dict[str, str] = {}
+        """Queue entries this worker could not update (the store was away): exec id to
+        what is still to be done with it, retried every round."""
         self._lock = threading.Lock()
         self._next_beat = 0.0
 
@@ -97,6 +100,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 self._beat()
+                self._retry_unsettled()
                 try:
                     if len(self.running()) < self.settings.concurrency:
                         for exec_id in self.queue.claim_queued(
@@ -133,14 +137,29 @@ class Worker:
         thread.start()
 
     def _run_one(self, exec_id: str) -> None:
+        verdict = "requeue"
         try:
-            self._settle(exec_id, self._drive(exec_id))
+            verdict = self._drive(exec_id)
+            self._settle(exec_id, verdict)
         except BaseException as exc:  # a worker thread never takes the process down
             _log.error("worker could not run execution", exec_id=exec_id, error=str(exc))
-            self._hand_back(exec_id)
+            with self._lock:
+                # Whatever happened, the journal says where it stands: a resume finds out.
+                self._unsettled[exec_id] = "requeue"
         finally:
             with self._lock:
                 self._running.pop(exec_id, None)
+
+    def _retry_unsettled(self) -> None:
+        with self._lock:
+            pending = dict(self._unsettled)
+        for exec_id, verdict in pending.items():
+            try:
+                self._settle(exec_id, verdict)
+            except KitaruError:
+                return  # still away; the next round tries again
+            with self._lock:
+                self._unsettled.pop(exec_id, None)
 
     def _drive(self, exec_id: str) -> str:
         """Run the execution; return what to do with its queue entry."""
@@ -167,7 +186,7 @@ class Worker:
         if verdict == "park":
             self.queue.park(exec_id, self.id)
         elif verdict == "requeue":
-            self._hand_back(exec_id)
+            self.queue.requeue(exec_id, self.id)
         else:
             self.queue.dequeue(exec_id)
 

@@ -85,6 +85,9 @@ _REASONS = {
     "40P01": BackendFailure.BUSY,  # deadlock_detected
     "40001": BackendFailure.BUSY,  # serialization_failure
     "57014": BackendFailure.BUSY,  # query_canceled (statement or lock timeout)
+    "57P01": BackendFailure.CANNOT_OPEN,  # admin_shutdown (the server restarts)
+    "57P02": BackendFailure.CANNOT_OPEN,  # crash_shutdown
+    "57P03": BackendFailure.CANNOT_OPEN,  # cannot_connect_now (the server is starting)
     "XX001": BackendFailure.DAMAGED,  # data_corrupted
     "XX002": BackendFailure.DAMAGED,  # index_corrupted
 }
