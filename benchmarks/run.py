@@ -28,6 +28,10 @@ same run on the same disk:
    the bare read of the events.
 9. ``kitaru ui`` server time for the executions page of a 10,000-execution store and
    the detail of a 10,000-call execution (``benchmarks/ui.py``; target: at most 300 ms).
+10. ``kitaru worker`` on PostgreSQL (``benchmarks/workers.py``): executions per second
+   of a 10-checkpoint flow with 1, 2, 4 and 8 workers, SIGKILL of a worker to the first
+   checkpoint completed by another, and ``executions input`` to the flow continuing
+   (target: at most 100 ms).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -56,7 +60,18 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from benchmarks import arguments, chain, concurrency, imports, llm, peers, readpath, resume, ui
+from benchmarks import (
+    arguments,
+    chain,
+    concurrency,
+    imports,
+    llm,
+    peers,
+    readpath,
+    resume,
+    ui,
+    workers,
+)
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
 SECTIONS = (
@@ -69,6 +84,7 @@ SECTIONS = (
     "arguments",
     "readpath",
     "ui",
+    "workers",
 )
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
@@ -80,6 +96,7 @@ TITLES = {
     "arguments": "7. Arguments: digest and copy per checkpoint call, small and 1 MB",
     "readpath": "8. Read path: get, list -o json and retry of large executions",
     "ui": "9. kitaru ui: server time of the executions page and a 10,000-call execution",
+    "workers": "10. kitaru worker on PostgreSQL: throughput, takeover after SIGKILL, input latency",
 }
 
 
@@ -476,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (a few lines p
         run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
         run_section("readpath", lambda: readpath.section(workdir, quick=args.quick))
         run_section("ui", lambda: ui.section(workdir, quick=args.quick))
+        run_section("workers", lambda: workers.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -354,3 +355,101 @@ class TestStackWithWorkers:
         assert done.returncode == 1
         assert "PostgreSQL" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def queue(pg_url: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(pg_url)
+    yield opened
+    opened.close()
+
+
+def _state(store: PostgresStore, exec_id: str) -> str:
+    with store._reading("test") as conn:
+        row = conn.execute(
+            f"SELECT state FROM {store._s}.run_queue WHERE exec_id = %s", (exec_id,)
+        ).fetchone()
+    return "gone" if row is None else str(row[0])
+
+
+class TestClaiming:
+    def test_claims_follow_priority_then_enqueue_order_within_the_limit(
+        self, queue: PostgresStore
+    ) -> None:
+        """Higher priority first, then oldest; a worker never holds more than its limit."""
+        queue.register_worker("w1", "h", 1, ["default"], 2)
+        queue.enqueue("old")
+        queue.enqueue("newer")
+        queue.enqueue("urgent", priority=5)
+        queue.enqueue("elsewhere", queue="other")
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == ["urgent", "old"]
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == []
+        queue.dequeue("urgent")
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == ["newer"]
+
+    def test_a_live_workers_claims_are_not_taken_a_dead_ones_are(
+        self, queue: PostgresStore, pg_url: str
+    ) -> None:
+        """Entries of a worker whose session ended are claimable; a live worker's are not."""
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from kitaru.journal.postgres import PostgresStore\n"
+                "s = PostgresStore(sys.argv[1])\n"
+                "s.register_worker('gone', 'h', 2, ['default'], 1)\n"
+                "s.enqueue('e1')\n"
+                "assert s.claim_queued('gone', ['default'], 1, 30.0) == ['e1']\n"
+                "print('claimed', flush=True)\n"
+                "time.sleep(600)\n",
+                pg_url,
+            ],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "claimed"
+            queue.register_worker("w2", "h", 3, ["default"], 1)
+            assert queue.claim_queued("w2", ["default"], 1, 30.0) == []
+            assert [w.alive for w in queue.list_workers(30.0) if w.id == "gone"] == [True]
+        finally:
+            child.kill()
+            child.wait(30)
+        _wait_until(
+            lambda: queue.claim_queued("w2", ["default"], 1, 30.0) == ["e1"],
+            timeout=10,
+            what="the dead worker's entry",
+        )
+        assert [w.alive for w in queue.list_workers(30.0) if w.id == "gone"] == [False]
+
+
+class TestParking:
+    def test_input_posted_while_the_worker_still_holds_it_is_seen_when_it_parks(
+        self, queue: PostgresStore
+    ) -> None:
+        """Mail that arrives before the park makes the entry runnable, not parked."""
+        queue.register_worker("w1", "h", 1, ["default"], 1)
+        queue.enqueue("e1")
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e1"]
+        queue.post_wait_input("e1", "answer", b"1", aborted=False)
+        queue.park("e1", "w1")
+        assert _state(queue, "e1") == "queued"
+
+    def test_input_or_cancel_posted_after_the_park_makes_it_runnable(
+        self, queue: PostgresStore
+    ) -> None:
+        """A parked entry stays parked until input or a cancel is posted for it."""
+        queue.register_worker("w1", "h", 1, ["default"], 1)
+        for exec_id in ("e1", "e2"):
+            queue.enqueue(exec_id)
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e1"]
+        queue.park("e1", "w1")
+        assert _state(queue, "e1") == "parked"
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e2"]
+        queue.park("e2", "w1")
+        queue.post_wait_input("e1", "answer", b"1", aborted=False)
+        queue.request_cancel("e2", "stop")
+        assert (_state(queue, "e1"), _state(queue, "e2")) == ("queued", "queued")

@@ -40,7 +40,7 @@ class WorkerSettings:
     import_paths: tuple[str, ...] = ()
     grace: float = 30.0
     """Seconds a stopping worker lets running calls finish before it hands them back."""
-    poll: float = 0.5
+    poll: float = 0.1
     """Fallback look at the queue when no notification arrives."""
 
 

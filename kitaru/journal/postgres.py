@@ -661,6 +661,7 @@ class PostgresStore:
 
         try:
             with self._transaction("record wait input") as conn:
+                self._lock_queue_entry(conn, exec_id)
                 conn.execute(
                     f"INSERT INTO {self._s}.wait_inputs(exec_id, wait, value, aborted, at) "
                     "VALUES (%s, %s, %s, %s, %s)",
@@ -711,6 +712,7 @@ class PostgresStore:
 
     def request_cancel(self, exec_id: str, reason: str) -> None:
         with self._transaction("request a cancel") as conn:
+            self._lock_queue_entry(conn, exec_id)
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
             conn.execute(
                 f"INSERT INTO {self._s}.cancel_requests(exec_id, reason, at) VALUES (%s, %s, %s) "
@@ -731,6 +733,17 @@ class PostgresStore:
             conn.execute(f"DELETE FROM {self._s}.cancel_requests WHERE exec_id = %s", (exec_id,))
 
     # -- the run queue (``kitaru worker``) ----------------------------------------------
+
+    def _lock_queue_entry(self, conn: Any, exec_id: str) -> None:
+        """Hold the execution's queue entry (if any) until the transaction ends.
+
+        Posting mail and parking both take it first, so one of them always sees the
+        other: mail posted while a worker parks is found by the park, or finds the
+        entry parked and makes it runnable.
+        """
+        conn.execute(
+            f"SELECT 1 FROM {self._s}.run_queue WHERE exec_id = %s FOR UPDATE", (exec_id,)
+        )
 
     def _unpark(self, conn: Any, exec_id: str) -> None:
         """Mail for a parked execution makes it runnable; the NOTIFY wakes the workers."""
@@ -789,8 +802,11 @@ class PostgresStore:
 
     def park(self, exec_id: str, worker: str) -> None:
         # Input (or a cancel) posted before this commits is seen here; one posted after
-        # finds the entry parked and makes it runnable itself (``_unpark``).
+        # finds the entry parked and makes it runnable itself (``_unpark``). The row
+        # lock comes first, so the check below is a statement that sees the other's
+        # commit.
         with self._transaction("park an execution") as conn:
+            self._lock_queue_entry(conn, exec_id)
             conn.execute(
                 f"UPDATE {self._s}.run_queue SET worker = NULL, state = CASE WHEN EXISTS "
                 f"(SELECT 1 FROM {self._s}.wait_inputs WHERE exec_id = %s) OR EXISTS "
