@@ -4,7 +4,9 @@ Three figures, each printed beside what it is compared with (nothing asserts on 
 
 1. executions per second of a 10-checkpoint flow with 1, 2, 4 and 8 worker processes
    (``--concurrency 1`` each) claiming from one queue, beside the same flow run one
-   after another in a single process on the same database (no queue, no workers);
+   after another in a single process on the same database (no queue, no workers).
+   The workers are paused (SIGSTOP) while the executions are queued and the clock
+   starts when they are let go;
 2. the time from SIGKILL of a worker inside a checkpoint to the first checkpoint
    completed by another worker on the same host, beside ``KITARU_LEASE_TTL`` (what a
    takeover would wait if liveness were the lease's expiry alone);
@@ -116,7 +118,16 @@ class _Pool:
             with open(self.logs / f"worker-{os.getpid()}-{time.time_ns()}.log", "wb") as log:
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "kitaru", "worker", "--store", self.url],
+                        [
+                            sys.executable,
+                            "-m",
+                            "kitaru",
+                            "worker",
+                            "--store",
+                            self.url,
+                            "--concurrency",
+                            "1",
+                        ],
                         cwd=REPO_ROOT,
                         env=child_env(),
                         stdout=log,
@@ -158,8 +169,14 @@ def _throughput(server: object, executions: int, workdir: pathlib.Path) -> list[
         pool = _Pool(url, workdir)
         try:
             pool.start(count)
-            t0 = time.perf_counter()
+            # Paused while the executions are queued, so the figure is the workers'
+            # rate, not this one process's rate of submitting.
+            for proc in pool.procs:
+                proc.send_signal(signal.SIGSTOP)
             handles = [ten.run(f"w{n}", stack=stack) for n in range(executions)]
+            t0 = time.perf_counter()
+            for proc in pool.procs:
+                proc.send_signal(signal.SIGCONT)
             for handle in handles:
                 if handle.wait(timeout=300) != sum(range(1, STEPS + 1)):
                     raise BenchmarkError("a worker returned a wrong result")

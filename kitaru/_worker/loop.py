@@ -77,6 +77,8 @@ class Worker:
         what is still to be done with it, retried every round."""
         self._lock = threading.Lock()
         self._next_beat = 0.0
+        self._claiming = threading.Lock()
+        self._stale_after = 0.0
 
     def running(self) -> list[str]:
         with self._lock:
@@ -88,7 +90,7 @@ class Worker:
             path = os.path.abspath(folder)
             if path not in sys.path:
                 sys.path.insert(0, path)
-        stale_after = lease_ttl()
+        self._stale_after = lease_ttl()
         self.queue.register_worker(
             self.id,
             this_host(),
@@ -102,11 +104,7 @@ class Worker:
                 self._beat()
                 self._retry_unsettled()
                 try:
-                    if len(self.running()) < self.settings.concurrency:
-                        for exec_id in self.queue.claim_queued(
-                            self.id, self.settings.queues, self.settings.concurrency, stale_after
-                        ):
-                            self._start(exec_id)
+                    self._claim()
                     self.queue.wait_for_work(self.settings.poll)
                 except KitaruBackendError as exc:
                     # The server went away: the next round reconnects; nothing claimed is lost
@@ -117,6 +115,16 @@ class Worker:
         finally:
             with contextlib.suppress(KitaruError):
                 self.queue.unregister_worker(self.id)
+
+    def _claim(self) -> None:
+        """Claim what fits under the limit and start it (one claim at a time here)."""
+        with self._claiming:
+            if self.stopping.is_set() or len(self.running()) >= self.settings.concurrency:
+                return
+            for exec_id in self.queue.claim_queued(
+                self.id, self.settings.queues, self.settings.concurrency, self._stale_after
+            ):
+                self._start(exec_id)
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -148,7 +156,11 @@ class Worker:
                 self._unsettled[exec_id] = "requeue"
         finally:
             with self._lock:
-                self._running.pop(exec_id, None)
+                if self._running.get(exec_id) is threading.current_thread():
+                    self._running.pop(exec_id, None)
+        # The thread that freed a slot fills it: no notice to every worker is needed.
+        with contextlib.suppress(KitaruError):
+            self._claim()
 
     def _retry_unsettled(self) -> None:
         with self._lock:

@@ -741,9 +741,7 @@ class PostgresStore:
         other: mail posted while a worker parks is found by the park, or finds the
         entry parked and makes it runnable.
         """
-        conn.execute(
-            f"SELECT 1 FROM {self._s}.run_queue WHERE exec_id = %s FOR UPDATE", (exec_id,)
-        )
+        conn.execute(f"SELECT 1 FROM {self._s}.run_queue WHERE exec_id = %s FOR UPDATE", (exec_id,))
 
     def _unpark(self, conn: Any, exec_id: str) -> None:
         """Mail for a parked execution makes it runnable; the NOTIFY wakes the workers."""
@@ -827,8 +825,8 @@ class PostgresStore:
 
     def dequeue(self, exec_id: str) -> None:
         with self._transaction("take an execution out of the queue") as conn:
+            # No notice: nothing became runnable (the worker fills the freed slot itself).
             conn.execute(f"DELETE FROM {self._s}.run_queue WHERE exec_id = %s", (exec_id,))
-            self._notify(conn, exec_id)
 
     def register_worker(
         self, worker: str, host: str, pid: int, queues: Sequence[str], concurrency: int
