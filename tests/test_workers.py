@@ -238,6 +238,23 @@ class TestWaitsAndCancel:
             handle.wait(timeout=30)
         assert sum(_lines(log, "done").values()) < 200
 
+    def test_cancel_of_a_parked_execution_ends_it_and_empties_the_queue(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Cancelling an execution parked at a wait cancels it and leaves no queue entry."""
+        log = tmp_path / "calls.log"
+        workers.start()
+        handle = ask.run("pc", str(log), stack="team")
+        _wait_until(lambda: handle.status == "waiting", what="the wait")
+        store = PostgresStore(workers.url)
+        try:
+            _wait_until(lambda: _state(store, handle.exec_id) == "parked", what="the park")
+            KitaruClient(workers.url).executions.cancel(handle.exec_id)
+            assert handle.status == "cancelled"
+            assert _state(store, handle.exec_id) == "gone"
+        finally:
+            store.close()
+
 
 @pytest.mark.slow
 class TestLostLease:

@@ -440,6 +440,9 @@ class ExecutionsClient:
             self._store.clear_cancel(exec_id)
         finally:
             ownership.release()
+        if isinstance(self._store, WorkQueue):
+            # A parked execution ended here: no worker is to pick it up again.
+            self._store.dequeue(exec_id)
         return True
 
 
