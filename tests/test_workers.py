@@ -3,6 +3,7 @@ waits, cancels and the worker list."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from kitaru._stacks import create_stack
 from kitaru.errors import KitaruExecutionError
 from kitaru.journal.events import CallCompleted
 from kitaru.journal.postgres import PostgresStore
+from kitaru.journal.store import WorkerRow
 from tests.helpers import REPO, child_env, kitaru_command
 from tests.worker_flows.steps import ask, chain
 
@@ -45,27 +47,32 @@ class Workers:
     def start(
         self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
     ) -> subprocess.Popen[bytes]:
-        before = len(self.alive())
+        known = {row.id for row in self.alive()}
         log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [*prefix, *kitaru_command("worker", "--store", self.url, *args)],
             env=env or child_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own process group: a worker inside `unshare` is the wrapper's child,
+            # and the group reaches both.
+            start_new_session=True,
         )
         log.close()
         self.procs.append(proc)
-        _wait_until(lambda: len(self.alive()) > before, what="the worker to register")
+        # A new worker id, not a count: a worker killed just before may still be
+        # listed until the server has seen its session end.
+        _wait_until(lambda: {row.id for row in self.alive()} - known, what="the worker to register")
         return proc
 
-    def alive(self) -> list[object]:
-        return list(KitaruClient(self.url).workers.list())
+    def alive(self) -> list[WorkerRow]:
+        return KitaruClient(self.url).workers.list()
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
 
 
 @pytest.fixture
@@ -210,7 +217,7 @@ class TestWaitsAndCancel:
         handle = ask.run("w", str(log), stack="team")
         _wait_until(lambda: handle.status == "waiting", what="the wait")
         _wait_until(
-            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),  # type: ignore[attr-defined]
+            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
             what="the execution to be parked",
         )
         done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
@@ -278,6 +285,7 @@ class TestLostLease:
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             )
             assert handle.wait(timeout=60) == 3
