@@ -31,6 +31,10 @@ same run on the same disk:
 10. the chain on the PostgreSQL journal, on a server the section starts itself, against a
    bare durable PostgreSQL commit (target: at most 1.5x) and DBOS on the same server
    (target: kitaru at least 3x faster) (``benchmarks/postgres.py``).
+11. ``kitaru worker`` on PostgreSQL (``benchmarks/workers.py``): executions per second
+   of a 10-checkpoint flow with 1, 2, 4 and 8 workers, SIGKILL of a worker to the first
+   checkpoint completed by another, and ``executions input`` to the flow continuing
+   (target: at most 100 ms).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -70,6 +74,7 @@ from benchmarks import (
     readpath,
     resume,
     ui,
+    workers,
 )
 from benchmarks.common import REPO_ROOT, BenchmarkError, Target, median, ms, runs, us, verdict
 
@@ -84,6 +89,7 @@ SECTIONS = (
     "readpath",
     "ui",
     "postgres",
+    "workers",
 )
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
@@ -96,6 +102,7 @@ TITLES = {
     "readpath": "8. Read path: get, list -o json and retry of large executions",
     "ui": "9. kitaru ui: server time of the executions page and a 10,000-call execution",
     "postgres": "10. PostgreSQL journal: checkpoint overhead vs a bare commit and DBOS",
+    "workers": "11. kitaru worker on PostgreSQL: throughput, takeover after SIGKILL, input latency",
 }
 
 
@@ -493,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (a few lines p
         run_section("readpath", lambda: readpath.section(workdir, quick=args.quick))
         run_section("ui", lambda: ui.section(workdir, quick=args.quick))
         run_section("postgres", lambda: postgres.section(workdir, quick=args.quick))
+        run_section("workers", lambda: workers.section(workdir, quick=args.quick))
         _summary(targets)
     finally:
         if args.keep:

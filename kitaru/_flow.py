@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -20,15 +21,17 @@ from kitaru._run_config import (
 from kitaru._stacks import (
     LOCAL_STACK,
     RUNNER_IN_PROCESS,
+    RUNNER_WORKERS,
     default_stack_name,
     list_stacks,
+    stack_runner,
     stack_store,
 )
 from kitaru._stores import open_store
 from kitaru.errors import KitaruError, KitaruUsageError
 from kitaru.journal.events import ExecutionSpec
 from kitaru.journal.read_model import ExecutionStatus
-from kitaru.journal.store import Store
+from kitaru.journal.store import Store, WorkQueue
 from kitaru.replay.state import ExecutionState
 from kitaru.runtime.locate import check_not_importing, flow_ref, register_flow
 from kitaru.runtime.runner import Run, start_execution
@@ -130,7 +133,7 @@ class Flow(Generic[P, R]):
         return ExecutionSpec(
             stack=stack,
             store=store_location(store_url(stack_store(stack))),
-            runner=RUNNER_IN_PROCESS,
+            runner=stack_runner(stack),
             cache=bool(layer.cache),
             retries=layer.retries if layer.retries is not None else 0,
             image=layer.image.to_dict() if layer.image is not None else None,
@@ -208,6 +211,8 @@ class Flow(Generic[P, R]):
         _blocks(background, RUNNER_IN_PROCESS)  # a bad value is refused before anything starts
         spec = self._spec(KitaruConfig(**options))
         store = open_store(spec.store)
+        if spec.runner == RUNNER_WORKERS:
+            return self._submit(spec, store, args, kwargs, blocking=background is False)
         run = start_execution(
             self,
             flow_ref(self.func),
@@ -221,6 +226,42 @@ class Flow(Generic[P, R]):
         if _blocks(background, spec.runner):
             _settle(run, store)
         return FlowHandle(run.exec_id, run=run, store=store)
+
+    def _submit(
+        self,
+        spec: ExecutionSpec,
+        store: Store,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        blocking: bool,
+    ) -> FlowHandle:
+        """Record the execution's start, let go of it, and queue it for the workers."""
+        if not isinstance(store, WorkQueue):
+            raise KitaruUsageError(
+                f"Stack '{spec.stack}' runs executions on workers, but its store "
+                f"{store.location} has no run queue; give the stack a PostgreSQL store."
+            )
+        run = start_execution(
+            self,
+            flow_ref(self.func),
+            args,
+            kwargs,
+            retries=spec.retries,
+            registry=_models_now(),
+            spec=spec,
+            store=store,
+            background=False,
+        )
+        run.abandon()
+        store.enqueue(run.exec_id)
+        handle = FlowHandle(run.exec_id, store=store)
+        if blocking:
+            # As on an in-process stack: back once it ended or waits; its outcome is
+            # the handle's to give.
+            with contextlib.suppress(KitaruError):
+                handle.wait()
+        return handle
 
     def replay(
         self,

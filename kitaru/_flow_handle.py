@@ -6,7 +6,13 @@ import time
 from typing import Any
 
 from kitaru._stores import open_store
-from kitaru.errors import KitaruStateError, KitaruTimeoutError, KitaruUsageError
+from kitaru.errors import (
+    BackendFailure,
+    KitaruBackendError,
+    KitaruStateError,
+    KitaruTimeoutError,
+    KitaruUsageError,
+)
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.runtime.runner import Run, failure_error, load_state
@@ -54,7 +60,17 @@ class FlowHandle:
                     raise outcome.error
                 return outcome.value
         while True:
-            status = self.status
+            try:
+                status = self.status
+            except KitaruBackendError as exc:
+                # A shared store's server restarting: the execution goes on elsewhere, so
+                # keep watching until the deadline (the next read reconnects).
+                if exc.failure is not BackendFailure.CANNOT_OPEN:
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                time.sleep(_POLL_SECONDS)
+                continue
             if status is ExecutionStatus.WAITING and self._input_awaits_pickup():
                 pass  # a run in this process is about to take the posted answer and go on
             elif status.is_finished or status is ExecutionStatus.WAITING:

@@ -43,6 +43,7 @@ from kitaru.errors import (
 __all__ = [
     "LOCAL_STACK",
     "RUNNER_IN_PROCESS",
+    "RUNNER_WORKERS",
     "StackInfo",
     "connect",
     "create_stack",
@@ -51,6 +52,7 @@ __all__ = [
     "delete_stack",
     "list_stacks",
     "normalize_store_url",
+    "stack_runner",
     "stack_store",
     "use_stack",
 ]
@@ -58,6 +60,8 @@ __all__ = [
 LOCAL_STACK = "local"
 RUNNER_IN_PROCESS = "in-process"
 """Flows run on a thread of the process that starts them; ``.run()`` blocks by default."""
+RUNNER_WORKERS = "workers"
+"""``.run()`` records the execution and queues it; ``kitaru worker`` processes run it."""
 STACKS_FILE = "stacks.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
@@ -214,11 +218,13 @@ def create_stack(
     activate: bool = True,
     labels: dict[str, str] | None = None,
     store: str | None = None,
+    workers: bool = False,
 ) -> StackInfo:
     """Create a stack recording into ``store`` (default: its own file in the config dir).
 
-    ``store`` is a ``sqlite:///PATH`` URL or a file path; ``postgresql://`` URLs are
-    accepted but cannot be used until that store exists. ``labels`` are kept with it.
+    ``store`` is a ``sqlite:///PATH`` URL, a file path or a ``postgresql://`` URL.
+    ``labels`` are kept with it. With ``workers``, executions started on the stack are
+    queued in its store and run by ``kitaru worker`` processes (PostgreSQL stores only).
     """
     if not isinstance(name, str) or not _NAME.match(name.strip()):
         raise KitaruUsageError(
@@ -231,6 +237,11 @@ def create_stack(
     location = normalize_store_url(
         store if store is not None else str(config_dir() / "stacks" / f"{name}.db")
     )
+    if workers and not location.startswith(_POSTGRES_PREFIXES):
+        raise KitaruUsageError(
+            f"--workers needs a store that worker processes share, and {location} is a "
+            "SQLite file; give the stack a PostgreSQL store (--store postgresql://...)."
+        )
     with _editing() as data:
         if name in data["stacks"]:
             raise KitaruStateError(
@@ -240,7 +251,7 @@ def create_stack(
         record = {
             "id": str(uuid.uuid4()),
             "store": location,
-            "runner": RUNNER_IN_PROCESS,
+            "runner": RUNNER_WORKERS if workers else RUNNER_IN_PROCESS,
             "created_at": time.time(),
             "labels": dict(labels or {}),
         }
@@ -282,6 +293,15 @@ def stack_store(name: str) -> str:
         if record is None:
             return _local_store()
     return str(record["store"])
+
+
+def stack_runner(name: str) -> str:
+    """How the stack ``name`` runs executions: ``in-process`` or ``workers``."""
+    if name == LOCAL_STACK:
+        return RUNNER_IN_PROCESS
+    data = _read()
+    record = data["stacks"].get(name) or data["stacks"].get(_find(data, name))
+    return RUNNER_IN_PROCESS if record is None else str(record.get("runner", RUNNER_IN_PROCESS))
 
 
 def default_stack_name() -> str:

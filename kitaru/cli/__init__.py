@@ -90,6 +90,11 @@ COMMANDS: dict[str, CommandEntry] = {
         "Show where executions run and are recorded: stack, journal, config dir.",
     ),
     "store": CommandEntry("kitaru.cli.store", "store", "Inspect the journal store."),
+    "worker": CommandEntry(
+        "kitaru.cli.worker",
+        "worker",
+        "Run queued executions of a PostgreSQL store; `worker list` shows the workers.",
+    ),
     "ui": CommandEntry(
         "kitaru.cli.ui",
         "ui",

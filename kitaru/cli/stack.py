@@ -124,6 +124,11 @@ def show_command(name_or_id: str, output: str) -> None:
     default=None,
     help="Journal store URL: sqlite:///PATH (default: a file of its own in the config dir).",
 )
+@click.option(
+    "--workers",
+    is_flag=True,
+    help="Queue executions in the (PostgreSQL) store for `kitaru worker` processes to run.",
+)
 @click.option("--activate/--no-activate", default=True, show_default=True)
 @output_option
 @click.pass_context
@@ -134,12 +139,13 @@ def create_command(
     stack_type: str,
     file: str | None,
     store: str | None,
+    workers: bool,
     activate: bool,
     output: str,
 ) -> None:
     """Create a stack that records executions in its own journal store."""
     _refuse_remote(name, stack_type, file, list(ctx.args))
-    info = create_stack(name, store=store, activate=activate)
+    info = create_stack(name, store=store, activate=activate, workers=workers)
     active = " and made it active" if info.is_active else ""
     emit(
         output,

@@ -11,6 +11,7 @@ from typing import Any
 
 from kitaru._store_check import IntegrityReport, check_store
 from kitaru._stores import forget_store, open_store
+from kitaru._worker import WorkerSettings, run_worker
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
 from kitaru.client._store_copy import StoreCopyReport, copy_store
@@ -43,7 +44,7 @@ from kitaru.errors import (
 )
 from kitaru.journal.events import CallKind, ExecutionCancelled, WaitRequested
 from kitaru.journal.read_model import EXECUTION_STATUSES, ExecutionStatus
-from kitaru.journal.store import Lease, Store
+from kitaru.journal.store import Lease, Store, WorkerRow, WorkQueue
 from kitaru.replay.state import SUMMARY_EVENTS, ExecutionState, fold_summary
 from kitaru.runtime.boundary import resolve_wait
 from kitaru.runtime.locate import import_flow
@@ -79,6 +80,8 @@ __all__ = [
     "PendingWait",
     "RecoveryResult",
     "Verification",
+    "WorkerRow",
+    "WorkersClient",
 ]
 
 _CANCEL_HERE_SECONDS = 5.0
@@ -446,6 +449,9 @@ class ExecutionsClient:
             self._store.clear_cancel(exec_id)
         finally:
             ownership.release()
+        if isinstance(self._store, WorkQueue):
+            # A parked execution ended here: no worker is to pick it up again.
+            self._store.dequeue(exec_id)
         return True
 
 
@@ -577,6 +583,49 @@ class ArtifactsClient:
         )
 
 
+class WorkersClient:
+    """``KitaruClient().workers``: the ``kitaru worker`` processes of a shared store."""
+
+    def __init__(self, store: Store, location: str | None):
+        self._store = store
+        self._location = location
+
+    def _queue(self) -> WorkQueue:
+        if not isinstance(self._store, WorkQueue):
+            raise KitaruUsageError(
+                f"The store {self._store.location} has no workers: `kitaru worker` runs on a "
+                "PostgreSQL store. Point KITARU_STORE (or --store) at one."
+            )
+        return self._store
+
+    def list(self, *, include_dead: bool = False) -> builtins.list[WorkerRow]:
+        """Workers alive now (their host, pid, what they run, last heartbeat), oldest first."""
+        from kitaru.runtime.ownership import lease_ttl
+
+        rows = self._queue().list_workers(lease_ttl())
+        return rows if include_dead else [row for row in rows if row.alive]
+
+    def run(
+        self,
+        *,
+        concurrency: int = 4,
+        queues: tuple[str, ...] = ("default",),
+        import_paths: tuple[str, ...] = (),
+        grace: float = 30.0,
+    ) -> None:
+        """Run a worker in this process until SIGTERM or SIGINT (see ``kitaru worker``)."""
+        self._queue()
+        run_worker(
+            WorkerSettings(
+                store=self._location,
+                concurrency=concurrency,
+                queues=queues or ("default",),
+                import_paths=import_paths,
+                grace=grace,
+            )
+        )
+
+
 class KitaruClient:
     """Entry point for managing executions: ``KitaruClient().executions.get(id)``.
 
@@ -609,6 +658,7 @@ class KitaruClient:
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)
         self.memories = MemoriesClient(self._store)
+        self.workers = WorkersClient(self._store, store)
 
     def check_store(self) -> IntegrityReport:
         """Check the journal store's integrity: every event, payload and read-model row."""

@@ -61,6 +61,7 @@ from kitaru.journal.store import (
     MemoryWrite,
     StorageReport,
     StoredEvent,
+    WorkerRow,
 )
 
 __all__ = ["PostgresStore", "redact_url"]
@@ -84,6 +85,9 @@ _REASONS = {
     "40P01": BackendFailure.BUSY,  # deadlock_detected
     "40001": BackendFailure.BUSY,  # serialization_failure
     "57014": BackendFailure.BUSY,  # query_canceled (statement or lock timeout)
+    "57P01": BackendFailure.CANNOT_OPEN,  # admin_shutdown (the server restarts)
+    "57P02": BackendFailure.CANNOT_OPEN,  # crash_shutdown
+    "57P03": BackendFailure.CANNOT_OPEN,  # cannot_connect_now (the server is starting)
     "XX001": BackendFailure.DAMAGED,  # data_corrupted
     "XX002": BackendFailure.DAMAGED,  # index_corrupted
 }
@@ -657,11 +661,13 @@ class PostgresStore:
 
         try:
             with self._transaction("record wait input") as conn:
+                self._lock_queue_entry(conn, exec_id)
                 conn.execute(
                     f"INSERT INTO {self._s}.wait_inputs(exec_id, wait, value, aborted, at) "
                     "VALUES (%s, %s, %s, %s, %s)",
                     (exec_id, wait, value, aborted, time.time()),
                 )
+                self._unpark(conn, exec_id)
                 conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
         except psycopg.errors.UniqueViolation:
             raise WaitAlreadyAnsweredError(exec_id, wait) from None
@@ -669,6 +675,9 @@ class PostgresStore:
     def wait_for_mail(self, exec_id: str, timeout: float) -> None:
         """Return once a request for ``exec_id`` is posted (LISTEN/NOTIFY), or after
         ``timeout`` seconds; a notice for another execution also wakes it early."""
+        self._listen(timeout)
+
+    def _listen(self, timeout: float) -> None:
         import psycopg
 
         listener = getattr(self._local, "listener", None)
@@ -703,12 +712,14 @@ class PostgresStore:
 
     def request_cancel(self, exec_id: str, reason: str) -> None:
         with self._transaction("request a cancel") as conn:
+            self._lock_queue_entry(conn, exec_id)
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
             conn.execute(
                 f"INSERT INTO {self._s}.cancel_requests(exec_id, reason, at) VALUES (%s, %s, %s) "
                 "ON CONFLICT (exec_id) DO UPDATE SET reason = EXCLUDED.reason, at = EXCLUDED.at",
                 (exec_id, reason, time.time()),
             )
+            self._unpark(conn, exec_id)
 
     def cancel_requested(self, exec_id: str) -> str | None:
         with self._reading("read cancel requests") as conn:
@@ -720,6 +731,162 @@ class PostgresStore:
     def clear_cancel(self, exec_id: str) -> None:
         with self._reading("clear a cancel request") as conn:
             conn.execute(f"DELETE FROM {self._s}.cancel_requests WHERE exec_id = %s", (exec_id,))
+
+    # -- the run queue (``kitaru worker``) ----------------------------------------------
+
+    def _lock_queue_entry(self, conn: Any, exec_id: str) -> None:
+        """Hold the execution's queue entry (if any) until the transaction ends.
+
+        Posting mail and parking both take it first, so one of them always sees the
+        other: mail posted while a worker parks is found by the park, or finds the
+        entry parked and makes it runnable.
+        """
+        conn.execute(f"SELECT 1 FROM {self._s}.run_queue WHERE exec_id = %s FOR UPDATE", (exec_id,))
+
+    def _unpark(self, conn: Any, exec_id: str) -> None:
+        """Mail for a parked execution makes it runnable; the NOTIFY wakes the workers."""
+        conn.execute(
+            f"UPDATE {self._s}.run_queue SET state = 'queued', worker = NULL "
+            "WHERE exec_id = %s AND state = 'parked'",
+            (exec_id,),
+        )
+
+    def _notify(self, conn: Any, exec_id: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, exec_id))
+
+    def enqueue(self, exec_id: str, queue: str = "default", priority: int = 0) -> None:
+        with self._transaction("enqueue an execution") as conn:
+            conn.execute(
+                f"INSERT INTO {self._s}.run_queue(exec_id, queue, priority, enqueued_at, state) "
+                f"VALUES (%s, %s, %s, {_NOW}, 'queued') ON CONFLICT (exec_id) DO UPDATE "
+                "SET state = 'queued', worker = NULL",
+                (exec_id, queue, priority),
+            )
+            self._notify(conn, exec_id)
+
+    def claim_queued(
+        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+    ) -> list[str]:
+        s = self._s
+        with self._transaction("claim queued executions") as conn:
+            held = conn.execute(
+                f"SELECT count(*) FROM {s}.run_queue WHERE worker = %s AND state = 'claimed'",
+                (worker,),
+            ).fetchone()[0]
+            room = concurrency - int(held)
+            if room <= 0:
+                return []
+            # A claimed entry is free again once its worker's session lock can be taken
+            # (the session ended: the process died) or its heartbeats stopped (another
+            # host that is paused or cut off). The lock try lasts this transaction only.
+            rows = conn.execute(
+                f"SELECT q.exec_id FROM {s}.run_queue AS q "
+                f"LEFT JOIN {s}.workers AS w ON w.id = q.worker "
+                "WHERE q.queue = ANY(%s) AND (q.state = 'queued' OR (q.state = 'claimed' "
+                "AND q.worker <> %s AND (w.id IS NULL "
+                f"OR w.heartbeat_at < {_NOW} - %s OR pg_try_advisory_xact_lock(w.lock_key)))) "
+                "ORDER BY q.priority DESC, q.enqueued_at, q.exec_id LIMIT %s "
+                "FOR UPDATE OF q SKIP LOCKED",
+                (list(queues), worker, stale_after, room),
+            ).fetchall()
+            claimed = [row[0] for row in rows]
+            if claimed:
+                conn.execute(
+                    f"UPDATE {s}.run_queue SET state = 'claimed', worker = %s, "
+                    f"claimed_at = {_NOW} WHERE exec_id = ANY(%s)",
+                    (worker, claimed),
+                )
+        return claimed
+
+    def park(self, exec_id: str, worker: str) -> None:
+        # Input (or a cancel) posted before this commits is seen here; one posted after
+        # finds the entry parked and makes it runnable itself (``_unpark``). The row
+        # lock comes first, so the check below is a statement that sees the other's
+        # commit.
+        with self._transaction("park an execution") as conn:
+            self._lock_queue_entry(conn, exec_id)
+            conn.execute(
+                f"UPDATE {self._s}.run_queue SET worker = NULL, state = CASE WHEN EXISTS "
+                f"(SELECT 1 FROM {self._s}.wait_inputs WHERE exec_id = %s) OR EXISTS "
+                f"(SELECT 1 FROM {self._s}.cancel_requests WHERE exec_id = %s) "
+                "THEN 'queued' ELSE 'parked' END WHERE exec_id = %s AND worker = %s",
+                (exec_id, exec_id, exec_id, worker),
+            )
+            self._notify(conn, exec_id)
+
+    def requeue(self, exec_id: str, worker: str) -> None:
+        with self._transaction("hand an execution back to the queue") as conn:
+            conn.execute(
+                f"UPDATE {self._s}.run_queue SET state = 'queued', worker = NULL "
+                "WHERE exec_id = %s AND worker = %s",
+                (exec_id, worker),
+            )
+            self._notify(conn, exec_id)
+
+    def dequeue(self, exec_id: str) -> None:
+        with self._transaction("take an execution out of the queue") as conn:
+            # No notice: nothing became runnable (the worker fills the freed slot itself).
+            conn.execute(f"DELETE FROM {self._s}.run_queue WHERE exec_id = %s", (exec_id,))
+
+    def register_worker(
+        self, worker: str, host: str, pid: int, queues: Sequence[str], concurrency: int
+    ) -> None:
+        key = ("\0worker", worker)
+        lock = _owner_key(*key)
+        with self._lock_conn_guard:
+            # The worker's liveness, as for a lease: a session lock that dies with it.
+            self._locker().execute("SELECT pg_advisory_lock(%s)", (lock,))
+            self._owned[key] = lock
+        with self._transaction("register a worker") as conn:
+            conn.execute(
+                f"INSERT INTO {self._s}.workers(id, host, pid, queues, concurrency, lock_key, "
+                f"started_at, heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, {_NOW}, {_NOW})",
+                (worker, host, pid, ",".join(queues), concurrency, lock),
+            )
+
+    def worker_heartbeat(self, worker: str, running: Sequence[str]) -> None:
+        with self._lock_conn_guard:
+            self._locker()  # a lost session is replaced and the worker's lock taken again
+        with self._reading("record a worker heartbeat") as conn:
+            conn.execute(
+                f"UPDATE {self._s}.workers SET heartbeat_at = {_NOW}, running = %s WHERE id = %s",
+                (",".join(running), worker),
+            )
+
+    def unregister_worker(self, worker: str) -> None:
+        try:
+            with self._reading("unregister a worker") as conn:
+                conn.execute(f"DELETE FROM {self._s}.workers WHERE id = %s", (worker,))
+        finally:
+            self._let_go(("\0worker", worker))
+
+    def list_workers(self, ttl: float) -> list[WorkerRow]:
+        with self._reading("list workers") as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at, running, "
+                f"heartbeat_at >= {_NOW} - %s AND NOT pg_try_advisory_xact_lock(lock_key) "
+                f"FROM {self._s}.workers ORDER BY started_at",
+                (ttl,),
+            ).fetchall()
+        return [
+            WorkerRow(
+                id=str(wid),
+                host=str(host),
+                pid=int(pid),
+                queues=[q for q in str(queues).split(",") if q],
+                concurrency=int(concurrency),
+                started_at=float(started),
+                heartbeat_at=float(beat),
+                running=[r for r in str(running).split(",") if r],
+                alive=bool(alive),
+            )
+            for wid, host, pid, queues, concurrency, started, beat, running, alive in rows
+        ]
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return on any notice of this journal's channel (enqueue, input, cancel, a
+        worker letting go of an execution), or after ``timeout`` seconds."""
+        self._listen(timeout)
 
     # -- memory --------------------------------------------------------------------------
 

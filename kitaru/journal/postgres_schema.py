@@ -12,7 +12,7 @@ from typing import Any, Final
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _MIGRATION_LOCK: Final = (0x4B697461, 0)
 """Advisory-lock key that serialises migrations across processes."""
@@ -107,7 +107,33 @@ CREATE TRIGGER memories_append_only BEFORE UPDATE ON {s}.memories
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
 """
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1}
+_V2 = """
+CREATE TABLE {s}.run_queue (
+    exec_id text PRIMARY KEY,
+    queue text NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    enqueued_at double precision NOT NULL,
+    state text NOT NULL CHECK (state IN ('queued', 'claimed', 'parked')),
+    worker text,
+    claimed_at double precision
+);
+CREATE INDEX run_queue_next ON {s}.run_queue (queue, state, priority DESC, enqueued_at);
+CREATE TABLE {s}.workers (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    queues text NOT NULL,
+    concurrency integer NOT NULL,
+    lock_key bigint NOT NULL,
+    started_at double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    running text NOT NULL DEFAULT ''
+);
+"""
+"""Version 2: the run queue that ``kitaru worker`` processes claim from, and the
+workers themselves with their heartbeats (both on the server's clock)."""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2}
 
 
 class SchemaVersionError(Exception):

@@ -6,7 +6,7 @@ SQL and its dialect stay inside the backends; this module only names the shapes.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 
@@ -29,6 +29,8 @@ __all__ = [
     "Store",
     "StoredEvent",
     "WaitAlreadyAnsweredError",
+    "WorkQueue",
+    "WorkerRow",
 ]
 
 
@@ -332,3 +334,72 @@ class Inspection(Protocol):
 
 class Store(EventLog, ExecutionIndex, Leases, Mailbox, Memories, Inspection, Protocol):
     """A durable, append-only home for execution journals: every part a backend fills."""
+
+
+class WorkerRow(msgspec.Struct, frozen=True):
+    """A ``kitaru worker`` process as the store knows it."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: float
+    heartbeat_at: float
+    """Last heartbeat, on the store server's clock."""
+    running: list[str]
+    """The executions it runs right now."""
+    alive: bool
+
+
+@runtime_checkable
+class WorkQueue(Protocol):
+    """A queue of executions that worker processes claim and run (a shared store only).
+
+    An entry is ``queued`` (any worker may claim it), ``claimed`` by one worker, or
+    ``parked`` (waiting for input: posting the input or a cancel makes it ``queued``).
+    A claimed entry whose worker died is claimable again.
+    """
+
+    def enqueue(self, exec_id: str, queue: str = "default", priority: int = 0) -> None:
+        """Put an execution (recorded already, its lease released) in the queue."""
+        ...
+
+    def claim_queued(
+        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+    ) -> list[str]:
+        """Claim runnable executions for ``worker`` in one transaction, highest priority
+        first, then oldest, so that it holds at most ``concurrency``. An entry claimed by
+        a worker whose session ended, or that missed heartbeats for ``stale_after``
+        seconds, is runnable again."""
+        ...
+
+    def park(self, exec_id: str, worker: str) -> None:
+        """The execution waits for input: leave it parked (queued at once if input came)."""
+        ...
+
+    def requeue(self, exec_id: str, worker: str) -> None:
+        """Hand a claimed execution back to the queue (the worker stops)."""
+        ...
+
+    def dequeue(self, exec_id: str) -> None:
+        """Take an execution out of the queue (it ended)."""
+        ...
+
+    def register_worker(
+        self, worker: str, host: str, pid: int, queues: Sequence[str], concurrency: int
+    ) -> None:
+        """Record a worker; it is alive while its session lasts and it heartbeats."""
+        ...
+
+    def worker_heartbeat(self, worker: str, running: Sequence[str]) -> None: ...
+
+    def unregister_worker(self, worker: str) -> None: ...
+
+    def list_workers(self, ttl: float) -> list[WorkerRow]:
+        """Every recorded worker; ``alive`` if its session holds or it beat within ``ttl``."""
+        ...
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Return once work may be there (an enqueue, input, a cancel), or after ``timeout``."""
+        ...

@@ -516,8 +516,9 @@ def execute_wait(
         pause = _WAIT_POLL_SECONDS
         if deadline is not None:
             pause = min(pause, deadline - time.monotonic())
-            if pause <= 0:
-                raise Suspended(slot.identity)
+        if pause <= 0 or ctx.park_waits:
+            # A worker parks the execution rather than hold a thread while it waits.
+            raise Suspended(slot.identity)
         # The store wakes this loop when mail may have arrived; the loop still comes
         # round every poll interval to see a lost lease, a stop signal or a cancel.
         ctx.store.wait_for_mail(ctx.exec_id, pause)

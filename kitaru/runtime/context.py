@@ -124,6 +124,9 @@ class ExecutionContext:
     """Checking code against the journal: recorded calls replay, nothing runs live."""
     end_of_record: EndOfRecord | None = None
     """Verifying: the first call the journal did not hold (the body stopped there)."""
+    park_waits: bool = False
+    """A wait without input suspends at once instead of blocking this process (set by
+    worker processes, which park such executions and run others meanwhile)."""
     _next_control_check: float = 0.0
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""

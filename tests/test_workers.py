@@ -1,0 +1,480 @@
+"""``kitaru worker`` processes on a real PostgreSQL server: claiming, crashes, draining,
+waits, cancels and the worker list."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kitaru import KitaruClient
+from kitaru._stacks import create_stack
+from kitaru.errors import KitaruExecutionError
+from kitaru.journal.events import CallCompleted
+from kitaru.journal.postgres import PostgresStore
+from kitaru.journal.store import WorkerRow
+from tests.helpers import REPO, child_env, kitaru_command
+from tests.worker_flows.steps import ask, chain
+
+
+def _wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+class Workers:
+    """Worker processes of one test, each stopped (by pid) when the test ends."""
+
+    def __init__(self, url: str, tmp: Path):
+        self.url = url
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        known = {row.id for row in self.alive()}
+        log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*prefix, *kitaru_command("worker", "--store", self.url, *args)],
+            env=env or child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group: a worker inside `unshare` is the wrapper's child,
+            # and the group reaches both.
+            start_new_session=True,
+        )
+        log.close()
+        self.procs.append(proc)
+        # A new worker id, not a count: a worker killed just before may still be
+        # listed until the server has seen its session end.
+        _wait_until(lambda: {row.id for row in self.alive()} - known, what="the worker to register")
+        return proc
+
+    def alive(self) -> list[WorkerRow]:
+        return KitaruClient(self.url).workers.list()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+@pytest.fixture
+def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
+    create_stack("team", store=pg_url, workers=True, activate=False)
+    started = Workers(pg_url, tmp_path)
+    yield started
+    started.stop_all()
+
+
+def _lines(log: Path, kind: str) -> Counter[str]:
+    if not log.exists():
+        return Counter()
+    return Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith(kind + " ")
+    )
+
+
+def _completions(url: str, exec_id: str) -> Counter[str]:
+    store = PostgresStore(url)
+    try:
+        return Counter(
+            stored.event.identity
+            for stored in store.read_events(exec_id)
+            if isinstance(stored.event, CallCompleted)
+        )
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+class TestEachExecutionOnce:
+    def test_n_workers_m_executions_each_claimed_and_completed_once(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Three workers share twelve queued executions; every checkpoint body runs once."""
+        log = tmp_path / "calls.log"
+        for _ in range(3):
+            workers.start("--concurrency", "2")
+        handles = [chain.run(f"e{n}", 3, str(log), stack="team") for n in range(12)]
+        assert [h.wait(timeout=120) for h in handles] == [3] * 12
+        done = _lines(log, "done")
+        assert done == Counter({f"e{n}:{i}": 1 for n in range(12) for i in range(3)})
+        for handle in handles:
+            assert set(_completions(workers.url, handle.exec_id).values()) == {1}
+
+    def test_run_returns_at_once_and_the_submitter_can_wait(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """`.run()` on a workers stack queues the execution; a worker started later runs it."""
+        log = tmp_path / "calls.log"
+        handle = chain.run("late", 2, str(log), stack="team")
+        assert handle.status == "running"
+        assert not log.exists()
+        workers.start()
+        assert handle.wait(timeout=60) == 1
+
+
+@pytest.mark.slow
+class TestCrashedWorker:
+    def test_sigkill_mid_checkpoint_another_worker_continues(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """A worker killed inside a checkpoint: another finishes it, completed calls not rerun."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        first = workers.start()
+        handle = chain.run("k", 4, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["k:1"], what="step 1 to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        hold.unlink()
+        workers.start()
+        assert handle.wait(timeout=60) == 6
+        done = _lines(log, "done")
+        assert done["k:0"] == 1  # completed before the kill: replayed, not run again
+        assert all(done[f"k:{i}"] == 1 for i in range(4))
+        assert set(_completions(workers.url, handle.exec_id).values()) == {1}
+
+    def test_a_worker_in_its_own_namespaces_continues_after_sigkill(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """A worker in its own UTS and PID namespaces (another host) takes over at once."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        first = workers.start()
+        handle = chain.run("ns", 3, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["ns:1"], what="step 1 to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        hold.unlink()
+        env = child_env(PYTHONPATH=child_env()["PYTHONPATH"])
+        workers.start(env=env, prefix=("unshare", "-u", "-p", "-f", "--mount-proc"))
+        assert handle.wait(timeout=60) == 3
+        assert all(_lines(log, "done")[f"ns:{i}"] == 1 for i in range(3))
+
+
+@pytest.mark.slow
+class TestDrain:
+    def test_sigterm_lets_the_running_call_finish_and_hands_the_rest_back(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """SIGTERM: the running checkpoint completes, the worker exits 0, another finishes."""
+        log = tmp_path / "calls.log"
+        first = workers.start()
+        handle = chain.run("t", 4, str(log), 0.5, stack="team")
+        _wait_until(lambda: _lines(log, "start")["t:1"], what="step 1 to start")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        assert _lines(log, "done")["t:1"] == 1
+        assert _completions(workers.url, handle.exec_id)["step_2"] == 1
+        assert handle.status == "running"
+        workers.start()
+        assert handle.wait(timeout=60) == 6
+        assert all(_lines(log, "done")[f"t:{i}"] == 1 for i in range(4))
+
+    def test_a_call_longer_than_the_grace_period_is_handed_back(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """After --grace seconds the worker exits 0 and the execution is queued again."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        first = workers.start("--grace", "0.5")
+        handle = chain.run("g", 3, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["g:1"], what="step 1 to start")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        hold.unlink()
+        workers.start()
+        assert handle.wait(timeout=60) == 3
+        assert _lines(log, "done")["g:0"] == 1
+
+
+@pytest.mark.slow
+class TestWaitsAndCancel:
+    def test_an_answered_wait_is_picked_up_by_a_worker(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """A waiting execution is parked; `executions input` makes a worker continue it."""
+        log = tmp_path / "calls.log"
+        workers.start()
+        handle = ask.run("w", str(log), stack="team")
+        _wait_until(lambda: handle.status == "waiting", what="the wait")
+        _wait_until(
+            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
+            what="the execution to be parked",
+        )
+        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+            kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
+            env=child_env(KITARU_STORE=workers.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        _wait_until(lambda: handle.status == "completed", what="the flow to finish")
+        assert handle.get() == "got yes"
+        assert _lines(log, "done")["w:0"] == 1
+
+    def test_cancel_reaches_a_running_execution_on_a_worker(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Cancelling from this process stops the execution a worker runs."""
+        log = tmp_path / "calls.log"
+        workers.start()
+        handle = chain.run("c", 200, str(log), 0.05, stack="team")
+        _wait_until(lambda: _lines(log, "done")["c:2"], what="a few steps")
+        KitaruClient(workers.url).executions.cancel(handle.exec_id)
+        with pytest.raises(KitaruExecutionError, match="cancelled"):
+            handle.wait(timeout=30)
+        assert sum(_lines(log, "done").values()) < 200
+
+    def test_cancel_of_a_parked_execution_ends_it_and_empties_the_queue(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Cancelling an execution parked at a wait cancels it and leaves no queue entry."""
+        log = tmp_path / "calls.log"
+        workers.start()
+        handle = ask.run("pc", str(log), stack="team")
+        _wait_until(lambda: handle.status == "waiting", what="the wait")
+        store = PostgresStore(workers.url)
+        try:
+            _wait_until(lambda: _state(store, handle.exec_id) == "parked", what="the park")
+            KitaruClient(workers.url).executions.cancel(handle.exec_id)
+            assert handle.status == "cancelled"
+            assert _state(store, handle.exec_id) == "gone"
+        finally:
+            store.close()
+
+
+@pytest.mark.slow
+class TestLostLease:
+    def test_a_paused_worker_that_lost_its_lease_records_nothing(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """A worker paused past its lease is taken over; after it resumes its appends fail."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        env = child_env(KITARU_LEASE_TTL="1")
+        first = workers.start(env=env)
+        handle = chain.run("p", 3, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["p:1"], what="step 1 to start")
+        first.send_signal(signal.SIGSTOP)
+        try:
+            # While it is paused its connection stays open, so only expiry frees it.
+            hold.unlink()
+            workers.procs.append(
+                subprocess.Popen(
+                    kitaru_command("worker", "--store", workers.url),
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            assert handle.wait(timeout=60) == 3
+        finally:
+            first.send_signal(signal.SIGCONT)
+        time.sleep(1.0)  # the first worker finishes its step and tries to record it
+        assert set(_completions(workers.url, handle.exec_id).values()) == {1}
+        assert handle.status == "completed"
+
+
+@pytest.mark.slow
+class TestServerRestart:
+    def test_a_server_restart_under_a_running_worker_loses_nothing(
+        self, workers: Workers, tmp_path: Path, pg_server: object
+    ) -> None:
+        """The server restarts mid-run: every execution completes, every call recorded once."""
+        log = tmp_path / "calls.log"
+        workers.start("--concurrency", "3")
+        handles = [chain.run(f"r{n}", 6, str(log), 0.1, stack="team") for n in range(3)]
+        _wait_until(lambda: sum(_lines(log, "done").values()) >= 3, what="some progress")
+        pg_server.stop()  # type: ignore[attr-defined]
+        time.sleep(0.5)
+        pg_server.start()  # type: ignore[attr-defined]
+        assert [h.wait(timeout=120) for h in handles] == [15] * 3
+        for handle in handles:
+            assert set(_completions(workers.url, handle.exec_id).values()) == {1}
+
+
+@pytest.mark.slow
+class TestWorkerList:
+    def test_list_shows_alive_workers_with_what_they_run(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """`kitaru worker list -o json` names each alive worker's host, pid and executions."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        proc = workers.start()
+        handle = chain.run("l", 2, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["l:1"], what="step 1 to start")
+
+        def listed() -> list[dict[str, object]]:
+            done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+                kitaru_command("worker", "list", "--store", workers.url, "-o", "json"),
+                env=child_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            rows: list[dict[str, object]] = json.loads(done.stdout)
+            return rows
+
+        rows = _wait_until(lambda: [r for r in listed() if r["running"]], what="a heartbeat")
+        assert isinstance(rows, list)
+        assert rows[0]["pid"] == proc.pid
+        assert rows[0]["running"] == [handle.exec_id]
+        assert str(rows[0]["host"]).startswith(os.uname().nodename)
+        hold.unlink()
+        handle.wait(timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        assert listed() == []
+
+
+class TestStackWithWorkers:
+    def test_workers_on_a_sqlite_store_is_refused(self, tmp_path: Path) -> None:
+        """`stack create --workers` on a SQLite store exits 1 with one line naming the fix."""
+        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+            kitaru_command(
+                "stack", "create", "solo", "--store", f"sqlite:///{tmp_path}/j.db", "--workers"
+            ),
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1
+        assert "PostgreSQL" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_worker_on_a_sqlite_store_is_refused(self, tmp_path: Path) -> None:
+        """`kitaru worker` on a SQLite store exits 1 saying it needs PostgreSQL."""
+        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+            kitaru_command("worker", "--store", f"sqlite:///{tmp_path}/j.db"),
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert "PostgreSQL" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def queue(pg_url: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(pg_url)
+    yield opened
+    opened.close()
+
+
+def _state(store: PostgresStore, exec_id: str) -> str:
+    with store._reading("test") as conn:
+        row = conn.execute(
+            f"SELECT state FROM {store._s}.run_queue WHERE exec_id = %s", (exec_id,)
+        ).fetchone()
+    return "gone" if row is None else str(row[0])
+
+
+class TestClaiming:
+    def test_claims_follow_priority_then_enqueue_order_within_the_limit(
+        self, queue: PostgresStore
+    ) -> None:
+        """Higher priority first, then oldest; a worker never holds more than its limit."""
+        queue.register_worker("w1", "h", 1, ["default"], 2)
+        queue.enqueue("old")
+        queue.enqueue("newer")
+        queue.enqueue("urgent", priority=5)
+        queue.enqueue("elsewhere", queue="other")
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == ["urgent", "old"]
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == []
+        queue.dequeue("urgent")
+        assert queue.claim_queued("w1", ["default"], 2, 30.0) == ["newer"]
+
+    def test_a_live_workers_claims_are_not_taken_a_dead_ones_are(
+        self, queue: PostgresStore, pg_url: str
+    ) -> None:
+        """Entries of a worker whose session ended are claimable; a live worker's are not."""
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\n"
+                "from kitaru.journal.postgres import PostgresStore\n"
+                "s = PostgresStore(sys.argv[1])\n"
+                "s.register_worker('gone', 'h', 2, ['default'], 1)\n"
+                "s.enqueue('e1')\n"
+                "assert s.claim_queued('gone', ['default'], 1, 30.0) == ['e1']\n"
+                "print('claimed', flush=True)\n"
+                "time.sleep(600)\n",
+                pg_url,
+            ],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "claimed"
+            queue.register_worker("w2", "h", 3, ["default"], 1)
+            assert queue.claim_queued("w2", ["default"], 1, 30.0) == []
+            assert [w.alive for w in queue.list_workers(30.0) if w.id == "gone"] == [True]
+        finally:
+            child.kill()
+            child.wait(30)
+        _wait_until(
+            lambda: queue.claim_queued("w2", ["default"], 1, 30.0) == ["e1"],
+            timeout=10,
+            what="the dead worker's entry",
+        )
+        assert [w.alive for w in queue.list_workers(30.0) if w.id == "gone"] == [False]
+
+
+class TestParking:
+    def test_input_posted_while_the_worker_still_holds_it_is_seen_when_it_parks(
+        self, queue: PostgresStore
+    ) -> None:
+        """Mail that arrives before the park makes the entry runnable, not parked."""
+        queue.register_worker("w1", "h", 1, ["default"], 1)
+        queue.enqueue("e1")
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e1"]
+        queue.post_wait_input("e1", "answer", b"1", aborted=False)
+        queue.park("e1", "w1")
+        assert _state(queue, "e1") == "queued"
+
+    def test_input_or_cancel_posted_after_the_park_makes_it_runnable(
+        self, queue: PostgresStore
+    ) -> None:
+        """A parked entry stays parked until input or a cancel is posted for it."""
+        queue.register_worker("w1", "h", 1, ["default"], 1)
+        for exec_id in ("e1", "e2"):
+            queue.enqueue(exec_id)
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e1"]
+        queue.park("e1", "w1")
+        assert _state(queue, "e1") == "parked"
+        assert queue.claim_queued("w1", ["default"], 1, 30.0) == ["e2"]
+        queue.park("e2", "w1")
+        queue.post_wait_input("e1", "answer", b"1", aborted=False)
+        queue.request_cancel("e2", "stop")
+        assert (_state(queue, "e1"), _state(queue, "e2")) == ("queued", "queued")
