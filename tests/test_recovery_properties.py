@@ -428,6 +428,8 @@ class TestFlowRetriesAcrossACrash:
 
 
 _STORE_READS = {
+    "list_workers",
+    "wait_for_work",
     "read_events",
     "read_payload",
     "get_execution",

@@ -295,6 +295,39 @@ class MortalPostgresStore(_Mortality, PostgresStore):
         self._tearing = threading.local()
         self.torn_after_seq = None
 
+    # The run queue and the workers table: a dead process writes none of them.
+    def enqueue(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().enqueue(*args, **kwargs)
+
+    def claim_queued(self, *args: Any, **kwargs: Any) -> Any:
+        self.mortal.check()
+        return super().claim_queued(*args, **kwargs)
+
+    def park(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().park(*args, **kwargs)
+
+    def requeue(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().requeue(*args, **kwargs)
+
+    def dequeue(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().dequeue(*args, **kwargs)
+
+    def register_worker(self, *args: Any, **kwargs: Any) -> Any:
+        self.mortal.check()
+        return super().register_worker(*args, **kwargs)
+
+    def worker_heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().worker_heartbeat(*args, **kwargs)
+
+    def unregister_worker(self, *args: Any, **kwargs: Any) -> None:
+        self.mortal.check()
+        super().unregister_worker(*args, **kwargs)
+
     @contextmanager
     def _transaction(self, doing: str, *, sync: bool = True) -> Iterator[Any]:
         if not getattr(self._tearing, "active", False):
