@@ -292,7 +292,7 @@ class TestFollow:
 
     @pytest.mark.slow
     @pytest.mark.xfail(
-        reason="known bug: with the newest click the follower misses or repeats the fast "
+        reason="known bug, intermittent: the follower sometimes never prints the fast "
         "checkpoint's line now that lines are journaled while attempts run",
         strict=False,
     )
