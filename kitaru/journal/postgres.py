@@ -54,6 +54,7 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
 from kitaru.journal.read_model import status_change
+from kitaru.journal.rows import decode_event_row, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
     Lease,
@@ -444,35 +445,11 @@ class PostgresStore:
                     ]
         out: list[StoredEvent] = []
         expected = after_seq + 1
-        for seq, at, tag, raw, crc in rows:
-            body = bytes(raw)
-            if only is None and seq != expected:
-                raise KitaruBackendError(
-                    f"The journal {self.location} is missing events of execution {exec_id} "
-                    f"(expected seq {expected}, found {seq}). Run `kitaru store check`.",
-                    failure=BackendFailure.DAMAGED,
-                )
-            if crc is not None and crc32(body) != crc:
-                raise KitaruBackendError(
-                    f"Event {seq} of execution {exec_id} in {self.location} is damaged (its "
-                    "bytes do not match their checksum). Run `kitaru store check`.",
-                    failure=BackendFailure.DAMAGED,
-                )
-            try:
-                out.append(StoredEvent(seq, at, decode_event(tag, body)))
-            except UnknownEventError:
-                raise KitaruBackendError(
-                    f"Event {seq} of execution {exec_id} has type '{tag}', which this version "
-                    "of kitaru does not know: a newer kitaru wrote it. Upgrade kitaru to read "
-                    "this execution.",
-                    failure=BackendFailure.NOT_A_JOURNAL,
-                ) from None
-            except Exception as exc:
-                raise KitaruBackendError(
-                    f"Event {seq} ('{tag}') of execution {exec_id} cannot be decoded: {exc}. "
-                    "Run `kitaru store check`.",
-                    failure=BackendFailure.DAMAGED,
-                ) from None
+        for row in rows:
+            want = None if only is not None else expected
+            out.append(
+                StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, want, row))
+            )
             expected += 1
         return out
 
@@ -907,14 +884,14 @@ class PostgresStore:
                     (write.exec_id, write.call_key),
                 ).fetchone()
                 if row is not None:
-                    return _memory_row(row)
+                    return memory_row(row)
             newest = conn.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM {s}.memories WHERE scope_type = %s AND "
                 "scope = %s AND key = %s ORDER BY version DESC LIMIT 1",
                 (write.scope_type, write.scope, write.key),
             ).fetchone()
             if write.deleted and (newest is None or newest[5]):
-                return None if newest is None else _memory_row(newest)
+                return None if newest is None else memory_row(newest)
             version = 1 if newest is None else int(newest[4]) + 1
             row = conn.execute(
                 f"INSERT INTO {s}.memories(scope_type, scope, key, version, deleted, value, "
@@ -934,12 +911,12 @@ class PostgresStore:
                     write.call_key,
                 ),
             ).fetchone()
-            return _memory_row(row)
+            return memory_row(row)
 
     def _memory_rows(self, sql: str, params: Sequence[object]) -> list[MemoryRow]:
         with self._reading("read memory") as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [_memory_row(row) for row in rows]
+        return [memory_row(row) for row in rows]
 
     def read_memory(
         self, scope_type: str, scope: str, key: str, version: int | None = None
@@ -1006,7 +983,7 @@ class PostgresStore:
                     (row.scope_type, row.scope, row.key, row.version),
                 ).fetchone()
                 if there is not None:
-                    if _memory_row(there).same_version(row):
+                    if memory_row(there).same_version(row):
                         return False
                     raise _memory_taken(self.location, row)
                 conn.execute(
@@ -1071,37 +1048,6 @@ def _without_kitaru_options(url: str) -> str:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _memory_row(row: Sequence[Any]) -> MemoryRow:
-    (
-        row_id,
-        scope_type,
-        scope,
-        key,
-        version,
-        deleted,
-        value,
-        value_type,
-        at,
-        exec_id,
-        flow,
-        call,
-    ) = row
-    return MemoryRow(
-        id=int(row_id),
-        scope_type=str(scope_type),
-        scope=str(scope),
-        key=str(key),
-        version=int(version),
-        deleted=bool(deleted),
-        value=None if value is None else bytes(value),
-        value_type=str(value_type),
-        created_at=float(at),
-        exec_id=None if exec_id is None else str(exec_id),
-        flow_name=None if flow is None else str(flow),
-        call_key=None if call is None else str(call),
-    )
 
 
 def _memory_taken(location: str, row: MemoryRow) -> JournalConflictError:

@@ -43,6 +43,7 @@ from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
 from kitaru.journal.read_model import status_change
+from kitaru.journal.rows import decode_event_row, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
     Lease,
@@ -382,36 +383,7 @@ class SqliteStore:
     def _decode_one(
         self, exec_id: str, after_seq: int, index: int, row: tuple[int, float, str, bytes, int]
     ) -> Event:
-        seq, _at, tag, body, crc = row
-        expected = after_seq + 1 + index
-        if seq != expected:
-            raise KitaruBackendError(
-                f"The journal {self.path} is missing events of execution {exec_id} "
-                f"(expected seq {expected}, found {seq}). Run `kitaru store check`.",
-                failure=BackendFailure.DAMAGED,
-            )
-        if crc is not None and crc32(body) != crc:
-            raise KitaruBackendError(
-                f"Event {seq} of execution {exec_id} in {self.path} is damaged (its bytes "
-                "do not match their checksum). Run `kitaru store check`; restore the "
-                "file from a backup if you have one.",
-                failure=BackendFailure.DAMAGED,
-            )
-        try:
-            return decode_event(tag, body)
-        except UnknownEventError:
-            raise KitaruBackendError(
-                f"Event {seq} of execution {exec_id} has type '{tag}', which this version "
-                "of kitaru does not know: a newer kitaru wrote it. Upgrade kitaru to read "
-                "this execution.",
-                failure=BackendFailure.NOT_A_JOURNAL,
-            ) from None
-        except Exception as exc:
-            raise KitaruBackendError(
-                f"Event {seq} ('{tag}') of execution {exec_id} cannot be decoded: {exc}. "
-                "Run `kitaru store check`.",
-                failure=BackendFailure.DAMAGED,
-            ) from None
+        return decode_event_row(self.location, exec_id, after_seq + 1 + index, row)
 
     def read_payload(self, digest: str) -> bytes:
         try:
@@ -521,12 +493,12 @@ class SqliteStore:
                     (write.exec_id, write.call_key),
                 ).fetchone()
                 if row is not None:
-                    return _memory_row(row)
+                    return memory_row(row)
             newest = conn.execute(
                 _MEMORY_NEWEST, (write.scope_type, write.scope, write.key)
             ).fetchone()
             if write.deleted and (newest is None or newest[5]):
-                return None if newest is None else _memory_row(newest)
+                return None if newest is None else memory_row(newest)
             version = 1 if newest is None else int(newest[4]) + 1
             cursor = conn.execute(
                 "INSERT INTO memories(scope_type, scope, key, version, deleted, value, "
@@ -549,14 +521,14 @@ class SqliteStore:
             row = conn.execute(
                 f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id = ?", (cursor.lastrowid,)
             ).fetchone()
-            return _memory_row(row)
+            return memory_row(row)
 
     def _memory_rows(self, sql: str, params: Sequence[object]) -> list[MemoryRow]:
         try:
             rows = self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc, "read memory") from None
-        return [_memory_row(row) for row in rows]
+        return [memory_row(row) for row in rows]
 
     def read_memory(
         self, scope_type: str, scope: str, key: str, version: int | None = None
@@ -617,7 +589,7 @@ class SqliteStore:
                 (row.scope_type, row.scope, row.key, row.version),
             ).fetchone()
             if there is not None:
-                if _memory_row(there).same_version(row):
+                if memory_row(there).same_version(row):
                     return False
                 raise _memory_taken(self.location, row)
             try:
@@ -937,37 +909,6 @@ def _rows_of(
                 derived.append((_UPDATE_STATUS, (change.status, ended, change.failure, exec_id)))
         seq += 1
     return rows, derived
-
-
-def _memory_row(row: Sequence[object]) -> MemoryRow:
-    (
-        row_id,
-        scope_type,
-        scope,
-        key,
-        version,
-        deleted,
-        value,
-        value_type,
-        at,
-        exec_id,
-        flow,
-        call,
-    ) = row
-    return MemoryRow(
-        id=int(row_id),  # type: ignore[call-overload]
-        scope_type=str(scope_type),
-        scope=str(scope),
-        key=str(key),
-        version=int(version),  # type: ignore[call-overload]
-        deleted=bool(deleted),
-        value=None if value is None else bytes(value),  # type: ignore[call-overload]
-        value_type=str(value_type),
-        created_at=float(at),  # type: ignore[arg-type]
-        exec_id=None if exec_id is None else str(exec_id),
-        flow_name=None if flow is None else str(flow),
-        call_key=None if call is None else str(call),
-    )
 
 
 def _memory_taken(location: str, row: MemoryRow) -> JournalConflictError:
