@@ -27,7 +27,7 @@ from kitaru.errors import (
 from kitaru.journal.events import ErrorInfo, ExecutionFailed
 from kitaru.journal.postgres import PostgresStore, redact_url
 from kitaru.journal.store import Lease
-from tests.helpers import child_env
+from tests.helpers import REPO, child_env
 
 
 def _lease(exec_id: str, ttl: float = 30.0, owner: str | None = None) -> Lease:
@@ -61,6 +61,26 @@ _HOLDER = textwrap.dedent(
     lease = Lease(exec_id=sys.argv[2], owner=sys.argv[3], host="other-host", pid=os.getpid(),
                   pid_started="", expires_at=time.time() + float(sys.argv[4]))
     assert store.claim(lease) is None
+    print("claimed", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+_LINGERING_HOLDER = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from kitaru.journal.hosts import process_started, this_host
+    from kitaru.journal.postgres import PostgresStore
+    from kitaru.journal.store import Lease
+    store = PostgresStore(sys.argv[1])
+    lease = Lease(exec_id=sys.argv[2], owner=sys.argv[3], host=this_host(), pid=os.getpid(),
+                  pid_started=process_started(os.getpid()) or "", expires_at=time.time() + 3600)
+    assert store.claim(lease) is None
+    locker = store._lock_conn
+    # The server reads from a session only between statements: while this one runs, it
+    # does not notice that the process died.
+    threading.Thread(target=locker.execute, args=("SELECT pg_sleep(2)",), daemon=True).start()
     print("claimed", flush=True)
     time.sleep(600)
     """
@@ -169,6 +189,32 @@ class TestLivenessAcrossProcesses:
             assert store.claim(_lease("k1")) is None
         finally:
             proc.kill()
+            store.close()
+
+    def test_a_holder_killed_on_this_host_is_dead_before_the_server_notices(
+        self, pg_url: str
+    ) -> None:
+        """A holder on this host whose process is gone is not reported alive while its
+        session lingers on the server (here: busy in a statement for two seconds)."""
+        owner = uuid.uuid4().hex
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LINGERING_HOLDER, pg_url, "d1", owner],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**child_env(), "PYTHONPATH": str(REPO)},
+        )
+        store = PostgresStore(pg_url)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "claimed"
+            time.sleep(0.2)  # let the holder's session start its long statement
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert store.live_lease("d1") is None
+            assert store.claim(_lease("d1")) is None
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
             store.close()
 
     def test_a_paused_holder_loses_its_lease_when_it_runs_out(self, pg_url: str) -> None:

@@ -52,6 +52,7 @@ from kitaru.journal.events import (
     event_tag,
 )
 from kitaru.journal.events import encode_event as _encode
+from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
 from kitaru.journal.read_model import status_change
 from kitaru.journal.rows import decode_event_row, memory_row
@@ -74,6 +75,8 @@ _MEMORY_COLUMNS = (
     "flow_name, call_key"
 )
 _NOW = "extract(epoch from clock_timestamp())"
+_DEATH_NOTICE = 3.0
+"""Seconds the server is given to notice that a holder which died on this host is gone."""
 _MAIL_CHANNEL = "kitaru_mail"
 """NOTIFY channel on which a posted wait input or cancel request names its execution."""
 
@@ -120,6 +123,15 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def _died_here(holder: Lease) -> bool:
+    """Whether ``holder`` ran on this host and its process has ended (or its pid now
+    names another process)."""
+    if holder.host != this_host() or not holder.pid_started:
+        return False
+    now = process_started(holder.pid)
+    return now is None or now not in ("", holder.pid_started)
 
 
 def _owner_key(exec_id: str, owner: str) -> int:
@@ -538,10 +550,19 @@ class PostgresStore:
             return False
         # Taking the holder's own lock succeeds only if its session is gone; a
         # transaction-level lock is let go of when this transaction (or statement) ends.
-        free = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(%s)", (_owner_key(holder.exec_id, holder.owner),)
-        ).fetchone()[0]
-        return not free
+        key = _owner_key(holder.exec_id, holder.owner)
+        free = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+        if free or not _died_here(holder):
+            return not free
+        # The holder ran on this host and its process is gone, but the server drops a
+        # dead session's locks only once it notices the closed socket: give it a moment
+        # rather than report a dead process as the holder. Waiting never takes over.
+        deadline = time.monotonic() + _DEATH_NOTICE
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]:
+                return False
+        return True
 
     def claim(self, lease: Lease) -> Lease | None:
         """Take the lease unless a live holder has it; return that holder, or None."""

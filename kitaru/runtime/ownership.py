@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from kitaru.errors import KitaruLeaseLostError, KitaruStateError, KitaruUsageError
-from kitaru.journal.locks import kernel_id
+from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.store import Lease, Store
 
 __all__ = [
@@ -51,35 +49,6 @@ def lease_ttl() -> float:
             f"86400 (default {DEFAULT_LEASE_TTL:g}), or unset it."
         )
     return ttl
-
-
-def this_host() -> str:
-    """This machine's identity: host name and kernel id (a reboot is a new host)."""
-    return f"{socket.gethostname()}#{kernel_id()}"
-
-
-def process_started(pid: int) -> str | None:
-    """Return a token for when ``pid`` started, "" if unknowable, None if it is not running."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        stat = ""
-    if stat:
-        # Split after the parenthesised command name: field 3 is the state, field 22 the
-        # start time in clock ticks.
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] in ("Z", "X"):
-            return None  # dead, only not yet reaped by its parent: it runs nothing
-        return fields[19]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return ""
-    return ""
 
 
 class _Active:
