@@ -254,9 +254,12 @@ def _main(argv: list[str]) -> int:
     try:
         result = handle.wait()
     except KitaruError as exc:
-        print(json.dumps({"status": handle.status, "error": str(exc)}), flush=True)
-        return 0 if handle.status == "waiting" else 1
-    print(json.dumps({"status": handle.status, "result": result}), flush=True)
+        # The client's execution is a snapshot taken when it started: ask afresh.
+        status = KitaruClient().executions.get(handle.exec_id).status
+        print(json.dumps({"status": status, "error": str(exc)}), flush=True)
+        return 0 if status == "waiting" else 1
+    status = KitaruClient().executions.get(handle.exec_id).status
+    print(json.dumps({"status": status, "result": result}), flush=True)
     return 0
 
 
