@@ -288,10 +288,11 @@ class CallArguments:
         self._named = named
         self._positional = positional
         self.ignored = ignored
-        self.lineage = tuple(dict.fromkeys(lineage))
+        # One handle or none (most calls): nothing to deduplicate.
+        self.lineage = tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
         """Identities of the calls whose output handles were passed in, in order."""
-        arguments = [*positional, *named.values()]
-        self._with_handles = [arg for arg in arguments if arg.handles]
+        arguments = [*positional, *named.values()] if positional else list(named.values())
+        self._with_handles = [arg for arg in arguments if arg.handles] if lineage else []
         """The arguments ``resolve`` has handles to replace in (most calls have none)."""
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
