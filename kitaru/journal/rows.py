@@ -42,9 +42,9 @@ def decode_event_rows(
         seqs[0] == after_seq + 1
         and seqs[-1] == after_seq + len(seqs)
         and (
-            list(map(crc32, bodies)) == list(crcs)
+            tuple(map(crc32, bodies)) == crcs
             # Rows written before checksums existed have none.
-            or list(map(_checksum, bodies, crcs)) == list(crcs)
+            or tuple(map(_checksum, bodies, crcs)) == crcs
         )
     )
     events: Sequence[Event] = ()
