@@ -354,6 +354,14 @@ def capture_arguments(
     """
     ignored_set = frozenset(ignored)
     lineage: list[str] = []
+    names = layout.names
+    if not kwargs and layout.simple and len(args) == len(names):
+        # Every parameter given positionally (the most common call): named in order
+        # without the general path's intermediate mapping.
+        named = {
+            name: _Argument(name, value, lineage) for name, value in zip(names, args, strict=True)
+        }
+        return CallArguments(None, named, [], ignored_set, lineage, in_order=True)
     ordered = layout.in_order(args, kwargs)
     if ordered is not None:
         named = {name: _Argument(name, value, lineage) for name, value in ordered.items()}
