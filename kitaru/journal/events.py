@@ -12,6 +12,7 @@ Schema evolution rules (old journals must stay readable, see tests/golden):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -66,14 +67,14 @@ class CallKind(StrEnum):
 CALL_KINDS: Final = tuple(CallKind)
 
 
-class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class ValueRef(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True, gc=False):
     """An encoded value: inline bytes, or the content hash of a stored payload."""
 
     inline: bytes | None = None
     hash: str | None = None
 
 
-class ArgumentDigest(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class ArgumentDigest(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True, gc=False):
     """One argument of a durable call, as recorded to check a later call against it.
 
     ``digest`` covers the argument's encoded bytes (or, for an output handle, the
@@ -155,8 +156,14 @@ class ExecutionSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     version: int = 1
 
 
-class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
-    """Base of every event; subclasses pick their tag."""
+class _Event(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, gc=False):
+    """Base of every event; subclasses pick their tag.
+
+    Events are not tracked by the garbage collector (``gc=False``): they are frozen
+    records of decoded data that never refer back to anything, and a resume decodes
+    tens of thousands of them, which would otherwise set off collections that walk
+    every one of them again.
+    """
 
 
 class ExecutionStarted(_Event, frozen=True, tag="execution_started"):
@@ -472,7 +479,7 @@ def decode_event(tag: str, body: bytes) -> Event:
 _many = msgspec.msgpack.Decoder(list[Event])
 
 
-def decode_events(bodies: list[bytes]) -> list[Event]:
+def decode_events(bodies: Sequence[bytes]) -> list[Event]:
     """Decode many event bodies in one call (each body carries its own tag).
 
     The bodies are joined under one msgpack array header, so msgspec decodes the
@@ -482,4 +489,4 @@ def decode_events(bodies: list[bytes]) -> list[Event]:
     then decodes them one by one to say which.
     """
     header = b"\xdd" + len(bodies).to_bytes(4, "big")
-    return _many.decode(header + b"".join(bodies))
+    return _many.decode(b"".join((header, *bodies)))

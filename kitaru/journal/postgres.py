@@ -32,8 +32,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zlib import crc32
 
-import msgspec
-
 from kitaru.errors import (
     BackendFailure,
     JournalConflictError,
@@ -48,14 +46,13 @@ from kitaru.journal.events import (
     ExecutionStarted,
     UnknownEventError,
     decode_event,
-    decode_events,
     event_tag,
 )
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
 from kitaru.journal.read_model import status_change
-from kitaru.journal.rows import decode_event_row, memory_row
+from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
     Lease,
@@ -435,35 +432,12 @@ class PostgresStore:
         if not rows:
             return []
         if only is None:
-            seqs = [row[0] for row in rows]
-            bodies = [bytes(row[3]) for row in rows]
-            sound = (
-                seqs[0] == after_seq + 1
-                and seqs[-1] == after_seq + len(seqs)
-                and all(
-                    row[4] is None or crc32(body) == row[4]
-                    for body, row in zip(bodies, rows, strict=True)
-                )
-            )
-            if sound:
-                try:
-                    events = decode_events(bodies)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass  # decoded one by one below, to say which event and how
-                else:
-                    return [
-                        StoredEvent(row[0], row[1], event)
-                        for row, event in zip(rows, events, strict=True)
-                    ]
-        out: list[StoredEvent] = []
-        expected = after_seq + 1
-        for row in rows:
-            want = None if only is not None else expected
-            out.append(
-                StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, want, row))
-            )
-            expected += 1
-        return out
+            return decode_event_rows(self.location, exec_id, after_seq, rows)
+        # A selection has gaps between its seqs: each row is checked on its own.
+        return [
+            StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, None, row))
+            for row in rows
+        ]
 
     def read_payload(self, digest: str) -> bytes:
         with self._reading("read a payload") as conn:

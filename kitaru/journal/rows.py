@@ -7,14 +7,63 @@ journal do not, so they live here once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 from zlib import crc32
 
-from kitaru.errors import BackendFailure, KitaruBackendError
-from kitaru.journal.events import Event, UnknownEventError, decode_event
-from kitaru.journal.store import MemoryRow
+import msgspec
 
-__all__ = ["decode_event_row", "memory_row"]
+from kitaru.errors import BackendFailure, KitaruBackendError
+from kitaru.journal.events import Event, UnknownEventError, decode_event, decode_events
+from kitaru.journal.store import MemoryRow, StoredEvent
+
+__all__ = ["decode_event_row", "decode_event_rows", "memory_row"]
+
+_stored = tuple.__new__
+"""Builds a ``StoredEvent`` from a ``(seq, at, event)`` tuple in C: the named tuple's own
+``__new__`` is a Python function, a noticeable cost over the 20,000 events of a resume."""
+
+
+def decode_event_rows(
+    location: str, exec_id: str, after_seq: int, rows: Sequence[Sequence[Any]]
+) -> list[StoredEvent]:
+    """Check and decode the ``(seq, at, type, body, crc)`` rows that follow ``after_seq``.
+
+    The checks go column by column and the bodies are decoded in one call: a journal of
+    20,000 events is read back in milliseconds. Only if something is wrong are the rows
+    gone through one by one, to say which one and how.
+    """
+    if not rows:
+        return []
+    seqs, ats, _tags, bodies, crcs = zip(*rows, strict=True)
+    # Seqs are unique and ordered, so they have no gap exactly when the last one is
+    # the count after the first.
+    sound = (
+        seqs[0] == after_seq + 1
+        and seqs[-1] == after_seq + len(seqs)
+        and (
+            tuple(map(crc32, bodies)) == crcs
+            # Rows written before checksums existed have none.
+            or tuple(map(_checksum, bodies, crcs)) == crcs
+        )
+    )
+    events: Sequence[Event] = ()
+    if sound:
+        try:
+            events = decode_events(bodies)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            sound = False
+    if not sound:
+        events = [
+            decode_event_row(location, exec_id, after_seq + 1 + index, row)
+            for index, row in enumerate(rows)
+        ]
+    return list(map(_stored, repeat(StoredEvent), zip(seqs, ats, events, strict=True)))
+
+
+def _checksum(body: bytes, crc: int | None) -> int | None:
+    """The body's checksum, or None where the row has none (written before checksums)."""
+    return None if crc is None else crc32(body)
 
 
 def decode_event_row(

@@ -20,8 +20,6 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
-import msgspec
-
 from kitaru._config import SQLITE_URL_PREFIX
 from kitaru.errors import (
     BackendFailure,
@@ -36,14 +34,13 @@ from kitaru.journal.events import (
     ExecutionStarted,
     UnknownEventError,
     decode_event,
-    decode_events,
     event_tag,
 )
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
 from kitaru.journal.read_model import status_change
-from kitaru.journal.rows import decode_event_row, memory_row
+from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
     Lease,
@@ -350,25 +347,7 @@ class SqliteStore:
             return []
         if only is not None:
             return self._decode_some(exec_id, rows)
-        seqs, ats, _tags, bodies, crcs = zip(*rows, strict=True)
-        # Column-wise checks and one decode call for the whole journal: a journal of
-        # 20,000 events is read back in milliseconds. Seqs are unique and ordered, so
-        # they have no gap exactly when the last one is the count after the first.
-        contiguous = seqs[0] == after_seq + 1 and seqs[-1] == after_seq + len(seqs)
-        sound = contiguous and (
-            list(map(crc32, bodies)) == list(crcs)
-            # Rows written before checksums existed have none.
-            or list(map(_checksum, bodies, crcs)) == list(crcs)
-        )
-        if sound:
-            try:
-                events = decode_events(list(bodies))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                sound = False
-        if not sound:
-            # Something is wrong: go event by event to say which one and how.
-            events = [self._decode_one(exec_id, after_seq, i, row) for i, row in enumerate(rows)]
-        return list(map(StoredEvent, seqs, ats, events))
+        return decode_event_rows(self.location, exec_id, after_seq, rows)
 
     def _decode_some(
         self, exec_id: str, rows: list[tuple[int, float, str, bytes, int]]
@@ -878,11 +857,6 @@ def _keep_copy(wal: Path) -> str:
             shutil.copyfile(wal, target)
             return str(target)
         number += 1
-
-
-def _checksum(body: bytes, crc: int | None) -> int | None:
-    """The body's checksum, or None where the row has none (written before checksums)."""
-    return None if crc is None else crc32(body)
 
 
 def _rows_of(

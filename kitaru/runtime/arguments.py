@@ -288,10 +288,11 @@ class CallArguments:
         self._named = named
         self._positional = positional
         self.ignored = ignored
-        self.lineage = tuple(dict.fromkeys(lineage))
+        # One handle or none (most calls): nothing to deduplicate.
+        self.lineage = tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
         """Identities of the calls whose output handles were passed in, in order."""
-        arguments = [*positional, *named.values()]
-        self._with_handles = [arg for arg in arguments if arg.handles]
+        arguments = [*positional, *named.values()] if positional else list(named.values())
+        self._with_handles = [arg for arg in arguments if arg.handles] if lineage else []
         """The arguments ``resolve`` has handles to replace in (most calls have none)."""
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
@@ -353,6 +354,14 @@ def capture_arguments(
     """
     ignored_set = frozenset(ignored)
     lineage: list[str] = []
+    names = layout.names
+    if not kwargs and layout.simple and len(args) == len(names):
+        # Every parameter given positionally (the most common call): named in order
+        # without the general path's intermediate mapping.
+        named = {
+            name: _Argument(name, value, lineage) for name, value in zip(names, args, strict=True)
+        }
+        return CallArguments(None, named, [], ignored_set, lineage, in_order=True)
     ordered = layout.in_order(args, kwargs)
     if ordered is not None:
         named = {name: _Argument(name, value, lineage) for name, value in ordered.items()}

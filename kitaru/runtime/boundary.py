@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 _log = get_logger()
+_COMPLETED = ExecutionStatus.COMPLETED
 
 
 class CallSlot:
@@ -398,6 +399,14 @@ def execute(
     With ``scoped``, it runs as the current call (so nested kitaru calls see it).
     """
     ctx, recorded = slot.ctx, slot.recorded
+    if recorded is not None and recorded.status is _COMPLETED and ctx.replay is None:
+        # A call the execution completed before (every call a resume makes until it
+        # reaches the failed or interrupted one): its recorded output, nothing else.
+        if tracing.on:
+            tracing.replayed(slot)
+        output = recorded.output
+        assert output is not None
+        return decode_value(output.inline) if output.inline is not None else load_value(ctx, output)
     outcome = _recorded_outcome(slot, inputs_from, checkpoint_type, cache_key)
     if outcome is not None:
         if tracing.on:
