@@ -143,6 +143,13 @@ def reviewed_pipeline(topic: str) -> str:
     return f"{draft}: {first} {second}"
 
 
+@flow
+def deploy_pipeline(topic: str) -> str:
+    draft = write_draft(research(topic))
+    ok = kitaru.wait(name="approve_deploy", schema=bool, question="Deploy?", timeout=30)
+    return f"{draft} deployed={ok}"
+
+
 @pytest.fixture
 def failed_draft() -> Iterator[str]:
     """A `content_pipeline` execution that failed in `write_draft`; the service is back up."""
@@ -187,6 +194,29 @@ class TestClientActionsReturnOnceEnded:
         assert (retried.status, replayed.status) == ("completed", "completed")
         assert replayed.result() == "draft from n"
         assert execution.status == "failed"  # a snapshot: the actions return new ones
+
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_retry_replay_cancel_of_an_execution_that_waits(self) -> None:
+        """Retry stops at the wait, the waiting execution is replayed, then cancelled."""
+        _DRAFT_SERVICE["down"] = True
+        try:
+            exec_id = deploy_pipeline.run("tides").exec_id
+        finally:
+            _DRAFT_SERVICE["down"] = False
+        client = KitaruClient()
+        retried = client.executions.retry(exec_id)
+        replayed = client.executions.replay(
+            exec_id,
+            from_="write_draft",
+            overrides={"checkpoint.research": "Edited notes"},
+            topic="New topic",
+        )
+        cancelled = client.executions.cancel(exec_id)
+        assert retried.status == "waiting"
+        assert replayed.status == "waiting"
+        assert cancelled.status == "cancelled"
+        client.executions.input(replayed.exec_id, wait="approve_deploy", value=True)
+        assert replayed.wait(timeout=30) == "draft from Edited notes deployed=True"
 
     @pytest.mark.usefixtures("cancel_leftover_executions")
     def test_resume_returns_at_the_next_wait_and_keeps_waiting_there(self) -> None:
