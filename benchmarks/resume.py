@@ -198,7 +198,7 @@ def _worker_resume(exec_id: str, n: int, profile_path: str | None) -> None:
         workloads.profiler = body_profiler
         main_profiler.enable()
     t0 = time.perf_counter()
-    handle = KitaruClient().executions.resume(exec_id)
+    handle = KitaruClient().executions.resume(exec_id, background=True)
     if main_profiler is not None:
         main_profiler.disable()
     result = handle.wait()

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, background, child_env
+from helpers import REPO, TIMEOUT, background, child_env, kitaru_command
 
+import kitaru
 from kitaru import KitaruClient, checkpoint, flow
 from kitaru.cli import main
 
@@ -161,10 +162,13 @@ class TestClean:
         assert "Nothing to remove" in cli("clean", "--yes").stdout
 
     @pytest.mark.slow
+    @pytest.mark.parametrize(
+        "command", [["clean", "--yes"], ["clean", "global", "--yes", "--force"]]
+    )
     def test_clean_refuses_while_an_execution_runs_in_a_live_process(
-        self, tmp_path: Path, journal: Path
+        self, tmp_path: Path, journal: Path, config: Path, command: list[str]
     ) -> None:
-        """While another process runs an execution, ``clean --yes`` removes nothing, exit 1."""
+        """While another process runs an execution, ``clean`` removes nothing, exit 1."""
         with background(
             [sys.executable, "-m", "tests.mgmt_flows.noisy"],
             cwd=REPO,
@@ -174,8 +178,134 @@ class TestClean:
             exec_id = json.loads(proc.stdout.readline())["exec_id"]
             while KitaruClient().executions.get(exec_id).status != "waiting":
                 pass
-            done = run_kitaru("clean", "--yes", cwd=tmp_path)
+            done = run_kitaru(*command, cwd=tmp_path)
             assert done.returncode == 1
             assert f"Execution {exec_id} is waiting in live process {proc.pid}" in done.stderr
+            assert "Traceback" not in done.stderr
             assert journal.exists()
         assert os.path.exists(journal)
+        assert not config.with_name(config.name + "-backups").exists()
+
+
+def kitaru_cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The real ``kitaru`` command, run as a user runs it, on this test's journal."""
+    return subprocess.run(
+        kitaru_command(*args),
+        cwd=cwd,
+        env=child_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+class TestCleanScopes:
+    """Kitaru's `kitaru clean project|global|all`, as its troubleshooting guide runs them."""
+
+    def test_clean_project_says_what_to_use_instead(
+        self, tmp_path: Path, journal: Path, config: Path
+    ) -> None:
+        """``clean project --yes`` exits 1 with one line naming `kitaru clean` and `global`."""
+        tiny.run().wait(timeout=TIMEOUT)
+        done = kitaru_cli("clean", "project", "--yes", cwd=tmp_path)
+        assert done.returncode == 1
+        (line,) = done.stderr.strip().splitlines()
+        assert "kitaru keeps no per-project .kitaru/ folder" in line
+        assert f"the journal {journal}" in line
+        assert "`kitaru clean`" in line
+        assert "`kitaru clean global`" in line
+        assert journal.exists()
+
+    def test_clean_global_removes_journal_and_config_after_backing_up(
+        self, tmp_path: Path, journal: Path, config: Path
+    ) -> None:
+        """``clean global --yes`` removes the journal and config dir; a backup keeps the runs."""
+        exec_id = tiny.run().exec_id
+        kitaru.create_stack("team", activate=False)
+        KitaruClient().close()
+        done = kitaru_cli("clean", "global", "--yes", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not journal.exists()
+        assert not config.exists()
+        (stamp,) = config.with_name(config.name + "-backups").iterdir()
+        assert f"Backup: {stamp}/" in done.stdout
+        backed_up = KitaruClient(str(stamp / "kitaru.db"), create=False)
+        assert [row.exec_id for row in backed_up.executions.list()] == [exec_id]
+        backed_up.close()
+
+    def test_clean_global_touches_nothing_outside_kitarus_files(
+        self, tmp_path: Path, journal: Path, config: Path
+    ) -> None:
+        """A file beside the journal and a stack's journal outside the config dir stay."""
+        tiny.run().wait(timeout=TIMEOUT)
+        elsewhere = tmp_path / "elsewhere" / "team.db"
+        done = kitaru_cli(
+            "stack", "create", "team", "--store", f"sqlite:///{elsewhere}", cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        team = KitaruClient(f"sqlite:///{elsewhere}")
+        assert team.executions.list() == []  # the first query creates the journal
+        team.close()
+        assert elsewhere.exists()
+        notes = tmp_path / "notes.txt"
+        notes.write_text("mine")
+        (config / "mine.txt").write_text("inside")
+        done = kitaru_cli("clean", "all", "--yes", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not journal.exists()
+        assert not config.exists()
+        assert notes.read_text() == "mine"
+        assert elsewhere.exists()
+
+    def test_model_aliases_need_force(self, tmp_path: Path, journal: Path, config: Path) -> None:
+        """With a model alias registered, ``clean global --yes`` exits 1 unless --force."""
+        tiny.run().wait(timeout=TIMEOUT)
+        registered = kitaru_cli(
+            "model", "register", "fast", "--model", "openai/gpt-4o-mini", cwd=tmp_path
+        )
+        assert registered.returncode == 0, registered.stderr
+        refused = kitaru_cli("clean", "global", "--yes", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "would remove the model aliases registered in" in refused.stderr
+        assert "(fast)" in refused.stderr
+        assert "Pass --force" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert journal.exists()
+        assert (config / "models.json").exists()
+        done = kitaru_cli("clean", "global", "--yes", "--force", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not config.exists()
+
+    def test_dry_run_lists_and_removes_nothing(
+        self, tmp_path: Path, journal: Path, config: Path
+    ) -> None:
+        """``clean all --dry-run -o json`` names the journal, the config dir and the backup."""
+        cli("init")
+        tiny.run().wait(timeout=TIMEOUT)
+        done = kitaru_cli("clean", "all", "--dry-run", "-o", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        shown = json.loads(done.stdout)
+        assert shown["scope"] == "all"
+        assert shown["would_remove"][0] == str(journal)
+        assert shown["would_remove"][-1] == str(config)
+        assert shown["backup"].startswith(str(config) + "-backups/")
+        assert journal.exists()
+        assert config.exists()
+        assert not config.with_name(config.name + "-backups").exists()
+
+    @pytest.mark.parametrize("stdin", ["n\n", ""])
+    def test_unconfirmed_global_removes_nothing(
+        self, tmp_path: Path, journal: Path, config: Path, stdin: str
+    ) -> None:
+        """Answering no (or nothing) to the question exits 1 and removes nothing."""
+        cli("init")
+        tiny.run().wait(timeout=TIMEOUT)
+        done = kitaru_cli("clean", "global", cwd=tmp_path, stdin=stdin)
+        assert done.returncode == 1
+        assert "This removes, for good:" in done.stderr
+        assert "Nothing was removed. Pass --yes" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert journal.exists()
+        assert config.exists()

@@ -7,6 +7,7 @@ does; the flows run in this process against the test's own journal.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 import kitaru
 from kitaru import (
     KitaruClient,
+    KitaruStateError,
     KitaruUsageError,
     checkpoint,
     flow,
@@ -97,6 +99,177 @@ class TestCancelThenReplayInOneProcess:
         _until_waiting(client, replayed.exec_id)
         client.executions.input(replayed.exec_id, wait="approve_publish", value=False)
         assert replayed.wait(timeout=30) == "summary of reefs: held"
+
+
+_DRAFT_SERVICE = {"down": False}
+_DRAFT_GATE = threading.Event()
+
+
+@checkpoint
+def research(topic: str) -> str:
+    return f"notes on {topic}"
+
+
+@checkpoint
+def write_draft(notes: str) -> str:
+    if _DRAFT_SERVICE["down"]:
+        raise RuntimeError("draft service down")
+    return f"draft from {notes}"
+
+
+@checkpoint
+def gated_draft(notes: str) -> str:
+    if _DRAFT_SERVICE["down"]:
+        raise RuntimeError("draft service down")
+    assert _DRAFT_GATE.wait(30), "the test never opened the gate"
+    return f"draft from {notes}"
+
+
+@flow
+def content_pipeline(topic: str) -> str:
+    return write_draft(research(topic))
+
+
+@flow
+def gated_pipeline(topic: str) -> str:
+    return gated_draft(research(topic))
+
+
+@flow
+def reviewed_pipeline(topic: str) -> str:
+    draft = write_draft(research(topic))
+    first = kitaru.wait(name="first_review", schema=bool, question="Keep going?", timeout=0)
+    second = kitaru.wait(name="second_review", schema=bool, question="Publish?", timeout=30)
+    return f"{draft}: {first} {second}"
+
+
+@flow
+def deploy_pipeline(topic: str) -> str:
+    draft = write_draft(research(topic))
+    ok = kitaru.wait(name="approve_deploy", schema=bool, question="Deploy?", timeout=30)
+    return f"{draft} deployed={ok}"
+
+
+@pytest.fixture
+def failed_draft() -> Iterator[str]:
+    """A `content_pipeline` execution that failed in `write_draft`; the service is back up."""
+    _DRAFT_SERVICE["down"] = True
+    try:
+        handle = content_pipeline.run("tides")
+    finally:
+        _DRAFT_SERVICE["down"] = False
+    assert KitaruClient().executions.get(handle.exec_id).status == "failed"
+    return handle.exec_id
+
+
+class TestClientActionsReturnOnceEnded:
+    def test_retry_returns_the_execution_ended(self, failed_draft: str) -> None:
+        """`client.executions.retry(id)` returns once the retried execution has ended."""
+        retried = KitaruClient().executions.retry(failed_draft)
+        assert retried.status == "completed"
+        assert retried.result() == "draft from notes on tides"
+
+    def test_retry_then_replay_as_the_guide_chains_them(self, failed_draft: str) -> None:
+        """The guide's retry, replay with overrides, then cancel run in one program."""
+        client = KitaruClient()
+        retried = client.executions.retry(failed_draft)
+        replayed = client.executions.replay(
+            failed_draft,
+            from_="write_draft",
+            overrides={"checkpoint.research": "Edited notes"},
+            topic="New topic",
+        )
+        assert retried.status == "completed"
+        assert replayed.status == "completed"
+        assert replayed.original_exec_id == failed_draft
+        assert replayed.result() == "draft from Edited notes"
+        with pytest.raises(KitaruStateError, match="already completed"):
+            client.executions.cancel(failed_draft)
+
+    def test_execution_methods_chain_the_same_way(self, failed_draft: str) -> None:
+        """`execution.retry()` then `execution.replay(...)` on one snapshot both end first."""
+        execution = KitaruClient().executions.get(failed_draft)
+        retried = execution.retry()
+        replayed = execution.replay(from_="write_draft", overrides={"checkpoint.research": "n"})
+        assert (retried.status, replayed.status) == ("completed", "completed")
+        assert replayed.result() == "draft from n"
+        assert execution.status == "failed"  # a snapshot: the actions return new ones
+
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_retry_replay_cancel_of_an_execution_that_waits(self) -> None:
+        """Retry stops at the wait, the waiting execution is replayed, then cancelled."""
+        _DRAFT_SERVICE["down"] = True
+        try:
+            exec_id = deploy_pipeline.run("tides").exec_id
+        finally:
+            _DRAFT_SERVICE["down"] = False
+        client = KitaruClient()
+        retried = client.executions.retry(exec_id)
+        replayed = client.executions.replay(
+            exec_id,
+            from_="write_draft",
+            overrides={"checkpoint.research": "Edited notes"},
+            topic="New topic",
+        )
+        cancelled = client.executions.cancel(exec_id)
+        assert retried.status == "waiting"
+        assert replayed.status == "waiting"
+        assert cancelled.status == "cancelled"
+        client.executions.input(replayed.exec_id, wait="approve_deploy", value=True)
+        assert replayed.wait(timeout=30) == "draft from Edited notes deployed=True"
+
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_resume_returns_at_the_next_wait_and_keeps_waiting_there(self) -> None:
+        """`resume` returns once the execution waits again; an input then finishes that run."""
+        client = KitaruClient()
+        exec_id = reviewed_pipeline.run("tides").exec_id
+        assert client.executions.live_owner(exec_id) is None  # the first wait let it go
+        client.executions.input(exec_id, wait="first_review", value=True)
+
+        started = time.monotonic()
+        resumed = client.executions.resume(exec_id)
+        assert time.monotonic() - started < 20  # not the second wait's 30 s
+        assert resumed.status == "waiting"
+        assert [w.name for w in resumed.pending_waits] == ["second_review"]
+
+        client.executions.input(exec_id, wait="second_review", value=False)
+        assert resumed.wait(timeout=30) == "draft from notes on tides: True False"
+
+    def test_resume_after_input_returns_the_execution_completed(self) -> None:
+        """The wait guide's `input` then `resume` gives a completed execution at once."""
+        client = KitaruClient()
+        exec_id = reviewed_pipeline.run("reefs").exec_id
+        client.executions.input(exec_id, wait="first_review", value=False)
+        client.executions.resume(exec_id)
+        client.executions.input(exec_id, wait="second_review", value=True)
+        assert client.executions.resume(exec_id).status == "completed"
+
+
+class TestClientActionsInBackground:
+    @pytest.mark.usefixtures("cancel_leftover_executions")
+    def test_background_retry_returns_while_it_runs(self) -> None:
+        """`retry(id, background=True)` returns while it runs; `wait()` gives the result."""
+        _DRAFT_SERVICE["down"] = True
+        try:
+            exec_id = gated_pipeline.run("tides").exec_id
+        finally:
+            _DRAFT_SERVICE["down"] = False
+        client = KitaruClient()
+        _DRAFT_GATE.clear()
+        try:
+            retried = client.executions.retry(exec_id, background=True)
+            assert retried.status == "running"
+            assert client.executions.get(exec_id).status == "running"
+        finally:
+            _DRAFT_GATE.set()
+        assert retried.wait(timeout=30) == "draft from notes on tides"
+
+    def test_background_must_be_a_bool(self, failed_draft: str) -> None:
+        """A `background` that is not True, False or None is refused before anything runs."""
+        client = KitaruClient()
+        with pytest.raises(KitaruUsageError, match="background must be True or False"):
+            client.executions.retry(failed_draft, background="yes")  # type: ignore[arg-type]
+        assert client.executions.get(failed_draft).status == "failed"
 
 
 class TestFlowIdAsMemoryScope:

@@ -244,11 +244,11 @@ class TestRetryReadsTheJournalOnce:
         assert store.payload_reads == 0
 
     def test_resume_returns_a_snapshot_without_reading_it_again(self) -> None:
-        """``resume()`` returns the execution it took on, built from the state it folded."""
+        """``resume(background=True)`` returns what it took on, from the state it folded."""
         exec_id = parked()
         KitaruClient().executions.input(exec_id, wait="approve", value=False)
         store = CountingStore(store_file())
-        resumed = ExecutionsClient(store).resume(exec_id)
+        resumed = ExecutionsClient(store).resume(exec_id, background=True)
         assert resumed.wait(timeout=TIMEOUT) == "approved=False"
         assert [c.invocation_id for c in resumed.checkpoints] == ["step", "approve"]
         assert store.full_reads == 1

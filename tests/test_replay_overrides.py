@@ -500,16 +500,20 @@ class TestRefusedReplays:
         handle.wait(timeout=TIMEOUT)
         assert len(KitaruClient().executions.list()) == 1
 
-    def test_a_waiting_execution_cannot_be_replayed(self) -> None:
-        """An execution paused at a wait is not finished, so it cannot be replayed."""
+    def test_a_waiting_execution_can_be_replayed(self) -> None:
+        """An execution paused at a wait is replayed as Kitaru allows; the source stays as it is."""
         handle = gated_wait.run()
         with pytest.raises(KitaruStateError):
             handle.wait(timeout=TIMEOUT)
         before = journal_rows(handle.exec_id)
-        with pytest.raises(KitaruStateError, match="is waiting; only a finished") as caught:
-            gated_wait.replay(handle.exec_id, from_="before_gate")
-        assert caught.value.status == "waiting"
+        replayed = gated_wait.replay(handle.exec_id, from_="before_gate")
+        client = KitaruClient()
+        assert client.executions.get(replayed.exec_id).status == "waiting"
+        assert client.executions.get(replayed.exec_id).original_exec_id == handle.exec_id
         assert journal_rows(handle.exec_id) == before
+        client.executions.input(replayed.exec_id, value=None)
+        assert client.executions.resume(replayed.exec_id).result() == 1
+        assert client.executions.get(handle.exec_id).status == "waiting"
 
     def test_another_flow_cannot_replay_an_execution(self) -> None:
         """Replaying with a different flow names the flow that ran the execution."""

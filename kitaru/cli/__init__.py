@@ -34,7 +34,7 @@ class CommandEntry(NamedTuple):
 
 COMMANDS: dict[str, CommandEntry] = {
     "clean": CommandEntry(
-        "kitaru.cli.workspace",
+        "kitaru.cli.clean",
         "clean",
         "Remove the journal (every execution) and its side files; --config: the config dir too.",
     ),

@@ -1,8 +1,8 @@
-"""``kitaru status``, ``info``, ``init`` and ``clean``: where kitaru keeps its state.
+"""``kitaru status``, ``info`` and ``init``: where kitaru keeps its state.
 
 Executions run on the ``local`` stack: in the processes that start or resume them,
 recorded in one SQLite journal. These commands show where that journal and the config
-dir are, create them, and remove them. Reading never creates anything.
+dir are and create them (``kitaru clean`` removes them). Reading never creates anything.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -27,10 +26,10 @@ from kitaru._config import (
     store_url,
 )
 from kitaru.cli.output import emit, output_option
-from kitaru.client import ExecutionStatus, KitaruClient
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
+from kitaru.client import KitaruClient
+from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
-__all__ = ["clean", "info", "init", "status"]
+__all__ = ["info", "init", "status"]
 
 
 def _stack() -> tuple[str, Path]:
@@ -51,7 +50,6 @@ def _stack() -> tuple[str, Path]:
 
 _CORE_PACKAGES = ("click", "msgspec", "sqlite-utils", "structlog")
 _OPTIONAL_PACKAGES = ("openai", "anthropic", "pydantic")
-_JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal", "-leases")
 
 
 def _version(package: str) -> str | None:
@@ -187,79 +185,3 @@ def init(output: str) -> None:
         },
         lambda: "\n".join(lines),
     )
-
-
-def _journal_files(journal: Path) -> list[Path]:
-    candidates = [journal, *(journal.with_name(journal.name + s) for s in _JOURNAL_SUFFIXES)]
-    return [path for path in candidates if path.exists()]
-
-
-def _refuse_while_running(journal: Path) -> None:
-    """Raise if a live process runs (or waits in) an execution of this journal."""
-    if not journal.exists():
-        return
-    client = KitaruClient(create=False)
-    for status_ in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
-        for row in client.executions.list(status=status_):
-            lease = client.executions.live_owner(row.exec_id)
-            if lease is not None:
-                raise KitaruStateError(
-                    f"Execution {row.exec_id} is {status_} in live process {lease.pid} on "
-                    f"{lease.host}; nothing was removed. Let it finish, or cancel it with "
-                    f"`kitaru executions cancel {row.exec_id}`, then clean again.",
-                    exec_id=row.exec_id,
-                    status=status_,
-                )
-
-
-def _remove(path: Path) -> None:
-    # Closing the journal's last connection may already have removed -wal and -shm.
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-@click.command("clean")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
-@click.option(
-    "--config",
-    "with_config",
-    is_flag=True,
-    help="Also remove the config dir (model aliases, secrets, settings).",
-)
-@output_option
-def clean(yes: bool, dry_run: bool, with_config: bool, output: str) -> None:
-    """Remove the journal (every execution) and its side files; --config: the config dir too.
-
-    Refused while an execution of the journal runs in a live process.
-    """
-    _, journal = _stack()
-    config = config_dir().absolute()
-    targets = _journal_files(journal)
-    if with_config and config.exists():
-        # The config dir goes as a whole; files inside it need not be listed twice.
-        targets = [p for p in targets if config not in p.parents] + [config]
-    _refuse_while_running(journal)
-    listed = [str(path) + ("/ (folder)" if path.is_dir() else "") for path in targets]
-    result = {"removed": [], "would_remove": [str(p) for p in targets], "dry_run": dry_run}
-    if not targets:
-        emit(output, result, lambda: f"Nothing to remove: there is no journal at {journal}.")
-        return
-    if dry_run:
-        emit(output, result, lambda: "Would remove:\n" + "\n".join(f"  {p}" for p in listed))
-        return
-    if not yes:
-        click.echo("This removes, for good:", err=True)
-        for shown in listed:
-            click.echo(f"  {shown}", err=True)
-        if not click.confirm("Remove them?", err=True):
-            click.echo("Nothing was removed.", err=True)
-            sys.exit(1)
-    if journal.exists():
-        KitaruClient(create=False).close()
-    for target in targets:
-        _remove(target)
-    result["removed"] = result.pop("would_remove")
-    emit(output, result, lambda: "Removed:\n" + "\n".join(f"  {p}" for p in listed))

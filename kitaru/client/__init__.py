@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kitaru._flow import _settle
 from kitaru._store_check import IntegrityReport, check_store
 from kitaru._stores import forget_store, open_store
 from kitaru._worker import WorkerSettings, run_worker
@@ -102,6 +103,14 @@ class _RunnerLogsNotKeptError(KitaruLogRetrievalError, KitaruFeatureNotAvailable
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise KitaruUsageError(f"limit= must be a whole number >= 1, got {limit!r}.")
+
+
+_SETTLE_POLL_SECONDS = 0.05
+
+
+def _check_background(background: object) -> None:
+    if background is not None and not isinstance(background, bool):
+        raise KitaruUsageError(f"background must be True or False, got {background!r}.")
 
 
 class ExecutionsClient:
@@ -231,24 +240,27 @@ class ExecutionsClient:
         self,
         exec_id: str,
         *,
-        background: bool = True,
+        background: bool | None = None,
         on_start: Callable[[Execution], None] | None = None,
     ) -> Execution:
         """Continue an interrupted or waiting execution in this process.
 
-        With ``background=True`` (the default) it returns as soon as the run has started,
-        and the execution's ``wait()`` blocks until it ends. With ``background=False`` the
-        flow body runs in the calling thread, and the execution is returned as it stands
-        when the body ended or paused at a wait. ``on_start`` is called with the
-        execution just before its body starts. A waiting execution a run in this process
-        still owns (a ``.run()`` that returned at a wait) needs no new run: that run takes
-        the input itself, so its execution is returned as it stands.
+        By default it blocks as ``.run()`` does: the execution is returned once it has
+        ended or is waiting for input (the run keeps waiting there and takes an input
+        given in this process). ``background=True`` returns as soon as the run has
+        started; the execution's ``wait()`` blocks until it ends. ``background=False``
+        runs the flow body in the calling thread, and returns the execution as it stands
+        when the body ended or gave up waiting. ``on_start`` is called with the execution
+        just before its body starts. A waiting execution a run in this process still owns
+        (a ``.run()`` that returned at a wait) needs no new run: that run takes the input
+        itself, so its execution is returned as it stands.
         """
+        _check_background(background)
         exec_id = self.resolve_id(exec_id)
         if running_here(exec_id):
             current = self.get(exec_id)
             if current.status == "waiting":
-                return current
+                return current if background else self._settle_here(current)
         run = resume_execution(exec_id, mode="resume", background=False, store=self._store)
         return self._start(run, background, on_start)
 
@@ -256,13 +268,14 @@ class ExecutionsClient:
         self,
         exec_id: str,
         *,
-        background: bool = True,
+        background: bool | None = None,
         on_start: Callable[[Execution], None] | None = None,
     ) -> Execution:
         """Continue a failed execution in this process; its failed calls run again.
 
         ``background`` and ``on_start`` work as for ``resume``.
         """
+        _check_background(background)
         run = resume_execution(
             self.resolve_id(exec_id), mode="retry", background=False, store=self._store
         )
@@ -274,7 +287,7 @@ class ExecutionsClient:
         *,
         from_: str,
         overrides: dict[str, Any] | None = None,
-        background: bool = True,
+        background: bool | None = None,
         on_start: Callable[[Execution], None] | None = None,
         **flow_inputs: Any,
     ) -> Execution:
@@ -285,6 +298,7 @@ class ExecutionsClient:
         """
         from kitaru._llm.registry import registry_snapshot
 
+        _check_background(background)
         source = load_state(self._store, self.resolve_id(exec_id))
         assert source.flow is not None
         run = replay_execution(
@@ -309,14 +323,30 @@ class ExecutionsClient:
         """
         return recover_all(self._store, parallel=parallel, on_result=on_result)
 
+    def _settle_here(self, execution: Execution) -> Execution:
+        """Block while the run this process holds takes the input it was given.
+
+        Back once the execution has ended, waits for input it has not been given, or
+        is no longer held here.
+        """
+        while (
+            execution.status == "waiting"
+            and any(wait.input_received for wait in execution.pending_waits)
+            and running_here(execution.exec_id)
+        ) or (execution.status == "running" and running_here(execution.exec_id)):
+            time.sleep(_SETTLE_POLL_SECONDS)
+            execution = self.get(execution.exec_id)
+        return execution
+
     def _start(
-        self, run: Run, background: bool, on_start: Callable[[Execution], None] | None
+        self, run: Run, background: bool | None, on_start: Callable[[Execution], None] | None
     ) -> Execution:
         """Run ``run`` here or on its own thread; the execution it took on, holding the run.
 
-        The snapshot is built from the state the run just folded, before the body
-        starts: the journal is not read again, nothing competes with the body for the
-        interpreter, and it always shows the run just begun.
+        With ``background=True`` the snapshot is built from the state the run just folded,
+        before the body starts: the journal is not read again, nothing competes with the
+        body for the interpreter, and it always shows the run just begun. Otherwise the
+        execution is read again once the run has ended or is waiting.
         """
         try:
             execution = dataclasses.replace(
@@ -327,10 +357,16 @@ class ExecutionsClient:
         except BaseException:
             run.abandon()
             raise
-        if background:
+        if background is None:
+            # As `.run()` on Kitaru's local stack (and here): back once the execution has
+            # ended or waits, so a program can act on its outcome at once.
+            run.start_thread()
+            _settle(run, self._store)
+        elif background:
             run.start_thread()
             return execution
-        run.drive()
+        else:
+            run.drive()
         return dataclasses.replace(self.get(run.exec_id), _run=run)
 
     def pending_waits(self, exec_id: str) -> builtins.list[PendingWait]:

@@ -340,23 +340,30 @@ class Execution:
         """The execution as the journal holds it now (a new snapshot)."""
         return self._client().get(self.exec_id)
 
-    def retry(self) -> Execution:
+    def retry(self, *, background: bool | None = None) -> Execution:
         """Retry this failed execution in this process (``client.executions.retry``)."""
-        return self._client().retry(self.exec_id)
+        return self._client().retry(self.exec_id, background=background)
 
-    def resume(self) -> Execution:
+    def resume(self, *, background: bool | None = None) -> Execution:
         """Resume this interrupted or answered execution (``client.executions.resume``)."""
-        return self._client().resume(self.exec_id)
+        return self._client().resume(self.exec_id, background=background)
 
     def cancel(self) -> Execution:
         """Cancel this execution (``client.executions.cancel``)."""
         return self._client().cancel(self.exec_id)
 
     def replay(
-        self, *, from_: str, overrides: dict[str, Any] | None = None, **flow_inputs: Any
+        self,
+        *,
+        from_: str,
+        overrides: dict[str, Any] | None = None,
+        background: bool | None = None,
+        **flow_inputs: Any,
     ) -> Execution:
         """Start a new execution from this one (``client.executions.replay``)."""
-        return self._client().replay(self.exec_id, from_=from_, overrides=overrides, **flow_inputs)
+        return self._client().replay(
+            self.exec_id, from_=from_, overrides=overrides, background=background, **flow_inputs
+        )
 
     def list_checkpoints(self) -> list[CheckpointCall]:
         """The execution's durable calls, in order."""

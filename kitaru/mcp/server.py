@@ -192,7 +192,9 @@ def kitaru_executions_input(exec_id: str, wait: str, value: Any) -> dict[str, An
 
 def kitaru_executions_retry(exec_id: str) -> dict[str, Any]:
     """Run a failed execution again from its failed call; return it as it started."""
-    return cast(dict[str, Any], _shown(_client().executions.retry(exec_id).to_dict()))
+    return cast(
+        dict[str, Any], _shown(_client().executions.retry(exec_id, background=True).to_dict())
+    )
 
 
 def kitaru_executions_replay(
@@ -205,7 +207,7 @@ def kitaru_executions_replay(
     if flow_inputs is not None and not isinstance(flow_inputs, dict):
         raise KitaruUsageError("flow_inputs must be an object of the flow's arguments.")
     execution = _client().executions.replay(
-        exec_id, from_=from_, overrides=overrides, **(flow_inputs or {})
+        exec_id, from_=from_, overrides=overrides, background=True, **(flow_inputs or {})
     )
     return {"available": True, "operation": "replay", "execution": _shown(execution.to_dict())}
 

@@ -545,10 +545,12 @@ def replay_execution(
 
     store = store if store is not None else open_store()
     source = load_state(store, source_id)
-    if not source.finished:
+    # A waiting source may be replayed, as Kitaru allows: the calls before its wait are
+    # recorded for good, and the replay reads nothing it might still append.
+    if not source.finished and source.status != ExecutionStatus.WAITING:
         raise KitaruStateError(
-            f"Execution {source_id} is {source.status}; only a finished execution can be "
-            "replayed. Wait for it to end, or cancel it first.",
+            f"Execution {source_id} is {source.status}; only a finished or waiting "
+            "execution can be replayed. Wait for it to end, or cancel it first.",
             exec_id=source_id,
             status=source.status,
         )

@@ -205,9 +205,9 @@ def create_app(client: KitaruClient, credentials: Credentials) -> Starlette:  # 
                         executions.cancel(exec_id_full)
                         return done(request, exec_id_full, "cancel requested")
                     if action == "resume":
-                        executions.resume(exec_id_full)
+                        executions.resume(exec_id_full, background=True)
                         return done(request, exec_id_full, "resumed")
-                    executions.retry(exec_id_full)
+                    executions.retry(exec_id_full, background=True)
                     return done(request, exec_id_full, "retry started")
                 except KitaruError as exc:
                     return refused(request, exec_id, str(exc), _status_of(exc))
@@ -287,7 +287,9 @@ def create_app(client: KitaruClient, credentials: Credentials) -> Starlette:  # 
             if not from_:
                 return refused(request, exec_id, "Choose the call to replay from.", 400, **extra)
             try:
-                new = client.executions.replay(exec_id, from_=from_, overrides=overrides or None)
+                new = client.executions.replay(
+                    exec_id, from_=from_, overrides=overrides or None, background=True
+                )
             except KitaruError as exc:
                 return refused(request, exec_id, str(exc), _status_of(exc), **extra)
             return done(request, new.exec_id, f"replay of {exec_id} from {from_}")

@@ -249,7 +249,7 @@ def _main(argv: list[str]) -> int:
     if argv[0] == "run":
         handle = interpret.run(json.loads(argv[1]), argv[2], background=True)
     else:
-        handle = KitaruClient().executions.resume(argv[1])
+        handle = KitaruClient().executions.resume(argv[1], background=True)
     print(f"EXEC_ID {handle.exec_id}", flush=True)
     try:
         result = handle.wait()
