@@ -167,7 +167,8 @@ class ExecutionsClient:
         self, flow: str | None = None, status: str | None = None, id_prefix: str | None = None
     ) -> builtins.list[ExecutionSummary]:
         """Executions as the executions table lists them, newest first, without reading
-        their journals: cheap for thousands (no calls, tokens or payloads)."""
+        their journals: cheap for thousands. Each carries the execution's totals (calls,
+        tokens, estimated cost) as the table keeps them, but no calls or payloads."""
         if status is not None and status not in EXECUTION_STATUSES:
             raise KitaruUsageError(
                 f"status={status!r} is not an execution status; use one of "

@@ -2,7 +2,7 @@
 
 Reading an execution's journal costs time in proportion to its events; a listing of
 thousands of executions (a dashboard's first page, a count per flow) needs only each
-execution's row.
+execution's row, which also keeps its totals (calls, tokens, estimated cost).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def _time(ts: float | None) -> dt.datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionSummary:
-    """One execution as the executions table records it: no calls, no payloads.
+    """One execution as the executions table records it: its totals, but no calls and
+    no payloads.
 
     Times are kept as the table's timestamps and made datetimes when asked for: a
     listing of 10,000 executions shows a page of them.
@@ -43,6 +44,13 @@ class ExecutionSummary:
     original_exec_id: str | None
     failure: str | None
     """``Type: message`` of the failure that ended it, as recorded."""
+    calls: int = 0
+    """Its durable calls (checkpoints, flow-body model calls, waits, memory calls)."""
+    tokens: int | None = None
+    """Tokens of its model requests; None when no request's usage is known."""
+    cost: float | None = None
+    """Estimated US dollars of the model requests it made (``CostTotal.estimated_usd``
+    of its model calls: requests a replay reused are not counted)."""
 
     @property
     def started_at(self) -> dt.datetime | None:
@@ -80,6 +88,9 @@ def summaries(
             row.ended_at,
             row.original_exec_id,
             row.failure,
+            row.calls,
+            row.tokens,
+            row.cost,
         )
         for row in rows
     ]

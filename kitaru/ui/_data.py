@@ -54,7 +54,7 @@ rows stay a few hundred elements whatever the execution's size."""
 _VALUE_CHARS = 20_000
 """Longer values are cut for display; the whole value is an artifact to load."""
 _TOKENS_HISTORY = 200
-"""Tokens over time reads this many of a flow's latest executions' journals."""
+"""Tokens over time charts this many of a flow's latest executions."""
 
 
 def shown(data: Any) -> Any:
@@ -124,7 +124,7 @@ def _total_cost(llm_calls: list[LlmCall]) -> float | None:
 
 @dataclass(frozen=True)
 class _RowFacts:
-    """What a list row needs from an execution's journal: read once per finished one."""
+    """What a list row shows beyond the executions table's own columns."""
 
     status: str
     calls: int
@@ -141,7 +141,6 @@ class Snapshots:
         self._size = size
         self._lock = threading.Lock()
         self._executions: OrderedDict[str, Execution] = OrderedDict()
-        self._facts: dict[str, _RowFacts] = {}
         self._inputs: dict[str, Any] = {}
         self._logs: OrderedDict[str, tuple[str, list[LogEntry]]] = OrderedDict()
 
@@ -191,25 +190,18 @@ class Snapshots:
         return value
 
     def row_facts(self, summary: ExecutionSummary) -> _RowFacts:
-        with self._lock:
-            kept = self._facts.get(summary.exec_id)
-        if kept is not None and kept.status == summary.status and summary.status.is_finished:
-            return kept
-        try:
-            execution = self.client.executions.get(summary.exec_id)
-        except Exception:  # one unreadable journal must not hide the rest of the page
-            return _RowFacts(str(summary.status), 0, None, None, False)
-        facts = _RowFacts(
-            status=str(execution.status),
-            calls=len(execution.checkpoints),
-            tokens=_tokens(execution.llm_calls),
-            cost=_total_cost(execution.llm_calls),
-            interrupted=execution.interrupted,
+        """A row's totals, as the executions table keeps them (no journal is read), and
+        for a running execution whether the process running it is gone."""
+        interrupted = False
+        if summary.status is ExecutionStatus.RUNNING:
+            interrupted = self.client.executions.live_owner(summary.exec_id) is None
+        return _RowFacts(
+            status=str(summary.status),
+            calls=summary.calls,
+            tokens=summary.tokens,
+            cost=summary.cost,
+            interrupted=interrupted,
         )
-        if execution.status.is_finished:
-            with self._lock:
-                self._facts[summary.exec_id] = facts
-        return facts
 
 
 def _summary_row(summary: ExecutionSummary, facts: _RowFacts | None) -> dict[str, Any]:
