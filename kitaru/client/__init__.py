@@ -15,7 +15,7 @@ from kitaru._worker import WorkerSettings, run_worker
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
 from kitaru.client._store_copy import StoreCopyReport, copy_store
-from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries
+from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries, summary_of
 from kitaru.client._views import (
     ArtifactRef,
     CheckpointAttempt,
@@ -211,6 +211,15 @@ class ExecutionsClient:
         """``verify`` every execution of the store, oldest first."""
         rows = self._store.list_executions()
         return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
+
+    def summary(self, exec_id: str) -> ExecutionSummary:
+        """The execution as the executions table records it, totals included (a cheap
+        read: no journal is folded)."""
+        exec_id = self.resolve_id(exec_id)
+        row = self._store.get_execution(exec_id)
+        if row is None:
+            raise KitaruStateError(f"No execution {exec_id}.", exec_id=exec_id)
+        return summary_of(row)
 
     def status(self, exec_id: str) -> ExecutionStatus:
         """The execution's status as the journal holds it now (a cheap read)."""

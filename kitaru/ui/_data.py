@@ -22,7 +22,6 @@ import msgspec
 from kitaru._redaction import Redactor, shown_redactor
 from kitaru.client import (
     CheckpointCall,
-    CostTotal,
     Execution,
     ExecutionStatus,
     ExecutionSummary,
@@ -115,11 +114,6 @@ def _cost(llm_call: LlmCall) -> float | None:
 def _tokens(llm_calls: list[LlmCall]) -> int | None:
     counted = [c.total_tokens for c in llm_calls if c.total_tokens is not None]
     return sum(counted) if counted else None
-
-
-def _total_cost(llm_calls: list[LlmCall]) -> float | None:
-    """What the execution's own requests cost: those a replay reused were paid before."""
-    return CostTotal.of(llm_calls).estimated_usd
 
 
 @dataclass(frozen=True)
@@ -331,9 +325,9 @@ def _call_row(call: CheckpointCall, origin: dt.datetime | None, span_ms: float) 
 def _span(execution: Execution) -> tuple[dt.datetime | None, float]:
     origin = execution.started_at
     end = execution.ended_at or dt.datetime.now(dt.UTC)
-    ends = [c.ended_at for c in execution.checkpoints if c.ended_at is not None]
-    if ends:
-        end = max(end, *ends)
+    last = execution.last_call_ended_at
+    if last is not None:
+        end = max(end, last)
     span = _ms(origin, end) or 0.0
     return origin, max(span, 1.0)
 
@@ -341,8 +335,10 @@ def _span(execution: Execution) -> tuple[dt.datetime | None, float]:
 def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> dict[str, Any]:
     """An execution with one page of its calls (positions in order)."""
     execution = snapshots.execution(exec_id)
-    calls = execution.checkpoints
-    pages = max(1, math.ceil(len(calls) / CALLS_PER_PAGE))
+    # Views of one page of calls only: a 10,000-call execution is not built whole.
+    total = execution.call_count
+    totals = snapshots.client.executions.summary(execution.exec_id)
+    pages = max(1, math.ceil(total / CALLS_PER_PAGE))
     call_page = min(max(call_page, 1), pages)
     start = (call_page - 1) * CALLS_PER_PAGE
     origin, span = _span(execution)
@@ -371,8 +367,8 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
         "result": result,
         "result_error": result_error,
         "failure": _failure(execution.failure),
-        "tokens": _tokens(execution.llm_calls),
-        "cost": _total_cost(execution.llm_calls),
+        "tokens": totals.tokens,
+        "cost": totals.cost,
         "pending_waits": [
             {
                 "wait_id": w.wait_id,
@@ -394,16 +390,18 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
                 "producing_call": a.producing_call,
                 "attempt": a.attempt,
             }
-            for a in execution.artifacts
-            if a.origin == "saved"
+            for a in execution.saved_artifacts
         ],
         "calls": {
-            "total": len(calls),
+            "total": total,
             "page": call_page,
             "pages": pages,
             "per_page": CALLS_PER_PAGE,
             "span_ms": span,
-            "items": [_call_row(c, origin, span) for c in calls[start : start + CALLS_PER_PAGE]],
+            "items": [
+                _call_row(c, origin, span)
+                for c in execution.checkpoints_between(start, start + CALLS_PER_PAGE)
+            ],
         },
     }
     detail: dict[str, Any] = shown(data)
@@ -411,9 +409,9 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
 
 
 def _find_call(execution: Execution, identity: str) -> CheckpointCall:
-    for call in execution.checkpoints:
-        if identity in (call.invocation_id, call.call_id):
-            return call
+    call = execution.find_checkpoint(identity)
+    if call is not None:
+        return call
     from kitaru.errors import KitaruStateError
 
     raise KitaruStateError(
