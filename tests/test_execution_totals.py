@@ -19,6 +19,7 @@ from store_backends import StoreBackend
 
 import kitaru
 from kitaru import checkpoint, flow
+from kitaru._store_check import check_store
 from kitaru._stores import new_store
 from kitaru.client import CostTotal, KitaruClient
 from kitaru.errors import KitaruStateError
@@ -111,6 +112,11 @@ class TestTotalsAgreeWithTheFoldedJournal:
         ids = run_everything()
         for exec_id in ids:
             assert kept(exec_id) == folded(exec_id)
+        store = new_store(store_backend.location(tmp_path / "store"))
+        try:
+            assert check_store(store).problems == []
+        finally:
+            store.close()
         priced, unpriced, replay = (kept(exec_id) for exec_id in ids)
         # Three requests of 1,100 tokens each; a flaky call with two attempts counts once.
         assert priced == (5, 3300, pytest.approx(3 * 0.0035))
