@@ -171,8 +171,10 @@ def _v7(db: Any) -> None:
     A listing shows them for every row it lists; reading each execution's journal for
     them costs time in proportion to its calls. ``execution_calls`` holds the call
     identities already counted, so a call is counted once however many attempts it
-    has. The append that writes the events moves the totals in the same transaction;
-    journals written before are summed here, once.
+    has: a trigger counts each identity inserted there (``INSERT OR IGNORE`` of one
+    seen before inserts nothing), which saves the append a statement per call. The
+    append that writes the events moves the totals in the same transaction; journals
+    written before are summed here, once.
     """
     for statement in (
         "ALTER TABLE executions ADD COLUMN calls INTEGER NOT NULL DEFAULT 0",
@@ -197,6 +199,11 @@ def _v7(db: Any) -> None:
             "UPDATE executions SET calls = ?, tokens = ?, cost = ? WHERE exec_id = ?",
             (len(totals.calls), totals.tokens, totals.cost, exec_id),
         )
+    # Created after the sums above, which set ``calls`` themselves.
+    db.execute(
+        "CREATE TRIGGER execution_calls_count AFTER INSERT ON execution_calls BEGIN "
+        "UPDATE executions SET calls = calls + 1 WHERE exec_id = NEW.exec_id; END"
+    )
 
 
 MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {

@@ -83,8 +83,7 @@ _EXECUTION_COLUMNS = (
     "tokens, cost"
 )
 _NOTE_CALL = "INSERT OR IGNORE INTO execution_calls(exec_id, identity) VALUES (?, ?)"
-_COUNT_CALL = "UPDATE executions SET calls = calls + changes() WHERE exec_id = ?"
-"""Run right after ``_NOTE_CALL``: ``changes()`` is 1 only for an identity not seen before."""
+"""An identity not seen before adds one to ``executions.calls`` (a trigger of schema 7)."""
 _ADD_USAGE = {
     (True, False): "UPDATE executions SET tokens = coalesce(tokens, 0) + ? WHERE exec_id = ?",
     (False, True): "UPDATE executions SET cost = coalesce(cost, 0.0) + ? WHERE exec_id = ?",
@@ -930,7 +929,7 @@ def _rows_of(
 def _totals_writes(exec_id: str, added: TotalsChange) -> list[tuple[str, tuple[object, ...]]]:
     """The writes that add one event's share to the execution's totals."""
     if added.call is not None:
-        return [(_NOTE_CALL, (exec_id, added.call)), (_COUNT_CALL, (exec_id,))]
+        return [(_NOTE_CALL, (exec_id, added.call))]
     known = [value for value in (added.tokens, added.cost) if value is not None]
     statement = _ADD_USAGE[added.tokens is not None, added.cost is not None]
     return [(statement, (*known, exec_id))]
