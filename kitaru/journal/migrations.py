@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from kitaru.journal.read_model import TOTALS_EVENTS, add_totals
-from kitaru.journal.rows import decodable_events
+from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 

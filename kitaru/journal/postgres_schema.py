@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from kitaru.journal.read_model import TOTALS_EVENTS, add_totals
-from kitaru.journal.rows import decodable_events
+from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 

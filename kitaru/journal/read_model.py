@@ -9,9 +9,9 @@ cost), moved by ``totals_change`` in the transaction that appends the events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kitaru.journal.events import (
     CallStarted,
@@ -23,6 +23,7 @@ from kitaru.journal.events import (
     LlmCallRecorded,
     WaitRequested,
     WaitResolved,
+    decode_event,
 )
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Totals",
     "TotalsChange",
     "add_totals",
+    "decodable_events",
     "status_change",
     "totals_change",
 ]
@@ -171,3 +173,16 @@ def add_totals(events: Iterable[Event]) -> Totals:
         if added.cost is not None:
             cost = (cost if cost is not None else 0.0) + added.cost
     return Totals(list(seen), tokens, cost)
+
+
+def decodable_events(rows: Iterable[Sequence[Any]]) -> Iterator[Event]:
+    """The events of ``(type, body)`` rows, leaving out any that cannot be decoded.
+
+    For summing a journal's totals once, when a migration adds them: a damaged event
+    is ``kitaru store check``'s to report, and must not keep the store from opening.
+    """
+    for tag, raw in rows:
+        try:
+            yield decode_event(tag, bytes(raw))
+        except Exception:  # noqa: S112  (damage is reported by the check, not here)
+            continue

@@ -6,7 +6,7 @@ journal do not, so they live here once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from zlib import crc32
 
@@ -14,7 +14,7 @@ from kitaru.errors import BackendFailure, KitaruBackendError
 from kitaru.journal.events import Event, UnknownEventError, decode_event
 from kitaru.journal.store import MemoryRow
 
-__all__ = ["decodable_events", "decode_event_row", "memory_row"]
+__all__ = ["decode_event_row", "memory_row"]
 
 
 def decode_event_row(
@@ -88,16 +88,3 @@ def memory_row(row: Sequence[Any]) -> MemoryRow:
         flow_name=None if flow is None else str(flow),
         call_key=None if call is None else str(call),
     )
-
-
-def decodable_events(rows: Iterable[Sequence[Any]]) -> Iterator[Event]:
-    """The events of ``(type, body)`` rows, leaving out any that cannot be decoded.
-
-    For summing a journal's totals once, when a migration adds them: a damaged event
-    is ``kitaru store check``'s to report, and must not keep the store from opening.
-    """
-    for tag, raw in rows:
-        try:
-            yield decode_event(tag, bytes(raw))
-        except Exception:  # noqa: S112  (damage is reported by the check, not here)
-            continue
