@@ -1,14 +1,18 @@
 """Section 8: ``kitaru ui`` server time on a large store.
 
 A worker builds one journal holding ``executions`` small executions (one checkpoint
-each) and one execution of ``calls`` checkpoints. A real ``kitaru ui`` then serves it on
-127.0.0.1, and each page is requested several times over HTTP; the figure is the
-server's own time for the answer (its ``Server-Timing`` header), median of the repeats.
-The first request of each page is printed apart: it reads what later ones find kept
-(the executions on the page, the large execution's snapshot).
+each) and one execution of ``calls`` checkpoints, the newest, so it is on the first
+executions page. Each page is then served by a fresh ``kitaru ui`` on 127.0.0.1: its
+first answer is the cold view (nothing read before in that process), and the page is
+requested several times more for the warm median. The figures are the server's own
+time for the answer (its ``Server-Timing`` header).
+
+The baseline is what folding the large execution's journal costs (``executions.get``
+and its calls, tokens and cost): what a listing paid for that row before the
+executions table kept each execution's totals.
 
 Targets: the executions page of a 10,000-execution store and the detail page of a
-10,000-call execution, each at most 300 ms.
+10,000-call execution, each at most 300 ms, first view and warm alike.
 
 Worker command line::
 
@@ -73,7 +77,25 @@ def _build(executions: int, calls: int) -> None:
     for i in range(executions):
         small.run(i)
     big = large.run(calls)
-    emit_result({"large": big.exec_id})
+    emit_result({"large": big.exec_id, "fold_s": _fold_seconds(big.exec_id)})
+
+
+def _fold_seconds(exec_id: str) -> float:
+    """Median time to fold the execution's journal into its calls, tokens and cost."""
+    from kitaru.client import CostTotal, KitaruClient
+
+    samples = []
+    for _ in range(3):
+        client = KitaruClient()
+        t0 = time.perf_counter()
+        execution = client.executions.get(exec_id)
+        calls = len(execution.checkpoints)
+        tokens = sum(c.total_tokens or 0 for c in execution.llm_calls)
+        cost = CostTotal.of(execution.llm_calls)
+        samples.append(time.perf_counter() - t0)
+        if calls == 0 or tokens < 0 or cost.unpriced_requests < 0:
+            raise BenchmarkError(f"the fold of {exec_id} found no calls")
+    return median(samples)
 
 
 def _server_ms(base: str, token: str, path: str) -> float:
@@ -87,7 +109,52 @@ def _server_ms(base: str, token: str, path: str) -> float:
     return float(found.group(1)) / 1e3
 
 
-def measure(executions: int, calls: int, workdir: pathlib.Path) -> tuple[list[PageTiming], float]:
+class _Server:
+    """A ``kitaru ui`` process on the store, on a free loopback port."""
+
+    def __init__(self, store: pathlib.Path):
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kitaru",
+                "ui",
+                "--store",
+                str(store),
+                "--port",
+                "0",
+                "--no-open",
+            ],
+            cwd=REPO_ROOT,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "token=" not in line:
+            self.stop()
+            raise BenchmarkError(f"kitaru ui printed {line!r}")
+        url = line.split(": ", 1)[1].strip()
+        self.base, self.token = url.split("/?token=")
+
+    def server_s(self, path: str) -> float:
+        return _server_ms(self.base, self.token, path)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def measure(
+    executions: int, calls: int, workdir: pathlib.Path
+) -> tuple[list[PageTiming], float, float]:
+    """Page timings, the build time and the baseline (one fold of the large journal)."""
     store = workdir / "ui" / "kitaru.db"
     store.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -98,70 +165,61 @@ def measure(executions: int, calls: int, workdir: pathlib.Path) -> tuple[list[Pa
     )
     build_s = time.perf_counter() - t0
     large = built["large"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kitaru", "ui", "--store", str(store), "--port", "0", "--no-open"],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "token=" not in line:
-            raise BenchmarkError(f"kitaru ui printed {line!r}: {proc.stderr.read()[-2000:]}")
-        url = line.split(": ", 1)[1].strip()
-        base, token = url.split("/?token=")
-        timings = []
-        for name, path in (
-            ("executions page", "/"),
-            ("executions page 2", "/?page=2"),
-            ("execution detail", f"/executions/{large}"),
-            ("execution detail, a middle calls page", f"/executions/{large}?calls={calls // 400}"),
-            ("execution detail with a call open", f"/executions/{large}?call=step_{calls // 2}"),
-        ):
-            first = _server_ms(base, token, path)
-            repeats = tuple(_server_ms(base, token, path) for _ in range(REPEATS))
-            timings.append(PageTiming(name, first, repeats))
-    finally:
-        proc.send_signal(signal.SIGINT)
+    timings = []
+    for name, path in (
+        ("executions page", "/"),
+        ("executions page 2", "/?page=2"),
+        ("execution detail", f"/executions/{large}"),
+        ("execution detail, a middle calls page", f"/executions/{large}?calls={calls // 400}"),
+        ("execution detail with a call open", f"/executions/{large}?call=step_{calls // 2}"),
+    ):
+        # A fresh server for each page: its first answer is a cold view.
+        server = _Server(store)
         try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-    return timings, build_s
+            first = server.server_s(path)
+            repeats = tuple(server.server_s(path) for _ in range(REPEATS))
+        finally:
+            server.stop()
+        timings.append(PageTiming(name, first, repeats))
+    return timings, build_s, float(built["fold_s"])
 
 
 def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
-    """Measure and print the page times; return the two targets for the summary."""
+    """Measure and print the page times; return the targets for the summary."""
     executions, calls = (1000, 1000) if quick else (10_000, 10_000)
-    timings, build_s = measure(executions, calls, workdir)
+    timings, build_s, fold_s = measure(executions, calls, workdir)
     print(
         f"  store: {executions:,} one-checkpoint executions and one of {calls:,} checkpoints "
-        f"(built in {build_s:.1f} s); server time per page (Server-Timing), "
-        f"median of {REPEATS} after a first request:"
+        f"(built in {build_s:.1f} s); server time per page (Server-Timing): the first "
+        f"view from a fresh server, and the median of {REPEATS} views after it:"
     )
     for t in timings:
-        print(f"    {t.name:<36} median {ms(t.median_s):>10}   first {ms(t.first):>10}")
+        print(f"    {t.name:<38} first {ms(t.first):>10}   median {ms(t.median_s):>10}")
+    print(
+        f"  baseline: folding the {calls:,}-call journal (what a listing read for that row "
+        f"before the executions table kept totals): {ms(fold_s)}"
+    )
     targets = []
     for t in timings:
         if t.name not in ("executions page", "execution detail"):
             continue
-        met = t.median_s <= TARGET_S
         size = f"{executions:,} executions" if t.name == "executions page" else f"{calls:,} calls"
-        print(f"  {t.name} ({size}): {ms(t.median_s)}   target <= 300 ms   {verdict(met)}")
-        targets.append(
-            Target(
-                name=f"ui {t.name} ({size})",
-                figure=ms(t.median_s),
-                baseline=f"first request {ms(t.first)}",
-                ratio="",
-                target="<= 300 ms",
-                met=met,
+        for view, seconds in (("first view", t.first), ("warm median", t.median_s)):
+            met = seconds <= TARGET_S
+            print(
+                f"  {t.name} ({size}), {view}: {ms(seconds)}   baseline fold {ms(fold_s)}   "
+                f"target <= 300 ms   {verdict(met)}"
             )
-        )
+            targets.append(
+                Target(
+                    name=f"ui {t.name} ({size}), {view}",
+                    figure=ms(seconds),
+                    baseline=f"fold {ms(fold_s)}",
+                    ratio=f"{seconds / fold_s:.2f}x",
+                    target="<= 300 ms",
+                    met=met,
+                )
+            )
     return targets
 
 

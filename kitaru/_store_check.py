@@ -20,7 +20,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.payloads import content_hash
 from kitaru.journal.store import Store
-from kitaru.replay.state import JournalShapeError, fold
+from kitaru.replay.state import ExecutionState, JournalShapeError, fold
 
 __all__ = ["IntegrityReport", "check_store"]
 
@@ -93,6 +93,18 @@ def check_store(store: Store) -> IntegrityReport:
     return report
 
 
+def _totals(state: ExecutionState) -> tuple[int, int | None, float | None]:
+    """Calls, tokens and estimated cost as the folded events give them (the executions
+    table must keep the same)."""
+    known = [e.usage.total_tokens for e in state.llm_calls if e.usage.total_tokens is not None]
+    costs = [
+        e.estimated_cost
+        for e in state.llm_calls
+        if e.estimated_cost is not None and not e.cost_reused
+    ]
+    return len(state.calls), sum(known) if known else None, sum(costs) if costs else None
+
+
 def _check_execution(
     store: Store, exec_id: str, stored: dict[str, bytes], report: IntegrityReport
 ) -> None:
@@ -113,6 +125,14 @@ def _check_execution(
         report.problems.append(
             f"execution {exec_id}: executions table says {row.status}, events say {state.status}"
         )
+    if row is not None:
+        kept = (row.calls, row.tokens, row.cost)
+        folded = _totals(state)
+        if kept != folded:
+            report.problems.append(
+                f"execution {exec_id}: executions table counts calls, tokens and cost "
+                f"{kept}, events say {folded}"
+            )
     for stored_event in events:
         event = stored_event.event
         if isinstance(event, LlmCallRecorded):

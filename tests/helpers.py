@@ -268,3 +268,23 @@ def started(proc: subprocess.Popen[str]) -> str:
             exec_id: str = data["exec_id"]
             return exec_id
     pytest.fail(f"the flow process ended ({proc.wait()}) without printing its execution id")
+
+
+def line_before_communicate(proc: subprocess.Popen[str]) -> str:
+    """Read one line of ``proc``'s stdout and nothing after it, for a test that then
+    calls ``proc.communicate()``.
+
+    ``proc.stdout.readline()`` may pull the following lines into the stream's buffer,
+    and ``communicate()`` with stdout and stderr piped reads the pipes' descriptors
+    directly, so the buffered lines would be lost to it. Bytes are read one at a time
+    here, so everything after the newline stays in the pipe.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        data += byte
+    return data.decode()

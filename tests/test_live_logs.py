@@ -130,6 +130,54 @@ class TestLinesOfARunningAttempt:
         assert 1 <= len(chunks) <= 20
 
 
+_slow_printed = threading.Event()
+_fast_done = threading.Event()
+_slow_release = threading.Event()
+
+
+@checkpoint
+def prints_and_holds() -> str:
+    print("held line")
+    _slow_printed.set()
+    _slow_release.wait(TIMEOUT)
+    return "held"
+
+
+@checkpoint
+def prints_after_the_held_one() -> str:
+    _slow_printed.wait(TIMEOUT)
+    print("later line")
+    return "quick"
+
+
+@flow
+def side_by_side() -> list[str]:
+    held_call = prints_and_holds.submit()
+    quick_call = prints_after_the_held_one.submit()
+    quick = quick_call.load()
+    _fast_done.set()
+    return [held_call.load(), quick]
+
+
+class TestLinesReachTheJournalInPrintOrder:
+    def test_an_attempt_that_ends_takes_earlier_lines_of_running_ones_along(self) -> None:
+        """When a checkpoint ends, lines a concurrent one printed before are journaled too."""
+        for event in (_slow_printed, _fast_done, _slow_release):
+            event.clear()
+        handle = side_by_side.run(background=True)
+        try:
+            assert _fast_done.wait(TIMEOUT)
+            # The held checkpoint's line was printed before the other one's, so it is in
+            # the journal no later than it, not a shipping interval later.
+            assert messages(handle.exec_id) == [(1, "held line"), (1, "later line")]
+            events = [e.event for e in open_store().read_events(handle.exec_id)]
+            calls = [e.call for e in events if isinstance(e, LogsCaptured)]
+            assert calls == ["prints_and_holds", "prints_after_the_held_one"]
+        finally:
+            _slow_release.set()
+        assert handle.wait() == ["held", "quick"]
+
+
 class TestCrashKeepsPrintedLines:
     @pytest.mark.slow
     def test_sigkill_mid_checkpoint_keeps_lines_and_resume_adds_its_own(

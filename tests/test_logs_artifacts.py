@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import REPO, TIMEOUT, background, child_env, kitaru, kitaru_command, started
+from helpers import (
+    REPO,
+    TIMEOUT,
+    background,
+    child_env,
+    kitaru,
+    kitaru_command,
+    line_before_communicate,
+    started,
+)
 
 import kitaru as kt
 from kitaru import (
@@ -291,11 +300,6 @@ class TestFollow:
         assert [r["checkpoint"] for r in rows[::2]] == ["tick"] + [f"tick_{i}" for i in range(2, 7)]
 
     @pytest.mark.slow
-    @pytest.mark.xfail(
-        reason="known bug, intermittent: the follower sometimes never prints the fast "
-        "checkpoint's line now that lines are journaled while attempts run",
-        strict=False,
-    )
     def test_follow_shows_concurrent_checkpoints_lines_once_as_they_print(
         self, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -308,8 +312,7 @@ class TestFollow:
         ) as runner:
             exec_id = started(runner)
             with follow(exec_id, elsewhere) as follower:
-                assert follower.stdout is not None
-                first = json.loads(follower.stdout.readline())
+                first = json.loads(line_before_communicate(follower))
                 assert first["message"] == "slow starts"
                 assert not release.exists()
                 release.touch()

@@ -89,6 +89,16 @@ class TestCheck:
         report = check_store(open_store())
         assert any("executions table says running" in p for p in report.problems)
 
+    def test_totals_that_disagree_with_the_events_are_reported(self, journal: Path) -> None:
+        """Calls, tokens or cost in the executions table that the events do not give
+        are reported."""
+        assert check_store(open_store()).problems == []
+        conn = sqlite3.connect(journal)
+        conn.execute("UPDATE executions SET calls = calls + 1, tokens = 7")
+        conn.commit()
+        report = check_store(open_store())
+        assert any("executions table counts calls, tokens and cost" in p for p in report.problems)
+
 
 class TestEventChecksums:
     def test_a_flipped_byte_inside_an_event_is_caught(self, journal: Path) -> None:

@@ -38,12 +38,14 @@ from strategies import event_batches
 from kitaru._stores import new_store
 from kitaru.errors import BackendFailure, KitaruBackendError, KitaruLeaseLostError
 from kitaru.journal.events import (
+    CallStarted,
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionResumed,
     ExecutionStarted,
+    LlmCallRecorded,
     WaitRequested,
     WaitResolved,
 )
@@ -84,6 +86,9 @@ class _Execution:
     original_exec_id: str | None
     failure: str | None
     order: int
+    calls: int = 0
+    tokens: int | None = None
+    cost: float | None = None
 
 
 def _status(event: Event) -> tuple[str, bool, str | None] | None:
@@ -101,6 +106,24 @@ def _status(event: Event) -> tuple[str, bool, str | None] | None:
     return None
 
 
+def _totals(row: _Execution | None, noted: set[str], event: Event) -> None:
+    """What an event adds to its execution's totals: written here from the spec.
+
+    A call identity counts once (noted even while the execution has no row yet); a
+    model request adds its known tokens, and its known cost unless a replay reused it.
+    """
+    if isinstance(event, CallStarted | WaitRequested):
+        if event.identity not in noted:
+            noted.add(event.identity)
+            if row is not None:
+                row.calls += 1
+    elif isinstance(event, LlmCallRecorded) and row is not None:
+        if event.usage.total_tokens is not None:
+            row.tokens = (row.tokens or 0) + event.usage.total_tokens
+        if event.estimated_cost is not None and not event.cost_reused:
+            row.cost = (row.cost or 0.0) + event.estimated_cost
+
+
 @dataclass
 class ModelStore:
     """What the journal must hold: plain dicts."""
@@ -108,6 +131,8 @@ class ModelStore:
     events: dict[str, dict[int, tuple[float, Event]]] = field(default_factory=dict)
     payloads: dict[str, bytes] = field(default_factory=dict)
     executions: dict[str, _Execution] = field(default_factory=dict)
+    noted: dict[str, set[str]] = field(default_factory=dict)
+    """Call identities counted in each execution's totals."""
     leases: dict[str, Lease] = field(default_factory=dict)
     locks: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Kernel locks: execution -> (store that holds it, owner it holds it for)."""
@@ -210,8 +235,9 @@ class ModelStore:
                     order=len(self.executions),
                 )
                 continue
-            change = _status(event)
             row = self.executions.get(exec_id)
+            _totals(row, self.noted.setdefault(exec_id, set()), event)
+            change = _status(event)
             if change is not None and row is not None:
                 row.status, finished, row.failure = change
                 row.ended_at = at if finished else None
@@ -240,6 +266,9 @@ class ModelStore:
             row.ended_at,
             row.original_exec_id,
             row.failure,
+            row.calls,
+            row.tokens,
+            row.cost,
         )
 
     def listed(self, status: str | None) -> list[ExecutionRow]:

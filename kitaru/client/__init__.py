@@ -16,7 +16,7 @@ from kitaru._worker import WorkerSettings, run_worker
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._memories import MemoriesClient
 from kitaru.client._store_copy import StoreCopyReport, copy_store
-from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries
+from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries, summary_of
 from kitaru.client._views import (
     ArtifactRef,
     CheckpointAttempt,
@@ -176,7 +176,8 @@ class ExecutionsClient:
         self, flow: str | None = None, status: str | None = None, id_prefix: str | None = None
     ) -> builtins.list[ExecutionSummary]:
         """Executions as the executions table lists them, newest first, without reading
-        their journals: cheap for thousands (no calls, tokens or payloads)."""
+        their journals: cheap for thousands. Each carries the execution's totals (calls,
+        tokens, estimated cost) as the table keeps them, but no calls or payloads."""
         if status is not None and status not in EXECUTION_STATUSES:
             raise KitaruUsageError(
                 f"status={status!r} is not an execution status; use one of "
@@ -219,6 +220,15 @@ class ExecutionsClient:
         """``verify`` every execution of the store, oldest first."""
         rows = self._store.list_executions()
         return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
+
+    def summary(self, exec_id: str) -> ExecutionSummary:
+        """The execution as the executions table records it, totals included (a cheap
+        read: no journal is folded)."""
+        exec_id = self.resolve_id(exec_id)
+        row = self._store.get_execution(exec_id)
+        if row is None:
+            raise KitaruStateError(f"No execution {exec_id}.", exec_id=exec_id)
+        return summary_of(row)
 
     def status(self, exec_id: str) -> ExecutionStatus:
         """The execution's status as the journal holds it now (a cheap read)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -316,6 +316,30 @@ class Execution:
     def checkpoints(self) -> list[CheckpointCall]:
         """The durable calls, in order (read from the journal on first access)."""
         return self._calls.checkpoints if self._calls is not None else []
+
+    @property
+    def call_count(self) -> int:
+        """How many durable calls it has, without building a view of each."""
+        return self._calls.count if self._calls is not None else 0
+
+    def checkpoints_between(self, start: int, stop: int) -> list[CheckpointCall]:
+        """``checkpoints[start:stop]``, building views of those calls only: one page
+        of an execution with 10,000 calls costs a page, not the whole list."""
+        return self._calls.between(start, stop) if self._calls is not None else []
+
+    def find_checkpoint(self, identity: str) -> CheckpointCall | None:
+        """The call with this identity or call id, or None (builds that one view)."""
+        return self._calls.find(identity) if self._calls is not None else None
+
+    @property
+    def last_call_ended_at(self) -> dt.datetime | None:
+        """When the call that ended last ended; None if none has."""
+        return self._calls.last_ended_at if self._calls is not None else None
+
+    @property
+    def saved_artifacts(self) -> list[ArtifactRef]:
+        """What ``kitaru.save()`` saved, without views of every call's output."""
+        return self._calls.saved_artifacts if self._calls is not None else []
 
     @property
     def llm_calls(self) -> list[LlmCall]:
@@ -651,16 +675,31 @@ def _artifact(  # noqa: PLR0917  (one constructor for the three origins below)
     )
 
 
-def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
-    """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution."""
+def artifacts_of(
+    state: ExecutionState,
+    store: Store,
+    calls: Collection[str] | None = None,
+    *,
+    saved_only: bool = False,
+) -> list[ArtifactRef]:
+    """Saved artifacts, checkpoint outputs and llm prompts/responses of an execution.
+
+    ``calls`` keeps those of the calls with these identities; ``saved_only`` keeps the
+    saved ones (the others are one per call, and so many in a large execution).
+    """
     refs: list[ArtifactRef] = []
     exec_id = state.exec_id
+
+    def wanted(identity: str | None) -> bool:
+        return calls is None or identity in calls
 
     def name_of(identity: str | None) -> str | None:
         call = state.calls.get(identity or "")
         return call.name if call is not None else identity
 
     for seq, saved in state.artifacts:
+        if not wanted(saved.call):
+            continue
         refs.append(
             _artifact(
                 exec_id,
@@ -675,7 +714,14 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
                 _value_loader(store, saved.value),
             )
         )
-    for _, call in sorted(state.by_position.items()):
+    if saved_only:
+        return refs
+    ordered = sorted(state.by_position.items())
+    if calls is not None:
+        ordered = sorted(
+            (state.calls[i].position, state.calls[i]) for i in calls if i in state.calls
+        )
+    for _, call in ordered:
         if (
             call.kind in (CallKind.CHECKPOINT, CallKind.LLM)
             and call.status is ExecutionStatus.COMPLETED
@@ -704,6 +750,8 @@ def artifacts_of(state: ExecutionState, store: Store) -> list[ArtifactRef]:
             "response": _value_loader(store, event.response),
         }
         producer = event.parent or event.name
+        if not wanted(producer):
+            continue
         for kind, loader in loaders.items():
             refs.append(
                 _artifact(
@@ -732,17 +780,25 @@ def _artifacts_by_call(refs: list[ArtifactRef]) -> dict[str, list[ArtifactRef]]:
     return grouped
 
 
-def _original_call_ids(state: ExecutionState, store: Store) -> dict[str, str]:
+def _original_call_ids(
+    state: ExecutionState, store: Store, calls: Collection[str] | None = None
+) -> dict[str, str]:
     """For calls whose output was reused from another execution: that execution's call id.
 
     A replay keeps identities and positions; a cache hit keeps the identity, or at
-    least the output, of the call it reused.
+    least the output, of the call it reused. ``calls`` keeps the calls with these
+    identities.
     """
     from kitaru.runtime.runner import load_state
 
     found: dict[str, str] = {}
     sources: dict[str, ExecutionState | None] = {}
-    for call in state.calls.values():
+    records = (
+        list(state.calls.values())
+        if calls is None
+        else [state.calls[i] for i in calls if i in state.calls]
+    )
+    for call in records:
         source_id = call.reused_from or call.cached_from
         if source_id is None:
             continue
@@ -829,9 +885,21 @@ class _CallViews:
 
     @functools.cached_property
     def checkpoints(self) -> list[CheckpointCall]:
+        return self._views(self._ordered, self.artifacts, None)
+
+    @functools.cached_property
+    def _ordered(self) -> list[CallRecord]:
+        return [c for _, c in sorted(self.state.by_position.items())]
+
+    def _views(
+        self,
+        records: list[CallRecord],
+        artifacts: list[ArtifactRef],
+        only: Collection[str] | None,
+    ) -> list[CheckpointCall]:
         state, store = self.state, self._store
-        by_call = _artifacts_by_call(self.artifacts)
-        originals = _original_call_ids(state, store)
+        by_call = _artifacts_by_call(artifacts)
+        originals = _original_call_ids(state, store, only)
         call_ids = {identity: c.call_id for identity, c in state.calls.items()}
         return [
             _call(
@@ -842,8 +910,41 @@ class _CallViews:
                 originals.get(c.identity),
                 call_ids=call_ids,
             )
-            for _, c in sorted(state.by_position.items())
+            for c in records
         ]
+
+    @property
+    def count(self) -> int:
+        return len(self.state.by_position)
+
+    def between(self, start: int, stop: int) -> list[CheckpointCall]:
+        if "checkpoints" in self.__dict__:
+            return self.checkpoints[start:stop]
+        records = self._ordered[start:stop]
+        only = {c.identity for c in records}
+        return self._views(records, artifacts_of(self.state, self._store, only), only)
+
+    def find(self, identity: str) -> CheckpointCall | None:
+        state = self.state
+        record = state.calls.get(identity)
+        if record is None:
+            record = next((c for c in state.calls.values() if c.call_id == identity), None)
+        if record is None:
+            return None
+        only = {record.identity}
+        (view,) = self._views([record], artifacts_of(state, self._store, only), only)
+        return view
+
+    @property
+    def last_ended_at(self) -> dt.datetime | None:
+        ends = [c.ended_at for c in self.state.calls.values() if c.ended_at is not None]
+        return _time(max(ends)) if ends else None
+
+    @functools.cached_property
+    def saved_artifacts(self) -> list[ArtifactRef]:
+        if "artifacts" in self.__dict__:
+            return [a for a in self.artifacts if a.origin == "saved"]
+        return artifacts_of(self.state, self._store, saved_only=True)
 
     @functools.cached_property
     def llm_calls(self) -> list[LlmCall]:

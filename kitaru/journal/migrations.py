@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
+
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 
 class SchemaError(Exception):
@@ -159,6 +161,50 @@ def _v6(db: Any) -> None:
         db.execute(statement if statement.endswith(";") else statement + ";")
 
 
+_TOTALS_ROWS = "SELECT type, body FROM events WHERE exec_id = ? AND type IN ({marks}) ORDER BY seq"
+
+
+def _v7(db: Any) -> None:
+    """Per-execution totals in the executions table: calls, tokens, estimated cost.
+
+    A listing shows them for every row it lists; reading each execution's journal for
+    them costs time in proportion to its calls. ``execution_calls`` holds the call
+    identities already counted, so a call is counted once however many attempts it
+    has: a trigger counts each identity inserted there (``INSERT OR IGNORE`` of one
+    seen before inserts nothing), which saves the append a statement per call. The
+    append that writes the events moves the totals in the same transaction; journals
+    written before are summed here, once.
+    """
+    for statement in (
+        "ALTER TABLE executions ADD COLUMN calls INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE executions ADD COLUMN tokens INTEGER",
+        "ALTER TABLE executions ADD COLUMN cost REAL",
+        "CREATE TABLE execution_calls (exec_id TEXT NOT NULL, identity TEXT NOT NULL, "
+        "PRIMARY KEY (exec_id, identity)) WITHOUT ROWID",
+    ):
+        db.execute(statement)
+    conn = db.conn
+    exec_ids = [row[0] for row in conn.execute("SELECT exec_id FROM executions")]
+    tags = sorted(TOTALS_EVENTS)
+    marks = ", ".join("?" * len(tags))
+    for exec_id in exec_ids:
+        rows = conn.execute(_TOTALS_ROWS.format(marks=marks), (exec_id, *tags))
+        totals = add_totals(decodable_events(rows))
+        conn.executemany(
+            "INSERT INTO execution_calls(exec_id, identity) VALUES (?, ?)",
+            [(exec_id, identity) for identity in totals.calls],
+        )
+        conn.execute(
+            "UPDATE executions SET calls = ?, tokens = ?, cost = ? WHERE exec_id = ?",
+            (len(totals.calls), totals.tokens, totals.cost, exec_id),
+        )
+    # Created after the sums above, which set ``calls`` themselves.
+    db.execute(
+        "CREATE TRIGGER execution_calls_count AFTER INSERT ON execution_calls BEGIN "
+        "UPDATE executions SET calls = calls + 1 WHERE exec_id = NEW.exec_id; END"
+    )
+
+
 MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
     1: _v1,
     2: _v2,
@@ -166,6 +212,7 @@ MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
     4: _v4,
     5: _v5,
     6: _v6,
+    7: _v7,
 }
 
 

@@ -51,7 +51,7 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
-from kitaru.journal.read_model import status_change
+from kitaru.journal.read_model import TotalsChange, status_change, totals_change
 from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
@@ -65,7 +65,10 @@ from kitaru.journal.store import (
 
 __all__ = ["PostgresStore", "redact_url"]
 
-_EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
+_EXECUTION_COLUMNS = (
+    "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure, calls, "
+    "tokens, cost"
+)
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _MEMORY_COLUMNS = (
     "id, scope_type, scope, key, version, deleted, value, value_type, created_at, exec_id, "
@@ -410,8 +413,36 @@ class PostgresStore:
                             (change.status, ended, change.failure, exec_id),
                         )
                     )
+            added = totals_change(event)
+            if added is not None:
+                derived.append(self._totals_write(exec_id, added))
             seq += 1
         return rows, derived
+
+    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
+        """The write that adds one event's share to the execution's totals."""
+        s = self._s
+        if added.call is not None:
+            # A call counts once: only an identity not noted before adds to ``calls``.
+            return (
+                f"WITH noted AS (INSERT INTO {s}.execution_calls(exec_id, identity) "
+                "VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1) "
+                f"UPDATE {s}.executions SET calls = calls + (SELECT count(*) FROM noted) "
+                "WHERE exec_id = %s",
+                (exec_id, added.call, exec_id),
+            )
+        sets = []
+        params: list[object] = []
+        if added.tokens is not None:
+            sets.append("tokens = coalesce(tokens, 0) + %s")
+            params.append(added.tokens)
+        if added.cost is not None:
+            sets.append("cost = coalesce(cost, 0.0) + %s")
+            params.append(added.cost)
+        return (
+            f"UPDATE {s}.executions SET {', '.join(sets)} WHERE exec_id = %s",
+            (*params, exec_id),
+        )
 
     def read_events(
         self, exec_id: str, after_seq: int = 0, *, only: Collection[str] | None = None

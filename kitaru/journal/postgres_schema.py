@@ -8,11 +8,14 @@ store's: triggers refuse to update or delete events, payloads and memory version
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
+
+from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _MIGRATION_LOCK: Final = (0x4B697461, 0)
 """Advisory-lock key that serialises migrations across processes."""
@@ -133,7 +136,47 @@ CREATE TABLE {s}.workers (
 """Version 2: the run queue that ``kitaru worker`` processes claim from, and the
 workers themselves with their heartbeats (both on the server's clock)."""
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2}
+_V3 = """
+ALTER TABLE {s}.executions ADD COLUMN calls integer NOT NULL DEFAULT 0;
+ALTER TABLE {s}.executions ADD COLUMN tokens bigint;
+ALTER TABLE {s}.executions ADD COLUMN cost double precision;
+CREATE TABLE {s}.execution_calls (
+    exec_id text NOT NULL,
+    identity text NOT NULL,
+    PRIMARY KEY (exec_id, identity)
+);
+"""
+"""Version 3: per-execution totals (calls, tokens, estimated cost) kept by the append
+that writes the events, so a listing reads no events; ``execution_calls`` holds the
+call identities already counted. Journals written before are summed once, below."""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3}
+
+
+def _sum_totals(conn: Any, s: str) -> None:
+    """Fill the totals of the executions recorded before version 3."""
+    tags = sorted(TOTALS_EVENTS)
+    exec_ids = [row[0] for row in conn.execute(f"SELECT exec_id FROM {s}.executions")]
+    for exec_id in exec_ids:
+        rows = conn.execute(
+            f"SELECT type, body FROM {s}.events WHERE exec_id = %s AND type = ANY(%s) ORDER BY seq",
+            (exec_id, tags),
+        ).fetchall()
+        totals = add_totals(decodable_events(rows))
+        if totals.calls:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {s}.execution_calls(exec_id, identity) VALUES (%s, %s)",
+                    [(exec_id, identity) for identity in totals.calls],
+                )
+        conn.execute(
+            f"UPDATE {s}.executions SET calls = %s, tokens = %s, cost = %s WHERE exec_id = %s",
+            (len(totals.calls), totals.tokens, totals.cost, exec_id),
+        )
+
+
+_AFTER: Final[dict[int, Callable[[Any, str], None]]] = {3: _sum_totals}
+"""Steps that fill new columns from what the journal already holds."""
 
 
 class SchemaVersionError(Exception):
@@ -176,6 +219,8 @@ def migrate(conn: Any, schema: str) -> None:
             )
         for step in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute(MIGRATIONS[step].format(s=s))
+            if step in _AFTER and version > 0:
+                _AFTER[step](conn, s)
         if version < SCHEMA_VERSION:
             conn.execute(
                 f"INSERT INTO {s}.meta(key, value) VALUES ('application', 'kitaru'), "

@@ -39,7 +39,7 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
-from kitaru.journal.read_model import status_change
+from kitaru.journal.read_model import TotalsChange, status_change, totals_change
 from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
     ExecutionRow,
@@ -75,7 +75,19 @@ _INSERT_EXECUTION = (
 )
 _INDEX_CACHE = "INSERT OR REPLACE INTO call_cache(key, exec_id, seq) VALUES (?, ?, ?)"
 _UPDATE_STATUS = "UPDATE executions SET status = ?, ended_at = ?, failure = ? WHERE exec_id = ?"
-_EXECUTION_COLUMNS = "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure"
+_EXECUTION_COLUMNS = (
+    "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure, calls, "
+    "tokens, cost"
+)
+_NOTE_CALL = "INSERT OR IGNORE INTO execution_calls(exec_id, identity) VALUES (?, ?)"
+"""An identity not seen before adds one to ``executions.calls`` (a trigger of schema 7)."""
+_ADD_USAGE = {
+    (True, False): "UPDATE executions SET tokens = coalesce(tokens, 0) + ? WHERE exec_id = ?",
+    (False, True): "UPDATE executions SET cost = coalesce(cost, 0.0) + ? WHERE exec_id = ?",
+    (True, True): "UPDATE executions SET tokens = coalesce(tokens, 0) + ?, "
+    "cost = coalesce(cost, 0.0) + ? WHERE exec_id = ?",
+}
+"""By (tokens known, cost known): one request's usage, added in journal order."""
 _LEASE_COLUMNS = "exec_id, owner, host, pid, pid_started, expires_at"
 _LEASE_OWNER = "SELECT owner FROM leases WHERE exec_id = ?"
 _MEMORY_COLUMNS = (
@@ -881,8 +893,20 @@ def _rows_of(
             if change is not None:
                 ended = at if change.finished else None
                 derived.append((_UPDATE_STATUS, (change.status, ended, change.failure, exec_id)))
+        added = totals_change(event)
+        if added is not None:
+            derived.extend(_totals_writes(exec_id, added))
         seq += 1
     return rows, derived
+
+
+def _totals_writes(exec_id: str, added: TotalsChange) -> list[tuple[str, tuple[object, ...]]]:
+    """The writes that add one event's share to the execution's totals."""
+    if added.call is not None:
+        return [(_NOTE_CALL, (exec_id, added.call))]
+    known = [value for value in (added.tokens, added.cost) if value is not None]
+    statement = _ADD_USAGE[added.tokens is not None, added.cost is not None]
+    return [(statement, (*known, exec_id))]
 
 
 def _memory_taken(location: str, row: MemoryRow) -> JournalConflictError:

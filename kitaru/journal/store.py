@@ -52,6 +52,13 @@ class ExecutionRow(msgspec.Struct, frozen=True):
     ended_at: float | None
     original_exec_id: str | None
     failure: str | None
+    calls: int = 0
+    """Durable calls it has started (each once, whatever its attempts)."""
+    tokens: int | None = None
+    """Tokens of its model requests; None while no request's usage is known."""
+    cost: float | None = None
+    """Estimated US dollars of the model requests it made (not those a replay reused);
+    None while no request's cost is known."""
 
 
 class Lease(msgspec.Struct, frozen=True):

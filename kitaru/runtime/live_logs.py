@@ -63,34 +63,43 @@ def finish(scope: CallScope) -> list[LogEntry]:
     """End live shipping for the attempt; return its lines not journaled yet.
 
     A chunk the shipper is queueing is queued before this returns, and nothing of the
-    attempt is queued after the lines it returns. Call it without holding the writer's
-    lock (the shipper may be waiting for that lock).
+    attempt is queued after the lines it returns. The new lines of the execution's
+    other running attempts are queued now too, ahead of the returned ones: an attempt's
+    end is appended at once, and a line another attempt printed before it must not
+    reach the journal (and a follower of it) a shipping interval later. Call it without
+    holding the writer's lock (the shipper may be waiting for that lock).
     """
-    with _queueing, _lock:
-        _shipping.pop(id(scope), None)
-        scope.shipping = True
-        rest = scope.logs[scope.shipped :]
-        scope.shipped = len(scope.logs)
+    with _queueing:
+        with _lock:
+            entry = _shipping.pop(id(scope), None)
+            scope.shipping = True
+            rest = scope.logs[scope.shipped :]
+            scope.shipped = len(scope.logs)
+            earlier = [] if entry is None else _take(writer=entry[1])
+        for writer, event in earlier:
+            writer.defer(event)
         return rest
 
 
-def _take() -> list[tuple[JournalWriter, LogsCaptured]]:
-    """The new lines of every attempt shipping, as events for their writers."""
+def _take(writer: JournalWriter | None = None) -> list[tuple[JournalWriter, LogsCaptured]]:
+    """The new lines of every attempt shipping (of ``writer``'s execution only, if
+    given), as events for their writers. The caller holds ``_lock``."""
     taken = []
-    with _lock:
-        for scope, writer in list(_shipping.values()):
-            if writer.closed:
-                # The attempt was interrupted (its outcome is not recorded either).
-                _shipping.pop(id(scope), None)
-                continue
-            end = len(scope.logs)
-            if end <= scope.shipped:
-                continue
-            chunk = tuple(scope.logs[scope.shipped : end])
-            scope.shipped = end
-            taken.append(
-                (writer, LogsCaptured(call=scope.identity, attempt=scope.attempt, entries=chunk))
-            )
+    for scope, owner in list(_shipping.values()):
+        if writer is not None and owner is not writer:
+            continue
+        if owner.closed:
+            # The attempt was interrupted (its outcome is not recorded either).
+            _shipping.pop(id(scope), None)
+            continue
+        end = len(scope.logs)
+        if end <= scope.shipped:
+            continue
+        chunk = tuple(scope.logs[scope.shipped : end])
+        scope.shipped = end
+        taken.append(
+            (owner, LogsCaptured(call=scope.identity, attempt=scope.attempt, entries=chunk))
+        )
     return taken
 
 
@@ -101,7 +110,9 @@ def _loop() -> None:
                 _wake.wait()
         time.sleep(SHIP_EVERY)
         with _queueing:
-            for writer, event in _take():
+            with _lock:
+                taken = _take()
+            for writer, event in taken:
                 # Only queued: the writer's flusher (or the attempt's own next append)
                 # writes it, fenced by the execution's lease like every append.
                 writer.defer(event)

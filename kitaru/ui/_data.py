@@ -22,7 +22,6 @@ import msgspec
 from kitaru._redaction import Redactor, shown_redactor
 from kitaru.client import (
     CheckpointCall,
-    CostTotal,
     Execution,
     ExecutionStatus,
     ExecutionSummary,
@@ -54,7 +53,7 @@ rows stay a few hundred elements whatever the execution's size."""
 _VALUE_CHARS = 20_000
 """Longer values are cut for display; the whole value is an artifact to load."""
 _TOKENS_HISTORY = 200
-"""Tokens over time reads this many of a flow's latest executions' journals."""
+"""Tokens over time charts this many of a flow's latest executions."""
 
 
 def shown(data: Any) -> Any:
@@ -117,14 +116,9 @@ def _tokens(llm_calls: list[LlmCall]) -> int | None:
     return sum(counted) if counted else None
 
 
-def _total_cost(llm_calls: list[LlmCall]) -> float | None:
-    """What the execution's own requests cost: those a replay reused were paid before."""
-    return CostTotal.of(llm_calls).estimated_usd
-
-
 @dataclass(frozen=True)
 class _RowFacts:
-    """What a list row needs from an execution's journal: read once per finished one."""
+    """What a list row shows beyond the executions table's own columns."""
 
     status: str
     calls: int
@@ -141,7 +135,6 @@ class Snapshots:
         self._size = size
         self._lock = threading.Lock()
         self._executions: OrderedDict[str, Execution] = OrderedDict()
-        self._facts: dict[str, _RowFacts] = {}
         self._inputs: dict[str, Any] = {}
         self._logs: OrderedDict[str, tuple[str, list[LogEntry]]] = OrderedDict()
 
@@ -191,25 +184,18 @@ class Snapshots:
         return value
 
     def row_facts(self, summary: ExecutionSummary) -> _RowFacts:
-        with self._lock:
-            kept = self._facts.get(summary.exec_id)
-        if kept is not None and kept.status == summary.status and summary.status.is_finished:
-            return kept
-        try:
-            execution = self.client.executions.get(summary.exec_id)
-        except Exception:  # one unreadable journal must not hide the rest of the page
-            return _RowFacts(str(summary.status), 0, None, None, False)
-        facts = _RowFacts(
-            status=str(execution.status),
-            calls=len(execution.checkpoints),
-            tokens=_tokens(execution.llm_calls),
-            cost=_total_cost(execution.llm_calls),
-            interrupted=execution.interrupted,
+        """A row's totals, as the executions table keeps them (no journal is read), and
+        for a running execution whether the process running it is gone."""
+        interrupted = False
+        if summary.status is ExecutionStatus.RUNNING:
+            interrupted = self.client.executions.live_owner(summary.exec_id) is None
+        return _RowFacts(
+            status=str(summary.status),
+            calls=summary.calls,
+            tokens=summary.tokens,
+            cost=summary.cost,
+            interrupted=interrupted,
         )
-        if execution.status.is_finished:
-            with self._lock:
-                self._facts[summary.exec_id] = facts
-        return facts
 
 
 def _summary_row(summary: ExecutionSummary, facts: _RowFacts | None) -> dict[str, Any]:
@@ -339,9 +325,9 @@ def _call_row(call: CheckpointCall, origin: dt.datetime | None, span_ms: float) 
 def _span(execution: Execution) -> tuple[dt.datetime | None, float]:
     origin = execution.started_at
     end = execution.ended_at or dt.datetime.now(dt.UTC)
-    ends = [c.ended_at for c in execution.checkpoints if c.ended_at is not None]
-    if ends:
-        end = max(end, *ends)
+    last = execution.last_call_ended_at
+    if last is not None:
+        end = max(end, last)
     span = _ms(origin, end) or 0.0
     return origin, max(span, 1.0)
 
@@ -349,8 +335,10 @@ def _span(execution: Execution) -> tuple[dt.datetime | None, float]:
 def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> dict[str, Any]:
     """An execution with one page of its calls (positions in order)."""
     execution = snapshots.execution(exec_id)
-    calls = execution.checkpoints
-    pages = max(1, math.ceil(len(calls) / CALLS_PER_PAGE))
+    # Views of one page of calls only: a 10,000-call execution is not built whole.
+    total = execution.call_count
+    totals = snapshots.client.executions.summary(execution.exec_id)
+    pages = max(1, math.ceil(total / CALLS_PER_PAGE))
     call_page = min(max(call_page, 1), pages)
     start = (call_page - 1) * CALLS_PER_PAGE
     origin, span = _span(execution)
@@ -379,8 +367,8 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
         "result": result,
         "result_error": result_error,
         "failure": _failure(execution.failure),
-        "tokens": _tokens(execution.llm_calls),
-        "cost": _total_cost(execution.llm_calls),
+        "tokens": totals.tokens,
+        "cost": totals.cost,
         "pending_waits": [
             {
                 "wait_id": w.wait_id,
@@ -402,16 +390,18 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
                 "producing_call": a.producing_call,
                 "attempt": a.attempt,
             }
-            for a in execution.artifacts
-            if a.origin == "saved"
+            for a in execution.saved_artifacts
         ],
         "calls": {
-            "total": len(calls),
+            "total": total,
             "page": call_page,
             "pages": pages,
             "per_page": CALLS_PER_PAGE,
             "span_ms": span,
-            "items": [_call_row(c, origin, span) for c in calls[start : start + CALLS_PER_PAGE]],
+            "items": [
+                _call_row(c, origin, span)
+                for c in execution.checkpoints_between(start, start + CALLS_PER_PAGE)
+            ],
         },
     }
     detail: dict[str, Any] = shown(data)
@@ -419,9 +409,9 @@ def execution_detail(snapshots: Snapshots, exec_id: str, *, call_page: int) -> d
 
 
 def _find_call(execution: Execution, identity: str) -> CheckpointCall:
-    for call in execution.checkpoints:
-        if identity in (call.invocation_id, call.call_id):
-            return call
+    call = execution.find_checkpoint(identity)
+    if call is not None:
+        return call
     from kitaru.errors import KitaruStateError
 
     raise KitaruStateError(
