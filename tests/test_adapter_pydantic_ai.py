@@ -5,6 +5,7 @@ openai SDK against the loopback test server."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -286,6 +287,119 @@ def agent_inside_checkpoint(prompt: str) -> str:
 @flow
 def checkpointed_flow(prompt: str) -> str:
     return agent_inside_checkpoint(prompt).load()
+
+
+class TestToolCapture:
+    def test_kitarus_documented_capture_settings_are_accepted(self) -> None:
+        """wrap() takes Kitaru's documented tool_capture_config and per-name overrides."""
+        agent = kp.wrap(
+            Agent(OpenAIChatModel("gpt-4o-mini", provider="openai")),
+            tool_capture_config={"mode": "full"},
+            tool_capture_config_by_name={
+                "quick_check": {"mode": "metadata_only"},
+                "noop": {"mode": "off"},
+            },
+        )
+        assert agent.capture == kp.ToolCapture("full")
+        assert agent.capture_by_name == {
+            "quick_check": kp.ToolCapture("metadata_only"),
+            "noop": kp.ToolCapture("off"),
+        }
+
+    @pytest.mark.parametrize(
+        ("config", "says"),
+        [
+            ({"mode": "everything"}, "has mode 'everything'"),
+            ({"depth": 3}, "unknown keys ['depth']"),
+            ("full", "must be a dict"),
+        ],
+    )
+    def test_a_bad_capture_setting_is_refused_in_one_line(self, config: object, says: str) -> None:
+        """An unknown mode, key or type is refused before anything runs, saying what to use."""
+        with pytest.raises(KitaruUsageError, match=re.escape(says)) as caught:
+            kp.wrap(Agent("test"), tool_capture_config=config)  # type: ignore[arg-type]
+        assert "\n" not in str(caught.value)
+
+    def test_metadata_only_records_the_call_without_its_arguments(
+        self, server: FakeLLMServer, trace: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A metadata_only tool is still a durable call, but its argument preview is not kept."""
+        from llm_flows.pydantic_agent import plan
+
+        monkeypatch.setenv(
+            "ADAPTERFLOW_CAPTURE", json.dumps({"record_step": {"mode": "metadata_only"}})
+        )
+        plan_replies(server, ["secret-step"], "finished")
+
+        handle = plan.run("one step")
+
+        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
+        assert [name for name, _ in calls(handle.exec_id)] == [
+            "model_request",
+            "tool_record_step",
+            "model_request_2",
+        ]
+        previews = tool_previews(handle.exec_id)
+        assert previews == {"tool_record_step": [""]}
+
+    def test_full_capture_keeps_the_argument_preview(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """By default the recorded tool call shows the arguments it was called with."""
+        from llm_flows.pydantic_agent import plan
+
+        plan_replies(server, ["visible-step"], "finished")
+
+        handle = plan.run("one step")
+
+        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
+        assert "visible-step" in tool_previews(handle.exec_id)["tool_record_step"][0]
+
+    @pytest.mark.slow
+    def test_an_off_tool_is_not_recorded_and_runs_again_on_resume(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """With mode off the tool is a plain call: model requests stay durable, the tool
+        is not in the journal, and a resumed run calls it again."""
+        plan_replies(server, ["first", "second"], "all done")
+        capture = json.dumps({"record_step": {"mode": "off"}})
+
+        died = run_flow(
+            "do the plan", env=child_env(ADAPTERFLOW_CAPTURE=capture, ADAPTERFLOW_KILL_AT="second")
+        )
+
+        assert died.returncode == KILLED, died.stderr
+        exec_id = only_exec_id()
+        assert [name for name, _ in calls(exec_id)] == ["model_request", "model_request_2"]
+        assert server.count == 2
+
+        resumed = cli(
+            "executions", "resume", exec_id,
+            cwd=REPO, env=child_env(PYTHONPATH=str(REPO), ADAPTERFLOW_CAPTURE=capture),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert server.count == 3  # the two recorded requests were replayed
+        # Not recorded, the first tool call ran again; the second ran once, after the kill.
+        assert side_effects(trace) == {"first": 2, "second": 1}
+        assert [name for name, _ in calls(exec_id)] == [
+            "model_request",
+            "model_request_2",
+            "model_request_3",
+        ]
+
+
+def tool_previews(exec_id: str) -> dict[str, list[str]]:
+    """The recorded argument previews of each tool call, by call identity."""
+    from kitaru._stores import open_store
+    from kitaru.journal.events import CallStarted
+
+    found: dict[str, list[str]] = {}
+    for stored in open_store().read_events(exec_id):
+        event = stored.event
+        if isinstance(event, CallStarted) and event.identity.startswith("tool_"):
+            found.setdefault(event.identity, []).extend(a.preview for a in event.arguments)
+    return found
 
 
 class TestQuestionTools:

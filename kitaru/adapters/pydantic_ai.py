@@ -18,8 +18,16 @@ A tool made with ``hitl_tool`` asks a person: the agent's call becomes a
 checkpoint, which is recorded as a whole) the wrapped agent makes plain calls.
 
 Tool calls run one at a time, in the order the model asked for them, so a resumed
-run meets its calls in the order they were recorded. Streamed runs (``run_stream``,
-an ``event_stream_handler``) are refused in a flow body: a stream cannot be replayed.
+run meets its calls in the order they were recorded.
+
+``wrap(agent, tool_capture_config=..., tool_capture_config_by_name=...)`` takes
+Kitaru's capture modes per tool. ``full`` (the default) records the call with a
+preview of its arguments; ``metadata_only`` records it without that preview (the
+result is still kept: a resumed run needs it to skip the tool); ``off`` makes the
+tool a plain call that is not recorded, so a resumed run calls it again.
+
+Streamed runs (``run_stream``, an ``event_stream_handler``) are refused in a flow body:
+a stream cannot be replayed.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kitaru.adapters._durable import digest_of, durable_call, in_flow_body
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
@@ -48,11 +56,22 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "Install it with `pip install 'kitaru[pydantic-ai]'`."
     ) from exc
 
-__all__ = ["DurableAgent", "DurableModel", "DurableToolset", "hitl_tool", "wrap"]
+__all__ = [
+    "CaptureMode",
+    "DurableAgent",
+    "DurableModel",
+    "DurableToolset",
+    "ToolCapture",
+    "hitl_tool",
+    "wrap",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TARGET = "kitaru.adapters.pydantic_ai"
+CaptureMode = Literal["full", "metadata_only", "off"]
+_MODES = ("full", "metadata_only", "off")
+_CAPTURE_KEYS = frozenset({"mode", "enabled", "save_args", "save_result", "include_timings"})
 # Fields that differ between two runs of the same conversation (clock readings, ids
 # made up per run); left out of a request's digest so a resumed run matches its record.
 _RUN_LOCAL_FIELDS = frozenset({"timestamp", "run_id", "conversation_id"})
@@ -125,9 +144,52 @@ class DurableModel(WrapperModel):
             yield stream
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolCapture:
+    """How one tool's calls are kept: recorded (``full``, ``metadata_only``) or not."""
+
+    mode: CaptureMode = "full"
+
+    @property
+    def recorded(self) -> bool:
+        return self.mode != "off"
+
+    @property
+    def shows_arguments(self) -> bool:
+        return self.mode == "full"
+
+
+def _capture_of(config: Any, where: str) -> ToolCapture:
+    """Read one of Kitaru's capture configs (``{"mode": ..., "enabled": ...}``)."""
+    if config is None:
+        return ToolCapture()
+    if not isinstance(config, dict):
+        raise KitaruUsageError(
+            f"{where} must be a dict such as {{'mode': 'full'}}, got {type(config).__name__}."
+        )
+    unknown = sorted(set(config) - _CAPTURE_KEYS)
+    if unknown:
+        raise KitaruUsageError(
+            f"{where} has unknown keys {unknown}; use 'mode' (one of {', '.join(_MODES)})."
+        )
+    mode = config.get("mode", "full")
+    if mode not in _MODES:
+        raise KitaruUsageError(
+            f"{where} has mode {mode!r}; use one of {', '.join(repr(m) for m in _MODES)}."
+        )
+    if config.get("enabled", True) is False:
+        return ToolCapture("off")
+    if mode == "full" and config.get("save_args", True) is False:
+        mode = "metadata_only"  # no argument preview; the result stays for replay
+    return ToolCapture(mode)
+
+
 @dataclasses.dataclass
 class DurableToolset(WrapperToolset[Any]):
     """A toolset whose calls, in a flow body, are durable calls named ``tool_<name>``."""
+
+    capture: ToolCapture = dataclasses.field(default_factory=ToolCapture)
+    capture_by_name: dict[str, ToolCapture] = dataclasses.field(default_factory=dict)
 
     async def get_tools(self, ctx: RunContext[Any]) -> dict[str, ToolsetTool[Any]]:
         """The wrapped tools, each made to run alone so calls keep the model's order."""
@@ -148,11 +210,15 @@ class DurableToolset(WrapperToolset[Any]):
         question = _hitl_of(self.wrapped, name)
         if question is not None:
             return _ask(name, tool_args, question)
+        capture = self.capture_by_name.get(name, self.capture)
+        if not capture.recorded:
+            return await super().call_tool(name, tool_args, ctx, tool)
         data = json.dumps(tool_args, sort_keys=True, default=repr).encode()
+        preview = json.dumps(tool_args, default=repr) if capture.shows_arguments else ""
         return await durable_call(
             f"tool_{name}",
             f"{_TARGET}:tool_{name}",
-            digest_of("arguments", data, json.dumps(tool_args, default=repr)),
+            digest_of("arguments", data, preview),
             lambda: super(DurableToolset, self).call_tool(name, tool_args, ctx, tool),
             call_type="tool_call",
             encode=lambda result: result,
@@ -212,6 +278,17 @@ def _ask(name: str, tool_args: dict[str, Any], question: _Question) -> Any:
 class DurableAgent(WrapperAgent[Any, Any]):
     """An agent that runs ``wrapped`` with a ``DurableModel`` and ``DurableToolset``s."""
 
+    def __init__(
+        self,
+        wrapped: Any,
+        *,
+        capture: ToolCapture | None = None,
+        capture_by_name: dict[str, ToolCapture] | None = None,
+    ) -> None:
+        super().__init__(wrapped)
+        self.capture = capture or ToolCapture()
+        self.capture_by_name = dict(capture_by_name or {})
+
     @asynccontextmanager
     async def iter(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """The wrapped agent's run, with its model and every toolset made durable."""
@@ -230,7 +307,10 @@ class DurableAgent(WrapperAgent[Any, Any]):
         extra = kwargs.pop("toolsets", None) or ()
         # Every toolset, the agent's own function tools included, runs wrapped; the
         # agent's unwrapped function toolset is replaced by an empty one meanwhile.
-        toolsets = [DurableToolset(t) for t in [*agent.toolsets, *extra]]
+        toolsets = [
+            DurableToolset(t, capture=self.capture, capture_by_name=self.capture_by_name)
+            for t in [*agent.toolsets, *extra]
+        ]
         with agent.override(model=durable_model, tools=[], toolsets=toolsets):
             async with agent.iter(*args, **kwargs) as run:
                 yield run
@@ -242,17 +322,39 @@ def _infer(name: Any) -> Model:
     return infer_model(name)
 
 
-def wrap(agent: Agent[Any, Any]) -> DurableAgent:
+def wrap(
+    agent: Agent[Any, Any],
+    *,
+    tool_capture_config: dict[str, Any] | None = None,
+    tool_capture_config_by_name: dict[str, dict[str, Any] | None] | None = None,
+) -> DurableAgent:
     """Return ``agent`` made durable: its model requests and tool calls are recorded.
 
     Use the result like the agent (``run``, ``run_sync``); inside a flow body a
     resumed run replays completed requests and tool calls instead of repeating them.
+    ``tool_capture_config`` sets how every tool's calls are kept (``{"mode": "full"}``,
+    ``"metadata_only"`` or ``"off"``: see the module's description), and
+    ``tool_capture_config_by_name`` overrides it per tool name.
     """
+    capture = _capture_of(tool_capture_config, "tool_capture_config")
+    if tool_capture_config_by_name is not None and not isinstance(
+        tool_capture_config_by_name, dict
+    ):
+        raise KitaruUsageError(
+            "tool_capture_config_by_name must map tool names to capture configs, got "
+            f"{type(tool_capture_config_by_name).__name__}."
+        )
+    by_name = {
+        name: capture if config is None else _capture_of(config, f"the config of tool {name!r}")
+        for name, config in (tool_capture_config_by_name or {}).items()
+    }
     if isinstance(agent, DurableAgent):
-        return agent
+        if tool_capture_config is None and tool_capture_config_by_name is None:
+            return agent
+        agent = agent.wrapped
     if not isinstance(agent, Agent):
         raise KitaruUsageError(
             f"kitaru.adapters.pydantic_ai.wrap() takes a pydantic_ai.Agent, got "
             f"{type(agent).__name__}; wrap the Agent itself."
         )
-    return DurableAgent(agent)
+    return DurableAgent(agent, capture=capture, capture_by_name=by_name)

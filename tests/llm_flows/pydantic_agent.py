@@ -6,6 +6,7 @@ a tool body really ran. ``ADAPTERFLOW_KILL_AT=STEP`` makes the process SIGKILL i
 when the tool is called for STEP, before that call's side effect.
 A step starting with ``bad`` is refused with ``ModelRetry`` (the model is asked again).
 ``ADAPTERFLOW_INSTRUCTIONS`` replaces the agent's instructions (a changed agent).
+``ADAPTERFLOW_CAPTURE`` (JSON) is passed to ``wrap`` as ``tool_capture_config_by_name``.
 
 ``python -m tests.llm_flows.pydantic_agent PROMPT [sync|async]`` runs the flow (with
 ``run_sync`` or with ``asyncio.run(agent.run(...))``) and prints its result as JSON.
@@ -52,7 +53,9 @@ def build_agent() -> kp.DurableAgent:
                 "ADAPTERFLOW_INSTRUCTIONS", "Carry out the plan one step at a time."
             ),
             tools=[record_step],
-        )
+        ),
+        tool_capture_config={"mode": "full"},
+        tool_capture_config_by_name=json.loads(os.environ.get("ADAPTERFLOW_CAPTURE", "{}")),
     )
 
 
