@@ -12,7 +12,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -53,6 +53,7 @@ from kitaru.runtime.values import UnencodableValueError, decode_value, encode_va
 __all__ = [
     "CallSlot",
     "execute",
+    "execute_async",
     "execute_wait",
     "load_value",
     "output_handle",
@@ -382,20 +383,21 @@ def _encode_output(slot: CallSlot, value: Any) -> bytes:
         ) from exc
 
 
-def execute(
+def _attempts(
     slot: CallSlot,
-    live: Callable[[CallScope], Any],
     *,
-    retries: int = 0,
-    checkpoint_type: str | None = None,
-    inputs_from: tuple[str, ...] = (),
-    scoped: bool = True,
-    cache_key: str | None = None,
-) -> Any:
-    """Return the call's recorded outcome, or run ``live`` and record it.
+    retries: int,
+    checkpoint_type: str | None,
+    inputs_from: tuple[str, ...],
+    scoped: bool,
+    cache_key: str | None,
+) -> Generator[CallScope, Any, Any]:
+    """The one record/replay decision and attempt loop of every durable call.
 
-    ``live`` runs once per attempt, up to ``retries`` extra attempts after failures.
-    With ``scoped``, it runs as the current call (so nested kitaru calls see it).
+    A generator, so that the synchronous and the awaitable drivers (``execute``,
+    ``execute_async``) share every line of it: it yields the scope of each attempt to
+    run, receives the attempt's value (or has its exception thrown in), and returns the
+    call's value. Whatever runs the attempt, the journal sees the same events.
     """
     ctx, recorded = slot.ctx, slot.recorded
     outcome = _recorded_outcome(slot, inputs_from, checkpoint_type, cache_key)
@@ -419,7 +421,7 @@ def execute(
             token = current_call.set(scope)
         started = time.perf_counter()
         try:
-            value = (tracing.traced(slot, attempt, live) if tracing.on else live)(scope)
+            value = yield scope
             # Inside the attempt: an output that cannot be stored fails this attempt,
             # so retries= applies to it like to any other failure.
             data = _encode_output(slot, value)
@@ -436,6 +438,8 @@ def execute(
             attempt += 1
             continue
         finally:
+            # A BaseException (an asyncio cancellation, a stop) records nothing: the
+            # call stays started, and a resume runs it again.
             if token is not None:
                 current_call.reset(token)
             _journal_logs(ctx, scope)
@@ -453,6 +457,80 @@ def execute(
         )
         ctx.append([completed], payloads)
         return value
+
+
+def execute(
+    slot: CallSlot,
+    live: Callable[[CallScope], Any],
+    *,
+    retries: int = 0,
+    checkpoint_type: str | None = None,
+    inputs_from: tuple[str, ...] = (),
+    scoped: bool = True,
+    cache_key: str | None = None,
+) -> Any:
+    """Return the call's recorded outcome, or run ``live`` and record it.
+
+    ``live`` runs once per attempt, up to ``retries`` extra attempts after failures.
+    With ``scoped``, it runs as the current call (so nested kitaru calls see it).
+    """
+    steps = _attempts(
+        slot,
+        retries=retries,
+        checkpoint_type=checkpoint_type,
+        inputs_from=inputs_from,
+        scoped=scoped,
+        cache_key=cache_key,
+    )
+    try:
+        scope = next(steps)
+        while True:
+            run = tracing.traced(slot, scope.attempt, live) if tracing.on else live
+            try:
+                value = run(scope)
+            except BaseException as exc:
+                scope = steps.throw(exc)
+            else:
+                scope = steps.send(value)
+    except StopIteration as done:
+        return done.value
+
+
+async def execute_async(
+    slot: CallSlot,
+    live: Callable[[CallScope], Awaitable[Any]],
+    *,
+    retries: int = 0,
+    checkpoint_type: str | None = None,
+    inputs_from: tuple[str, ...] = (),
+    scoped: bool = True,
+    cache_key: str | None = None,
+) -> Any:
+    """``execute`` for an awaitable call: the same decisions and events, ``live`` awaited.
+
+    The scope is set in the awaiting task's context, so prints, logs and model calls
+    of the attempt (and tasks it starts) are its own, whatever else the loop runs.
+    """
+    steps = _attempts(
+        slot,
+        retries=retries,
+        checkpoint_type=checkpoint_type,
+        inputs_from=inputs_from,
+        scoped=scoped,
+        cache_key=cache_key,
+    )
+    try:
+        scope = next(steps)
+        while True:
+            run = tracing.traced_async(slot, scope.attempt, live) if tracing.on else live
+            try:
+                value = await run(scope)
+            except BaseException as exc:
+                scope = steps.throw(exc)
+            else:
+                scope = steps.send(value)
+    except StopIteration as done:
+        return done.value
 
 
 _WAIT_POLL_SECONDS = 0.1
