@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
 from concurrent.futures import Future
@@ -541,12 +542,15 @@ def execute_wait(
     request: WaitRequested,
     timeout: float | None,
     convert: Callable[[Any], Any],
+    *,
+    abandoned: threading.Event | None = None,
 ) -> Any:
     """Return a wait's recorded input, or pause the flow body until input arrives.
 
     Input comes from another process through the store's mailbox (this process stays
     the only writer of the journal). Without input within ``timeout`` seconds the
     flow body is suspended: the execution stays ``waiting`` and ``resume`` goes on.
+    ``abandoned`` set (nobody awaits the wait any more) suspends it at the next poll.
     """
     ctx = slot.ctx
     decision = verdict(ctx.state, slot.recorded)
@@ -594,7 +598,7 @@ def execute_wait(
         pause = _WAIT_POLL_SECONDS
         if deadline is not None:
             pause = min(pause, deadline - time.monotonic())
-        if pause <= 0 or ctx.park_waits:
+        if pause <= 0 or ctx.park_waits or (abandoned is not None and abandoned.is_set()):
             # A worker parks the execution rather than hold a thread while it waits.
             raise Suspended(slot.identity)
         # The store wakes this loop when mail may have arrived; the loop still comes
