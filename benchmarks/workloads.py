@@ -22,7 +22,16 @@ from typing import Any
 
 import kitaru
 
-__all__ = ["ResumeHooks", "chain", "profiler", "resume_chain", "resume_hooks", "step"]
+__all__ = [
+    "ResumeHooks",
+    "async_chain",
+    "async_step",
+    "chain",
+    "profiler",
+    "resume_chain",
+    "resume_hooks",
+    "step",
+]
 
 
 @dataclass
@@ -70,6 +79,20 @@ def chain(n: int) -> Any:
     with _profiled():
         for _ in range(n):
             value = step(value)
+    return value
+
+
+@kitaru.checkpoint
+async def async_step(i: int) -> int:
+    return i + 1
+
+
+@kitaru.flow
+async def async_chain(n: int) -> Any:
+    # Awaiting gives the value itself, so each step gets the previous step's int.
+    value: Any = 0
+    for _ in range(n):
+        value = await async_step(value)
     return value
 
 
