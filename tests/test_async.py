@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -562,3 +564,37 @@ class TestSigkillMidAwait:
             "notes": [f"notes on {t}" for t in topics],
             "summary": "notes on a | notes on b | notes on c | notes on d",
         }
+
+
+class TestAsyncAgentExample:
+    @pytest.mark.slow
+    def test_the_example_crashes_mid_await_and_resumes_offline(self, tmp_path: Path) -> None:
+        """``examples/async_agent.py`` runs offline: SIGKILL mid-await, a resume that reruns
+        only the interrupted search, and each topic's result under its own identity."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KITARU_", "OPENAI_"))}
+        env["KITARU_STORE"] = str(tmp_path / "journal.db")
+        env["KITARU_CONFIG_PATH"] = str(tmp_path / "config")
+        env["PYTHONPATH"] = str(REPO)  # this checkout's kitaru, in the example's children too
+        result = subprocess.run(
+            [sys.executable, str(REPO / "examples" / "async_agent.py")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "child exit status: -9" in out
+        assert "Status     completed" in out
+        assert "search:journals   body ran 2 time(s)" in out
+        assert "search:replay     body ran 1 time(s)" in out
+        assert "search:leases     body ran 1 time(s)" in out
+        assert "write_report     body ran 1 time(s)" in out
+        assert "model calls recorded: llm_1, llm_2, llm_3" in out
+        topics = ["journals", "replay", "leases"]
+        for topic in topics:
+            assert f"- {topic}: what the sources say (" in out
+        positions = [out.index(f"- {topic}: what the sources say") for topic in topics]
+        assert positions == sorted(positions)
