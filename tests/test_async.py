@@ -435,6 +435,22 @@ class TestResumeOfAsyncExecutions:
         assert side_effects(side) == Counter({"search:quick": 1, "stalls": 2})
         assert "stalls" not in completed_calls(handle.exec_id)
 
+    def test_verify_checks_async_code_against_the_journal(self, side: Path) -> None:
+        """``executions verify`` runs an async body against its record, and sees drift."""
+        handle = parked.run(["a", "b"], str(side))
+        with pytest.raises(KitaruStateError):
+            handle.wait(timeout=TIMEOUT)
+        (found,) = KitaruClient().executions.verify(handle.exec_id)
+        assert found.outcome == "matched", found
+        DRIFT["a"] = "changed"
+        try:
+            (drifted,) = KitaruClient().executions.verify(handle.exec_id)
+        finally:
+            DRIFT.clear()
+        assert drifted.outcome == "diverged"
+        assert drifted.argument == "topic"
+        assert side_effects(side) == Counter(["search:a"])
+
     def test_replay_reuses_calls_before_the_selected_one(self, side: Path) -> None:
         """``flow.replay`` of an async execution reuses earlier calls and reruns from ``from_``."""
         source = gathered.run(["a", "b", "c"], "reverse", str(side))
