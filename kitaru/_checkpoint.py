@@ -7,7 +7,7 @@ import functools
 import inspect
 import itertools
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from kitaru._logging import get_logger
 from kitaru.errors import KitaruContextError, KitaruUsageError
@@ -19,7 +19,7 @@ from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle
 from kitaru.runtime.locate import qualified_name
 
-__all__ = ["Checkpoint", "checkpoint"]
+__all__ = ["AsyncCheckpoint", "Checkpoint", "checkpoint"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -246,6 +246,26 @@ class Checkpoint(Generic[P, R]):
         return MapResult(self.submit(*items, **kwargs) for items in itertools.product(*columns))
 
 
+class AsyncCheckpoint(Checkpoint[P, Any], Generic[P, R]):
+    """A checkpoint on an ``async def``: ``await ckpt(...)`` in an async flow body gives
+    the value. (Only its type differs from ``Checkpoint``: calls return awaitables.)"""
+
+    def __call__(  # type: ignore[override]
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        """Reserve the call's identity now and return the awaitable that runs it."""
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
+
+
+class _Decorator(Protocol):
+    """What ``@checkpoint(...)`` with options returns: async or sync by the function."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCheckpoint[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Checkpoint[P, R]: ...
+
+
 def _in_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -295,6 +315,8 @@ def _check_ignore_args(
 
 
 @overload
+def checkpoint(func: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCheckpoint[P, R]: ...
+@overload
 def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
 @overload
 def checkpoint(
@@ -304,7 +326,7 @@ def checkpoint(
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
     runtime: str | None = None,
-) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
+) -> _Decorator: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
     /,
@@ -314,7 +336,7 @@ def checkpoint(
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
     runtime: str | None = None,
-) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
+) -> Checkpoint[P, R] | _Decorator:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
     ``retries`` re-runs a failing body up to that many more times, journaling every
@@ -330,8 +352,10 @@ def checkpoint(
     runtime = _check_runtime(runtime)
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(
+        # An async def gets the class whose calls are typed as awaitables.
+        kind = AsyncCheckpoint if inspect.iscoroutinefunction(fn) else Checkpoint
+        return kind(
             fn, retries=retries, type=type, cache=cache, ignore_args=ignore_args, runtime=runtime
         )
 
-    return wrap(func) if func is not None else wrap
+    return wrap(func) if func is not None else wrap  # type: ignore[return-value]
