@@ -9,6 +9,11 @@ hiccups and cache warm-up hit all alike:
   checkpoint;
 - one bare durable SQLite commit of a completion row (section 1's baseline).
 
+For information, also the sync chain passing values (``step(value).load()``): section
+1's chain passes output handles, whose arguments are digested by the producing call,
+while an awaited call gives a value, digested by its encoding. Async over this one is
+what driving a call through ``await`` costs, with the arguments alike.
+
 The target is judged on the median of the per-repeat async/sync ratios: each pair ran
 back to back on the same disk state, so a slow stretch of the shared disk (which moves
 either chain's median by more than the 10% being measured) cancels out. The ratio of
@@ -38,6 +43,9 @@ class AsyncChainResult:
     async_cpu: tuple[float, ...]
     """CPU seconds per checkpoint of the async chain (all threads), one per repeat."""
     sync_cpu: tuple[float, ...]
+    values_s: tuple[float, ...]
+    """Seconds per checkpoint of the sync chain passing values, one per repeat."""
+    values_cpu: tuple[float, ...]
 
     @property
     def ratio(self) -> float:
@@ -61,7 +69,11 @@ def _run(which: str, n: int) -> tuple[float, float]:
     """Wall and CPU seconds per checkpoint of one ``n``-step execution, end to end."""
     from benchmarks import workloads
 
-    program = workloads.async_chain if which == "async" else workloads.chain
+    program = {
+        "async": workloads.async_chain,
+        "sync": workloads.chain,
+        "values": workloads.value_chain,
+    }[which]
     t0, c0 = time.perf_counter(), time.process_time()
     result = program.run(n).wait()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -78,19 +90,20 @@ def measure(n: int, repeats: int) -> AsyncChainResult:
     if journal is None:
         raise BenchmarkError(f"KITARU_STORE ({store_url()}) is not an SQLite journal")
     # Unmeasured warm-up of both paths (journal, connections, threads, imports).
-    for which in ("sync", "async"):
+    for which in ("sync", "async", "values"):
         _run(which, min(n, WARMUP_STEPS))
     completed, _, ddl = _kitaru_rows(journal)
     bare = _BareJournal(journal.parent / "bare-commit-async.db", ddl)
     try:
         one_row = (("call_completed", completed),)
         bare.commits(min(n, WARMUP_STEPS), one_row)
-        wall: dict[str, list[float]] = {"async": [], "sync": []}
-        cpu: dict[str, list[float]] = {"async": [], "sync": []}
+        wall: dict[str, list[float]] = {"async": [], "sync": [], "values": []}
+        cpu: dict[str, list[float]] = {"async": [], "sync": [], "values": []}
         bare_s = []
         for index in range(repeats):
             # Alternate which chain goes first, so neither always follows the bare commits.
-            for which in ("async", "sync") if index % 2 == 0 else ("sync", "async"):
+            order = ("async", "sync", "values")
+            for which in order if index % 2 == 0 else order[::-1]:
                 seconds, used = _run(which, n)
                 wall[which].append(seconds)
                 cpu[which].append(used)
@@ -104,6 +117,8 @@ def measure(n: int, repeats: int) -> AsyncChainResult:
         tuple(bare_s),
         tuple(cpu["async"]),
         tuple(cpu["sync"]),
+        tuple(wall["values"]),
+        tuple(cpu["values"]),
     )
 
 
@@ -136,6 +151,13 @@ def section(n: int, repeats: int, workdir: pathlib.Path) -> list[Target]:
     print(
         f"  CPU per checkpoint (all threads): async {us(median(result.async_cpu))}, "
         f"sync {us(median(result.sync_cpu))}, ratio {result.cpu_ratio:.3f}x"
+    )
+    values_med = median(result.values_s)
+    print(
+        f"  for information, sync chain passing values (step(value).load()): median "
+        f"{us(values_med)} per checkpoint, CPU {us(median(result.values_cpu))}; async / it: "
+        f"{async_med / values_med:.3f}x wall, "
+        f"{median(result.async_cpu) / median(result.values_cpu):.3f}x CPU"
     )
     return [
         Target(

@@ -31,6 +31,7 @@ __all__ = [
     "resume_chain",
     "resume_hooks",
     "step",
+    "value_chain",
 ]
 
 
@@ -79,6 +80,16 @@ def chain(n: int) -> Any:
     with _profiled():
         for _ in range(n):
             value = step(value)
+    return value
+
+
+@kitaru.flow
+def value_chain(n: int) -> Any:
+    # The sync chain passing values, as the async chain does (awaiting gives the value):
+    # the same argument digests, so the two differ only in how the call is driven.
+    value: Any = 0
+    for _ in range(n):
+        value = step(value).load()
     return value
 
 
