@@ -35,6 +35,9 @@ same run on the same disk:
    of a 10-checkpoint flow with 1, 2, 4 and 8 workers, SIGKILL of a worker to the first
    checkpoint completed by another, and ``executions input`` to the flow continuing
    (target: at most 100 ms).
+12. an async 1,000-step chain (``await async_step(value)``) beside the sync chain and a
+   bare durable commit, measured alternately (``benchmarks/async_chain.py``; target: at
+   most 10% over sync per checkpoint).
 
 Nothing here asserts on speed: figures are printed, with MET / MISSED beside each
 target, then a summary table. The exit code is non-zero only if a measurement could
@@ -65,6 +68,7 @@ from dataclasses import dataclass
 
 from benchmarks import (
     arguments,
+    async_chain,
     chain,
     concurrency,
     imports,
@@ -90,6 +94,7 @@ SECTIONS = (
     "ui",
     "postgres",
     "workers",
+    "async",
 )
 TITLES = {
     "chain": "1. Checkpoint overhead: chain of trivial checkpoints vs a bare durable commit",
@@ -103,6 +108,7 @@ TITLES = {
     "ui": "9. kitaru ui: server time of the executions page and a 10,000-call execution",
     "postgres": "10. PostgreSQL journal: checkpoint overhead vs a bare commit and DBOS",
     "workers": "11. kitaru worker on PostgreSQL: throughput, takeover after SIGKILL, input latency",
+    "async": "12. Async chain: await async_step(value) vs the sync chain and a bare commit",
 }
 
 
@@ -501,6 +507,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (a few lines p
         run_section("ui", lambda: ui.section(workdir, quick=args.quick))
         run_section("postgres", lambda: postgres.section(workdir, quick=args.quick))
         run_section("workers", lambda: workers.section(workdir, quick=args.quick))
+        run_section(
+            "async",
+            lambda: async_chain.section(counts.chain_steps, counts.chain_repeats, workdir),
+        )
         _summary(targets)
     finally:
         if args.keep:

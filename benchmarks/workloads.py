@@ -22,7 +22,17 @@ from typing import Any
 
 import kitaru
 
-__all__ = ["ResumeHooks", "chain", "profiler", "resume_chain", "resume_hooks", "step"]
+__all__ = [
+    "ResumeHooks",
+    "async_chain",
+    "async_step",
+    "chain",
+    "profiler",
+    "resume_chain",
+    "resume_hooks",
+    "step",
+    "value_chain",
+]
 
 
 @dataclass
@@ -70,6 +80,30 @@ def chain(n: int) -> Any:
     with _profiled():
         for _ in range(n):
             value = step(value)
+    return value
+
+
+@kitaru.flow
+def value_chain(n: int) -> Any:
+    # The sync chain passing values, as the async chain does (awaiting gives the value):
+    # the same argument digests, so the two differ only in how the call is driven.
+    value: Any = 0
+    for _ in range(n):
+        value = step(value).load()
+    return value
+
+
+@kitaru.checkpoint
+async def async_step(i: int) -> int:
+    return i + 1
+
+
+@kitaru.flow
+async def async_chain(n: int) -> Any:
+    # Awaiting gives the value itself, so each step gets the previous step's int.
+    value: Any = 0
+    for _ in range(n):
+        value = await async_step(value)
     return value
 
 

@@ -51,7 +51,7 @@ if _typing.TYPE_CHECKING:
         LLMToolDefinition,
         LLMUsage,
     )
-    from kitaru._llm_call import llm
+    from kitaru._llm_call import llm, llm_async
     from kitaru._metadata import log
     from kitaru._run_config import ImageSettings, KitaruConfig, configure
     from kitaru._stacks import (
@@ -63,7 +63,7 @@ if _typing.TYPE_CHECKING:
         list_stacks,
         use_stack,
     )
-    from kitaru._wait import wait
+    from kitaru._wait import wait, wait_async
     from kitaru.client import KitaruClient
     from kitaru.client._loading import load
     from kitaru.runtime import current_execution_id
@@ -117,12 +117,14 @@ __all__ = [
     "flow",
     "list_stacks",
     "llm",
+    "llm_async",
     "load",
     "log",
     "memory",
     "save",
     "use_stack",
     "wait",
+    "wait_async",
 ]
 
 
@@ -152,12 +154,14 @@ _LAZY: dict[str, str] = {
     "flow": "kitaru._flow",
     "list_stacks": "kitaru._stacks",
     "llm": "kitaru._llm_call",
+    "llm_async": "kitaru._llm_call",
     "load": "kitaru.client._loading",
     "log": "kitaru._metadata",
     "memory": "kitaru.memory",
     "save": "kitaru._artifacts",
     "use_stack": "kitaru._stacks",
     "wait": "kitaru._wait",
+    "wait_async": "kitaru._wait",
 }
 
 

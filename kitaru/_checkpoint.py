@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import itertools
-from collections.abc import Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from kitaru._logging import get_logger
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
-from kitaru.runtime.boundary import CallSlot, execute, output_handle, reserve
+from kitaru.runtime.boundary import CallSlot, execute, execute_async, output_handle, reserve
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle
 from kitaru.runtime.locate import qualified_name
 
-__all__ = ["Checkpoint", "checkpoint"]
+__all__ = ["AsyncCheckpoint", "Checkpoint", "checkpoint"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +55,8 @@ class Checkpoint(Generic[P, R]):
         self.ignore_args = _check_ignore_args(self.name, self._layout.signature, ignore_args)
         self.runtime = _check_runtime(runtime)
         self._uncacheable_logged = False
+        self.is_async = inspect.iscoroutinefunction(func)
+        """An ``async def``: calls return awaitables, run in the flow body's event loop."""
         functools.update_wrapper(self, func)
 
     def _cache_key(
@@ -77,6 +80,14 @@ class Checkpoint(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<kitaru checkpoint {self.name}>"
+
+    def _refuse_async(self, method: str) -> None:
+        if self.is_async:
+            raise KitaruUsageError(
+                f"Checkpoint '{self.name}' is an async def: fan it out with the event loop "
+                f"instead of .{method}(), e.g. `await asyncio.gather(*({self.name}(x) for x "
+                "in items))` or an asyncio.TaskGroup."
+            )
 
     def _slot(self, explicit_id: str | None, arguments: CallArguments) -> CallSlot:
         ctx = current_execution.get()
@@ -102,41 +113,90 @@ class Checkpoint(Generic[P, R]):
         # digested by the call that produced them, so nothing waits for their values.
         return capture_arguments(self._layout, args, kwargs, self.ignore_args)
 
-    def _execute(self, slot: CallSlot, arguments: CallArguments) -> Any:
+    def _cache_key_for(self, slot: CallSlot, arguments: CallArguments) -> str | None:
         arguments.resolve()
-        key = None
         recorded = slot.recorded
         # A completed call replays its output: its key would never be looked up.
         replays = recorded is not None and recorded.status is ExecutionStatus.COMPLETED
         if not replays and (self.cache or (self.cache is None and slot.ctx.cache)):
-            key = self._cache_key(True, *arguments.copies())
+            return self._cache_key(True, *arguments.copies())
+        return None
 
+    def _live(self, arguments: CallArguments) -> Callable[[CallScope], Any]:
         def live(_scope: CallScope) -> Any:
             # Each attempt gets fresh copies: a retry starts from the arguments as they
-            # were given, not as a failed attempt left them.
+            # were given, not as a failed attempt left them. (For an async def this
+            # returns the attempt's coroutine, which execute_async awaits.)
             args, kwargs = arguments.copies()
             return self.func(*args, **kwargs)
 
+        return live
+
+    def _execute(self, slot: CallSlot, arguments: CallArguments) -> Any:
+        key = self._cache_key_for(slot, arguments)
         return execute(
             slot,
-            live,
+            self._live(arguments),
             retries=self.retries,
             checkpoint_type=self.type,
             inputs_from=arguments.lineage,
             cache_key=key,
         )
 
+    async def _execute_async(self, slot: CallSlot, arguments: CallArguments) -> Any:
+        key = self._cache_key_for(slot, arguments)
+        value = await execute_async(
+            slot,
+            self._live(arguments),
+            retries=self.retries,
+            checkpoint_type=self.type,
+            inputs_from=arguments.lineage,
+            cache_key=key,
+        )
+        replay = slot.ctx.replay
+        if replay is not None:
+            # Awaiting gives the flow body the value itself, so it counts as a load:
+            # in a replay, a changed output reaching the body makes later calls run live.
+            replay.loaded(slot.identity)
+        return value
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
-        """Run the checkpoint (or return its recorded output); ``id=`` names the call."""
+        """Run the checkpoint (or return its recorded output); ``id=`` names the call.
+
+        An ``async def`` checkpoint returns an awaitable instead; see ``_call_async``.
+        """
         explicit_id: Any = kwargs.pop("id", None)
+        if self.is_async:
+            return self._call_async(explicit_id, args, kwargs)  # type: ignore[return-value]
         arguments = self._arguments(args, kwargs)
         slot = self._slot(explicit_id, arguments)
         value = self._execute(slot, arguments)
         return output_handle(slot, value=value)
 
+    def _call_async(
+        self, explicit_id: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """Reserve the call's identity now, in program order; return what runs it.
+
+        The position and name ordinal are taken when the checkpoint is called, not when
+        the returned coroutine first runs: ``asyncio.gather(search(a), search(b))``
+        creates both coroutines in source order, so ``search`` and ``search_2`` are the
+        same on every run, whichever task the loop schedules or finishes first.
+        """
+        if current_execution.get() is not None and not _in_event_loop():
+            raise KitaruUsageError(
+                f"Checkpoint '{self.name}' is an async def, but the flow body calling it "
+                f"is not running in an event loop; make the flow an async def and write "
+                f"`await {self.name}(...)`, or make the checkpoint a plain def."
+            )
+        arguments = self._arguments(args, kwargs)
+        slot = self._slot(explicit_id, arguments)
+        return self._execute_async(slot, arguments)
+
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
         """Start the checkpoint concurrently; ``.load()`` on the handle waits for it."""
         explicit_id: Any = kwargs.pop("id", None)
+        self._refuse_async("submit")
         arguments = self._arguments(args, kwargs)
         slot = self._slot(explicit_id, arguments)
         ctx = slot.ctx
@@ -151,6 +211,7 @@ class Checkpoint(Generic[P, R]):
 
         Keyword arguments are passed unchanged to every call.
         """
+        self._refuse_async("map")
         if not iterables:
             raise KitaruUsageError(f"{self.name}.map() needs at least one iterable of inputs.")
         if "id" in kwargs:
@@ -173,6 +234,7 @@ class Checkpoint(Generic[P, R]):
         Combinations come in ``itertools.product`` order (the last iterable varies
         fastest); keyword arguments are passed unchanged to every call.
         """
+        self._refuse_async("product")
         if not iterables:
             raise KitaruUsageError(f"{self.name}.product() needs at least one iterable of inputs.")
         if "id" in kwargs:
@@ -182,6 +244,34 @@ class Checkpoint(Generic[P, R]):
             )
         columns = [list(iterable) for iterable in iterables]
         return MapResult(self.submit(*items, **kwargs) for items in itertools.product(*columns))
+
+
+class AsyncCheckpoint(Checkpoint[P, Any], Generic[P, R]):
+    """A checkpoint on an ``async def``: ``await ckpt(...)`` in an async flow body gives
+    the value. (Only its type differs from ``Checkpoint``: calls return awaitables.)"""
+
+    def __call__(  # type: ignore[override]
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        """Reserve the call's identity now and return the awaitable that runs it."""
+        return super().__call__(*args, **kwargs)  # type: ignore[return-value]
+
+
+class _Decorator(Protocol):
+    """What ``@checkpoint(...)`` with options returns: async or sync by the function."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCheckpoint[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Checkpoint[P, R]: ...
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _RUNTIMES = ("inline", "isolated")
@@ -225,6 +315,8 @@ def _check_ignore_args(
 
 
 @overload
+def checkpoint(func: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCheckpoint[P, R]: ...
+@overload
 def checkpoint(func: Callable[P, R], /) -> Checkpoint[P, R]: ...
 @overload
 def checkpoint(
@@ -234,7 +326,7 @@ def checkpoint(
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
     runtime: str | None = None,
-) -> Callable[[Callable[P, R]], Checkpoint[P, R]]: ...
+) -> _Decorator: ...
 def checkpoint(
     func: Callable[P, R] | None = None,
     /,
@@ -244,7 +336,7 @@ def checkpoint(
     cache: bool | None = None,
     ignore_args: Iterable[str] = (),
     runtime: str | None = None,
-) -> Checkpoint[P, R] | Callable[[Callable[P, R]], Checkpoint[P, R]]:
+) -> Checkpoint[P, R] | _Decorator:
     """Make a function a durable checkpoint: ``@checkpoint`` or ``@checkpoint(retries=2)``.
 
     ``retries`` re-runs a failing body up to that many more times, journaling every
@@ -260,8 +352,10 @@ def checkpoint(
     runtime = _check_runtime(runtime)
 
     def wrap(fn: Callable[P, R]) -> Checkpoint[P, R]:
-        return Checkpoint(
+        # An async def gets the class whose calls are typed as awaitables.
+        kind = AsyncCheckpoint if inspect.iscoroutinefunction(fn) else Checkpoint
+        return kind(
             fn, retries=retries, type=type, cache=cache, ignore_args=ignore_args, runtime=runtime
         )
 
-    return wrap(func) if func is not None else wrap
+    return wrap(func) if func is not None else wrap  # type: ignore[return-value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -226,6 +227,20 @@ class Flow(Generic[P, R]):
         if _blocks(background, spec.runner):
             _settle(run, store)
         return FlowHandle(run.exec_id, run=run, store=store)
+
+    async def run_async(self, *args: P.args, **kwargs: P.kwargs) -> FlowHandle:
+        """``.run()`` for code already in an event loop: ``await flow.run_async(...)``.
+
+        Takes the same arguments and run options and returns the same ``FlowHandle``,
+        without blocking the caller's loop while the execution runs.
+        """
+        # Starting an execution appends to the journal and, on an in-process stack,
+        # waits for it to end or pause: blocking calls, so they go to a worker thread.
+        # The body is not run on the caller's loop but, as for .run(), in a fresh loop
+        # in the execution's own thread: its journal commits block that loop and must
+        # not stall the caller's tasks, and a resume from the CLI or a worker (where
+        # there is no caller's loop) then runs the body exactly as the first run did.
+        return await asyncio.to_thread(functools.partial(self.run, *args, **kwargs))
 
     def _submit(
         self,

@@ -13,8 +13,9 @@ sends the results back in the next call's prompt.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +42,11 @@ from kitaru.journal.conversation import store_prompt, text_blob
 from kitaru.journal.events import ErrorInfo, LlmCallRecorded, LlmToolCall, LlmUsage
 from kitaru.journal.payloads import make_ref
 from kitaru.runtime.arguments import digest_arguments
-from kitaru.runtime.boundary import execute, output_handle, reserve
+from kitaru.runtime.boundary import CallSlot, execute, execute_async, output_handle, reserve
 from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 from kitaru.runtime.failures import type_name
 
-__all__ = ["llm"]
+__all__ = ["llm", "llm_async"]
 
 _log = get_logger()
 
@@ -79,9 +80,105 @@ def llm(
     (text, tool calls, parsed value, finish reason, usage) instead of text; tool calls
     are never run by kitaru.
     """
+    slot, call = _prepare(
+        "kitaru.llm()",
+        prompt,
+        model=model,
+        system=system,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        name=name,
+        timeout=timeout,
+        tools=tools,
+        response_format=response_format,
+    )
+    if slot is None:
+        return call(0)
+    value = execute(
+        slot, lambda attempt: call(attempt.attempt), checkpoint_type="llm_call", scoped=False
+    )
+    # Through output_handle, like a checkpoint's: reading the text in the flow body
+    # (to build the next prompt) is what tells a replay that later calls may change.
+    return output_handle(slot, value=value)
+
+
+def llm_async(
+    prompt: str | list[dict[str, str]],
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    name: str | None = None,
+    timeout: float | None = None,
+    tools: Sequence[object] | None = None,
+    response_format: type | None = None,
+) -> Coroutine[Any, Any, Any]:
+    """``kitaru.llm()`` in async code: ``text = await kitaru.llm_async(prompt, ...)``.
+
+    The same options, and the same recorded, replayed model call; awaiting gives the
+    text (or the ``LLMResponse``) itself, in a flow body as in a checkpoint. The
+    request goes out from a worker thread, so other tasks of the flow keep running,
+    and ``asyncio.gather`` over several calls sends them at once.
+
+    A separate ``_async`` name, as Python libraries name their awaitable forms
+    (``AsyncOpenAI``, httpx's ``AsyncClient``): returning an awaitable from
+    ``kitaru.llm()`` would change what every sync flow gets back from it. Like a
+    checkpoint call, the call takes its name (``llm_1``, ``llm_2``, ...) when
+    ``llm_async`` is called, in program order, not when the awaitable first runs.
+    """
+    slot, call = _prepare(
+        "kitaru.llm_async()",
+        prompt,
+        model=model,
+        system=system,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        name=name,
+        timeout=timeout,
+        tools=tools,
+        response_format=response_format,
+    )
+    return _await_llm(slot, call)
+
+
+async def _await_llm(slot: CallSlot | None, call: Callable[[int], Any]) -> Any:
+    if slot is None:  # inside a checkpoint attempt, which records it as its child
+        return await asyncio.to_thread(call, 0)
+    value = await execute_async(
+        slot,
+        lambda attempt: asyncio.to_thread(call, attempt.attempt),
+        checkpoint_type="llm_call",
+        scoped=False,
+    )
+    replay = slot.ctx.replay
+    if replay is not None:
+        # The flow body gets the text itself: a load, as for an awaited checkpoint.
+        replay.loaded(slot.identity)
+    return value
+
+
+def _prepare(
+    what: str,
+    prompt: str | list[dict[str, str]],
+    *,
+    model: str | None,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    name: str | None,
+    timeout: float | None,
+    tools: Sequence[object] | None,
+    response_format: type | None,
+) -> tuple[CallSlot | None, Callable[[int], Any]]:
+    """Check the call and give it its name; return its slot and what makes the request.
+
+    The slot is None inside a checkpoint attempt (the call is that attempt's child).
+    The callable takes the attempt number of the flow-body call it makes the request for.
+    """
     ctx = current_execution.get()
     if ctx is None:
-        raise KitaruContextError("kitaru.llm() can only run inside a @flow.")
+        raise KitaruContextError(f"{what} can only run inside a @flow.")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise KitaruUsageError(f"name= must be a non-empty string, got {name!r}.")
     messages = normalise_prompt(prompt, system)
@@ -92,16 +189,21 @@ def llm(
     scope = current_call.get()
     if scope is not None:
         call_name = _child_name(scope, name)
-        return _call(
-            ctx,
-            messages,
-            options,
-            timeout,
-            structured,
-            name=call_name,
-            parent=scope.identity,
-            attempt=scope.attempt,
-        )
+        parent, parent_attempt = scope.identity, scope.attempt
+
+        def child(_attempt: int) -> str | LLMResponse:
+            return _call(
+                ctx,
+                messages,
+                options,
+                timeout,
+                structured,
+                name=call_name,
+                parent=parent,
+                attempt=parent_attempt,
+            )
+
+        return None, child
 
     if name is None:
         ctx.llm_count += 1
@@ -110,7 +212,7 @@ def llm(
     checked = digest_arguments({"prompt": messages, **options, **structured.checked()})
     slot = reserve(ctx, "llm", name or f"llm_{ctx.llm_count}", arguments=checked)
 
-    def live(attempt: CallScope) -> str | LLMResponse:
+    def live(attempt: int) -> str | LLMResponse:
         return _call(
             ctx,
             messages,
@@ -119,13 +221,10 @@ def llm(
             structured,
             name=slot.identity,
             parent=None,
-            attempt=attempt.attempt,
+            attempt=attempt,
         )
 
-    value = execute(slot, live, checkpoint_type="llm_call", scoped=False)
-    # Through output_handle, like a checkpoint's: reading the text in the flow body
-    # (to build the next prompt) is what tells a replay that later calls may change.
-    return output_handle(slot, value=value)
+    return slot, live
 
 
 def _child_name(scope: CallScope, name: str | None) -> str:

@@ -21,9 +21,10 @@ span marked ``kitaru.call.replayed``, and no provider span: nothing was sent aga
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
@@ -41,6 +42,7 @@ __all__ = [
     "set_enabled",
     "start_execution",
     "traced",
+    "traced_async",
 ]
 
 OTEL_ENV = "KITARU_OTEL"
@@ -218,6 +220,35 @@ def _call_labels(slot: CallSlotLike) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _attempt_span(
+    slot: CallSlotLike, attempt: int, ok: tuple[type[BaseException], ...]
+) -> Iterator[None]:
+    """The span of one attempt of a durable call, current while the attempt runs."""
+    from opentelemetry import context, trace
+
+    labels = _call_labels(slot)
+    span = _tracer.start_span(
+        f"{slot.kind} {slot.identity}",
+        attributes={**labels, "kitaru.call.attempt": attempt, "kitaru.call.replayed": False},
+    )
+    token = context.attach(trace.set_span_in_context(span))
+    labels_token = _labels.set(labels)
+    error: BaseException | None = None
+    try:
+        yield
+    except ok:
+        span.set_attribute("kitaru.call.paused", True)
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _labels.reset(labels_token)
+        context.detach(token)
+        _end(span, error)
+
+
 def traced(
     slot: CallSlotLike,
     attempt: int,
@@ -231,28 +262,24 @@ def traced(
     """
 
     def run(scope: T) -> Any:
-        from opentelemetry import context, trace
-
-        labels = _call_labels(slot)
-        span = _tracer.start_span(
-            f"{slot.kind} {slot.identity}",
-            attributes={**labels, "kitaru.call.attempt": attempt, "kitaru.call.replayed": False},
-        )
-        token = context.attach(trace.set_span_in_context(span))
-        labels_token = _labels.set(labels)
-        error: BaseException | None = None
-        try:
+        with _attempt_span(slot, attempt, ok):
             return live(scope)
-        except ok:
-            span.set_attribute("kitaru.call.paused", True)
-            raise
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            _labels.reset(labels_token)
-            context.detach(token)
-            _end(span, error)
+
+    return run
+
+
+def traced_async(
+    slot: CallSlotLike,
+    attempt: int,
+    live: Callable[[T], Awaitable[Any]],
+    *,
+    ok: tuple[type[BaseException], ...] = (),
+) -> Callable[[T], Awaitable[Any]]:
+    """``traced`` for an awaitable attempt: the span lasts until the await ends."""
+
+    async def run(scope: T) -> Any:
+        with _attempt_span(slot, attempt, ok):
+            return await live(scope)
 
     return run
 

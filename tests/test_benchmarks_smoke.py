@@ -38,6 +38,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
         "== 8. Read path",
         "== 9. kitaru ui",
         "== 10. PostgreSQL journal",
+        "== 12. Async chain",
         "== Summary ==",
     ):
         assert heading in out, f"missing {heading!r} in:\n{out}"
@@ -65,5 +66,7 @@ def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
     # PostgreSQL, on a server of the section's own, beside a bare commit on it.
     assert "kitaru, KITARU_STORE=postgresql://...: median" in out
     assert "dbos on PostgreSQL per step" in out or "on the same server: median" in out
+    # The async chain beside the sync chain and the bare commit, as a ratio to sync.
+    assert "async / sync, median of per-repeat ratios" in out
     # The run cleans up after itself.
     assert list(tmp_path.iterdir()) == []

@@ -43,6 +43,7 @@ from helpers import REPO, TIMEOUT, assert_clean_error, child_env, kitaru, only_e
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from prop_flows import interpreter
+from prop_flows.async_interpreter import interpret_async
 from prop_flows.children import ChildDriver
 from prop_flows.crashing import CrashPoint, MortalPostgresStore, MortalStore
 from prop_flows.harness import (
@@ -63,6 +64,7 @@ from kitaru.replay.planning import selectable_calls
 from kitaru.replay.state import fold
 
 KEY = "sk-test-recovery-properties"
+ASYNC_MODULE = "tests.prop_flows.async_interpreter"
 
 
 @pytest.fixture
@@ -467,3 +469,106 @@ def test_a_simulated_death_guards_every_write_of_the_store(real: type, mortal: t
     }
     guarded = {name for klass in mortal.__mro__[:2] for name in vars(klass) if name in methods}
     assert methods - _STORE_READS - guarded == set()
+
+
+def async_reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
+    """The async flow run without crashes, checked like ``reference``; it must also reach
+    the sync flow's result: the same steps, written with awaits and gathers."""
+    driver = Driver(folder / "async-reference.db", provider, program=interpret_async)
+    try:
+        journey = driver.drive(steps, folder / "async-reference.log", [])
+    finally:
+        driver.close()
+    check_clean_run(steps, journey)
+    check_books(steps, journey, folder / "async-reference.db")
+    return journey
+
+
+class TestAsyncFlowsThroughCrashes:
+    """Generated flows run by an ``async def`` flow (``prop_flows.async_interpreter``):
+    awaited checkpoints, ``asyncio.gather`` fan-outs finishing out of order, a task
+    cancelled beside every fan-out, ``llm_async`` and ``wait_async``. Crashed anywhere,
+    resumed, they keep the same books and reach the same result as a clean run."""
+
+    # On the class: a decorator on the test would change the examples derandomized
+    # Hypothesis draws (they are keyed on the test function's source).
+    pytestmark = pytest.mark.slow
+
+    @costly(0.5)
+    @given(steps=flows(), plan=crash_plans())
+    def test_async_flows_crashed_anywhere_resume_to_the_result_of_a_clean_run(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        plan: list[CrashPoint],
+    ) -> None:
+        """Simulated deaths at generated points of an async flow lose nothing recorded; the
+        result equals the clean async run's, which equals the sync flow's."""
+        folder = examples.new()
+        clean = async_reference(folder, steps, provider)
+        assert clean.result == reference(folder, steps, provider).result
+        journal = folder / "crashed.db"
+        driver = Driver(journal, provider, program=interpret_async)
+        try:
+            crashed = driver.drive(steps, folder / "crashed.log", plan)
+        finally:
+            driver.close()
+        assert crashed.result == clean.result
+        check_books(steps, crashed, journal)
+        note_deaths(crashed)
+
+    @costly(0.1)
+    @given(steps=flows(min_steps=2, max_steps=5), delays=kill_delays(longest=1.5))
+    def test_async_flows_sigkilled_mid_await_resume_elsewhere_to_the_same_result(
+        self,
+        *,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        delays: list[float],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An async flow SIGKILLed again and again (inside awaited bodies and model
+        requests), resumed by `kitaru executions resume`, completes with the clean result."""
+        monkeypatch.setenv("PROP_PAUSE", "0.03")
+        provider.delay = 0.03
+        folder = examples.new()
+        clean = async_reference(folder, steps, provider)
+        elsewhere = folder / "elsewhere"
+        elsewhere.mkdir()
+        journal = folder / "killed.db"
+        driver = ChildDriver(journal, provider, elsewhere, module=ASYNC_MODULE)
+        try:
+            killed = driver.drive(steps, folder / "killed.log", list(delays))
+        finally:
+            driver.close()
+            provider.delay = 0.0
+        assert killed.result == clean.result
+        check_books(steps, killed, journal)
+        note_deaths(killed)
+
+    @costly(0.1)
+    @given(steps=flows(min_steps=2, max_steps=5), plan=crash_plans(max_size=3, latest=4))
+    def test_async_child_processes_dying_at_generated_points_resume_to_the_same_result(
+        self,
+        provider: EchoProvider,
+        examples: Examples,
+        steps: list[list[Any]],
+        plan: list[CrashPoint],
+    ) -> None:
+        """Real processes running an async flow die at generated points (os._exit in an
+        append or a body, SIGKILL during a model request) and keep the books."""
+        folder = examples.new()
+        clean = async_reference(folder, steps, provider)
+        elsewhere = folder / "elsewhere"
+        elsewhere.mkdir()
+        journal = folder / "crashed.db"
+        driver = ChildDriver(journal, provider, elsewhere, module=ASYNC_MODULE)
+        try:
+            crashed = driver.drive(steps, folder / "crashed.log", list(plan))
+        finally:
+            driver.close()
+        assert crashed.result == clean.result
+        check_books(steps, crashed, journal)
+        note_deaths(crashed)

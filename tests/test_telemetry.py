@@ -233,6 +233,35 @@ class TestSpanTree:
         assert len(_named(spans, CHAT)) == 2
 
 
+class TestAsyncCalls:
+    def test_awaited_calls_get_the_same_spans_as_sync_ones(
+        self, provider: FakeLLMServer, tmp_path: Path
+    ) -> None:
+        """Awaited checkpoints and ``llm_async`` calls are spans under the execution, each
+        model request under its own call even when two calls run at once."""
+        spans = _spans(
+            provider,
+            tmp_path,
+            "async",
+            KITARU_OTEL="1",
+            KITARU_CONFIG_PATH=str(tmp_path),
+            KITARU_STORE=str(tmp_path / "kitaru.db"),
+        )
+        [execution] = _named(spans, "invoke_workflow research_async")
+        calls = [span for span in spans if span["parent"] == execution["id"]]
+        names = [span["attributes"]["kitaru.call.identity"] for span in calls]
+        assert sorted(names[:2]) == ["gather_async", "gather_async_2"]
+        assert names[2:] == ["summarise", "publish_async", "publish_async"]
+        assert [span["status"] for span in calls[3:]] == ["ERROR", "UNSET"]
+        by_id = {span["id"]: span for span in spans}
+        chats = _named(spans, CHAT)
+        assert len(chats) == 3
+        parents = sorted(
+            by_id[chat["parent"]]["attributes"]["kitaru.call.identity"] for chat in chats
+        )
+        assert parents == ["gather_async", "gather_async_2", "summarise"]
+
+
 class TestErrors:
     def test_a_failed_attempt_is_an_error_span_with_its_exception(
         self, one_run: tuple[list[Any], int]

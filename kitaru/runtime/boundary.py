@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -53,6 +54,7 @@ from kitaru.runtime.values import UnencodableValueError, decode_value, encode_va
 __all__ = [
     "CallSlot",
     "execute",
+    "execute_async",
     "execute_wait",
     "load_value",
     "output_handle",
@@ -383,20 +385,21 @@ def _encode_output(slot: CallSlot, value: Any) -> bytes:
         ) from exc
 
 
-def execute(
+def _attempts(
     slot: CallSlot,
-    live: Callable[[CallScope], Any],
     *,
-    retries: int = 0,
-    checkpoint_type: str | None = None,
-    inputs_from: tuple[str, ...] = (),
-    scoped: bool = True,
-    cache_key: str | None = None,
-) -> Any:
-    """Return the call's recorded outcome, or run ``live`` and record it.
+    retries: int,
+    checkpoint_type: str | None,
+    inputs_from: tuple[str, ...],
+    scoped: bool,
+    cache_key: str | None,
+) -> Generator[CallScope, Any, Any]:
+    """The one record/replay decision and attempt loop of every durable call.
 
-    ``live`` runs once per attempt, up to ``retries`` extra attempts after failures.
-    With ``scoped``, it runs as the current call (so nested kitaru calls see it).
+    A generator, so that the synchronous and the awaitable drivers (``execute``,
+    ``execute_async``) share every line of it: it yields the scope of each attempt to
+    run, receives the attempt's value (or has its exception thrown in), and returns the
+    call's value. Whatever runs the attempt, the journal sees the same events.
     """
     ctx, recorded = slot.ctx, slot.recorded
     if recorded is not None and recorded.status is _COMPLETED and ctx.replay is None:
@@ -428,7 +431,7 @@ def execute(
             token = current_call.set(scope)
         started = time.perf_counter()
         try:
-            value = (tracing.traced(slot, attempt, live) if tracing.on else live)(scope)
+            value = yield scope
             # Inside the attempt: an output that cannot be stored fails this attempt,
             # so retries= applies to it like to any other failure.
             data = _encode_output(slot, value)
@@ -445,6 +448,8 @@ def execute(
             attempt += 1
             continue
         finally:
+            # A BaseException (an asyncio cancellation, a stop) records nothing: the
+            # call stays started, and a resume runs it again.
             if token is not None:
                 current_call.reset(token)
             _journal_logs(ctx, scope)
@@ -464,6 +469,80 @@ def execute(
         return value
 
 
+def execute(
+    slot: CallSlot,
+    live: Callable[[CallScope], Any],
+    *,
+    retries: int = 0,
+    checkpoint_type: str | None = None,
+    inputs_from: tuple[str, ...] = (),
+    scoped: bool = True,
+    cache_key: str | None = None,
+) -> Any:
+    """Return the call's recorded outcome, or run ``live`` and record it.
+
+    ``live`` runs once per attempt, up to ``retries`` extra attempts after failures.
+    With ``scoped``, it runs as the current call (so nested kitaru calls see it).
+    """
+    steps = _attempts(
+        slot,
+        retries=retries,
+        checkpoint_type=checkpoint_type,
+        inputs_from=inputs_from,
+        scoped=scoped,
+        cache_key=cache_key,
+    )
+    try:
+        scope = next(steps)
+        while True:
+            run = tracing.traced(slot, scope.attempt, live) if tracing.on else live
+            try:
+                value = run(scope)
+            except BaseException as exc:
+                scope = steps.throw(exc)
+            else:
+                scope = steps.send(value)
+    except StopIteration as done:
+        return done.value
+
+
+async def execute_async(
+    slot: CallSlot,
+    live: Callable[[CallScope], Awaitable[Any]],
+    *,
+    retries: int = 0,
+    checkpoint_type: str | None = None,
+    inputs_from: tuple[str, ...] = (),
+    scoped: bool = True,
+    cache_key: str | None = None,
+) -> Any:
+    """``execute`` for an awaitable call: the same decisions and events, ``live`` awaited.
+
+    The scope is set in the awaiting task's context, so prints, logs and model calls
+    of the attempt (and tasks it starts) are its own, whatever else the loop runs.
+    """
+    steps = _attempts(
+        slot,
+        retries=retries,
+        checkpoint_type=checkpoint_type,
+        inputs_from=inputs_from,
+        scoped=scoped,
+        cache_key=cache_key,
+    )
+    try:
+        scope = next(steps)
+        while True:
+            run = tracing.traced_async(slot, scope.attempt, live) if tracing.on else live
+            try:
+                value = await run(scope)
+            except BaseException as exc:
+                scope = steps.throw(exc)
+            else:
+                scope = steps.send(value)
+    except StopIteration as done:
+        return done.value
+
+
 _WAIT_POLL_SECONDS = 0.1
 
 
@@ -472,12 +551,15 @@ def execute_wait(
     request: WaitRequested,
     timeout: float | None,
     convert: Callable[[Any], Any],
+    *,
+    abandoned: threading.Event | None = None,
 ) -> Any:
     """Return a wait's recorded input, or pause the flow body until input arrives.
 
     Input comes from another process through the store's mailbox (this process stays
     the only writer of the journal). Without input within ``timeout`` seconds the
     flow body is suspended: the execution stays ``waiting`` and ``resume`` goes on.
+    ``abandoned`` set (nobody awaits the wait any more) suspends it at the next poll.
     """
     ctx = slot.ctx
     decision = verdict(ctx.state, slot.recorded)
@@ -525,7 +607,7 @@ def execute_wait(
         pause = _WAIT_POLL_SECONDS
         if deadline is not None:
             pause = min(pause, deadline - time.monotonic())
-        if pause <= 0 or ctx.park_waits:
+        if pause <= 0 or ctx.park_waits or (abandoned is not None and abandoned.is_set()):
             # A worker parks the execution rather than hold a thread while it waits.
             raise Suspended(slot.identity)
         # The store wakes this loop when mail may have arrived; the loop still comes

@@ -46,6 +46,7 @@ from kitaru.runtime.context import (
     Suspended,
     current_execution,
 )
+from kitaru.runtime.event_loop import call_flow_body
 from kitaru.runtime.failures import error_info, failure_origin, type_name
 from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.interrupts import (
@@ -250,7 +251,7 @@ class Run:
         args, kwargs = self.inputs
         while True:
             try:
-                result = self.flow.func(*args, **kwargs)
+                result = call_flow_body(self.flow.func, args, kwargs)
                 ctx.drain()
                 result = resolve_handles(result)
                 if ctx.fatal is not None:

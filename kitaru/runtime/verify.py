@@ -24,6 +24,7 @@ from kitaru.runtime.context import (
     Suspended,
     current_execution,
 )
+from kitaru.runtime.event_loop import call_flow_body
 from kitaru.runtime.failures import type_name
 from kitaru.runtime.handles import resolve_handles
 from kitaru.runtime.locate import import_flow
@@ -126,7 +127,7 @@ def verify_execution(store: Store, exec_id: str) -> Verification:
     token = current_execution.set(ctx)
     raised: BaseException | None = None
     try:
-        result = flow.func(*args, **kwargs)
+        result = call_flow_body(flow.func, args, kwargs)
         ctx.drain()
         # Returning handles waits for the calls behind them, as a real run does.
         resolve_handles(result)

@@ -9,6 +9,8 @@
 - ``resume``: as ``memory``, but continues the execution ``EXEC_ID`` instead.
 - ``approval``: as ``memory``, but runs ``approval`` until it waits, answers the wait
   and resumes it.
+- ``async``: as ``memory``, but runs ``research_async``, the same flow written with
+  ``async def`` checkpoints, ``kitaru.llm_async`` and a gathered pair of checkpoints.
 - ``plain``: no provider is installed; the flow runs and ``OUT`` gets the execution id and
   whether opentelemetry was imported, and of which type the global provider is.
 
@@ -55,6 +57,28 @@ def research(topic: str) -> dict[str, Any]:
     return {"length": publish(summary).load()}
 
 
+@checkpoint
+async def gather_async(topic: str) -> str:
+    return str(await kitaru.llm_async(f"List facts about {topic}.", model=MODEL, name="facts"))
+
+
+@checkpoint(retries=1)
+async def publish_async(summary: str) -> int:
+    _attempts["publish_async"] = _attempts.get("publish_async", 0) + 1
+    if _attempts["publish_async"] == 1:
+        raise ConnectionError("the publishing service hung up")
+    return len(summary)
+
+
+@flow
+async def research_async(topic: str) -> dict[str, Any]:
+    import asyncio
+
+    facts, more = await asyncio.gather(gather_async(topic), gather_async(f"{topic} again"))
+    summary = await kitaru.llm_async(f"Summarise: {facts} {more}", model=MODEL, name="summarise")
+    return {"length": await publish_async(summary)}
+
+
 @flow
 def approval(topic: str) -> str:
     kitaru.memory.set("topic", topic)
@@ -93,13 +117,15 @@ def _plain(value: Any) -> Any:
 
 
 def main(mode: str, out: Path, exec_id: str | None) -> None:
-    if mode in ("memory", "resume", "approval"):
+    if mode in ("memory", "resume", "approval", "async"):
         exporter = _install_memory_exporter()
         if os.environ.get("OTELFLOW_CONFIGURE") == "1":
             kitaru.configure(otel=True)
         try:
             if mode == "memory":
                 research.run("tides").wait(timeout=60)
+            elif mode == "async":
+                research_async.run("tides").wait(timeout=60)
             elif mode == "approval":
                 # Pauses at the wait, is answered, and is resumed in this process.
                 handle = approval.run("tides")

@@ -44,8 +44,17 @@ class ChildDriver:
     SIGKILLed after a delay when the segment says so.
     """
 
-    def __init__(self, location: str | Path, provider: EchoProvider, elsewhere: Path):
+    def __init__(
+        self,
+        location: str | Path,
+        provider: EchoProvider,
+        elsewhere: Path,
+        *,
+        module: str = "tests.prop_flows.interpreter",
+    ):
         self.url = store_url(str(location))
+        self.module = module
+        """The module whose flow runs the steps (``interpreter`` or ``async_interpreter``)."""
         self.provider = provider
         self.elsewhere = elsewhere
         self.observer = new_store(self.url)
@@ -63,7 +72,7 @@ class ChildDriver:
             if isinstance(segment, CrashPoint) and segment.kind != "llm"
             else []
         )
-        interpreter = [sys.executable, "-m", "tests.prop_flows.interpreter"]
+        interpreter = [sys.executable, "-m", self.module]
         if exec_id is None:
             return [*interpreter, "run", json.dumps(steps), str(log), *crash]
         if crash:
@@ -72,7 +81,7 @@ class ChildDriver:
 
     def _run_segment(self, command: list[str], segment: Segment) -> str | None:
         """Run one child to its end or its death; return where it died, if it did."""
-        cwd = REPO if command[1:3] == ["-m", "tests.prop_flows.interpreter"] else self.elsewhere
+        cwd = REPO if command[1:3] == ["-m", self.module] else self.elsewhere
         proc = subprocess.Popen(
             command,
             cwd=cwd,

@@ -224,8 +224,11 @@ class Driver:
         provider: EchoProvider,
         *,
         max_segments: int = 40,
+        program: Any = interpret,
     ):
         self.url = store_url(str(location))
+        self.program = program
+        """The flow that runs the steps: ``interpret`` or ``async_interpreter.interpret_async``."""
         self.provider = provider
         self.max_segments = max_segments
         self.observer = new_store(self.url)
@@ -299,7 +302,7 @@ class Driver:
                 try:
                     if exec_id is None and replay is not None:
                         run = replay_execution(
-                            interpret,
+                            self.program,
                             replay[0],
                             from_=replay[1],
                             overrides=None,
@@ -311,8 +314,8 @@ class Driver:
                         exec_id = run.exec_id
                     elif exec_id is None:
                         run = start_execution(
-                            interpret,
-                            flow_ref(interpret.func),
+                            self.program,
+                            flow_ref(self.program.func),
                             (steps, str(log)),
                             {},
                             retries=0,

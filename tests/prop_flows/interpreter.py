@@ -235,7 +235,8 @@ def interpret(steps: list[list[Any]], log: str) -> list[Any]:
     return out
 
 
-def _main(argv: list[str]) -> int:
+def main(argv: list[str], program: Any = None) -> int:
+    """Run or resume an execution of ``program`` (default: ``interpret``) from the command line."""
     from kitaru import KitaruError
     from kitaru._config import store_url
     from kitaru.client import KitaruClient
@@ -247,7 +248,7 @@ def _main(argv: list[str]) -> int:
         del argv[at : at + 2]
     crashing.install(store_url(), crashing.Mortal(crash, real=True))
     if argv[0] == "run":
-        handle = interpret.run(json.loads(argv[1]), argv[2], background=True)
+        handle = (program or interpret).run(json.loads(argv[1]), argv[2], background=True)
     else:
         handle = KitaruClient().executions.resume(argv[1], background=True)
     print(f"EXEC_ID {handle.exec_id}", flush=True)
@@ -264,4 +265,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))
