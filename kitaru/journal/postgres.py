@@ -310,27 +310,46 @@ class PostgresStore:
         owner: str,
         sync: bool = True,
     ) -> None:
+        """One transaction in one round trip: every statement carries the fencing check.
+
+        The statements go out in pipeline mode, ``BEGIN`` to ``COMMIT`` before one sync.
+        The events insert share-locks the lease row inside its own ``WHERE`` (see
+        ``_fenced``), so a takeover waits for this transaction, and an append that waits
+        for a takeover re-reads the row once it commits and writes nothing. Every other
+        statement is fenced the same way, so a refused append commits no row at all.
+        """
         import psycopg
 
         s = self._s
+        fence = self._fenced(exec_id, owner)
+        seqs, kinds, ats, bodies, crcs, derived = self._rows_of(exec_id, first_seq, events)
+        conn = self._conn()
         try:
-            with self._transaction("append events", sync=sync) as conn:
-                self._fence(conn, exec_id, owner)
-                with conn.cursor() as cur:
-                    if payloads:
-                        cur.executemany(
-                            f"INSERT INTO {s}.payloads(hash, bytes) VALUES (%s, %s) "
-                            "ON CONFLICT (hash) DO NOTHING",
-                            list(payloads.items()),
-                        )
-                    rows, derived = self._rows_of(exec_id, first_seq, events)
-                    cur.executemany(
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    if not sync:
+                        conn.execute("SET LOCAL synchronous_commit = off")
+                    written = conn.execute(
                         f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)",
-                        rows,
+                        "SELECT %s, u.seq, u.type, u.at, u.body, u.crc FROM unnest("
+                        "%s::integer[], %s::text[], %s::float8[], %s::bytea[], %s::bigint[]) "
+                        f"AS u(seq, type, at, body, crc) WHERE {fence[0]}",
+                        (exec_id, seqs, kinds, ats, bodies, crcs, *fence[1]),
                     )
+                    if payloads:
+                        conn.execute(
+                            f"INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
+                            "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes) "
+                            f"WHERE {fence[0]} ON CONFLICT (hash) DO NOTHING",
+                            (list(payloads), list(payloads.values()), *fence[1]),
+                        )
                     for statement, params in derived:
-                        cur.execute(statement, params)
+                        conn.execute(statement.replace("{fence}", fence[0]), (*params, *fence[1]))
+                    conn.execute("COMMIT")
+            except psycopg.Error:
+                self._roll_back(conn)
+                raise
         except psycopg.errors.UniqueViolation as exc:
             raise JournalConflictError(
                 f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
@@ -343,6 +362,48 @@ class PostgresStore:
                 f"({_first_line(exc)}); nothing of this append was written.",
                 exec_id=exec_id,
             ) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc, "append events") from None
+        if written.rowcount != len(seqs):
+            # The fence held nothing back but the events: find out why, for the message.
+            raise self._lease_lost(exec_id, owner, self.get_lease(exec_id))
+
+    def _fenced(self, exec_id: str, owner: str) -> tuple[str, tuple[str, str]]:
+        """The condition (and its parameters) that ``owner`` holds ``exec_id``'s lease.
+
+        ``FOR SHARE`` in the condition's own sub-select locks the lease row within the
+        statement that writes. A takeover holds that row exclusively until it commits;
+        a statement blocked on it re-checks the committed row (PostgreSQL re-evaluates
+        the sub-select's condition on the newest version), so it either sees the
+        current owner or finds none.
+        """
+        return (
+            f"EXISTS (SELECT 1 FROM {self._s}.leases WHERE exec_id = %s AND owner = %s FOR SHARE)",
+            (exec_id, owner),
+        )
+
+    def _roll_back(self, conn: Any) -> None:
+        """End a pipelined transaction that an error left open, or drop a broken session."""
+        import psycopg
+
+        if conn.broken or conn.closed:
+            self._drop_if_broken(conn)
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()
+                self._drop_if_broken(conn)
+
+    def _lease_lost(self, exec_id: str, owner: str | None, row: Lease | None) -> Exception:
+        why = "its lease was released" if row is None else "another process took it over"
+        return KitaruLeaseLostError(
+            f"This process no longer owns execution {exec_id} ({why}), so nothing more "
+            f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
+            exec_id=exec_id,
+            owner=owner or "",
+        )
 
     def _fence(self, conn: Any, exec_id: str, owner: str | None) -> None:
         """Refuse a write for ``exec_id`` unless ``owner`` holds its lease.
@@ -351,32 +412,48 @@ class PostgresStore:
         (which updates that row) waits for this write, and this write cannot follow one.
         """
         row = conn.execute(
-            f"SELECT owner FROM {self._s}.leases WHERE exec_id = %s FOR SHARE", (exec_id,)
+            f"SELECT {_LEASE_COLUMNS} FROM {self._s}.leases WHERE exec_id = %s FOR SHARE",
+            (exec_id,),
         ).fetchone()
-        if row is None or row[0] != owner:
-            why = "its lease was released" if row is None else "another process took it over"
-            raise KitaruLeaseLostError(
-                f"This process no longer owns execution {exec_id} ({why}), so nothing more "
-                f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
-                exec_id=exec_id,
-                owner=owner or "",
-            )
+        if row is None or row[1] != owner:
+            raise self._lease_lost(exec_id, owner, None if row is None else Lease(*row))
 
     def _rows_of(
         self, exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]
-    ) -> tuple[list[tuple[object, ...]], list[tuple[str, tuple[object, ...]]]]:
+    ) -> tuple[
+        list[int],
+        list[str],
+        list[float],
+        list[bytes],
+        list[int],
+        list[tuple[str, tuple[object, ...]]],
+    ]:
+        """The events' columns, and the read-model statements they imply.
+
+        Each statement has a ``{fence}`` condition for ``append`` to fill in, so a
+        refused append changes nothing.
+        """
         s = self._s
-        rows: list[tuple[object, ...]] = []
+        seqs: list[int] = []
+        kinds: list[str] = []
+        ats: list[float] = []
+        bodies: list[bytes] = []
+        crcs: list[int] = []
         derived: list[tuple[str, tuple[object, ...]]] = []
         seq = first_seq
         for event, at in events:
             body = _encode(event)
-            rows.append((exec_id, seq, event_tag(event), at, body, crc32(body)))
+            seqs.append(seq)
+            kinds.append(event_tag(event))
+            ats.append(at)
+            bodies.append(body)
+            crcs.append(crc32(body))
             if isinstance(event, CallCompleted):
                 if event.cache_key is not None:
                     derived.append(
                         (
-                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) VALUES (%s, %s, %s) "
+                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) "
+                            "SELECT %s, %s, %s WHERE {fence} "
                             "ON CONFLICT (key) DO UPDATE SET exec_id = EXCLUDED.exec_id, "
                             "seq = EXCLUDED.seq",
                             (event.cache_key, exec_id, seq),
@@ -386,7 +463,7 @@ class PostgresStore:
                 derived.append(
                     (
                         f"INSERT INTO {s}.executions(exec_id, flow_name, status, started_at, "
-                        "original_exec_id) VALUES (%s, %s, 'running', %s, %s)",
+                        "original_exec_id) SELECT %s, %s, 'running', %s, %s WHERE {fence}",
                         (exec_id, event.flow_name, at, event.original_exec_id),
                     )
                 )
@@ -397,12 +474,12 @@ class PostgresStore:
                     derived.append(
                         (
                             f"UPDATE {s}.executions SET status = %s, ended_at = %s, failure = %s "
-                            "WHERE exec_id = %s",
+                            "WHERE exec_id = %s AND {fence}",
                             (change.status, ended, change.failure, exec_id),
                         )
                     )
             seq += 1
-        return rows, derived
+        return seqs, kinds, ats, bodies, crcs, derived
 
     def read_events(
         self, exec_id: str, after_seq: int = 0, *, only: Collection[str] | None = None
