@@ -819,7 +819,13 @@ class PostgresStore:
             self._notify(conn, exec_id)
 
     def claim_queued(
-        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+        self,
+        worker: str,
+        queues: Sequence[str],
+        concurrency: int,
+        stale_after: float,
+        *,
+        skip: Sequence[str] = (),
     ) -> list[str]:
         s = self._s
         with self._transaction("claim queued executions") as conn:
@@ -839,9 +845,10 @@ class PostgresStore:
                 "WHERE q.queue = ANY(%s) AND (q.state = 'queued' OR (q.state = 'claimed' "
                 "AND q.worker <> %s AND (w.id IS NULL "
                 f"OR w.heartbeat_at < {_NOW} - %s OR pg_try_advisory_xact_lock(w.lock_key)))) "
+                "AND NOT q.exec_id = ANY(%s) "
                 "ORDER BY q.priority DESC, q.enqueued_at, q.exec_id LIMIT %s "
                 "FOR UPDATE OF q SKIP LOCKED",
-                (list(queues), worker, stale_after, room),
+                (list(queues), worker, stale_after, list(skip), room),
             ).fetchall()
             claimed = [row[0] for row in rows]
             if claimed:

@@ -27,6 +27,7 @@ from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
 __all__ = [
+    "FlowImportError",
     "UnguardedRunError",
     "check_not_importing",
     "flow_ref",
@@ -121,6 +122,15 @@ def register_flow(flow: Any) -> None:
     _registry[(ref.module, ref.qualname)] = flow
 
 
+class FlowImportError(KitaruRuntimeError):
+    """The module of a recorded flow cannot be imported in this process."""
+
+    def __init__(self, message: str, *, module: str, qualname: str):
+        super().__init__(message)
+        self.module = module
+        self.qualname = qualname
+
+
 def import_flow(ref: FlowRef) -> Any:
     """Return the flow object that ``ref`` names, importing its module if needed."""
     known = _registry.get((ref.module, ref.qualname))
@@ -169,10 +179,12 @@ def _import_flow_object(ref: FlowRef) -> Any:
         return found
     except Exception as exc:
         where = f" (file {ref.file})" if ref.file else ""
-        raise KitaruRuntimeError(
+        raise FlowImportError(
             f"Cannot import flow {ref.qualname} from module {ref.module}{where}: "
             f"{type(exc).__name__}: {exc}. Run the command from the project the flow belongs "
-            "to, or make its module importable (PYTHONPATH), then try again."
+            "to, or make its module importable (PYTHONPATH), then try again.",
+            module=ref.module,
+            qualname=ref.qualname,
         ) from exc
     return obj
 
