@@ -15,11 +15,16 @@ from typing import Any
 
 from kitaru._logging import get_logger
 from kitaru._stores import open_store
-from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, KitaruUsageError
+from kitaru.errors import (
+    FlowImportError,
+    KitaruBackendError,
+    KitaruError,
+    KitaruStateError,
+    KitaruUsageError,
+)
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store, WorkQueue
 from kitaru.runtime.interrupts import request_stop
-from kitaru.runtime.locate import FlowImportError
 from kitaru.runtime.ownership import lease_ttl, this_host
 from kitaru.runtime.runner import resume_execution
 

@@ -22,12 +22,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from kitaru.errors import KitaruRuntimeError, KitaruUsageError, UnguardedRunError
+from kitaru.errors import FlowImportError, KitaruRuntimeError, KitaruUsageError, UnguardedRunError
 from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
 __all__ = [
-    "FlowImportError",
     "UnguardedRunError",
     "check_not_importing",
     "flow_ref",
@@ -120,15 +119,6 @@ def register_flow(flow: Any) -> None:
     """Remember a flow defined in this process, so resuming it needs no import."""
     ref = flow_ref(flow.func)
     _registry[(ref.module, ref.qualname)] = flow
-
-
-class FlowImportError(KitaruRuntimeError):
-    """The module of a recorded flow cannot be imported in this process."""
-
-    def __init__(self, message: str, *, module: str, qualname: str):
-        super().__init__(message)
-        self.module = module
-        self.qualname = qualname
 
 
 def import_flow(ref: FlowRef) -> Any:
