@@ -44,7 +44,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RUN_OPTIONS = ("stack", "image", "cache", "retries", "background", "queue", "priority")
-"""Keyword arguments of ``.run()`` and ``.replay()`` that configure the run itself."""
+"""Keyword arguments of ``.run()`` that configure the run itself (``.replay()`` takes
+all but ``queue`` and ``priority``); a flow's own parameters cannot use these names."""
 
 _SETTLE_POLL_SECONDS = 0.05
 """How often a blocking run looks whether its execution now waits for input."""

@@ -326,7 +326,7 @@ class PostgresStore:
         conn = self._conn()
         try:
             try:
-                with conn.pipeline():
+                with conn.pipeline() as pipeline:
                     conn.execute("BEGIN")
                     if not sync:
                         conn.execute("SET LOCAL synchronous_commit = off")
@@ -346,7 +346,7 @@ class PostgresStore:
                         )
                     for statement, params in derived:
                         conn.execute(statement.replace("{fence}", fence[0]), (*params, *fence[1]))
-                    conn.execute("COMMIT")
+                    self._commit_append(conn, pipeline)
             except psycopg.Error:
                 self._roll_back(conn)
                 raise
@@ -367,6 +367,12 @@ class PostgresStore:
         if written.rowcount != len(seqs):
             # The fence held nothing back but the events: find out why, for the message.
             raise self._lease_lost(exec_id, owner, self.get_lease(exec_id))
+
+    def _commit_append(self, conn: Any, pipeline: Any) -> None:
+        """Queue the ``COMMIT`` of an append's pipelined transaction: the step that makes
+        it durable, which the pipeline's closing sync sends with every statement."""
+        del pipeline  # the sync at the end of the pipeline block sends it
+        conn.execute("COMMIT")
 
     def _fenced(self, exec_id: str, owner: str) -> tuple[str, tuple[str, str]]:
         """The condition (and its parameters) that ``owner`` holds ``exec_id``'s lease.
