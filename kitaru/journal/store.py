@@ -373,12 +373,18 @@ class WorkQueue(Protocol):
         ...
 
     def claim_queued(
-        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+        self,
+        worker: str,
+        queues: Sequence[str],
+        concurrency: int,
+        stale_after: float,
+        *,
+        skip: Sequence[str] = (),
     ) -> list[str]:
         """Claim runnable executions for ``worker`` in one transaction, highest priority
         first, then oldest, so that it holds at most ``concurrency``. An entry claimed by
         a worker whose session ended, or that missed heartbeats for ``stale_after``
-        seconds, is runnable again."""
+        seconds, is runnable again. Executions in ``skip`` are left to other workers."""
         ...
 
     def park(self, exec_id: str, worker: str) -> None:
