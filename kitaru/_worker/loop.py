@@ -147,6 +147,10 @@ class Worker:
         """Executions this worker leaves to others for now (it cannot import their flow)."""
         now = time.monotonic()
         with self._lock:
+            # An execution not met again long after its pause ended was taken by a
+            # worker that could import it: forget it, so the table does not only grow.
+            for gone in [e for e, (_, until) in self._unimportable.items() if until < now - 600]:
+                del self._unimportable[gone]
             return [e for e, (_, until) in self._unimportable.items() if until > now]
 
     def _cannot_import(self, exec_id: str, exc: FlowImportError) -> None:
