@@ -51,7 +51,7 @@ from kitaru.journal.events import (
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.journal.store import Store, StoredEvent
 from kitaru.replay.state import fold
-from kitaru.ui._data import CALLS_PER_PAGE, Snapshots, execution_detail
+from kitaru.ui._data import CALLS_PER_PAGE, Snapshots, call_detail, execution_detail
 
 # -- generated journals ------------------------------------------------------------------
 
@@ -294,6 +294,8 @@ def assert_pages_match(store: Store, exec_id: str, per_page: int) -> None:
         assert page == calls[start : start + per_page]
     for call in calls:
         assert executions.get(exec_id).find_checkpoint(call.invocation_id) == call
+        logs = whole.call_logs(call.invocation_id)
+        assert executions.get(exec_id).call_logs(call.invocation_id) == logs
 
 
 class TestAPageEqualsTheWholeFold:
@@ -368,12 +370,17 @@ class TestTheExecutionPageIsTheFoldedOne:
         handle.wait(timeout=120)
         snapshots = Snapshots(KitaruClient(location))
         pages = [execution_detail(snapshots, handle.exec_id, call_page=p) for p in (1, 2, 3)]
+        opened = [call_detail(snapshots, handle.exec_id, i) for i in ("step_5", "wobbly_3")]
         assert pages[0]["calls"]["total"] == 450
         assert pages[0]["artifacts"]
+        assert [line["message"] for line in opened[0]["logs"]] == ["step 5"]
+        assert len(opened[1]["attempts"]) == 2
         # The kept snapshot folds its whole journal; the pages then come from that fold.
         assert len(snapshots.execution(handle.exec_id).checkpoints) == 450
         for number, page in enumerate(pages, 1):
             assert execution_detail(snapshots, handle.exec_id, call_page=number) == page
+        for identity, call in zip(("step_5", "wobbly_3"), opened, strict=True):
+            assert call_detail(snapshots, handle.exec_id, identity) == call
 
 
 class CountingStore(SqliteStore):

@@ -332,6 +332,11 @@ class Execution:
         """The call with this identity or call id, or None (builds that one view)."""
         return self._calls.find(identity) if self._calls is not None else None
 
+    def call_logs(self, identity: str) -> list[LogEntry]:
+        """The lines captured in the call with this identity, in time order (reads that
+        call's events only, unless the whole journal is read already)."""
+        return self._calls.logs_of(identity) if self._calls is not None else []
+
     @property
     def last_call_ended_at(self) -> dt.datetime | None:
         """When the call that ended last ended; None if none has."""
@@ -977,11 +982,33 @@ class _CallViews:
         selection = self._snapshot.fold(page.rows)
         return self._views_of(selection, [selection.calls[row.identity] for row in page.rows])
 
+    def _holding(self, identity: str) -> ExecutionState | None:
+        """A state that holds the call as the whole fold does: the whole fold once made,
+        else a selection of the call's events (None: the index has no such call)."""
+        if self._folded:
+            return self.state
+        kept = self._selections.get(identity)
+        if kept is None:
+            rows = self._snapshot.rows([identity])
+            if not rows:
+                return None
+            kept = self._selections[identity] = self._snapshot.fold(rows)
+        return kept
+
+    @functools.cached_property
+    def _selections(self) -> dict[str, ExecutionState]:
+        return {}
+
+    def logs_of(self, identity: str) -> list[LogEntry]:
+        state = self._holding(identity)
+        if state is None or identity not in state.calls:
+            return []
+        return [line for line in log_lines(state, identity) if line.checkpoint == identity]
+
     def find(self, identity: str) -> CheckpointCall | None:
         if not self._folded:
-            rows = self._snapshot.rows([identity])
-            if rows:
-                selection = self._snapshot.fold(rows)
+            selection = self._holding(identity)
+            if selection is not None:
                 (view,) = self._views_of(selection, [selection.calls[identity]])
                 return view
         # Not a call identity (perhaps a call id, which the index does not hold).
