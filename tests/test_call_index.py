@@ -383,6 +383,30 @@ class TestTheExecutionPageIsTheFoldedOne:
             assert call_detail(snapshots, handle.exec_id, identity) == call
 
 
+class TestAReplayPageNamesTheCallsItReused:
+    def test_pages_of_a_replay_name_the_original_calls_as_the_fold_does(
+        self, store_backend: StoreBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A replay's reused calls name their originals (found through the original
+        execution's index) exactly as the whole fold names them."""
+        location = store_backend.location(tmp_path / "store")
+        monkeypatch.setenv("KITARU_STORE", location)
+        step_failures.clear()
+        handle = chain.run(160)
+        handle.wait(timeout=120)
+        replayed = KitaruClient().executions.replay(
+            handle.exec_id, from_="step_120", background=False
+        )
+        store = new_store(location)
+        try:
+            page = ExecutionsClient(store).get(replayed.exec_id).checkpoints_between(0, 3)
+            original = ExecutionsClient(store).get(handle.exec_id).checkpoints_between(0, 3)
+            assert [c.original_call_id for c in page] == [c.call_id for c in original]
+            assert_pages_match(store, replayed.exec_id, 64)
+        finally:
+            store.close()
+
+
 class CountingStore(SqliteStore):
     """The SQLite store, counting the events it hands out."""
 

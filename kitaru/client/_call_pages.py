@@ -14,9 +14,9 @@ from kitaru.journal.events import ArtifactSaved, MetadataLogged, event_tag
 from kitaru.journal.read_model import call_touch
 from kitaru.journal.store import CallIndexRow, Store, StoredEvent
 from kitaru.replay.selection import fold_selection
-from kitaru.replay.state import SUMMARY_EVENTS, ExecutionState
+from kitaru.replay.state import SUMMARY_EVENTS, CallRecord, ExecutionState
 
-__all__ = ["CallSnapshot"]
+__all__ = ["CallSnapshot", "original_call_ids"]
 
 _ARTIFACT_EVENTS = frozenset({str(ArtifactSaved.__struct_config__.tag)})
 
@@ -99,3 +99,44 @@ class CallSnapshot:
         callers = {e.event.call for e in saved if isinstance(e.event, ArtifactSaved)}
         firsts = self._first_events(self.rows(callers)) if callers else []
         return self.fold([], [*firsts, *saved])
+
+
+def _call_ids_at(store: Store, exec_id: str, rows: Sequence[CallIndexRow]) -> dict[str, str]:
+    """Identity -> call id of the indexed calls ``rows``, from their first starts."""
+    ranges = _merged((row.first_seq, row.first_seq) for row in rows)
+    found: dict[str, str] = {}
+    for stored in store.read_event_ranges(exec_id, ranges):
+        call_id = getattr(stored.event, "call_id", None)
+        identity = getattr(stored.event, "identity", None)
+        if isinstance(call_id, str) and isinstance(identity, str):
+            found[identity] = call_id
+    return found
+
+
+def original_call_ids(
+    store: Store, records: Sequence[CallRecord]
+) -> tuple[dict[str, str], list[CallRecord]]:
+    """For calls that reused another execution's output: that execution's call of the
+    same identity, found through its call index (not by folding its journal).
+
+    Returns the call ids found, and the calls whose original has another identity (a
+    replay matches those by position or output): those need the other execution's fold.
+    """
+    by_source: dict[str, list[CallRecord]] = {}
+    for record in records:
+        source = record.reused_from or record.cached_from
+        if source is not None:
+            by_source.setdefault(source, []).append(record)
+    found: dict[str, str] = {}
+    rest: list[CallRecord] = []
+    for source, group in by_source.items():
+        if store.get_execution(source) is None:
+            continue  # gone: the call has no original to name
+        rows = store.call_rows(source, {record.identity for record in group})
+        ids = _call_ids_at(store, source, rows)
+        for record in group:
+            if record.identity in ids:
+                found[record.identity] = ids[record.identity]
+            else:
+                rest.append(record)
+    return found, rest

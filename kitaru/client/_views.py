@@ -14,7 +14,7 @@ import msgspec
 
 from kitaru._redaction import redact_shown
 from kitaru._run_config import FrozenExecutionSpec
-from kitaru.client._call_pages import CallSnapshot
+from kitaru.client._call_pages import CallSnapshot, original_call_ids
 from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import CallKind, ErrorInfo, LlmCallRecorded, ValueRef
@@ -938,7 +938,13 @@ class _CallViews:
     ) -> list[CheckpointCall]:
         store = self._store
         by_call = _artifacts_by_call(artifacts)
-        originals = _original_call_ids(state, store, only)
+        if self._folded:
+            originals = _original_call_ids(state, store, only)
+        else:
+            originals, rest = original_call_ids(store, records)
+            if rest:
+                others = {c.identity for c in rest}
+                originals.update(_original_call_ids(state, store, others))
         return [
             _call(
                 c,
