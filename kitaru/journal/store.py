@@ -229,7 +229,9 @@ class CallIndex(Protocol):
 
     def call_page(self, exec_id: str, *, through_seq: int, offset: int, limit: int) -> CallPage:
         """One page of the calls first started at or before ``through_seq``, in position
-        order (a snapshot of the journal up to that event)."""
+        order (a snapshot of the journal up to that event). Rows are as the index holds
+        them now: for an execution still being written, a later end or event may show;
+        readers bound the seqs they read by ``through_seq`` themselves."""
         ...
 
     def call_rows(
