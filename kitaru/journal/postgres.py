@@ -51,9 +51,17 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
-from kitaru.journal.read_model import TotalsChange, status_change, totals_change
+from kitaru.journal.read_model import (
+    CallWrite,
+    TotalsChange,
+    call_writes,
+    status_change,
+    totals_change,
+)
 from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
+    CallIndexRow,
+    CallPage,
     ExecutionRow,
     Lease,
     MemoryRow,
@@ -64,6 +72,8 @@ from kitaru.journal.store import (
 )
 
 __all__ = ["PostgresStore", "redact_url"]
+
+_CALL_ROW_COLUMNS = "identity, position, first_seq, last_seq, ended_at"
 
 _EXECUTION_COLUMNS = (
     "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure, calls, "
@@ -123,6 +133,17 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def _fill_fence(
+    statement: str, params: tuple[object, ...], fence: tuple[str, tuple[str, str]]
+) -> tuple[str, tuple[object, ...]]:
+    """``statement`` with its one ``{fence}`` condition filled in, and its parameters
+    with the condition's own placed where the condition stands."""
+    before, marker, _ = statement.partition("{fence}")
+    assert marker, "a read-model write of an append must carry {fence}"
+    at = before.count("%s")
+    return statement.replace("{fence}", fence[0]), (*params[:at], *fence[1], *params[at:])
 
 
 def _died_here(holder: Lease) -> bool:
@@ -357,7 +378,7 @@ class PostgresStore:
                             (list(payloads), list(payloads.values()), *fence[1]),
                         )
                     for statement, params in derived:
-                        conn.execute(statement.replace("{fence}", fence[0]), (*params, *fence[1]))
+                        conn.execute(*_fill_fence(statement, params, fence))
                     self._commit_append(conn, pipeline)
             except psycopg.Error:
                 self._roll_back(conn)
@@ -497,24 +518,61 @@ class PostgresStore:
                         )
                     )
             added = totals_change(event)
-            if added is not None:
+            # Calls are counted by the call index writes below, which note each identity.
+            if added is not None and added.call is None:
                 derived.append(self._totals_write(exec_id, added))
             seq += 1
+        # After the events: the executions row the count goes to exists by then.
+        derived.extend(self._call_index_write(exec_id, w) for w in call_writes(first_seq, events))
         return seqs, kinds, ats, bodies, crcs, derived
 
-    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
-        """The write that adds one event's share to the execution's totals."""
+    def _call_index_write(self, exec_id: str, write: CallWrite) -> tuple[str, tuple[object, ...]]:
+        """The write that brings one call's row of the call index up to this append."""
         s = self._s
-        if added.call is not None:
-            # A call counts once: only an identity not noted before adds to ``calls``.
-            # ``{fence}`` comes last: ``append`` adds its parameters after these.
+        if write.start is not None:
+            # A call not indexed yet is inserted and counted once; one indexed already
+            # (started again) keeps its first seq and position. The update cannot see
+            # the row the insert adds (one snapshot), so only one of them acts. Nothing
+            # acts unless the appending owner still holds the lease (``ok``).
+            start = write.start
             return (
-                f"WITH noted AS (INSERT INTO {s}.execution_calls(exec_id, identity) "
-                "SELECT %s, %s WHERE {fence} ON CONFLICT DO NOTHING RETURNING exec_id) "
-                f"UPDATE {s}.executions SET calls = calls + 1 "
-                "WHERE exec_id IN (SELECT exec_id FROM noted)",
-                (exec_id, added.call),
+                "WITH ok AS (SELECT 1 WHERE {fence}), "
+                f"noted AS (INSERT INTO {s}.execution_calls(exec_id, identity, position, "
+                "first_seq, last_seq, ended_at) SELECT %s, %s, %s, %s, %s, %s FROM ok "
+                "ON CONFLICT DO NOTHING RETURNING 1), "
+                f"moved AS (UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)) "
+                f"UPDATE {s}.executions SET calls = calls + (SELECT count(*) FROM noted) "
+                "WHERE exec_id = %s",
+                (
+                    exec_id,
+                    write.identity,
+                    start.position,
+                    start.first_seq,
+                    write.last_seq,
+                    write.ended_at,
+                    write.last_seq,
+                    write.ended_at,
+                    exec_id,
+                    write.identity,
+                    exec_id,
+                ),
             )
+        if write.ends:
+            return (
+                f"UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND {fence}",
+                (write.last_seq, write.ended_at, exec_id, write.identity),
+            )
+        return (
+            f"UPDATE {s}.execution_calls SET last_seq = %s "
+            "WHERE exec_id = %s AND identity = %s AND {fence}",
+            (write.last_seq, exec_id, write.identity),
+        )
+
+    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
+        """The write that adds one model request's usage to the execution's totals."""
+        s = self._s
         sets = []
         params: list[object] = []
         if added.tokens is not None:
@@ -553,6 +611,53 @@ class PostgresStore:
             StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, None, row))
             for row in rows
         ]
+
+    def read_event_ranges(
+        self, exec_id: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[StoredEvent]:
+        if not ranges:
+            return []
+        where = " OR ".join("seq BETWEEN %s AND %s" for _ in ranges)
+        params = [exec_id, *(bound for pair in ranges for bound in pair)]
+        with self._reading("read events") as conn:
+            rows = conn.execute(
+                f"SELECT seq, at, type, body, crc FROM {self._s}.events WHERE exec_id = %s "
+                f"AND ({where}) ORDER BY seq",
+                params,
+            ).fetchall()
+        return [
+            StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, None, row))
+            for row in rows
+        ]
+
+    # -- call index ----------------------------------------------------------------------
+
+    def call_page(self, exec_id: str, *, through_seq: int, offset: int, limit: int) -> CallPage:
+        s = self._s
+        with self._reading("read the call index") as conn:
+            total, last_ended = conn.execute(
+                f"SELECT count(*), max(ended_at) FROM {s}.execution_calls "
+                "WHERE exec_id = %s AND first_seq <= %s",
+                (exec_id, through_seq),
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_CALL_ROW_COLUMNS} FROM {s}.execution_calls WHERE exec_id = %s "
+                "AND first_seq <= %s ORDER BY position LIMIT %s OFFSET %s",
+                (exec_id, through_seq, limit, offset),
+            ).fetchall()
+        return CallPage(total, last_ended, [CallIndexRow(*row) for row in rows])
+
+    def call_rows(
+        self, exec_id: str, identities: Collection[str] | None = None
+    ) -> list[CallIndexRow]:
+        sql = f"SELECT {_CALL_ROW_COLUMNS} FROM {self._s}.execution_calls WHERE exec_id = %s"
+        params: list[object] = [exec_id]
+        if identities is not None:
+            sql += " AND identity = ANY(%s)"
+            params.append(sorted(identities))
+        with self._reading("read the call index") as conn:
+            rows = conn.execute(sql + " ORDER BY position", params).fetchall()
+        return [CallIndexRow(*row) for row in rows]
 
     def read_payload(self, digest: str) -> bytes:
         with self._reading("read a payload") as conn:
