@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 import re
 import reprlib
 from collections.abc import Callable, Collection, Mapping
@@ -258,6 +259,10 @@ class ArgumentLayout:
         return ordered
 
 
+_holds_handles = operator.attrgetter("handles")
+_digest_of = operator.attrgetter("digest")
+
+
 class CallArguments:
     """A call's arguments, captured before the call is matched against the journal."""
 
@@ -291,13 +296,13 @@ class CallArguments:
         # One handle or none (most calls): nothing to deduplicate.
         self.lineage = tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
         """Identities of the calls whose output handles were passed in, in order."""
-        arguments = [*positional, *named.values()] if positional else list(named.values())
-        self._with_handles = [arg for arg in arguments if arg.handles] if lineage else []
+        arguments = [*positional, *named.values()] if positional else named.values()
+        self._with_handles = list(filter(_holds_handles, arguments)) if lineage else []
         """The arguments ``resolve`` has handles to replace in (most calls have none)."""
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
             if ignored
-            else tuple([arg.digest for arg in arguments])
+            else tuple(map(_digest_of, arguments))
         )
         """What the journal records for the call (ignored arguments left out)."""
 
@@ -358,9 +363,9 @@ def capture_arguments(
     if not kwargs and layout.simple and len(args) == len(names):
         # Every parameter given positionally (the most common call): named in order
         # without the general path's intermediate mapping.
-        named = {
-            name: _Argument(name, value, lineage) for name, value in zip(names, args, strict=True)
-        }
+        named = {}
+        for name, value in zip(names, args, strict=True):
+            named[name] = _Argument(name, value, lineage)
         return CallArguments(None, named, [], ignored_set, lineage, in_order=True)
     ordered = layout.in_order(args, kwargs)
     if ordered is not None:
