@@ -39,6 +39,7 @@ from kitaru.journal.store import Store
 from kitaru.replay.matching import describe, unmade_calls
 from kitaru.replay.planning import SelectorError, select_calls
 from kitaru.replay.state import ExecutionState, fold
+from kitaru.runtime.collector import collector_paused
 from kitaru.runtime.context import (
     CancelSignal,
     ExecutionContext,
@@ -157,7 +158,8 @@ def load_state(store: Store, exec_id: str) -> ExecutionState:
             "List executions with `kitaru executions list`.",
             exec_id=exec_id,
         )
-    return fold(exec_id, store.read_events(exec_id))
+    with collector_paused():
+        return fold(exec_id, store.read_events(exec_id))
 
 
 class Run:
