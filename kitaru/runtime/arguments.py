@@ -259,7 +259,6 @@ class ArgumentLayout:
         return ordered
 
 
-_holds_handles = operator.attrgetter("handles")
 _digest_of = operator.attrgetter("digest")
 
 
@@ -268,13 +267,12 @@ class CallArguments:
 
     __slots__ = (
         "_bound",
+        "_handles_from",
         "_in_order",
         "_named",
         "_positional",
-        "_with_handles",
         "digests",
         "ignored",
-        "lineage",
     )
 
     def __init__(
@@ -293,12 +291,10 @@ class CallArguments:
         self._named = named
         self._positional = positional
         self.ignored = ignored
-        # One handle or none (most calls): nothing to deduplicate.
-        self.lineage = tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
-        """Identities of the calls whose output handles were passed in, in order."""
+        self._handles_from = lineage
+        """The identities behind ``lineage``, as the arguments were captured. Only a call
+        that runs needs them (or the handles resolved): one that replays needs digests."""
         arguments = [*positional, *named.values()] if positional else named.values()
-        self._with_handles = list(filter(_holds_handles, arguments)) if lineage else []
-        """The arguments ``resolve`` has handles to replace in (most calls have none)."""
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
             if ignored
@@ -306,15 +302,28 @@ class CallArguments:
         )
         """What the journal records for the call (ignored arguments left out)."""
 
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        """Identities of the calls whose output handles were passed in, in order."""
+        lineage = self._handles_from
+        # One handle or none (most calls): nothing to deduplicate.
+        return tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
+
     def resolve(self) -> None:
         """Replace output handles by their values, waiting for calls still running.
 
         Raises the error of a producing call that failed, before this call starts.
         """
-        for arg in self._with_handles:
-            value = arg.value
-            # A lone handle (how outputs usually flow on) needs no walk through containers.
-            arg.value = value._resolve() if type(value) is OutputHandle else resolve_handles(value)
+        if not self._handles_from:
+            return  # most calls: no handle passed in
+        for arg in (*self._positional, *self._named.values()):
+            if arg.handles:
+                value = arg.value
+                # A lone handle (how outputs usually flow on) needs no walk through
+                # containers.
+                arg.value = (
+                    value._resolve() if type(value) is OutputHandle else resolve_handles(value)
+                )
 
     def copies(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for one attempt of the body, each a copy."""
