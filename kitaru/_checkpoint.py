@@ -13,7 +13,14 @@ from kitaru._logging import get_logger
 from kitaru.errors import KitaruContextError, KitaruUsageError
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.runtime.arguments import ArgumentLayout, CallArguments, capture_arguments
-from kitaru.runtime.boundary import CallSlot, execute, execute_async, output_handle, reserve
+from kitaru.runtime.boundary import (
+    CallSlot,
+    execute,
+    execute_async,
+    output_handle,
+    recorded_handle,
+    reserve,
+)
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
 from kitaru.runtime.context import CallScope, current_call, current_execution
 from kitaru.runtime.handles import MapResult, OutputHandle
@@ -168,8 +175,11 @@ class Checkpoint(Generic[P, R]):
         explicit_id: Any = kwargs.pop("id", None)
         if self.is_async:
             return self._call_async(explicit_id, args, kwargs)  # type: ignore[return-value]
-        arguments = self._arguments(args, kwargs)
+        arguments = capture_arguments(self._layout, args, kwargs, self.ignore_args)
         slot = self._slot(explicit_id, arguments)
+        handle = recorded_handle(slot)
+        if handle is not None:
+            return handle
         value = self._execute(slot, arguments)
         return output_handle(slot, value=value)
 
@@ -191,6 +201,9 @@ class Checkpoint(Generic[P, R]):
             )
         arguments = self._arguments(args, kwargs)
         slot = self._slot(explicit_id, arguments)
+        handle = recorded_handle(slot)
+        if handle is not None:
+            return _recorded_value(handle)
         return self._execute_async(slot, arguments)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> OutputHandle[R]:
@@ -264,6 +277,11 @@ class _Decorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncCheckpoint[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Checkpoint[P, R]: ...
+
+
+async def _recorded_value(handle: OutputHandle[Any]) -> Any:
+    """What awaiting a call the execution completed before gives: its recorded output."""
+    return handle._resolve()
 
 
 def _in_event_loop() -> bool:

@@ -210,3 +210,35 @@ class TestEventsAreNotTrackedByTheCollector:
         assert not gc.is_tracked(completed.output)
         assert not gc.is_tracked(DIGESTS[0])
         assert not gc.is_tracked(call(0, "a"))
+
+    def test_folded_call_records_are_untracked(self) -> None:
+        """The records a resume folds for every call, and their attempts, are left out too."""
+        state = fold("e", stored(*JOURNALS["a call that fails, is retried and completes"]))
+        for record in state.calls.values():
+            assert not gc.is_tracked(record)
+            assert all(not gc.is_tracked(attempt) for attempt in record.attempts)
+        completed = fold("e", stored(started(), call(0, "a"), done(0, "a"))).calls["a"]
+        gc.collect()  # the collector drops a tuple of untracked attempts once it sees it
+        assert not gc.is_tracked(completed.attempts)
+        assert not gc.is_tracked(state.calls)
+
+
+class TestAttemptsOfARecordGrow:
+    """A call's attempts are a tuple until a second attempt starts; then a list of its own."""
+
+    def test_a_second_attempt_is_added_to_the_right_call(self) -> None:
+        """Attempts added to one call never show up on another, folded either way."""
+        events = stored(
+            started(),
+            call(0, "a"),
+            done(0, "a"),
+            call(1, "b"),
+            failed(1, "b", final=False),
+            call(1, "b", attempt=2),
+            done(1, "b", attempt=2),
+        )
+        for state in (fold("e", events), one_by_one(events)):
+            a, b = state.calls["a"], state.calls["b"]
+            assert [x.attempt for x in a.attempts] == [1]
+            assert [x.attempt for x in b.attempts] == [1, 2]
+            assert b.last_attempt == 2

@@ -46,7 +46,12 @@ from kitaru.journal.read_model import (
     status_change,
     totals_change,
 )
-from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
+from kitaru.journal.rows import (
+    decode_event_row,
+    decode_event_rows,
+    decode_sound_rows,
+    memory_row,
+)
 from kitaru.journal.store import (
     CallIndexRow,
     CallPage,
@@ -69,6 +74,9 @@ _MAIL_LOOK_SECONDS = 0.02
 _INSERT_EVENT = "INSERT INTO events(exec_id, seq, type, at, body, crc) VALUES (?, ?, ?, ?, ?, ?)"
 _READ_EVENTS = (
     "SELECT seq, at, type, body, crc FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq"
+)
+_READ_EVENT_BODIES = (
+    "SELECT seq, at, body, crc FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq"
 )
 _READ_SOME_EVENTS = (
     "SELECT seq, at, type, body, crc FROM events WHERE exec_id = ?1 AND seq > ?2 "
@@ -364,6 +372,13 @@ class SqliteStore:
         conn = self._conn()
         try:
             if only is None:
+                # Without the type column first: the bodies carry their own tags, and
+                # only a damaged or too-new journal needs the column, to say what.
+                sound = decode_sound_rows(
+                    after_seq, conn.execute(_READ_EVENT_BODIES, (exec_id, after_seq)).fetchall()
+                )
+                if sound is not None:
+                    return sound
                 rows = conn.execute(_READ_EVENTS, (exec_id, after_seq)).fetchall()
             else:
                 tags = sorted(only)

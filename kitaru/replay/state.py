@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import msgspec
+
 from kitaru.journal.events import (
     ArgumentDigest,
     ArtifactSaved,
@@ -50,8 +52,13 @@ class JournalShapeError(ValueError):
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True)
-class AttemptRecord:
+# The records are Structs the cyclic garbage collector does not track (``gc=False``;
+# they hold events, values and lists of each other, never a way back): a resume folds
+# one per call of the journal, and as tracked objects they were traversed again and
+# again by collections while the journal was read and the flow body replayed.
+
+
+class AttemptRecord(msgspec.Struct, gc=False):
     attempt: int
     started_at: float | None
     ended_at: float | None = None
@@ -60,8 +67,7 @@ class AttemptRecord:
     duration_ms: float | None = None
 
 
-@dataclass(slots=True)
-class CallRecord:
+class CallRecord(msgspec.Struct, gc=False):
     """One durable call of the flow body, with every attempt it took."""
 
     position: int
@@ -77,7 +83,9 @@ class CallRecord:
     """Argument digests of the latest attempt, when the journal recorded them."""
     status: ExecutionStatus = ExecutionStatus.RUNNING
     """``running`` (started, not ended), ``waiting``, ``completed`` or ``failed``."""
-    attempts: list[AttemptRecord] = field(default_factory=list)
+    attempts: Sequence[AttemptRecord] = ()
+    """A tuple while the call has had one attempt (nearly every call): unlike a list,
+    the collector stops tracking it once it has seen it."""
     output: ValueRef | None = None
     error: ErrorInfo | None = None
     failed_epoch: int = -1
@@ -91,7 +99,7 @@ class CallRecord:
     # empty tuple until the fold gives them a list (a resume builds a record for every
     # call of the journal).
     llm_calls: Sequence[LlmCallRecorded] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     logs: Sequence[LogsCaptured] = ()
     artifacts: Sequence[tuple[int, ArtifactSaved]] = ()
     """Saved artifacts with the seq of the event that saved them."""
@@ -105,7 +113,7 @@ class CallRecord:
             if record.attempt == number:
                 return record
         record = AttemptRecord(number, None)
-        self.attempts.append(record)
+        self.attempts = _grown(self.attempts, record)
         return record
 
     def failures_in_epoch(self, epoch: int) -> int:
@@ -264,7 +272,7 @@ class ExecutionState:
                 event.target,
                 event.arguments,
                 started_at=at,
-                attempts=[AttemptRecord(event.attempt, at)],
+                attempts=(AttemptRecord(event.attempt, at),),
             )
             self.calls[event.identity] = call
             self.by_position[event.position] = call
@@ -378,6 +386,8 @@ _HANDLERS: dict[type, Any] = {
 }
 """The fold step of each event type."""
 
+_COMPLETED = ExecutionStatus.COMPLETED
+
 _SUMMARY_TYPES = frozenset(
     {
         ExecutionStarted,
@@ -476,46 +486,34 @@ def fold(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
     return state
 
 
-_new_record = object.__new__
-
-
 def _add_completed(
     state: ExecutionState, started: CallStarted, at: float, completed: CallCompleted, ended: float
 ) -> None:
     """Fold a new call's start and its completion at once (the bulk of every journal)."""
-    # Field by field on a bare instance: a third of the cost of the generated
-    # ``__init__`` with its keywords and defaults (a test checks that this record equals
-    # the one ``_call_started`` and ``_call_completed`` build).
-    call = _new_record(CallRecord)
-    call.position = started.position
-    call.identity = started.identity
-    call.kind = started.kind
-    call.name = started.name
-    call.call_id = started.call_id
-    call.checkpoint_type = started.checkpoint_type
-    call.inputs_from = started.inputs_from
-    call.target = started.target
-    call.arguments = started.arguments
-    call.status = ExecutionStatus.COMPLETED
-    call.attempts = [
-        AttemptRecord(
-            started.attempt, at, ended, ExecutionStatus.COMPLETED, None, completed.duration_ms
-        )
-    ]
-    call.output = completed.output
-    call.error = None
-    call.failed_epoch = -1
-    call.epoch_failures = 0
-    call.epoch_of_failures = 0
-    call.started_at = at
-    call.ended_at = ended
-    call.llm_calls = ()
-    call.metadata = {}
-    call.logs = ()
-    call.artifacts = ()
-    call.wait = None
-    call.reused_from = completed.reused_from
-    call.overridden = completed.overridden
-    call.cached_from = completed.cached_from
+    # One positional construction, in C (a test checks that this record equals the one
+    # ``_call_started`` and ``_call_completed`` build).
+    call = CallRecord(
+        started.position,
+        started.identity,
+        started.kind,
+        started.name,
+        started.call_id,
+        started.checkpoint_type,
+        started.inputs_from,
+        started.target,
+        started.arguments,
+        _COMPLETED,
+        (AttemptRecord(started.attempt, at, ended, _COMPLETED, None, completed.duration_ms),),
+        completed.output,
+        None,
+        -1,
+        0,
+        0,
+        at,
+        ended,
+        reused_from=completed.reused_from,
+        overridden=completed.overridden,
+        cached_from=completed.cached_from,
+    )
     state.calls[started.identity] = call
     state.by_position[started.position] = call

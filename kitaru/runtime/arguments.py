@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 import re
 import reprlib
 from collections.abc import Callable, Collection, Mapping
@@ -258,18 +259,20 @@ class ArgumentLayout:
         return ordered
 
 
+_digest_of = operator.attrgetter("digest")
+
+
 class CallArguments:
     """A call's arguments, captured before the call is matched against the journal."""
 
     __slots__ = (
         "_bound",
+        "_handles_from",
         "_in_order",
         "_named",
         "_positional",
-        "_with_handles",
         "digests",
         "ignored",
-        "lineage",
     )
 
     def __init__(
@@ -288,28 +291,39 @@ class CallArguments:
         self._named = named
         self._positional = positional
         self.ignored = ignored
-        # One handle or none (most calls): nothing to deduplicate.
-        self.lineage = tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
-        """Identities of the calls whose output handles were passed in, in order."""
-        arguments = [*positional, *named.values()] if positional else list(named.values())
-        self._with_handles = [arg for arg in arguments if arg.handles] if lineage else []
-        """The arguments ``resolve`` has handles to replace in (most calls have none)."""
+        self._handles_from = lineage
+        """The identities behind ``lineage``, as the arguments were captured. Only a call
+        that runs needs them (or the handles resolved): one that replays needs digests."""
+        arguments = [*positional, *named.values()] if positional else named.values()
         self.digests: tuple[ArgumentDigest, ...] = (
             tuple([arg.digest for arg in arguments if arg.digest.name not in ignored])
             if ignored
-            else tuple([arg.digest for arg in arguments])
+            else tuple(map(_digest_of, arguments))
         )
         """What the journal records for the call (ignored arguments left out)."""
+
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        """Identities of the calls whose output handles were passed in, in order."""
+        lineage = self._handles_from
+        # One handle or none (most calls): nothing to deduplicate.
+        return tuple(lineage) if len(lineage) < 2 else tuple(dict.fromkeys(lineage))
 
     def resolve(self) -> None:
         """Replace output handles by their values, waiting for calls still running.
 
         Raises the error of a producing call that failed, before this call starts.
         """
-        for arg in self._with_handles:
-            value = arg.value
-            # A lone handle (how outputs usually flow on) needs no walk through containers.
-            arg.value = value._resolve() if type(value) is OutputHandle else resolve_handles(value)
+        if not self._handles_from:
+            return  # most calls: no handle passed in
+        for arg in (*self._positional, *self._named.values()):
+            if arg.handles:
+                value = arg.value
+                # A lone handle (how outputs usually flow on) needs no walk through
+                # containers.
+                arg.value = (
+                    value._resolve() if type(value) is OutputHandle else resolve_handles(value)
+                )
 
     def copies(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for one attempt of the body, each a copy."""
@@ -358,9 +372,9 @@ def capture_arguments(
     if not kwargs and layout.simple and len(args) == len(names):
         # Every parameter given positionally (the most common call): named in order
         # without the general path's intermediate mapping.
-        named = {
-            name: _Argument(name, value, lineage) for name, value in zip(names, args, strict=True)
-        }
+        named = {}
+        for name, value in zip(names, args, strict=True):
+            named[name] = _Argument(name, value, lineage)
         return CallArguments(None, named, [], ignored_set, lineage, in_order=True)
     ordered = layout.in_order(args, kwargs)
     if ordered is not None:

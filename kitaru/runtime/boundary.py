@@ -58,6 +58,7 @@ __all__ = [
     "execute_wait",
     "load_value",
     "output_handle",
+    "recorded_handle",
     "reserve",
     "resolve_wait",
 ]
@@ -139,12 +140,34 @@ def reserve(
     if not ctx.verifying:
         ctx.check_controls()
     position, identity = ctx.new_identity(name, explicit_id)
-    try:
-        recorded = match_call(
-            ctx.state, position, identity, kind, target=target, arguments=arguments, ignored=ignored
+    recorded = ctx.state.by_position.get(position)
+    # The same call with the same function and argument digests (every call a resume
+    # makes before the one that failed): nothing can differ, so the matcher's search
+    # for where it went wrong is skipped. Anything else goes through the matcher.
+    if (
+        recorded is None
+        or ignored
+        or recorded.identity != identity
+        or recorded.kind != kind
+        or (recorded.target != target and recorded.target is not None and target is not None)
+        or (
+            recorded.arguments != arguments
+            and recorded.arguments is not None
+            and arguments is not None
         )
-    except Divergence as divergence:
-        raise _diverged(ctx, divergence, "its journal") from None
+    ):
+        try:
+            recorded = match_call(
+                ctx.state,
+                position,
+                identity,
+                kind,
+                target=target,
+                arguments=arguments,
+                ignored=ignored,
+            )
+        except Divergence as divergence:
+            raise _diverged(ctx, divergence, "its journal") from None
     return CallSlot(ctx, position, identity, kind, name, recorded, target, arguments)
 
 
@@ -199,6 +222,25 @@ def output_handle(
     on_load = None if replay is None else functools.partial(replay.loaded, slot.identity)
     return OutputHandle(
         slot.identity, slot.call_id, slot.kind, value=value, future=future, on_load=on_load
+    )
+
+
+def recorded_handle(slot: CallSlot) -> OutputHandle[Any] | None:
+    """The handle of a call the execution completed before, or None if it must run.
+
+    Every call a resume makes until it reaches the failed or interrupted one ends
+    here: its arguments are not resolved and nothing runs, and its recorded output is
+    decoded only when the flow body (or a call that runs) uses the value.
+    """
+    recorded = slot.recorded
+    if recorded is None or recorded.status is not _COMPLETED or slot.ctx.replay is not None:
+        return None
+    if tracing.on:
+        tracing.replayed(slot)
+    output = recorded.output
+    assert output is not None
+    return OutputHandle(
+        slot.identity, slot.call_id, slot.kind, recorded=output, store=slot.ctx.store
     )
 
 

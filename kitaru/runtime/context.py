@@ -199,16 +199,15 @@ class ExecutionContext:
                     )
                 identity = explicit
             else:
-                count = self.name_counts.get(name, 0)
-                while True:
+                count = self.name_counts.get(name, 0) + 1
+                identity = name if count == 1 else f"{name}_{count}"
+                while identity in self.used_identities:
                     count += 1
-                    identity = name if count == 1 else f"{name}_{count}"
-                    if identity not in self.used_identities:
-                        break
+                    identity = f"{name}_{count}"
                 self.name_counts[name] = count
             self.used_identities.add(identity)
             position = self.next_position
-            self.next_position += 1
+            self.next_position = position + 1
             return position, identity
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:

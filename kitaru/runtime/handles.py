@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from kitaru.runtime.values import decode_value
+
+if TYPE_CHECKING:
+    from kitaru.journal.events import ValueRef
+    from kitaru.journal.store import Store
 
 __all__ = [
     "MapResult",
@@ -27,7 +33,16 @@ T = TypeVar("T")
 class OutputHandle(Generic[T]):
     """The output of one durable call; ``.load()`` gives the value."""
 
-    __slots__ = ("_future", "_on_load", "_value", "call_id", "identity", "kind")
+    __slots__ = (
+        "_future",
+        "_on_load",
+        "_recorded",
+        "_store",
+        "_value",
+        "call_id",
+        "identity",
+        "kind",
+    )
 
     def __init__(
         self,
@@ -38,6 +53,8 @@ class OutputHandle(Generic[T]):
         value: Any = None,
         future: Future[Any] | None = None,
         on_load: Callable[[], None] | None = None,
+        recorded: ValueRef | None = None,
+        store: Store | None = None,
     ):
         self.identity = identity
         self.call_id = call_id
@@ -45,6 +62,10 @@ class OutputHandle(Generic[T]):
         self._value = value
         self._future = future
         self._on_load = on_load
+        self._recorded = recorded
+        """The output as the journal holds it, decoded (from ``store``) on first use:
+        a resumed call's output is often only passed on to calls that replay too."""
+        self._store = store
 
     def load(self, timeout: float | None = None) -> T:
         """Return the call's value, waiting for it if the call runs concurrently."""
@@ -52,13 +73,27 @@ class OutputHandle(Generic[T]):
             self._on_load()
         if self._future is not None:
             return self._future.result(timeout)  # type: ignore[no-any-return]
+        if self._recorded is not None:
+            return self._decode()
         return self._value  # type: ignore[no-any-return]
 
     def _resolve(self) -> T:
         """The value, for kitaru itself (passing a handle on is not a flow-body load)."""
         if self._future is not None:
             return self._future.result()  # type: ignore[no-any-return]
+        if self._recorded is not None:
+            return self._decode()
         return self._value  # type: ignore[no-any-return]
+
+    def _decode(self) -> T:
+        """Decode the recorded output (once); a value that cannot be read raises here."""
+        ref, store = self._recorded, self._store
+        assert ref is not None
+        assert store is not None
+        data = ref.inline if ref.inline is not None else store.read_payload(ref.hash or "")
+        value = decode_value(data)
+        self._value, self._recorded = value, None
+        return value  # type: ignore[no-any-return]
 
     def result(self, timeout: float | None = None) -> T:
         """Same as ``load()``: the call's value."""

@@ -39,6 +39,7 @@ from kitaru.journal.store import Store
 from kitaru.replay.matching import describe, unmade_calls
 from kitaru.replay.planning import SelectorError, select_calls
 from kitaru.replay.state import ExecutionState, fold
+from kitaru.runtime.collector import collector_paused
 from kitaru.runtime.context import (
     CancelSignal,
     ExecutionContext,
@@ -157,7 +158,13 @@ def load_state(store: Store, exec_id: str) -> ExecutionState:
             "List executions with `kitaru executions list`.",
             exec_id=exec_id,
         )
-    return fold(exec_id, store.read_events(exec_id))
+    return _read_state(store, exec_id)
+
+
+def _read_state(store: Store, exec_id: str) -> ExecutionState:
+    """Read and fold an execution's whole journal, with the collector paused meanwhile."""
+    with collector_paused():
+        return fold(exec_id, store.read_events(exec_id))
 
 
 class Run:
@@ -333,7 +340,7 @@ class Run:
             retries_left=self.retries_left,
         )
         ctx.append([ExecutionResumed(mode="retry", owner=self.ownership.owner)])
-        ctx.reset_for_retry(fold(ctx.exec_id, ctx.store.read_events(ctx.exec_id)))
+        ctx.reset_for_retry(_read_state(ctx.store, ctx.exec_id))
 
     def _fail(self, exc: Exception) -> Outcome:
         ctx = self.ctx
@@ -376,7 +383,7 @@ def _context(store: Store, state: ExecutionState, ownership: Ownership) -> Execu
     replay = None
     plan = state.started.replay_plan
     if plan is not None:
-        source = fold(plan.source, store.read_events(plan.source))
+        source = _read_state(store, plan.source)
         replay = ReplayContext(source, plan.from_position, dict(plan.overrides))
     return ExecutionContext(
         exec_id=state.exec_id,
