@@ -274,8 +274,8 @@ def _dbos_worker(n: int, repeats: int, url: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- section
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
-    n, repeats = (200, 3) if quick else (1000, 7)
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
+    n, repeats = (20, 1) if smoke else (200, 3) if quick else (1000, 7)
     with _server() as server:
         url = server.fresh_database()
         version = server.psql("SHOW server_version").strip()
