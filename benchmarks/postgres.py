@@ -4,18 +4,25 @@ The section starts a throwaway PostgreSQL server of its own (``tests/pg_server.p
 ``running_server``: ``initdb`` into a temporary folder, a unix socket, ``fsync=on``) and
 measures, on that one server:
 
-- kitaru: the wall time of an ``n``-step chain (``benchmarks/workloads.py``) run with
-  ``KITARU_STORE=postgresql://...``, divided by ``n``;
+- kitaru: the time an ``n``-step chain (``benchmarks/workloads.py``'s ``timed_chain``)
+  run with ``KITARU_STORE=postgresql://...`` spends in its steps (timed inside the flow
+  body), divided by ``n``;
 - the baseline: one bare durable commit (``BEGIN``, one ``INSERT`` of a completion body
   kitaru wrote, ``COMMIT`` with ``synchronous_commit=on``) into a table with the
   journal's own columns and indexes, over the same socket, through psycopg;
 - for the breakdown, a bare commit of kitaru's own transaction per checkpoint: the
   fencing ``SELECT ... FOR SHARE`` of the lease row, the start and completion rows;
-- DBOS on the same server (its system database there), when the ``dbos`` package (the
+- DBOS on the same server (its system database there; its chain timed inside the
+  workflow body too), when the ``dbos`` package (the
   ``bench`` extra) is importable by this interpreter, or by the one
   ``KITARU_BENCH_DBOS_PYTHON`` names.
 
-kitaru and the bare commits are measured alternately, repeat after repeat.
+The machine is shared and its disk's flush time wanders by several times within a
+minute, so no two figures are taken far apart: the run is cut into short rounds, and
+each round measures every contender once (kitaru, the bare commits and DBOS, the order
+turned by one each round). DBOS runs in a process of its own that stays up between its
+rounds. Both summaries are printed: the ratio of the medians, and the median of the
+per-round ratios; the verdict is taken on the latter, whose two sides shared a round.
 """
 
 from __future__ import annotations
@@ -56,15 +63,30 @@ DBOS_PYTHON_ENV = "KITARU_BENCH_DBOS_PYTHON"
 @dataclass(frozen=True)
 class PgChainResult:
     n: int
+    """Checkpoints per round."""
     kitaru: tuple[float, ...]
     bare: tuple[float, ...]
     bare_txn: tuple[float, ...]
+    dbos: tuple[float, ...]
+    """Seconds per step, one per round; empty when DBOS is not measured."""
+    dbos_version: str
     row_bytes: int
     server: str
 
     @property
     def ratio(self) -> float:
+        """kitaru over the bare commit: the ratio of the medians."""
         return median(self.kitaru) / median(self.bare)
+
+    @property
+    def paired(self) -> list[float]:
+        """kitaru over the bare commit of the same round, sorted."""
+        return sorted(k / b for k, b in zip(self.kitaru, self.bare, strict=True))
+
+    @property
+    def dbos_paired(self) -> list[float]:
+        """DBOS over kitaru of the same round, sorted."""
+        return sorted(d / k for d, k in zip(self.dbos, self.kitaru, strict=True))
 
 
 @contextmanager
@@ -92,14 +114,14 @@ def _store_env(url: str) -> Iterator[None]:
 
 
 def _run_chain(n: int) -> float:
+    """Seconds per checkpoint of an ``n``-step chain, timed inside the flow body: the
+    execution's own start and end are left out, so short rounds measure checkpoints."""
     from benchmarks import workloads
 
-    t0 = time.perf_counter()
-    result = workloads.chain.run(n).wait()
-    elapsed = time.perf_counter() - t0
-    if result != n:
+    result = workloads.timed_chain.run(n).wait()
+    if result["value"] != n:
         raise BenchmarkError(f"kitaru chain of {n} on PostgreSQL returned {result!r}")
-    return elapsed / n
+    return float(result["seconds"]) / n
 
 
 class _BareJournal:
@@ -159,10 +181,12 @@ def _kitaru_rows(url: str) -> tuple[bytes, bytes]:
     return found["call_completed"], found["call_started"]
 
 
-def measure(n: int, repeats: int, url: str, server: str) -> PgChainResult:
+def measure(
+    n: int, rounds: int, url: str, server: str, dbos: _DbosProcess | None = None
+) -> PgChainResult:
+    """``rounds`` rounds of ``n`` checkpoints each, every contender once per round."""
     with _store_env(url):
-        _run_chain(min(n, WARMUP_STEPS))
-        _run_chain(n)
+        _run_chain(WARMUP_STEPS)
         completed, started = _kitaru_rows(url)
         bare = _BareJournal(url)
         try:
@@ -170,19 +194,29 @@ def measure(n: int, repeats: int, url: str, server: str) -> PgChainResult:
                 raise BenchmarkError(f"the server's synchronous_commit is {bare.sync}, not on")
             one_row = (("call_completed", completed),)
             txn = (("call_started", started), ("call_completed", completed))
-            bare.commits(min(n, WARMUP_STEPS), one_row, fence=False)
-            kitaru_s, bare_s, txn_s = [], [], []
-            for _ in range(repeats):
-                kitaru_s.append(_run_chain(n))
-                bare_s.append(bare.commits(n, one_row, fence=False))
-                txn_s.append(bare.commits(n, txn, fence=True))
+            bare.commits(WARMUP_STEPS, one_row, fence=False)
+            samples: dict[str, list[float]] = {"kitaru": [], "bare": [], "txn": [], "dbos": []}
+            contenders = {
+                "kitaru": lambda: _run_chain(n),
+                "bare": lambda: bare.commits(n, one_row, fence=False),
+                "txn": lambda: bare.commits(n, txn, fence=True),
+            }
+            if dbos is not None:
+                contenders["dbos"] = lambda: dbos.seconds_per_step(n)
+            order = list(contenders)
+            for turn in range(rounds):
+                # Turned by one each round: no contender always follows the same one.
+                for name in order[turn % len(order) :] + order[: turn % len(order)]:
+                    samples[name].append(contenders[name]())
         finally:
             bare.close()
     return PgChainResult(
         n=n,
-        kitaru=tuple(kitaru_s),
-        bare=tuple(bare_s),
-        bare_txn=tuple(txn_s),
+        kitaru=tuple(samples["kitaru"]),
+        bare=tuple(samples["bare"]),
+        bare_txn=tuple(samples["txn"]),
+        dbos=tuple(samples["dbos"]),
+        dbos_version=dbos.version if dbos is not None else "",
         row_bytes=len(completed),
         server=server,
     )
@@ -199,33 +233,55 @@ def _dbos_python() -> str | None:
     return named or None
 
 
-def dbos_seconds_per_step(
-    python: str, n: int, repeats: int, url: str, workdir: pathlib.Path
-) -> dict[str, Any]:
-    """Run the DBOS chain in a fresh interpreter against ``url``; its result line."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(
-            [python, str(pathlib.Path(__file__).resolve()), "--dbos", str(n), str(repeats), url],
+class _DbosProcess:
+    """DBOS in an interpreter of its own, launched once; it runs one chain per request."""
+
+    def __init__(self, python: str, url: str, workdir: pathlib.Path):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._stderr = open(workdir / "dbos.stderr", "w+", encoding="utf-8")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [python, str(pathlib.Path(__file__).resolve()), "--dbos", url],
             cwd=workdir,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
-            timeout=WORKER_TIMEOUT_S,
-            check=False,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchmarkError(f"the DBOS worker timed out after {exc.timeout} s") from exc
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARKER)]
-    if proc.returncode != 0 or len(lines) != 1:
+        self.version = str(self._answer()["version"])
+
+    def _answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_MARKER):
+                data: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARKER))
+                return data
+        self._stderr.seek(0)
         raise BenchmarkError(
-            f"the DBOS worker exited {proc.returncode}; stderr tail:\n{proc.stderr[-3000:]}"
+            f"the DBOS process exited {self.proc.wait(WORKER_TIMEOUT_S)}; stderr tail:\n"
+            f"{self._stderr.read()[-3000:]}"
         )
-    data: dict[str, Any] = json.loads(lines[0].removeprefix(RESULT_MARKER))
-    return data
+
+    def seconds_per_step(self, n: int) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return float(self._answer()["seconds_per_step"])
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # end of input: it shuts DBOS down and exits
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self._stderr.close()
 
 
-def _dbos_worker(n: int, repeats: int, url: str) -> dict[str, Any]:
-    """DBOS's own chain of ``n`` steps with its system database on the server ``url``."""
+def _dbos_worker(url: str) -> None:
+    """DBOS's own chain with its system database on the server ``url``: one chain of
+    ``n`` steps for each line ``n`` read from stdin, its seconds per step printed."""
     import importlib.metadata
 
     import psycopg
@@ -236,113 +292,124 @@ def _dbos_worker(n: int, repeats: int, url: str) -> dict[str, Any]:
         return x + 1
 
     @DBOS.workflow()
-    def chain(start: int, steps: int) -> int:
+    def chain(start: int, steps: int) -> list[float]:
+        # Timed inside the body, as kitaru's chain is: the steps, not the workflow's
+        # own start and end.
         value = start
+        t0 = time.perf_counter()
         for _ in range(steps):
             value = increment(value)
-        return value
+        return [value, time.perf_counter() - t0]
+
+    def run(steps: int) -> float:
+        workflow_id = f"chain-{uuid.uuid4().hex}"
+        with SetWorkflowID(workflow_id):
+            value, seconds = chain(0, steps)
+        result, elapsed = int(value), seconds / steps
+        with psycopg.connect(url) as conn:
+            (rows,) = conn.execute(  # type: ignore[misc]
+                "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = %s",
+                (workflow_id,),
+            ).fetchone()
+        if result != steps or rows != steps:
+            raise BenchmarkError(f"DBOS chain returned {result}, persisted {rows}/{steps} steps")
+        return elapsed
 
     # SQLAlchemy spells the driver in the scheme; the socket folder stays a query option.
     sqlalchemy_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     DBOS(config={"name": "pg-bench", "system_database_url": sqlalchemy_url, "log_level": "WARNING"})
     DBOS.launch()
     try:
-
-        def run(steps: int) -> tuple[str, int]:
-            workflow_id = f"chain-{uuid.uuid4().hex}"
-            with SetWorkflowID(workflow_id):
-                return workflow_id, int(chain(0, steps))
-
-        run(min(n, WARMUP_STEPS))
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            workflow_id, result = run(n)
-            samples.append((time.perf_counter() - t0) / n)
-            with psycopg.connect(url) as conn:
-                (rows,) = conn.execute(  # type: ignore[misc]
-                    "SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = %s",
-                    (workflow_id,),
-                ).fetchone()
-            if result != n or rows != n:
-                raise BenchmarkError(f"DBOS chain returned {result}, persisted {rows}/{n} steps")
+        run(WARMUP_STEPS)
+        print(
+            RESULT_MARKER + json.dumps({"version": importlib.metadata.version("dbos")}), flush=True
+        )
+        for line in sys.stdin:
+            seconds = run(int(line))
+            print(RESULT_MARKER + json.dumps({"seconds_per_step": seconds}), flush=True)
     finally:
         DBOS.destroy()
-    return {"version": importlib.metadata.version("dbos"), "samples": samples}
 
 
 # --------------------------------------------------------------------------- section
 
 
 def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
-    n, repeats = (20, 1) if smoke else (200, 3) if quick else (1000, 7)
+    n, rounds = (10, 3) if smoke else (20, 12) if quick else (25, 40)
     with _server() as server:
         url = server.fresh_database()
         version = server.psql("SHOW server_version").strip()
-        result = measure(n, repeats, url, version)
-        kitaru_s, bare_s, txn_s = (median(x) for x in (result.kitaru, result.bare, result.bare_txn))
-        met = result.ratio <= TARGET_RATIO
-        print(f"  PostgreSQL {version}, own server on a unix socket, fsync=on, n={n}")
-        print(f"  kitaru, KITARU_STORE=postgresql://...: median {us(kitaru_s)} per checkpoint")
-        print(f"      runs (µs): {runs(result.kitaru)}")
-        print(
-            f"  baseline, bare durable commit (BEGIN + 1 INSERT of {result.row_bytes} B + COMMIT, "
-            f"synchronous_commit=on): median {us(bare_s)}"
-        )
-        print(f"      runs (µs): {runs(result.bare)}")
-        print(f"  ratio {result.ratio:.2f}x   target <= {TARGET_RATIO:.1f}x   {verdict(met)}")
-        excess = median([k - t for k, t in zip(result.kitaru, result.bare_txn, strict=True)])
-        paired = sorted(k / b for k, b in zip(result.kitaru, result.bare, strict=True))
-        print(
-            f"      per-repeat ratios: median {median(paired):.2f}x, "
-            f"range {paired[0]:.2f}x to {paired[-1]:.2f}x"
-        )
-        print(
-            f"  breakdown: a bare commit of kitaru's transaction per checkpoint (lease row FOR "
-            f"SHARE, start + completion rows) takes {us(txn_s)}; kitaru's excess over it "
-            f"(median per repeat), {us(excess)}, is its Python code and the read-model update"
-        )
-        targets = [
-            Target(
-                name=f"PostgreSQL checkpoint ({n}-step chain)",
-                figure=f"{us(kitaru_s)}/ckpt",
-                baseline=f"bare commit {us(bare_s)}",
-                ratio=f"{result.ratio:.2f}x",
-                target=f"<= {TARGET_RATIO:.1f}x",
-                met=met,
-            )
-        ]
         python = _dbos_python()
-        if python is None:
-            print(
-                f"  dbos: not importable here (pip install -e '.[bench]', or name an "
-                f"interpreter that has it in {DBOS_PYTHON_ENV}); skipped"
-            )
-            targets.append(Target("dbos on PostgreSQL per step", "not installed", "", "", "", None))
-            return targets
-        dbos = dbos_seconds_per_step(python, n, repeats, server.fresh_database(), workdir / "dbos")
-        dbos_s = median(dbos["samples"])
-        speedup = dbos_s / kitaru_s
-        dbos_met = speedup >= DBOS_TARGET
+        dbos = _DbosProcess(python, server.fresh_database(), workdir / "dbos") if python else None
+        try:
+            result = measure(n, rounds, url, version, dbos)
+        finally:
+            if dbos is not None:
+                dbos.close()
+    kitaru_s, bare_s, txn_s = (median(x) for x in (result.kitaru, result.bare, result.bare_txn))
+    paired = result.paired
+    met = median(paired) <= TARGET_RATIO
+    print(f"  PostgreSQL {version}, own server on a unix socket, fsync=on")
+    print(f"  {rounds} rounds of {n} checkpoints; each round measures every contender once")
+    print(f"  kitaru, KITARU_STORE=postgresql://...: median {us(kitaru_s)} per checkpoint")
+    print(f"      rounds (µs): {runs(result.kitaru)}")
+    print(
+        f"  baseline, bare durable commit (BEGIN + 1 INSERT of {result.row_bytes} B + COMMIT, "
+        f"synchronous_commit=on): median {us(bare_s)}"
+    )
+    print(f"      rounds (µs): {runs(result.bare)}")
+    print(
+        f"  ratio: median of per-round ratios {median(paired):.2f}x "
+        f"(range {paired[0]:.2f}x to {paired[-1]:.2f}x); ratio of medians {result.ratio:.2f}x"
+        f"   target <= {TARGET_RATIO:.1f}x   {verdict(met)}"
+    )
+    excess = median([k - t for k, t in zip(result.kitaru, result.bare_txn, strict=True)])
+    print(
+        f"  breakdown: a bare commit of the rows kitaru writes per checkpoint (lease row FOR "
+        f"SHARE, start + completion rows) takes {us(txn_s)}; kitaru's excess over it "
+        f"(median per round), {us(excess)}, is its Python code and the read-model update"
+    )
+    targets = [
+        Target(
+            name=f"PostgreSQL checkpoint ({n}-step rounds)",
+            figure=f"{us(kitaru_s)}/ckpt",
+            baseline=f"bare commit {us(bare_s)}",
+            ratio=f"{median(paired):.2f}x",
+            target=f"<= {TARGET_RATIO:.1f}x",
+            met=met,
+        )
+    ]
+    if not result.dbos:
         print(
-            f"  dbos {dbos['version']} on the same server: median {us(dbos_s)} per step = "
-            f"{speedup:.2f}x kitaru   target >= {DBOS_TARGET:.0f}x   {verdict(dbos_met)}"
+            f"  dbos: not importable here (pip install -e '.[bench]', or name an "
+            f"interpreter that has it in {DBOS_PYTHON_ENV}); skipped"
         )
-        print(f"      runs (µs): {runs(dbos['samples'])}")
-        targets.append(
-            Target(
-                name=f"dbos {dbos['version']} on PostgreSQL per step",
-                figure=us(dbos_s),
-                baseline=f"kitaru {us(kitaru_s)}",
-                ratio=f"{speedup:.2f}x",
-                target=f">= {DBOS_TARGET:.0f}x",
-                met=dbos_met,
-            )
-        )
+        targets.append(Target("dbos on PostgreSQL per step", "not installed", "", "", "", None))
         return targets
+    dbos_s = median(result.dbos)
+    dbos_paired = result.dbos_paired
+    speedup = median(dbos_paired)
+    dbos_met = speedup >= DBOS_TARGET
+    print(
+        f"  dbos {result.dbos_version} on the same server: median {us(dbos_s)} per step; "
+        f"kitaru is faster by a median per-round {speedup:.2f}x (range {dbos_paired[0]:.2f}x "
+        f"to {dbos_paired[-1]:.2f}x), ratio of medians {dbos_s / kitaru_s:.2f}x"
+        f"   target >= {DBOS_TARGET:.0f}x   {verdict(dbos_met)}"
+    )
+    print(f"      rounds (µs): {runs(result.dbos)}")
+    targets.append(
+        Target(
+            name=f"dbos {result.dbos_version} on PostgreSQL per step",
+            figure=us(dbos_s),
+            baseline=f"kitaru {us(kitaru_s)}",
+            ratio=f"{speedup:.2f}x",
+            target=f">= {DBOS_TARGET:.0f}x",
+            met=dbos_met,
+        )
+    )
+    return targets
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--dbos"]:
-        steps, times, where = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-        print(RESULT_MARKER + json.dumps(_dbos_worker(steps, times, where)), flush=True)
+        _dbos_worker(sys.argv[2])

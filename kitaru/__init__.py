@@ -15,6 +15,7 @@ import typing as _typing
 from kitaru.errors import (
     BackendFailure,
     FailureOrigin,
+    FlowImportError,
     JournalConflictError,
     JournalNotFoundError,
     KitaruBackendError,
@@ -75,6 +76,7 @@ __all__ = [
     "FailureOrigin",
     "Flow",
     "FlowHandle",
+    "FlowImportError",
     "ImageSettings",
     "JournalConflictError",
     "JournalNotFoundError",

@@ -13,9 +13,11 @@ from kitaru._config import store_location, store_url
 from kitaru._flow_handle import FlowHandle
 from kitaru._run_config import (
     KitaruConfig,
+    QueuePlacement,
     coerce_image,
     environment_config,
     merge_layers,
+    queue_placement,
     runtime_layer,
     settings,
 )
@@ -42,8 +44,9 @@ __all__ = ["RUN_OPTIONS", "Flow", "flow"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RUN_OPTIONS = ("stack", "image", "cache", "retries", "background")
-"""Keyword arguments of ``.run()`` and ``.replay()`` that configure the run itself."""
+RUN_OPTIONS = ("stack", "image", "cache", "retries", "background", "queue", "priority")
+"""Keyword arguments of ``.run()`` that configure the run itself (``.replay()`` takes
+all but ``queue`` and ``priority``); a flow's own parameters cannot use these names."""
 
 _SETTLE_POLL_SECONDS = 0.05
 """How often a blocking run looks whether its execution now waits for input."""
@@ -201,7 +204,9 @@ class Flow(Generic[P, R]):
         """Start a new execution of this flow; return its handle.
 
         ``stack=``, ``image=``, ``cache=`` and ``retries=`` configure this run (they are
-        not passed to the flow). On an in-process stack (all stacks of this version)
+        not passed to the flow). On a stack with workers, ``queue=`` names the run queue
+        (only workers started with ``--queue NAME`` take it) and ``priority=`` orders it
+        there (higher first). On an in-process stack (all stacks of this version)
         ``.run()`` returns once the execution has finished or is waiting for input;
         ``background=True`` returns at once, and ``.wait()`` on the handle blocks.
         """
@@ -210,10 +215,19 @@ class Flow(Generic[P, R]):
         self._check_arguments(args, kwargs)
         background = options.pop("background", None)
         _blocks(background, RUNNER_IN_PROCESS)  # a bad value is refused before anything starts
+        placement = queue_placement(options.pop("queue", None), options.pop("priority", None))
         spec = self._spec(KitaruConfig(**options))
+        if placement is not None and spec.runner != RUNNER_WORKERS:
+            raise KitaruUsageError(
+                f"queue= and priority= place an execution in the run queue of `kitaru worker` "
+                f"processes, but stack '{spec.stack}' has no workers; drop them, or run on a "
+                "stack created with --workers."
+            )
         store = open_store(spec.store)
         if spec.runner == RUNNER_WORKERS:
-            return self._submit(spec, store, args, kwargs, blocking=background is False)
+            return self._submit(
+                spec, store, args, kwargs, blocking=background is False, placement=placement
+            )
         run = start_execution(
             self,
             flow_ref(self.func),
@@ -250,6 +264,7 @@ class Flow(Generic[P, R]):
         kwargs: dict[str, Any],
         *,
         blocking: bool,
+        placement: QueuePlacement | None = None,
     ) -> FlowHandle:
         """Record the execution's start, let go of it, and queue it for the workers."""
         if not isinstance(store, WorkQueue):
@@ -269,7 +284,8 @@ class Flow(Generic[P, R]):
             background=False,
         )
         run.abandon()
-        store.enqueue(run.exec_id)
+        placement = placement or QueuePlacement()
+        store.enqueue(run.exec_id, placement.queue, placement.priority)
         handle = FlowHandle(run.exec_id, store=store)
         if blocking:
             # As on an in-process stack: back once it ended or waits; its outcome is

@@ -34,12 +34,14 @@ __all__ = [
     "FrozenExecutionSpec",
     "ImageSettings",
     "KitaruConfig",
+    "QueuePlacement",
     "ResolvedExecutionConfig",
     "Settings",
     "coerce_image",
     "configure",
     "environment_config",
     "merge_layers",
+    "queue_placement",
     "runtime_layer",
     "settings",
 ]
@@ -176,6 +178,36 @@ def _check_cache(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise KitaruUsageError(f"cache must be True, False or None, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class QueuePlacement:
+    """Where ``.run()`` puts an execution for ``kitaru worker`` processes."""
+
+    queue: str = "default"
+    """Only workers started with ``--queue`` naming it claim the execution."""
+    priority: int = 0
+    """Higher is claimed first; equal priorities go in the order they were queued."""
+
+
+def queue_placement(queue: Any, priority: Any) -> QueuePlacement | None:
+    """The ``queue=`` and ``priority=`` run options, checked; None when neither is given."""
+    if queue is None and priority is None:
+        return None
+    if queue is not None:
+        queue = _clean_string(queue, "queue")
+        if "," in queue:
+            raise KitaruUsageError(f"queue {queue!r} is not valid; use a name without ','.")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) >= 2**31
+    ):
+        raise KitaruUsageError(
+            f"priority must be a whole number between -2147483647 and 2147483647, got {priority!r}."
+        )
+    return QueuePlacement(
+        queue=queue if queue is not None else "default",
+        priority=priority if priority is not None else 0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

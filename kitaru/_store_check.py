@@ -19,7 +19,8 @@ from kitaru.journal.events import (
     ValueRef,
 )
 from kitaru.journal.payloads import content_hash
-from kitaru.journal.store import Store
+from kitaru.journal.read_model import index_calls
+from kitaru.journal.store import CallIndexRow, Store, StoredEvent
 from kitaru.replay.state import ExecutionState, JournalShapeError, fold
 
 __all__ = ["IntegrityReport", "check_store"]
@@ -133,6 +134,7 @@ def _check_execution(
                 f"execution {exec_id}: executions table counts calls, tokens and cost "
                 f"{kept}, events say {folded}"
             )
+    _check_call_index(store, exec_id, events, state, report)
     for stored_event in events:
         event = stored_event.event
         if isinstance(event, LlmCallRecorded):
@@ -149,3 +151,41 @@ def _check_execution(
                     f"execution {exec_id}: event {stored_event.seq} refers to missing "
                     f"payload {ref.hash}"
                 )
+
+
+def _check_call_index(
+    store: Store,
+    exec_id: str,
+    events: list[StoredEvent],
+    state: ExecutionState,
+    report: IntegrityReport,
+) -> None:
+    """The call index must hold every call of the fold, at its position, with its end,
+    and bound each call's events by the seqs of its first start and latest event."""
+    spans = index_calls(events)
+    expected = {
+        identity: CallIndexRow(
+            identity,
+            call.position,
+            spans[identity].first_seq if identity in spans else 0,
+            spans[identity].last_seq if identity in spans else 0,
+            call.ended_at,
+        )
+        for identity, call in state.calls.items()
+    }
+    kept = {row.identity: row for row in store.call_rows(exec_id)}
+    for identity in sorted(kept.keys() | expected.keys()):
+        row, want = kept.get(identity), expected.get(identity)
+        if row == want:
+            continue
+        if row is None:
+            said = "does not hold it"
+        elif want is None:
+            said = "holds a call the events do not"
+        else:
+            said = (
+                f"says position {row.position}, events {row.first_seq}-{row.last_seq}, "
+                f"ended {row.ended_at}; events say position {want.position}, events "
+                f"{want.first_seq}-{want.last_seq}, ended {want.ended_at}"
+            )
+        report.problems.append(f"execution {exec_id}: call index for '{identity}' {said}")

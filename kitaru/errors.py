@@ -20,6 +20,7 @@ Every error is a ``KitaruError``; catch that to handle them all::
         ├── KitaruExecutionError              an execution ended badly (exec_id, status)
         │   ├── KitaruUserCodeError           the user's code raised
         │   └── KitaruDivergenceError         the code no longer matches the journal
+        ├── FlowImportError                   a recorded flow's module cannot be imported
         └── KitaruBackendError                storage or provider failure
             ├── KitaruLogRetrievalError       an execution's logs could not be read
             └── ProviderError                 a model provider failed (reason, status)
@@ -36,6 +37,7 @@ from pathlib import Path
 __all__ = [
     "BackendFailure",
     "FailureOrigin",
+    "FlowImportError",
     "JournalConflictError",
     "JournalNotFoundError",
     "KitaruBackendError",
@@ -118,6 +120,16 @@ class KitaruLeaseLostError(KitaruStateError):
 
 class KitaruRuntimeError(KitaruError, RuntimeError):
     """Setup or runtime failure."""
+
+
+class FlowImportError(KitaruRuntimeError):
+    """The module of a recorded flow cannot be imported in this process (``module``,
+    ``qualname``); a resume needs it importable (PYTHONPATH, ``--import-path``)."""
+
+    def __init__(self, message: str, *, module: str, qualname: str):
+        super().__init__(message)
+        self.module = module
+        self.qualname = qualname
 
 
 class BackendFailure(StrEnum):

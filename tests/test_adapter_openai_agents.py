@@ -99,6 +99,24 @@ class TestDurableCalls:
             ("model_response_3", "completed"),
         ]
 
+    def test_an_async_flow_awaits_the_runner_and_records_each_call(
+        self, server: FakeLLMServer, trace: Path
+    ) -> None:
+        """`await Runner.run(...)` in an `async def` flow records calls as run_sync does."""
+        from llm_flows.openai_agent import plan_async
+
+        plan_replies(server, ["only"], "finished")
+
+        handle = plan_async.run("one step")
+
+        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
+        assert side_effects(trace) == {"only": 1}
+        assert [name for name, _ in calls(handle.exec_id)] == [
+            "model_response",
+            "tool_record_step",
+            "model_response_2",
+        ]
+
     def test_in_this_process_the_calls_are_recorded_in_order(
         self, server: FakeLLMServer, trace: Path
     ) -> None:
@@ -195,13 +213,20 @@ class TestResumeAfterSigkill:
     def test_several_tool_calls_of_one_turn_resume_in_the_recorded_order(
         self, server: FakeLLMServer, trace: Path, tmp_path: Path
     ) -> None:
-        """With one tool at a time, a turn's two calls resume in order; the first is reused."""
+        """A turn's two concurrent calls resume in the recorded order; the first is reused."""
         server.reply_tool_calls(
             [("record_step", {"step": "first"}), ("record_step", {"step": "second"})], once=True
         )
         server.reply_text("both done", once=True)
 
-        crashed = run_flow("do both", env=child_env(ADAPTERFLOW_KILL_AT="second"))
+        # The tools run concurrently: the second starts once the first is recorded, so
+        # its kill loses nothing but itself.
+        crashed = run_flow(
+            "do both",
+            env=child_env(
+                ADAPTERFLOW_KILL_AT="second", ADAPTERFLOW_START_DELAY=json.dumps({"second": 0.5})
+            ),
+        )
 
         assert crashed.returncode == KILLED, crashed.stderr
         assert side_effects(trace) == {"first": 1}
@@ -215,6 +240,42 @@ class TestResumeAfterSigkill:
         assert json.loads(resumed.stdout)["result"]["output"] == "both done"
         assert server.count == 2
         assert side_effects(trace) == {"first": 1, "second": 1}
+
+    @pytest.mark.slow
+    def test_concurrent_tools_that_start_in_another_order_on_resume_keep_their_records(
+        self, server: FakeLLMServer, trace: Path, tmp_path: Path
+    ) -> None:
+        """Tools of one turn that start in one order, then in the other after a SIGKILL,
+        are matched by the model's order: nothing diverges and no tool runs twice."""
+        server.reply_tool_calls(
+            [("record_step", {"step": "first"}), ("record_step", {"step": "second"})], once=True
+        )
+        server.reply_tool_calls([("record_step", {"step": "third"})], once=True)
+        server.reply_text("all three done", once=True)
+
+        crashed = run_flow(
+            "do three",
+            env=child_env(
+                ADAPTERFLOW_KILL_AT="third", ADAPTERFLOW_START_DELAY=json.dumps({"first": 0.4})
+            ),
+        )
+
+        assert crashed.returncode == KILLED, crashed.stderr
+        assert side_effects(trace) == {"first": 1, "second": 1}
+        assert trace.read_text().split() == ["second", "first"]  # second started first
+        exec_id = only_exec_id()
+        resumed = cli(
+            "executions", "resume", exec_id, "-o", "json",
+            cwd=tmp_path,
+            env=child_env(
+                PYTHONPATH=str(REPO), ADAPTERFLOW_START_DELAY=json.dumps({"second": 0.4})
+            ),
+        )  # fmt: skip
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["result"]["output"] == "all three done"
+        assert server.count == 3
+        assert side_effects(trace) == {"first": 1, "second": 1, "third": 1}
 
 
 @checkpoint

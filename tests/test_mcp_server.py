@@ -91,6 +91,11 @@ def talk(tmp_path: Path, scenario: Callable[[ClientSession], Awaitable[None]]) -
         leaf: BaseException = group
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
+        if "Connection closed" in str(leaf):
+            # The server went away: what it printed says why.
+            stderr = (tmp_path / "server-stderr.txt").read_text(encoding="utf-8")
+            said = f"the server closed the connection; it printed:\n{stderr}"
+            raise AssertionError(said) from None
         raise leaf from None
 
 

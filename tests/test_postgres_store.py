@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,14 @@ from kitaru.errors import (
     KitaruLeaseLostError,
     WaitAlreadyAnsweredError,
 )
-from kitaru.journal.events import ErrorInfo, ExecutionFailed
+from kitaru.journal.events import (
+    CallStarted,
+    ErrorInfo,
+    ExecutionFailed,
+    ExecutionStarted,
+    FlowRef,
+    ValueRef,
+)
 from kitaru.journal.postgres import PostgresStore, redact_url
 from kitaru.journal.store import Lease
 from tests.helpers import REPO, child_env
@@ -169,6 +177,82 @@ class TestFencing:
             assert holder.owner == first.owner
         finally:
             rival.close()
+
+
+class TestAppendDuringTakeover:
+    def test_an_append_waiting_on_a_takeover_records_nothing_once_it_commits(
+        self, store: PostgresStore
+    ) -> None:
+        """An append that starts while a takeover holds the lease row is refused after it."""
+        old = _lease("t1")
+        assert store.claim(old) is None
+        store.append("t1", 1, [(_failed("before"), 1.0)], owner=old.owner)
+        outcome: list[BaseException | None] = []
+        with psycopg.connect(store._dsn, autocommit=True) as rival:
+            with rival.transaction():
+                # What a takeover does: hold the lease row exclusively, then rewrite it.
+                rival.execute(
+                    "SELECT owner FROM kitaru.leases WHERE exec_id = 't1' FOR UPDATE"
+                ).fetchone()
+
+                def late_append() -> None:
+                    try:
+                        store.append("t1", 2, [(_failed("late"), 2.0)], owner=old.owner)
+                    except BaseException as exc:  # handed to the test thread below
+                        outcome.append(exc)
+                    else:
+                        outcome.append(None)
+
+                writer = threading.Thread(target=late_append)
+                writer.start()
+                _wait_for_lock_wait(store._dsn)
+                rival.execute("UPDATE kitaru.leases SET owner = 'rival' WHERE exec_id = 't1'")
+            writer.join(30)
+        assert not writer.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], KitaruLeaseLostError)
+        assert [e.seq for e in store.read_events("t1")] == [1]
+
+    def test_a_refused_append_adds_nothing_to_the_kept_totals(self, store: PostgresStore) -> None:
+        """An owner fenced out by a takeover changes neither the events nor the totals."""
+        old = _lease("t2")
+        assert store.claim(old) is None
+        started = ExecutionStarted(
+            flow_name="f",
+            flow=FlowRef(module="m", qualname="f"),
+            inputs=ValueRef(inline=b"\x90"),
+            kitaru_version="test",
+        )
+        store.append("t2", 1, [(started, 1.0)], owner=old.owner)
+        with psycopg.connect(store._dsn, autocommit=True) as rival:
+            rival.execute("UPDATE kitaru.leases SET owner = 'rival' WHERE exec_id = 't2'")
+        call = CallStarted(
+            position=0, identity="step", kind="checkpoint", name="step", call_id="c1"
+        )
+        with pytest.raises(KitaruLeaseLostError):
+            store.append("t2", 2, [(call, 2.0)], owner=old.owner)
+        row = store.get_execution("t2")
+        assert row is not None
+        assert row.calls == 0
+        assert [e.seq for e in store.read_events("t2")] == [1]
+        with psycopg.connect(store._dsn, autocommit=True) as reader:
+            noted = reader.execute("SELECT count(*) FROM kitaru.execution_calls").fetchone()
+        assert noted == (0,)
+
+
+def _wait_for_lock_wait(dsn: str) -> None:
+    """Return once a session of this database waits for a lock."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if waiting is not None and waiting[0] > 0:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the append never waited for the lease row")
 
 
 @pytest.mark.slow

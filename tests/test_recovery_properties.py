@@ -446,8 +446,11 @@ _STORE_READS = {
     "list_workers",
     "wait_for_work",
     "read_events",
+    "read_event_ranges",
     "read_payload",
     "get_execution",
+    "call_page",
+    "call_rows",
     "find_executions",
     "list_executions",
     "find_cached",
@@ -567,16 +570,18 @@ class TestAsyncFlowsThroughCrashes:
         self,
         provider: EchoProvider,
         examples: Examples,
+        store_backend: StoreBackend,
         steps: list[list[Any]],
         plan: list[CrashPoint],
     ) -> None:
         """Real processes running an async flow die at generated points (os._exit in an
-        append or a body, SIGKILL during a model request) and keep the books."""
+        append or a body, SIGKILL during a model request) and keep the books, on every
+        store backend."""
         folder = examples.new()
         clean = async_reference(folder, steps, provider)
         elsewhere = folder / "elsewhere"
         elsewhere.mkdir()
-        journal = folder / "crashed.db"
+        journal = journal_at(store_backend, folder, "crashed")
         driver = ChildDriver(journal, provider, elsewhere, module=ASYNC_MODULE)
         try:
             crashed = driver.drive(steps, folder / "crashed.log", list(plan))

@@ -4,12 +4,15 @@ waits, cancels and the worker list."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 
 from kitaru import KitaruClient
 from kitaru._stacks import create_stack
-from kitaru.errors import KitaruExecutionError
+from kitaru.errors import KitaruExecutionError, KitaruUsageError
 from kitaru.journal.events import CallCompleted
 from kitaru.journal.postgres import PostgresStore
 from kitaru.journal.store import WorkerRow
@@ -348,6 +351,92 @@ class TestWorkerList:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         assert listed() == []
+
+
+@pytest.mark.slow
+class TestQueuesAndPriority:
+    def test_an_execution_queued_on_a_named_queue_runs_only_on_its_workers(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """`.run(queue="gpu")` is taken by the `--queue gpu` worker, never the default one."""
+        log = tmp_path / "calls.log"
+        default = workers.start()
+        gpu = workers.start("--queue", "gpu")
+        on_gpu = [chain.run(f"g{n}", 2, str(log), stack="team", queue="gpu") for n in range(3)]
+        plain = [chain.run(f"p{n}", 2, str(log), stack="team") for n in range(3)]
+        assert [h.wait(timeout=60) for h in on_gpu + plain] == [1] * 6
+        ran_by = {line.split()[1]: int(line.split()[2]) for line in log.read_text().splitlines()}
+        assert {ran_by[f"g{n}:{i}"] for n in range(3) for i in range(2)} == {gpu.pid}
+        assert {ran_by[f"p{n}:{i}"] for n in range(3) for i in range(2)} == {default.pid}
+
+    def test_a_higher_priority_is_claimed_first(self, workers: Workers, tmp_path: Path) -> None:
+        """Of two queued executions, a worker of concurrency 1 starts the higher priority."""
+        log = tmp_path / "calls.log"
+        low = chain.run("low", 1, str(log), stack="team", priority=1)
+        high = chain.run("high", 1, str(log), stack="team", priority=5)
+        workers.start("--concurrency", "1")
+        assert high.wait(timeout=60) == 0
+        assert low.wait(timeout=60) == 0
+        starts = [line.split()[1] for line in log.read_text().splitlines() if "start" in line]
+        assert starts == ["high:0", "low:0"]
+
+    def test_queue_options_are_refused_on_a_stack_without_workers(self, tmp_path: Path) -> None:
+        """queue= on an in-process stack is one KitaruUsageError and starts nothing."""
+        with pytest.raises(KitaruUsageError) as raised:
+            chain.run("x", 1, str(tmp_path / "calls.log"), queue="gpu")
+        assert "\n" not in str(raised.value)
+        assert "--workers" in str(raised.value)
+        assert KitaruClient().executions.list() == []
+        with pytest.raises(KitaruUsageError, match="priority"):
+            chain.run("x", 1, str(tmp_path / "calls.log"), stack="team", priority="high")
+
+
+_HIDDEN_FLOW = """
+from kitaru import checkpoint, flow
+
+
+@checkpoint
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow
+def doubled(x: int) -> int:
+    return double(x)
+"""
+
+
+@pytest.mark.slow
+class TestUnimportableFlow:
+    def test_a_worker_that_cannot_import_backs_off_and_another_runs_it(
+        self, workers: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A worker without the flow's module says so once, backs off, and leaves it to one
+        started with --import-path."""
+        name = f"hidden_{uuid.uuid4().hex[:8]}"
+        first, second = tmp_path / "first", tmp_path / "second"
+        first.mkdir()
+        second.mkdir()
+        (first / f"{name}.py").write_text(_HIDDEN_FLOW)
+        monkeypatch.syspath_prepend(str(first))
+        try:
+            module = importlib.import_module(name)
+            handle = module.doubled.run(21, stack="team")
+        finally:
+            sys.modules.pop(name, None)
+        # Only the second folder has the module now.
+        (first / f"{name}.py").rename(second / f"{name}.py")
+        shutil.rmtree(first / "__pycache__", ignore_errors=True)
+        workers.start()
+        worker_log = tmp_path / "worker-0.log"
+        _wait_until(lambda: name in worker_log.read_text(), what="the import failure")
+        time.sleep(3.0)  # a worker spinning on it would say so again many times meanwhile
+        said = [line for line in worker_log.read_text().splitlines() if name in line]
+        assert len(said) == 1
+        assert "--import-path" in said[0]
+        assert handle.status == "running"
+        workers.start("--import-path", str(second))
+        assert handle.wait(timeout=60) == 42
 
 
 class TestStackWithWorkers:

@@ -15,7 +15,13 @@ from typing import Any
 
 from kitaru._logging import get_logger
 from kitaru._stores import open_store
-from kitaru.errors import KitaruBackendError, KitaruError, KitaruStateError, KitaruUsageError
+from kitaru.errors import (
+    FlowImportError,
+    KitaruBackendError,
+    KitaruError,
+    KitaruStateError,
+    KitaruUsageError,
+)
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store, WorkQueue
 from kitaru.runtime.interrupts import request_stop
@@ -28,6 +34,10 @@ _log = get_logger()
 _HEARTBEAT_SECONDS = 1.0
 _BUSY_RETRY_SECONDS = 0.2
 """Pause before handing back an execution another live process still holds."""
+_IMPORT_RETRY_FIRST = 0.5
+_IMPORT_RETRY_MAX = 30.0
+"""An execution whose flow this worker cannot import is left to other workers for a
+while, twice as long after each failed try, up to this many seconds."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,9 @@ class Worker:
         self._next_beat = 0.0
         self._claiming = threading.Lock()
         self._stale_after = 0.0
+        self._unimportable: dict[str, tuple[float, float]] = {}
+        """Executions whose flow this worker could not import: exec id to (the delay
+        of the last back-off, when this worker may try again)."""
 
     def running(self) -> list[str]:
         with self._lock:
@@ -122,9 +135,42 @@ class Worker:
             if self.stopping.is_set() or len(self.running()) >= self.settings.concurrency:
                 return
             for exec_id in self.queue.claim_queued(
-                self.id, self.settings.queues, self.settings.concurrency, self._stale_after
+                self.id,
+                self.settings.queues,
+                self.settings.concurrency,
+                self._stale_after,
+                skip=self._backing_off(),
             ):
                 self._start(exec_id)
+
+    def _backing_off(self) -> list[str]:
+        """Executions this worker leaves to others for now (it cannot import their flow)."""
+        now = time.monotonic()
+        with self._lock:
+            # An execution not met again long after its pause ended was taken by a
+            # worker that could import it: forget it, so the table does not only grow.
+            for gone in [e for e, (_, until) in self._unimportable.items() if until < now - 600]:
+                del self._unimportable[gone]
+            return [e for e, (_, until) in self._unimportable.items() if until > now]
+
+    def _cannot_import(self, exec_id: str, exc: FlowImportError) -> None:
+        """Back off from ``exec_id`` (growing delays); say why the first time only."""
+        with self._lock:
+            previous = self._unimportable.get(exec_id)
+            delay = (
+                _IMPORT_RETRY_FIRST if previous is None else min(previous[0] * 2, _IMPORT_RETRY_MAX)
+            )
+            self._unimportable[exec_id] = (delay, time.monotonic() + delay)
+        if previous is None:
+            _log.warning(
+                f"worker cannot import module {exc.module} of flow {exc.qualname}; it leaves "
+                f"execution {exec_id} to workers that can and tries again later (up to every "
+                f"{_IMPORT_RETRY_MAX:.0f} s). Start this worker with --import-path DIR, the "
+                f"folder {exc.module} is imported from.",
+                exec_id=exec_id,
+                flow_module=exc.module,
+                error=str(exc),
+            )
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -177,6 +223,9 @@ class Worker:
         """Run the execution; return what to do with its queue entry."""
         try:
             run = resume_execution(exec_id, mode="resume", background=False, store=self.store)
+        except FlowImportError as exc:
+            self._cannot_import(exec_id, exc)
+            return "requeue"
         except KitaruStateError as exc:
             status = getattr(exc, "status", None)
             if status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
@@ -184,6 +233,8 @@ class Worker:
                 time.sleep(_BUSY_RETRY_SECONDS)
                 return "requeue"
             return "dequeue"  # it ended (or was never started): nothing to run
+        with self._lock:
+            self._unimportable.pop(exec_id, None)
         run.ctx.park_waits = True
         outcome = run.drive()
         if outcome.suspended:

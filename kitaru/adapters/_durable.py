@@ -13,18 +13,57 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from kitaru.journal.events import ArgumentDigest
-from kitaru.runtime.boundary import execute, reserve
-from kitaru.runtime.context import CallScope, current_call, current_execution
+from kitaru.runtime.boundary import CallSlot, execute, reserve
+from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
 
-__all__ = ["digest_of", "durable_call", "in_flow_body"]
+__all__ = ["digest_of", "durable_call", "in_flow_body", "plan_call"]
 
 T = TypeVar("T")
 
 _PREVIEW_CHARS = 80
+
+
+# Places reserved ahead of their calls, by run (the context object: a resume in this
+# process is a new run) and by a key the adapter chooses. Contexts do not hash, so
+# they are known by id and a weak reference that tells a reused id from its owner.
+_planned: dict[int, tuple[weakref.ref[ExecutionContext], dict[str, CallSlot]]] = {}
+_planned_lock = threading.Lock()
+
+
+def _plans(ctx: ExecutionContext, *, create: bool) -> dict[str, CallSlot] | None:
+    with _planned_lock:
+        entry = _planned.get(id(ctx))
+        if entry is not None and entry[0]() is ctx:
+            return entry[1]
+        if not create:
+            return None
+        for key in [k for k, (ref, _) in _planned.items() if ref() is None]:
+            del _planned[key]
+        plans: dict[str, CallSlot] = {}
+        _planned[id(ctx)] = (weakref.ref(ctx), plans)
+        return plans
+
+
+def plan_call(key: str, name: str, target: str, request: ArgumentDigest) -> None:
+    """Give the call known by ``key`` its place in the flow body now, ahead of running it.
+
+    For calls that start in an order the flow does not control (tools a framework runs
+    concurrently): reserved in an order it does control, such as the order the model
+    asked for them, they keep their identities on every run. ``durable_call(...,
+    planned=key)`` then takes that place.
+    """
+    ctx = current_execution.get()
+    assert ctx is not None, "plan_call() needs a running flow body"
+    slot = reserve(ctx, "checkpoint", name, target=target, arguments=(request,))
+    plans = _plans(ctx, create=True)
+    assert plans is not None
+    plans[key] = slot
 
 
 def in_flow_body() -> bool:
@@ -52,15 +91,20 @@ async def durable_call(
     call_type: str,
     encode: Callable[[Any], Any],
     decode: Callable[[Any], T],
+    planned: str | None = None,
 ) -> T:
     """Run ``run()`` as one durable call named ``name``, or return its recorded result.
 
     ``encode`` turns the live result into what the journal stores, ``decode`` turns the
     stored value back; a resumed call returns ``decode(recorded)`` without running.
+    ``planned`` is the key of a place given earlier by ``plan_call``, if any.
     """
     ctx = current_execution.get()
     assert ctx is not None, "durable_call() needs a running flow body"
-    slot = reserve(ctx, "checkpoint", name, target=target, arguments=(request,))
+    waiting = _plans(ctx, create=False) if planned is not None else None
+    slot = waiting.pop(planned, None) if waiting and planned is not None else None
+    if slot is None:
+        slot = reserve(ctx, "checkpoint", name, target=target, arguments=(request,))
     loop = asyncio.get_running_loop()
 
     def live(_scope: CallScope) -> Any:

@@ -22,9 +22,11 @@ cannot be replayed. Tools other than function tools (hosted tools run by the pro
 computer or shell tools) are not made durable.
 
 Calls are matched to the journal by their place in the run. The SDK runs the function
-tools of one turn concurrently, so their order can change between runs; when a turn
-may call several, run with ``RunConfig(tool_execution=ToolExecutionConfig(
-max_function_tool_concurrency=1))`` so they start in the model's order.
+tools of one turn concurrently, and which of them starts first can change between runs
+(hooks and guardrails run before each). So a turn's tool calls get their places when
+the model's response arrives, in the order the response lists them, and each call
+takes the place reserved for its tool call id: a resumed run matches every call to its
+record whatever order the tools start in.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kitaru.adapters._durable import digest_of, durable_call, in_flow_body
+from kitaru.adapters._durable import digest_of, durable_call, in_flow_body, plan_call
 from kitaru.errors import KitaruFeatureNotAvailableError, KitaruUsageError
 
 try:
@@ -50,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["DurableModel", "DurableModelProvider", "durable_tool", "wrap"]
 
 _TARGET = "kitaru.adapters.openai_agents"
+_TOOLS_ARGUMENT = 3  # Model.get_response(system_instructions, input, settings, tools, ...)
 
 
 def _plain(value: Any) -> Any:
@@ -90,7 +93,7 @@ class DurableModel(Model):
             default=_plain,
         ).encode()
         preview = request_input if isinstance(request_input, str) else f"{len(request_input)} items"
-        return await durable_call(
+        response = await durable_call(
             "model_response",
             f"{_TARGET}:model_response",
             digest_of("input", data, preview),
@@ -99,6 +102,9 @@ class DurableModel(Model):
             encode=lambda response: response,
             decode=_response,
         )
+        tools = args[_TOOLS_ARGUMENT] if len(args) > _TOOLS_ARGUMENT else kwargs.get("tools")
+        _plan_tool_calls(response, tools or ())
+        return response
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Stream outside a flow body; refused inside one, where responses are recorded."""
@@ -137,6 +143,29 @@ class DurableModelProvider(ModelProvider):
         return DurableModel(self._provider.get_model(model_name))
 
 
+def _tool_request(arguments: str) -> Any:
+    return digest_of("arguments", arguments.encode(), arguments)
+
+
+def _plan_tool_calls(response: ModelResponse, tools: Any) -> None:
+    """Reserve the places of the durable tool calls ``response`` asks for, in its order."""
+    durable = {
+        tool.name
+        for tool in tools
+        if isinstance(tool, FunctionTool)
+        and getattr(tool.on_invoke_tool, "__kitaru_durable__", False)
+    }
+    if not durable:
+        return
+    for item in response.output:
+        name = getattr(item, "name", None)
+        call_id = getattr(item, "call_id", None)
+        if getattr(item, "type", None) != "function_call" or name not in durable or not call_id:
+            continue
+        arguments = getattr(item, "arguments", "") or ""
+        plan_call(call_id, f"tool_{name}", f"{_TARGET}:tool_{name}", _tool_request(arguments))
+
+
 def durable_tool(tool: FunctionTool) -> FunctionTool:
     """A copy of ``tool`` whose calls, in a flow body, are durable calls ``tool_<name>``."""
     invoke = tool.on_invoke_tool
@@ -154,11 +183,12 @@ def durable_tool(tool: FunctionTool) -> FunctionTool:
         return await durable_call(
             f"tool_{name}",
             f"{_TARGET}:tool_{name}",
-            digest_of("arguments", arguments.encode(), arguments),
+            _tool_request(arguments),
             call,
             call_type="tool_call",
             encode=lambda result: result,
             decode=lambda result: result,
+            planned=context.tool_call_id,
         )
 
     on_invoke_tool.__kitaru_durable__ = True  # type: ignore[attr-defined]

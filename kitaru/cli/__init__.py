@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import click
-from click.utils import make_default_short_help
 
 from kitaru.errors import KitaruError
 
@@ -74,7 +73,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "model": CommandEntry(
         "kitaru.cli.model",
         "model",
-        "Name models with aliases (e.g. fast -> openai/gpt-5-nano) for kitaru.llm().",
+        "Name models with aliases, such as fast -> openai/gpt-5-nano, for kitaru.llm().",
     ),
     "secrets": CommandEntry(
         "kitaru.cli.secrets",
@@ -160,11 +159,20 @@ class _KitaruGroup(click.Group):
         for name in names:
             loaded = self.commands.get(name)
             if loaded is None:
-                rows.append((name, make_default_short_help(COMMANDS[name].help, limit)))
+                rows.append((name, _short_help(COMMANDS[name].help, limit)))
             elif not loaded.hidden:
                 rows.append((name, loaded.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _short_help(text: str, limit: int) -> str:
+    """The first sentence of ``text``, cut at a word with "..." if longer than ``limit``."""
+    first = text.strip().split(". ", 1)[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    cut = first[: max(0, limit - 3)].rsplit(" ", 1)[0]
+    return f"{cut}..."
 
 
 @click.group(cls=_KitaruGroup)

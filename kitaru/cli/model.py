@@ -20,7 +20,7 @@ __all__ = ["model"]
 
 @click.group(name="model")
 def model() -> None:
-    """Name models with aliases (e.g. fast -> openai/gpt-5-nano) for kitaru.llm()."""
+    """Name models with aliases, such as fast -> openai/gpt-5-nano, for kitaru.llm()."""
 
 
 @model.command("register")

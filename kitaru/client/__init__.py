@@ -149,7 +149,7 @@ class ExecutionsClient:
         """
         exec_id = self.resolve_id(exec_id)
         events = self._store.read_events(exec_id, only=SUMMARY_EVENTS)
-        return execution_from_state(fold_summary(exec_id, events), self._store)
+        return execution_from_state(fold_summary(exec_id, events), self._store, events)
 
     def list(
         self, flow: str | None = None, status: str | None = None, limit: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -14,12 +14,13 @@ import msgspec
 
 from kitaru._redaction import redact_shown
 from kitaru._run_config import FrozenExecutionSpec
+from kitaru.client._call_pages import CallSnapshot, original_call_ids
 from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import CallKind, ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.read_model import ExecutionStatus
-from kitaru.journal.store import ExecutionRow, Store
-from kitaru.replay.state import CallRecord, ExecutionState, fold
+from kitaru.journal.store import CallPage, ExecutionRow, Store, StoredEvent
+from kitaru.replay.state import SUMMARY_EVENTS, CallRecord, ExecutionState, fold
 from kitaru.runtime.failures import failure_origin
 from kitaru.runtime.values import decode_value
 
@@ -330,6 +331,11 @@ class Execution:
     def find_checkpoint(self, identity: str) -> CheckpointCall | None:
         """The call with this identity or call id, or None (builds that one view)."""
         return self._calls.find(identity) if self._calls is not None else None
+
+    def call_logs(self, identity: str) -> list[LogEntry]:
+        """The lines captured in the call with this identity, in time order (reads that
+        call's events only, unless the whole journal is read already)."""
+        return self._calls.logs_of(identity) if self._calls is not None else []
 
     @property
     def last_call_ended_at(self) -> dt.datetime | None:
@@ -860,15 +866,25 @@ class _CallViews:
     """An execution's calls, model calls and artifacts, built on first access.
 
     ``get`` reads a summary of the journal (a few events however many calls it
-    holds); the calls are read and folded only when asked for, and then only up to
-    the event the summary ended at, so the snapshot stays one point in time. Values
-    (outputs, prompts, responses) are loaded later still, by their own accessors.
+    holds); the calls are read when asked for, and then only up to the event the
+    summary ended at, so the snapshot stays one point in time. A page of calls, one
+    call, the call count, the last end and the saved artifacts come from the call index
+    and the events of the calls concerned; the whole journal is folded only for the
+    whole list. Values (outputs, prompts, responses) are loaded later still, by their
+    own accessors.
     """
 
-    def __init__(self, state: ExecutionState, store: Store, live: bool):
+    def __init__(
+        self,
+        state: ExecutionState,
+        store: Store,
+        live: bool,
+        events: Sequence[StoredEvent] | None = None,
+    ):
         self._summary = state
         self._store = store
         self._live = live
+        self._summary_events = events
 
     @functools.cached_property
     def state(self) -> ExecutionState:
@@ -879,13 +895,34 @@ class _CallViews:
         events = self._store.read_events(state.exec_id)[: state.last_seq]
         return fold(state.exec_id, events)
 
+    @property
+    def _folded(self) -> bool:
+        """Whether the whole journal is folded already (then every view comes from it)."""
+        return self._summary.complete or "state" in self.__dict__
+
+    @functools.cached_property
+    def _snapshot(self) -> CallSnapshot:
+        events = self._summary_events
+        if events is None:
+            events = self._store.read_events(self._summary.exec_id, only=SUMMARY_EVENTS)
+        return CallSnapshot(self._summary, self._store, events)
+
+    @functools.cached_property
+    def _page_facts(self) -> CallPage:
+        summary = self._summary
+        return self._store.call_page(
+            summary.exec_id, through_seq=summary.last_seq, offset=0, limit=0
+        )
+
     @functools.cached_property
     def artifacts(self) -> list[ArtifactRef]:
         return artifacts_of(self.state, self._store)
 
     @functools.cached_property
     def checkpoints(self) -> list[CheckpointCall]:
-        return self._views(self._ordered, self.artifacts, None)
+        state = self.state
+        call_ids = {identity: c.call_id for identity, c in state.calls.items()}
+        return self._views(state, self._ordered, self.artifacts, None, call_ids)
 
     @functools.cached_property
     def _ordered(self) -> list[CallRecord]:
@@ -893,14 +930,21 @@ class _CallViews:
 
     def _views(
         self,
+        state: ExecutionState,
         records: list[CallRecord],
         artifacts: list[ArtifactRef],
         only: Collection[str] | None,
+        call_ids: dict[str, str],
     ) -> list[CheckpointCall]:
-        state, store = self.state, self._store
+        store = self._store
         by_call = _artifacts_by_call(artifacts)
-        originals = _original_call_ids(state, store, only)
-        call_ids = {identity: c.call_id for identity, c in state.calls.items()}
+        if self._folded:
+            originals = _original_call_ids(state, store, only)
+        else:
+            originals, rest = original_call_ids(store, records)
+            if rest:
+                others = {c.identity for c in rest}
+                originals.update(_original_call_ids(state, store, others))
         return [
             _call(
                 c,
@@ -913,30 +957,80 @@ class _CallViews:
             for c in records
         ]
 
+    def _views_of(self, state: ExecutionState, records: list[CallRecord]) -> list[CheckpointCall]:
+        """Views of some calls of ``state`` (a whole fold, or a selection holding them)."""
+        only = {c.identity for c in records}
+        if self._folded:
+            call_ids = {identity: c.call_id for identity, c in state.calls.items()}
+        else:
+            parents = {p for c in records for p in c.inputs_from}
+            call_ids = self._snapshot.call_ids(state, parents)
+        return self._views(state, records, artifacts_of(state, self._store, only), only, call_ids)
+
     @property
     def count(self) -> int:
-        return len(self.state.by_position)
+        if self._folded:
+            return len(self.state.by_position)
+        return self._page_facts.total
 
     def between(self, start: int, stop: int) -> list[CheckpointCall]:
         if "checkpoints" in self.__dict__:
             return self.checkpoints[start:stop]
-        records = self._ordered[start:stop]
-        only = {c.identity for c in records}
-        return self._views(records, artifacts_of(self.state, self._store, only), only)
+        if self._folded:
+            return self._views_of(self.state, self._ordered[start:stop])
+        start, stop = max(start, 0), max(stop, 0)
+        if stop <= start:
+            return []
+        summary = self._summary
+        page = self._store.call_page(
+            summary.exec_id, through_seq=summary.last_seq, offset=start, limit=stop - start
+        )
+        selection = self._snapshot.fold(page.rows)
+        return self._views_of(selection, [selection.calls[row.identity] for row in page.rows])
+
+    def _holding(self, identity: str) -> ExecutionState | None:
+        """A state that holds the call as the whole fold does: the whole fold once made,
+        else a selection of the call's events (None: the index has no such call)."""
+        if self._folded:
+            return self.state
+        kept = self._selections.get(identity)
+        if kept is None:
+            rows = self._snapshot.rows([identity])
+            if not rows:
+                return None
+            kept = self._selections[identity] = self._snapshot.fold(rows)
+        return kept
+
+    @functools.cached_property
+    def _selections(self) -> dict[str, ExecutionState]:
+        return {}
+
+    def logs_of(self, identity: str) -> list[LogEntry]:
+        state = self._holding(identity)
+        if state is None or identity not in state.calls:
+            return []
+        return [line for line in log_lines(state, identity) if line.checkpoint == identity]
 
     def find(self, identity: str) -> CheckpointCall | None:
+        if not self._folded:
+            selection = self._holding(identity)
+            if selection is not None:
+                (view,) = self._views_of(selection, [selection.calls[identity]])
+                return view
+        # Not a call identity (perhaps a call id, which the index does not hold).
         state = self.state
         record = state.calls.get(identity)
         if record is None:
             record = next((c for c in state.calls.values() if c.call_id == identity), None)
         if record is None:
             return None
-        only = {record.identity}
-        (view,) = self._views([record], artifacts_of(state, self._store, only), only)
+        (view,) = self._views_of(state, [record])
         return view
 
     @property
     def last_ended_at(self) -> dt.datetime | None:
+        if not self._folded:
+            return _time(self._page_facts.last_ended_at)
         ends = [c.ended_at for c in self.state.calls.values() if c.ended_at is not None]
         return _time(max(ends)) if ends else None
 
@@ -944,15 +1038,19 @@ class _CallViews:
     def saved_artifacts(self) -> list[ArtifactRef]:
         if "artifacts" in self.__dict__:
             return [a for a in self.artifacts if a.origin == "saved"]
-        return artifacts_of(self.state, self._store, saved_only=True)
+        state = self.state if self._folded else self._snapshot.saved()
+        return artifacts_of(state, self._store, saved_only=True)
 
     @functools.cached_property
     def llm_calls(self) -> list[LlmCall]:
         return [_llm_call(e, self._store) for e in self.state.llm_calls]
 
 
-def execution_from_state(state: ExecutionState, store: Store) -> Execution:
-    """Build the public view of an execution from its folded journal (or a summary of it).
+def execution_from_state(
+    state: ExecutionState, store: Store, events: Sequence[StoredEvent] | None = None
+) -> Execution:
+    """Build the public view of an execution from its folded journal (or a summary of it,
+    with ``events``, the events the summary was folded from, when at hand).
 
     Reads no payload: the result, outputs, prompts and responses load on access.
     """
@@ -991,5 +1089,5 @@ def execution_from_state(state: ExecutionState, store: Store) -> Execution:
         # Journals written before run settings were recorded ran on the local stack.
         stack_name=started.spec.stack if started.spec is not None else "local",
         status_reason=_status_reason(state, failure, interrupted),
-        _calls=_CallViews(state, store, live),
+        _calls=_CallViews(state, store, live, events),
     )

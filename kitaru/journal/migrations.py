@@ -12,12 +12,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
+from kitaru.journal.read_model import (
+    TOTALS_EVENTS,
+    add_totals,
+    decodable_events,
+    decodable_stored,
+    index_calls,
+)
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SchemaError", "migrate"]
 
 APPLICATION_ID: Final = 0x4B697461  # "Kita"
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 
 class SchemaError(Exception):
@@ -205,6 +211,42 @@ def _v7(db: Any) -> None:
     )
 
 
+def _v8_call_index(db: Any) -> None:
+    """The call index: where each call's events lie in the journal, and when it ended.
+
+    ``execution_calls`` gains, per call, its position, the seq of its first start, the
+    seq of its latest event and its end, kept by the append that writes the events. A
+    view of one page of a 10,000-call execution then reads the events of that page's
+    calls instead of folding the whole journal. Journals written before are indexed
+    here, once.
+    """
+    for statement in (
+        "ALTER TABLE execution_calls ADD COLUMN position INTEGER",
+        "ALTER TABLE execution_calls ADD COLUMN first_seq INTEGER",
+        "ALTER TABLE execution_calls ADD COLUMN last_seq INTEGER",
+        "ALTER TABLE execution_calls ADD COLUMN ended_at REAL",
+        "CREATE INDEX execution_calls_position ON execution_calls(exec_id, position)",
+    ):
+        db.execute(statement)
+    conn = db.conn
+    exec_ids = [row[0] for row in conn.execute("SELECT exec_id FROM executions")]
+    for exec_id in exec_ids:
+        rows = conn.execute(
+            "SELECT seq, at, type, body FROM events WHERE exec_id = ? ORDER BY seq", (exec_id,)
+        )
+        spans = index_calls(decodable_stored(rows))
+        # The rows are there already (schema 7 noted every started call): updating them
+        # leaves the call counts alone.
+        conn.executemany(
+            "UPDATE execution_calls SET position = ?, first_seq = ?, last_seq = ?, "
+            "ended_at = ? WHERE exec_id = ? AND identity = ?",
+            [
+                (span.position, span.first_seq, span.last_seq, span.ended_at, exec_id, identity)
+                for identity, span in spans.items()
+            ],
+        )
+
+
 MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
     1: _v1,
     2: _v2,
@@ -213,6 +255,7 @@ MIGRATIONS: Final[dict[int, Callable[[Any], None]]] = {
     5: _v5,
     6: _v6,
     7: _v7,
+    8: _v8_call_index,
 }
 
 

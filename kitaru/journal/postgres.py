@@ -51,9 +51,17 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
-from kitaru.journal.read_model import TotalsChange, status_change, totals_change
+from kitaru.journal.read_model import (
+    CallWrite,
+    TotalsChange,
+    call_writes,
+    status_change,
+    totals_change,
+)
 from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
+    CallIndexRow,
+    CallPage,
     ExecutionRow,
     Lease,
     MemoryRow,
@@ -64,6 +72,8 @@ from kitaru.journal.store import (
 )
 
 __all__ = ["PostgresStore", "redact_url"]
+
+_CALL_ROW_COLUMNS = "identity, position, first_seq, last_seq, ended_at"
 
 _EXECUTION_COLUMNS = (
     "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure, calls, "
@@ -123,6 +133,17 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
+
+
+def _fill_fence(
+    statement: str, params: tuple[object, ...], fence: tuple[str, tuple[str, str]]
+) -> tuple[str, tuple[object, ...]]:
+    """``statement`` with its one ``{fence}`` condition filled in, and its parameters
+    with the condition's own placed where the condition stands."""
+    before, marker, _ = statement.partition("{fence}")
+    assert marker, "a read-model write of an append must carry {fence}"
+    at = before.count("%s")
+    return statement.replace("{fence}", fence[0]), (*params[:at], *fence[1], *params[at:])
 
 
 def _died_here(holder: Lease) -> bool:
@@ -322,27 +343,46 @@ class PostgresStore:
         owner: str,
         sync: bool = True,
     ) -> None:
+        """One transaction in one round trip: every statement carries the fencing check.
+
+        The statements go out in pipeline mode, ``BEGIN`` to ``COMMIT`` before one sync.
+        The events insert share-locks the lease row inside its own ``WHERE`` (see
+        ``_fenced``), so a takeover waits for this transaction, and an append that waits
+        for a takeover re-reads the row once it commits and writes nothing. Every other
+        statement is fenced the same way, so a refused append commits no row at all.
+        """
         import psycopg
 
         s = self._s
+        fence = self._fenced(exec_id, owner)
+        seqs, kinds, ats, bodies, crcs, derived = self._rows_of(exec_id, first_seq, events)
+        conn = self._conn()
         try:
-            with self._transaction("append events", sync=sync) as conn:
-                self._fence(conn, exec_id, owner)
-                with conn.cursor() as cur:
-                    if payloads:
-                        cur.executemany(
-                            f"INSERT INTO {s}.payloads(hash, bytes) VALUES (%s, %s) "
-                            "ON CONFLICT (hash) DO NOTHING",
-                            list(payloads.items()),
-                        )
-                    rows, derived = self._rows_of(exec_id, first_seq, events)
-                    cur.executemany(
+            try:
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    if not sync:
+                        conn.execute("SET LOCAL synchronous_commit = off")
+                    written = conn.execute(
                         f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)",
-                        rows,
+                        "SELECT %s, u.seq, u.type, u.at, u.body, u.crc FROM unnest("
+                        "%s::integer[], %s::text[], %s::float8[], %s::bytea[], %s::bigint[]) "
+                        f"AS u(seq, type, at, body, crc) WHERE {fence[0]}",
+                        (exec_id, seqs, kinds, ats, bodies, crcs, *fence[1]),
                     )
+                    if payloads:
+                        conn.execute(
+                            f"INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
+                            "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes) "
+                            f"WHERE {fence[0]} ON CONFLICT (hash) DO NOTHING",
+                            (list(payloads), list(payloads.values()), *fence[1]),
+                        )
                     for statement, params in derived:
-                        cur.execute(statement, params)
+                        conn.execute(*_fill_fence(statement, params, fence))
+                    self._commit_append(conn, pipeline)
+            except psycopg.Error:
+                self._roll_back(conn)
+                raise
         except psycopg.errors.UniqueViolation as exc:
             raise JournalConflictError(
                 f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
@@ -355,6 +395,54 @@ class PostgresStore:
                 f"({_first_line(exc)}); nothing of this append was written.",
                 exec_id=exec_id,
             ) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc, "append events") from None
+        if written.rowcount != len(seqs):
+            # The fence held nothing back but the events: find out why, for the message.
+            raise self._lease_lost(exec_id, owner, self.get_lease(exec_id))
+
+    def _commit_append(self, conn: Any, pipeline: Any) -> None:
+        """Queue the ``COMMIT`` of an append's pipelined transaction: the step that makes
+        it durable, which the pipeline's closing sync sends with every statement."""
+        del pipeline  # the sync at the end of the pipeline block sends it
+        conn.execute("COMMIT")
+
+    def _fenced(self, exec_id: str, owner: str) -> tuple[str, tuple[str, str]]:
+        """The condition (and its parameters) that ``owner`` holds ``exec_id``'s lease.
+
+        ``FOR SHARE`` in the condition's own sub-select locks the lease row within the
+        statement that writes. A takeover holds that row exclusively until it commits;
+        a statement blocked on it re-checks the committed row (PostgreSQL re-evaluates
+        the sub-select's condition on the newest version), so it either sees the
+        current owner or finds none.
+        """
+        return (
+            f"EXISTS (SELECT 1 FROM {self._s}.leases WHERE exec_id = %s AND owner = %s FOR SHARE)",
+            (exec_id, owner),
+        )
+
+    def _roll_back(self, conn: Any) -> None:
+        """End a pipelined transaction that an error left open, or drop a broken session."""
+        import psycopg
+
+        if conn.broken or conn.closed:
+            self._drop_if_broken(conn)
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()
+                self._drop_if_broken(conn)
+
+    def _lease_lost(self, exec_id: str, owner: str | None, row: Lease | None) -> Exception:
+        why = "its lease was released" if row is None else "another process took it over"
+        return KitaruLeaseLostError(
+            f"This process no longer owns execution {exec_id} ({why}), so nothing more "
+            f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
+            exec_id=exec_id,
+            owner=owner or "",
+        )
 
     def _fence(self, conn: Any, exec_id: str, owner: str | None) -> None:
         """Refuse a write for ``exec_id`` unless ``owner`` holds its lease.
@@ -363,32 +451,48 @@ class PostgresStore:
         (which updates that row) waits for this write, and this write cannot follow one.
         """
         row = conn.execute(
-            f"SELECT owner FROM {self._s}.leases WHERE exec_id = %s FOR SHARE", (exec_id,)
+            f"SELECT {_LEASE_COLUMNS} FROM {self._s}.leases WHERE exec_id = %s FOR SHARE",
+            (exec_id,),
         ).fetchone()
-        if row is None or row[0] != owner:
-            why = "its lease was released" if row is None else "another process took it over"
-            raise KitaruLeaseLostError(
-                f"This process no longer owns execution {exec_id} ({why}), so nothing more "
-                f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
-                exec_id=exec_id,
-                owner=owner or "",
-            )
+        if row is None or row[1] != owner:
+            raise self._lease_lost(exec_id, owner, None if row is None else Lease(*row))
 
     def _rows_of(
         self, exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]
-    ) -> tuple[list[tuple[object, ...]], list[tuple[str, tuple[object, ...]]]]:
+    ) -> tuple[
+        list[int],
+        list[str],
+        list[float],
+        list[bytes],
+        list[int],
+        list[tuple[str, tuple[object, ...]]],
+    ]:
+        """The events' columns, and the read-model statements they imply.
+
+        Each statement has a ``{fence}`` condition for ``append`` to fill in, so a
+        refused append changes nothing.
+        """
         s = self._s
-        rows: list[tuple[object, ...]] = []
+        seqs: list[int] = []
+        kinds: list[str] = []
+        ats: list[float] = []
+        bodies: list[bytes] = []
+        crcs: list[int] = []
         derived: list[tuple[str, tuple[object, ...]]] = []
         seq = first_seq
         for event, at in events:
             body = _encode(event)
-            rows.append((exec_id, seq, event_tag(event), at, body, crc32(body)))
+            seqs.append(seq)
+            kinds.append(event_tag(event))
+            ats.append(at)
+            bodies.append(body)
+            crcs.append(crc32(body))
             if isinstance(event, CallCompleted):
                 if event.cache_key is not None:
                     derived.append(
                         (
-                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) VALUES (%s, %s, %s) "
+                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) "
+                            "SELECT %s, %s, %s WHERE {fence} "
                             "ON CONFLICT (key) DO UPDATE SET exec_id = EXCLUDED.exec_id, "
                             "seq = EXCLUDED.seq",
                             (event.cache_key, exec_id, seq),
@@ -398,7 +502,7 @@ class PostgresStore:
                 derived.append(
                     (
                         f"INSERT INTO {s}.executions(exec_id, flow_name, status, started_at, "
-                        "original_exec_id) VALUES (%s, %s, 'running', %s, %s)",
+                        "original_exec_id) SELECT %s, %s, 'running', %s, %s WHERE {fence}",
                         (exec_id, event.flow_name, at, event.original_exec_id),
                     )
                 )
@@ -409,28 +513,66 @@ class PostgresStore:
                     derived.append(
                         (
                             f"UPDATE {s}.executions SET status = %s, ended_at = %s, failure = %s "
-                            "WHERE exec_id = %s",
+                            "WHERE exec_id = %s AND {fence}",
                             (change.status, ended, change.failure, exec_id),
                         )
                     )
             added = totals_change(event)
-            if added is not None:
+            # Calls are counted by the call index writes below, which note each identity.
+            if added is not None and added.call is None:
                 derived.append(self._totals_write(exec_id, added))
             seq += 1
-        return rows, derived
+        # After the events: the executions row the count goes to exists by then.
+        derived.extend(self._call_index_write(exec_id, w) for w in call_writes(first_seq, events))
+        return seqs, kinds, ats, bodies, crcs, derived
 
-    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
-        """The write that adds one event's share to the execution's totals."""
+    def _call_index_write(self, exec_id: str, write: CallWrite) -> tuple[str, tuple[object, ...]]:
+        """The write that brings one call's row of the call index up to this append."""
         s = self._s
-        if added.call is not None:
-            # A call counts once: only an identity not noted before adds to ``calls``.
+        if write.start is not None:
+            # A call not indexed yet is inserted and counted once; one indexed already
+            # (started again) keeps its first seq and position. The update cannot see
+            # the row the insert adds (one snapshot), so only one of them acts. Nothing
+            # acts unless the appending owner still holds the lease (``ok``).
+            start = write.start
             return (
-                f"WITH noted AS (INSERT INTO {s}.execution_calls(exec_id, identity) "
-                "VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1) "
+                "WITH ok AS (SELECT 1 WHERE {fence}), "
+                f"noted AS (INSERT INTO {s}.execution_calls(exec_id, identity, position, "
+                "first_seq, last_seq, ended_at) SELECT %s, %s, %s, %s, %s, %s FROM ok "
+                "ON CONFLICT DO NOTHING RETURNING 1), "
+                f"moved AS (UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)) "
                 f"UPDATE {s}.executions SET calls = calls + (SELECT count(*) FROM noted) "
                 "WHERE exec_id = %s",
-                (exec_id, added.call, exec_id),
+                (
+                    exec_id,
+                    write.identity,
+                    start.position,
+                    start.first_seq,
+                    write.last_seq,
+                    write.ended_at,
+                    write.last_seq,
+                    write.ended_at,
+                    exec_id,
+                    write.identity,
+                    exec_id,
+                ),
             )
+        if write.ends:
+            return (
+                f"UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND {fence}",
+                (write.last_seq, write.ended_at, exec_id, write.identity),
+            )
+        return (
+            f"UPDATE {s}.execution_calls SET last_seq = %s "
+            "WHERE exec_id = %s AND identity = %s AND {fence}",
+            (write.last_seq, exec_id, write.identity),
+        )
+
+    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
+        """The write that adds one model request's usage to the execution's totals."""
+        s = self._s
         sets = []
         params: list[object] = []
         if added.tokens is not None:
@@ -440,7 +582,7 @@ class PostgresStore:
             sets.append("cost = coalesce(cost, 0.0) + %s")
             params.append(added.cost)
         return (
-            f"UPDATE {s}.executions SET {', '.join(sets)} WHERE exec_id = %s",
+            f"UPDATE {s}.executions SET {', '.join(sets)} WHERE exec_id = %s AND {{fence}}",
             (*params, exec_id),
         )
 
@@ -469,6 +611,53 @@ class PostgresStore:
             StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, None, row))
             for row in rows
         ]
+
+    def read_event_ranges(
+        self, exec_id: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[StoredEvent]:
+        if not ranges:
+            return []
+        where = " OR ".join("seq BETWEEN %s AND %s" for _ in ranges)
+        params = [exec_id, *(bound for pair in ranges for bound in pair)]
+        with self._reading("read events") as conn:
+            rows = conn.execute(
+                f"SELECT seq, at, type, body, crc FROM {self._s}.events WHERE exec_id = %s "
+                f"AND ({where}) ORDER BY seq",
+                params,
+            ).fetchall()
+        return [
+            StoredEvent(row[0], row[1], decode_event_row(self.location, exec_id, None, row))
+            for row in rows
+        ]
+
+    # -- call index ----------------------------------------------------------------------
+
+    def call_page(self, exec_id: str, *, through_seq: int, offset: int, limit: int) -> CallPage:
+        s = self._s
+        with self._reading("read the call index") as conn:
+            total, last_ended = conn.execute(
+                f"SELECT count(*), max(ended_at) FROM {s}.execution_calls "
+                "WHERE exec_id = %s AND first_seq <= %s",
+                (exec_id, through_seq),
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_CALL_ROW_COLUMNS} FROM {s}.execution_calls WHERE exec_id = %s "
+                "AND first_seq <= %s ORDER BY position LIMIT %s OFFSET %s",
+                (exec_id, through_seq, limit, offset),
+            ).fetchall()
+        return CallPage(total, last_ended, [CallIndexRow(*row) for row in rows])
+
+    def call_rows(
+        self, exec_id: str, identities: Collection[str] | None = None
+    ) -> list[CallIndexRow]:
+        sql = f"SELECT {_CALL_ROW_COLUMNS} FROM {self._s}.execution_calls WHERE exec_id = %s"
+        params: list[object] = [exec_id]
+        if identities is not None:
+            sql += " AND identity = ANY(%s)"
+            params.append(sorted(identities))
+        with self._reading("read the call index") as conn:
+            rows = conn.execute(sql + " ORDER BY position", params).fetchall()
+        return [CallIndexRow(*row) for row in rows]
 
     def read_payload(self, digest: str) -> bytes:
         with self._reading("read a payload") as conn:
@@ -768,7 +957,13 @@ class PostgresStore:
             self._notify(conn, exec_id)
 
     def claim_queued(
-        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+        self,
+        worker: str,
+        queues: Sequence[str],
+        concurrency: int,
+        stale_after: float,
+        *,
+        skip: Sequence[str] = (),
     ) -> list[str]:
         s = self._s
         with self._transaction("claim queued executions") as conn:
@@ -788,9 +983,10 @@ class PostgresStore:
                 "WHERE q.queue = ANY(%s) AND (q.state = 'queued' OR (q.state = 'claimed' "
                 "AND q.worker <> %s AND (w.id IS NULL "
                 f"OR w.heartbeat_at < {_NOW} - %s OR pg_try_advisory_xact_lock(w.lock_key)))) "
+                "AND NOT q.exec_id = ANY(%s) "
                 "ORDER BY q.priority DESC, q.enqueued_at, q.exec_id LIMIT %s "
                 "FOR UPDATE OF q SKIP LOCKED",
-                (list(queues), worker, stale_after, room),
+                (list(queues), worker, stale_after, list(skip), room),
             ).fetchall()
             claimed = [row[0] for row in rows]
             if claimed:

@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from kitaru.journal.read_model import TOTALS_EVENTS, add_totals, decodable_events
+from kitaru.journal.read_model import (
+    TOTALS_EVENTS,
+    add_totals,
+    decodable_events,
+    decodable_stored,
+    index_calls,
+)
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _MIGRATION_LOCK: Final = (0x4B697461, 0)
 """Advisory-lock key that serialises migrations across processes."""
@@ -150,7 +156,19 @@ CREATE TABLE {s}.execution_calls (
 that writes the events, so a listing reads no events; ``execution_calls`` holds the
 call identities already counted. Journals written before are summed once, below."""
 
-MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3}
+_V4_CALL_INDEX = """
+ALTER TABLE {s}.execution_calls ADD COLUMN position integer;
+ALTER TABLE {s}.execution_calls ADD COLUMN first_seq integer;
+ALTER TABLE {s}.execution_calls ADD COLUMN last_seq integer;
+ALTER TABLE {s}.execution_calls ADD COLUMN ended_at double precision;
+CREATE INDEX execution_calls_position ON {s}.execution_calls (exec_id, position);
+"""
+"""Version 4, the call index: per call, its position, the seq of its first start, the
+seq of its latest event and its end, kept by the append that writes the events, so a
+view of one page of a 10,000-call execution reads the events of that page's calls
+instead of folding the whole journal. Journals written before are indexed once, below."""
+
+MIGRATIONS: Final[dict[int, str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4_CALL_INDEX}
 
 
 def _sum_totals(conn: Any, s: str) -> None:
@@ -175,7 +193,30 @@ def _sum_totals(conn: Any, s: str) -> None:
         )
 
 
-_AFTER: Final[dict[int, Callable[[Any, str], None]]] = {3: _sum_totals}
+def _index_calls(conn: Any, s: str) -> None:
+    """Fill the call index of the executions recorded before version 4 (their rows are
+    there already, noted by version 3: updating them leaves the call counts alone)."""
+    exec_ids = [row[0] for row in conn.execute(f"SELECT exec_id FROM {s}.executions")]
+    for exec_id in exec_ids:
+        rows = conn.execute(
+            f"SELECT seq, at, type, body FROM {s}.events WHERE exec_id = %s ORDER BY seq",
+            (exec_id,),
+        ).fetchall()
+        spans = index_calls(decodable_stored(rows))
+        if not spans:
+            continue
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"UPDATE {s}.execution_calls SET position = %s, first_seq = %s, "
+                "last_seq = %s, ended_at = %s WHERE exec_id = %s AND identity = %s",
+                [
+                    (span.position, span.first_seq, span.last_seq, span.ended_at, exec_id, i)
+                    for i, span in spans.items()
+                ],
+            )
+
+
+_AFTER: Final[dict[int, Callable[[Any, str], None]]] = {3: _sum_totals, 4: _index_calls}
 """Steps that fill new columns from what the journal already holds."""
 
 

@@ -14,6 +14,9 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from kitaru.journal.events import (
+    ArtifactSaved,
+    CallCompleted,
+    CallFailed,
     CallStarted,
     Event,
     ExecutionCancelled,
@@ -21,6 +24,8 @@ from kitaru.journal.events import (
     ExecutionFailed,
     ExecutionResumed,
     LlmCallRecorded,
+    LogsCaptured,
+    MetadataLogged,
     WaitRequested,
     WaitResolved,
     decode_event,
@@ -29,12 +34,19 @@ from kitaru.journal.events import (
 __all__ = [
     "FINISHED_STATUSES",
     "TOTALS_EVENTS",
+    "CallSpan",
+    "CallTouch",
+    "CallWrite",
     "ExecutionStatus",
     "StatusChange",
     "Totals",
     "TotalsChange",
     "add_totals",
+    "call_touch",
+    "call_writes",
     "decodable_events",
+    "decodable_stored",
+    "index_calls",
     "status_change",
     "totals_change",
 ]
@@ -186,3 +198,129 @@ def decodable_events(rows: Iterable[Sequence[Any]]) -> Iterator[Event]:
             yield decode_event(tag, bytes(raw))
         except Exception:  # noqa: S112  (damage is reported by the check, not here)
             continue
+
+
+class CallTouch(NamedTuple):
+    """What one event does to the call index (``execution_calls``) of its execution."""
+
+    identity: str
+    """The call it belongs to."""
+    position: int | None = None
+    """Set when the event starts an attempt of the call (or requests a wait)."""
+    ended: bool | None = None
+    """True: the call ends at this event; False: it starts (again), so it has not
+    ended; None: its end stays as it was."""
+
+
+def call_touch(event: Event) -> CallTouch | None:  # noqa: PLR0911  (one per event type)
+    """Return what ``event`` does to the row of the call it belongs to, or None.
+
+    The same attachments the fold makes: logs, artifacts and metadata by their
+    ``call``, a model request by its parent (or, in the flow body, by its own name).
+    """
+    if isinstance(event, CallStarted | WaitRequested):
+        return CallTouch(event.identity, event.position, ended=False)
+    if isinstance(event, CallCompleted | WaitResolved):
+        return CallTouch(event.identity, ended=True)
+    if isinstance(event, CallFailed):
+        return CallTouch(event.identity, ended=True if event.final else None)
+    if isinstance(event, LogsCaptured | ArtifactSaved):
+        return CallTouch(event.call)
+    if isinstance(event, LlmCallRecorded):
+        return CallTouch(event.parent if event.parent is not None else event.name)
+    if isinstance(event, MetadataLogged) and event.call is not None:
+        return CallTouch(event.call)
+    return None
+
+
+class CallSpan(NamedTuple):
+    """One row of the call index: where a call's events lie in its execution's journal.
+
+    Every event of the call has a seq between ``first_seq`` and ``last_seq``, so one
+    page of calls is folded from the events of those seqs, not from the whole journal.
+    """
+
+    identity: str
+    position: int
+    first_seq: int
+    """The seq of the call's first start (or wait request)."""
+    last_seq: int
+    """The seq of the latest event that belongs to the call."""
+    ended_at: float | None
+    """When the call ended, as the fold has it (None while it has not, or when it was
+    started again)."""
+
+
+def index_calls(events: Iterable[tuple[int, float, Event]]) -> dict[str, CallSpan]:
+    """The call index of an execution from its events ``(seq, at, event)`` in order.
+
+    What appending the events keeps in ``execution_calls``; used to fill it for
+    journals written before it was kept, and by ``kitaru store check`` to prove it.
+    An event of a call that has not started yet belongs to no row, as in the fold.
+    """
+    spans: dict[str, CallSpan] = {}
+    for seq, at, event in events:
+        touch = call_touch(event)
+        if touch is None:
+            continue
+        span = spans.get(touch.identity)
+        if span is None:
+            if touch.position is None:
+                continue
+            spans[touch.identity] = CallSpan(touch.identity, touch.position, seq, seq, None)
+            continue
+        ended_at = span.ended_at
+        if touch.ended is not None:
+            ended_at = at if touch.ended else None
+        spans[touch.identity] = span._replace(last_seq=seq, ended_at=ended_at)
+    return spans
+
+
+def decodable_stored(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, float, Event]]:
+    """``(seq, at, event)`` of ``(seq, at, type, body)`` rows, leaving out any event
+    that cannot be decoded (as :func:`decodable_events`, for filling the call index)."""
+    for seq, at, tag, raw in rows:
+        try:
+            yield int(seq), float(at), decode_event(tag, bytes(raw))
+        except Exception:  # noqa: S112  (damage is reported by the check, not here)
+            continue
+
+
+class CallWrite(NamedTuple):
+    """What one append does to one row of the call index (one write per call)."""
+
+    identity: str
+    last_seq: int
+    ended_at: float | None
+    """The call's end after the append; written when ``ends`` says it changed."""
+    ends: bool
+    start: CallSpan | None
+    """The row as a new call's, when the append starts the call: a call not indexed
+    yet gets this row (and counts), one indexed already keeps its first seq and
+    position and takes the rest."""
+
+
+def call_writes(first_seq: int, events: Sequence[tuple[Event, float]]) -> list[CallWrite]:
+    """The call index writes of appending ``events`` as seq ``first_seq``, ... : what
+    :func:`index_calls` would make of them, coalesced to one write per call."""
+    found: dict[str, CallWrite] = {}
+    seq = first_seq
+    for event, at in events:
+        touch = call_touch(event)
+        if touch is not None:
+            write = found.get(touch.identity)
+            if touch.position is not None and (write is None or write.start is None):
+                span = CallSpan(touch.identity, touch.position, seq, seq, None)
+                found[touch.identity] = CallWrite(touch.identity, seq, None, True, span)
+            elif write is None:
+                ended_at = at if touch.ended else None
+                found[touch.identity] = CallWrite(
+                    touch.identity, seq, ended_at, touch.ended is not None, None
+                )
+            elif touch.ended is None:
+                found[touch.identity] = write._replace(last_seq=seq)
+            else:
+                ended_at = at if touch.ended else None
+                found[touch.identity] = write._replace(last_seq=seq, ended_at=ended_at, ends=True)
+        seq += 1
+    return list(found.values())

@@ -39,9 +39,17 @@ from kitaru.journal.events import (
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.locks import ExecutionLocks, HeldLock, kernel_id
 from kitaru.journal.migrations import SchemaError, migrate
-from kitaru.journal.read_model import TotalsChange, status_change, totals_change
+from kitaru.journal.read_model import (
+    CallWrite,
+    TotalsChange,
+    call_writes,
+    status_change,
+    totals_change,
+)
 from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
 from kitaru.journal.store import (
+    CallIndexRow,
+    CallPage,
     ExecutionRow,
     Lease,
     MemoryRow,
@@ -79,8 +87,18 @@ _EXECUTION_COLUMNS = (
     "exec_id, flow_name, status, started_at, ended_at, original_exec_id, failure, calls, "
     "tokens, cost"
 )
-_NOTE_CALL = "INSERT OR IGNORE INTO execution_calls(exec_id, identity) VALUES (?, ?)"
-"""An identity not seen before adds one to ``executions.calls`` (a trigger of schema 7)."""
+_INDEX_CALL = (
+    "INSERT INTO execution_calls(exec_id, identity, position, first_seq, last_seq, ended_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(exec_id, identity) DO UPDATE SET "
+    "last_seq = excluded.last_seq, ended_at = excluded.ended_at"
+)
+"""A call started in an append: an identity not seen before is inserted, which adds one
+to ``executions.calls`` (a trigger of schema 7; the update of a known one does not)."""
+_MOVE_CALL = "UPDATE execution_calls SET last_seq = ? WHERE exec_id = ? AND identity = ?"
+_END_CALL = (
+    "UPDATE execution_calls SET last_seq = ?, ended_at = ? WHERE exec_id = ? AND identity = ?"
+)
+_CALL_ROW_COLUMNS = "identity, position, first_seq, last_seq, ended_at"
 _ADD_USAGE = {
     (True, False): "UPDATE executions SET tokens = coalesce(tokens, 0) + ? WHERE exec_id = ?",
     (False, True): "UPDATE executions SET cost = coalesce(cost, 0.0) + ? WHERE exec_id = ?",
@@ -375,6 +393,63 @@ class SqliteStore:
         self, exec_id: str, after_seq: int, index: int, row: tuple[int, float, str, bytes, int]
     ) -> Event:
         return decode_event_row(self.location, exec_id, after_seq + 1 + index, row)
+
+    def read_event_ranges(
+        self, exec_id: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[StoredEvent]:
+        if not ranges:
+            return []
+        where = " OR ".join("seq BETWEEN ? AND ?" for _ in ranges)
+        params = [bound for pair in ranges for bound in pair]
+        try:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT seq, at, type, body, crc FROM events WHERE exec_id = ? "
+                    f"AND ({where}) ORDER BY seq",
+                    (exec_id, *params),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read events") from None
+        return self._decode_some(exec_id, rows)
+
+    # -- call index ----------------------------------------------------------------------
+
+    def call_page(self, exec_id: str, *, through_seq: int, offset: int, limit: int) -> CallPage:
+        conn = self._conn()
+        try:
+            total, last_ended = conn.execute(
+                "SELECT count(*), max(ended_at) FROM execution_calls "
+                "WHERE exec_id = ? AND first_seq <= ?",
+                (exec_id, through_seq),
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT {_CALL_ROW_COLUMNS} FROM execution_calls WHERE exec_id = ? "
+                "AND first_seq <= ? ORDER BY position LIMIT ? OFFSET ?",
+                (exec_id, through_seq, limit, offset),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read the call index") from None
+        return CallPage(total, last_ended, [CallIndexRow(*row) for row in rows])
+
+    def call_rows(
+        self, exec_id: str, identities: Collection[str] | None = None
+    ) -> list[CallIndexRow]:
+        sql = f"SELECT {_CALL_ROW_COLUMNS} FROM execution_calls WHERE exec_id = ?"
+        params: list[object] = [exec_id]
+        if identities is not None:
+            wanted = sorted(identities)
+            if not wanted:
+                return []
+            sql += f" AND identity IN ({', '.join('?' * len(wanted))})"
+            params += wanted
+        try:
+            rows = self._conn().execute(sql + " ORDER BY position", params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read the call index") from None
+        return [CallIndexRow(*row) for row in rows]
 
     def read_payload(self, digest: str) -> bytes:
         try:
@@ -894,16 +969,28 @@ def _rows_of(
                 ended = at if change.finished else None
                 derived.append((_UPDATE_STATUS, (change.status, ended, change.failure, exec_id)))
         added = totals_change(event)
-        if added is not None:
+        # Calls are counted by the call index writes below, which note each identity.
+        if added is not None and added.call is None:
             derived.extend(_totals_writes(exec_id, added))
         seq += 1
+    # After the events: the executions row the count goes to exists by then.
+    derived.extend(_call_index_write(exec_id, w) for w in call_writes(first_seq, events))
     return rows, derived
 
 
+def _call_index_write(exec_id: str, write: CallWrite) -> tuple[str, tuple[object, ...]]:
+    """The write that brings one call's row of the call index up to this append."""
+    if write.start is not None:
+        start = write.start
+        params = (exec_id, write.identity, start.position, start.first_seq, write.last_seq)
+        return _INDEX_CALL, (*params, write.ended_at)
+    if write.ends:
+        return _END_CALL, (write.last_seq, write.ended_at, exec_id, write.identity)
+    return _MOVE_CALL, (write.last_seq, exec_id, write.identity)
+
+
 def _totals_writes(exec_id: str, added: TotalsChange) -> list[tuple[str, tuple[object, ...]]]:
-    """The writes that add one event's share to the execution's totals."""
-    if added.call is not None:
-        return [(_NOTE_CALL, (exec_id, added.call))]
+    """The writes that add one model request's usage to the execution's totals."""
     known = [value for value in (added.tokens, added.cost) if value is not None]
     statement = _ADD_USAGE[added.tokens is not None, added.cost is not None]
     return [(statement, (*known, exec_id))]

@@ -14,6 +14,9 @@ from kitaru.errors import JournalConflictError, WaitAlreadyAnsweredError
 from kitaru.journal.events import CallCompleted, Event
 
 __all__ = [
+    "CallIndex",
+    "CallIndexRow",
+    "CallPage",
     "EventLog",
     "ExecutionIndex",
     "ExecutionRow",
@@ -59,6 +62,26 @@ class ExecutionRow(msgspec.Struct, frozen=True):
     cost: float | None = None
     """Estimated US dollars of the model requests it made (not those a replay reused);
     None while no request's cost is known."""
+
+
+class CallIndexRow(msgspec.Struct, frozen=True):
+    """One call of an execution as ``execution_calls`` keeps it (see
+    ``read_model.CallSpan``): where its events lie, and when it ended."""
+
+    identity: str
+    position: int
+    first_seq: int
+    last_seq: int
+    ended_at: float | None
+
+
+class CallPage(msgspec.Struct, frozen=True):
+    """Calls ``offset`` to ``offset + limit`` of an execution in position order, with
+    what a timeline of the whole needs: how many calls there are, and the last end."""
+
+    total: int
+    last_ended_at: float | None
+    rows: list[CallIndexRow]
 
 
 class Lease(msgspec.Struct, frozen=True):
@@ -197,6 +220,31 @@ class ExecutionIndex(Protocol):
 
     def find_cached(self, key: str) -> tuple[str, CallCompleted] | None:
         """The latest completion recorded under a checkpoint cache key, with its execution."""
+        ...
+
+
+class CallIndex(Protocol):
+    """Where each call's events lie in its execution's journal (kept by ``append``), so
+    a view of some calls reads their events and not the whole journal."""
+
+    def call_page(self, exec_id: str, *, through_seq: int, offset: int, limit: int) -> CallPage:
+        """One page of the calls first started at or before ``through_seq``, in position
+        order (a snapshot of the journal up to that event). Rows are as the index holds
+        them now: for an execution still being written, a later end or event may show;
+        readers bound the seqs they read by ``through_seq`` themselves."""
+        ...
+
+    def call_rows(
+        self, exec_id: str, identities: Collection[str] | None = None
+    ) -> list[CallIndexRow]:
+        """The rows of these calls (every call when None), in position order."""
+        ...
+
+    def read_event_ranges(
+        self, exec_id: str, ranges: Sequence[tuple[int, int]]
+    ) -> list[StoredEvent]:
+        """The execution's events whose seq lies in one of the inclusive ``(first,
+        last)`` ranges, in seq order (each checked on its own, like a selection)."""
         ...
 
 
@@ -339,7 +387,7 @@ class Inspection(Protocol):
         ...
 
 
-class Store(EventLog, ExecutionIndex, Leases, Mailbox, Memories, Inspection, Protocol):
+class Store(EventLog, ExecutionIndex, CallIndex, Leases, Mailbox, Memories, Inspection, Protocol):
     """A durable, append-only home for execution journals: every part a backend fills."""
 
 
@@ -373,12 +421,18 @@ class WorkQueue(Protocol):
         ...
 
     def claim_queued(
-        self, worker: str, queues: Sequence[str], concurrency: int, stale_after: float
+        self,
+        worker: str,
+        queues: Sequence[str],
+        concurrency: int,
+        stale_after: float,
+        *,
+        skip: Sequence[str] = (),
     ) -> list[str]:
         """Claim runnable executions for ``worker`` in one transaction, highest priority
         first, then oldest, so that it holds at most ``concurrency``. An entry claimed by
         a worker whose session ended, or that missed heartbeats for ``stale_after``
-        seconds, is runnable again."""
+        seconds, is runnable again. Executions in ``skip`` are left to other workers."""
         ...
 
     def park(self, exec_id: str, worker: str) -> None:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from kitaru.errors import KitaruRuntimeError, KitaruUsageError, UnguardedRunError
+from kitaru.errors import FlowImportError, KitaruRuntimeError, KitaruUsageError, UnguardedRunError
 from kitaru.journal.events import FlowRef
 from kitaru.runtime.values import MAIN_MODULE_ALIASES
 
@@ -169,10 +169,12 @@ def _import_flow_object(ref: FlowRef) -> Any:
         return found
     except Exception as exc:
         where = f" (file {ref.file})" if ref.file else ""
-        raise KitaruRuntimeError(
+        raise FlowImportError(
             f"Cannot import flow {ref.qualname} from module {ref.module}{where}: "
             f"{type(exc).__name__}: {exc}. Run the command from the project the flow belongs "
-            "to, or make its module importable (PYTHONPATH), then try again."
+            "to, or make its module importable (PYTHONPATH), then try again.",
+            module=ref.module,
+            qualname=ref.qualname,
         ) from exc
     return obj
 

@@ -465,10 +465,10 @@ def call_detail(snapshots: Snapshots, exec_id: str, identity: str) -> dict[str, 
                 output_error = f"{type(exc).__name__}: {exc}"
             break
     try:
-        _, every = snapshots.logs(execution.exec_id)
+        # The call's own lines, read from its events (not every line of the execution).
+        logs = execution.call_logs(call.invocation_id)
     except KitaruError:
-        every = []
-    logs = [line for line in every if line.checkpoint == call.invocation_id]
+        logs = []
     data.update(
         checkpoint_type=call.checkpoint_type,
         failure=_failure(call.failure),

@@ -4,6 +4,8 @@ The agent calls the function tool ``record_step`` as often as the model asks; ea
 appends its step to the file named by ``ADAPTERFLOW_SIDE_EFFECTS``, so a test counts how
 often a tool body really ran. ``ADAPTERFLOW_KILL_AT=STEP`` makes the process SIGKILL
 itself when the tool is called for STEP, before that call's side effect.
+``ADAPTERFLOW_START_DELAY`` (JSON, step to seconds) holds a tool call in the run's
+``on_tool_start`` hook, so the SDK's concurrent tools of one turn start in another order.
 
 ``python -m tests.llm_flows.openai_agent PROMPT [sync|async]`` runs the flow (with
 ``Runner.run_sync`` or with ``asyncio.run(Runner.run(...))``) and prints its result as
@@ -19,16 +21,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from agents import (
     Agent,
     OpenAIChatCompletionsModel,
-    RunConfig,
+    RunHooks,
     Runner,
     function_tool,
     set_tracing_disabled,
 )
-from agents.run_config import ToolExecutionConfig
 from openai import AsyncOpenAI
 
 from kitaru import KitaruError, flow
@@ -63,17 +65,28 @@ def build_agent() -> Agent[None]:
     return ka.wrap(planner)
 
 
-# A turn's tools run one at a time, so a resumed run meets them in the recorded order.
-ONE_AT_A_TIME = RunConfig(tool_execution=ToolExecutionConfig(max_function_tool_concurrency=1))
+class StartDelays(RunHooks[Any]):
+    """Hold each tool call named in ``ADAPTERFLOW_START_DELAY`` before it starts."""
+
+    async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+        delays = json.loads(os.environ.get("ADAPTERFLOW_START_DELAY", "{}"))
+        step = json.loads(getattr(context, "tool_arguments", None) or "{}").get("step")
+        await asyncio.sleep(float(delays.get(step, 0)))
 
 
 @flow
 def plan(prompt: str, mode: str = "sync") -> dict[str, object]:
     agent = build_agent()
     if mode == "async":
-        result = asyncio.run(Runner.run(agent, prompt, run_config=ONE_AT_A_TIME))
+        result = asyncio.run(Runner.run(agent, prompt, hooks=StartDelays()))
     else:
-        result = Runner.run_sync(agent, prompt, run_config=ONE_AT_A_TIME)
+        result = Runner.run_sync(agent, prompt, hooks=StartDelays())
+    return {"output": result.final_output, "items": len(result.new_items)}
+
+
+@flow
+async def plan_async(prompt: str) -> dict[str, object]:
+    result = await Runner.run(build_agent(), prompt, hooks=StartDelays())
     return {"output": result.final_output, "items": len(result.new_items)}
 
 

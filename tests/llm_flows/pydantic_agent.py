@@ -66,6 +66,12 @@ def plan(prompt: str, mode: str = "sync") -> dict[str, object]:
     return {"output": result.output, "messages": len(result.all_messages())}
 
 
+@flow
+async def plan_async(prompt: str) -> dict[str, object]:
+    result = await build_agent().run(prompt)
+    return {"output": result.output, "messages": len(result.all_messages())}
+
+
 if __name__ == "__main__":
     try:
         args = sys.argv[1:]

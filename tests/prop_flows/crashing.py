@@ -27,8 +27,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,19 +327,11 @@ class MortalPostgresStore(_Mortality, PostgresStore):
         self.mortal.check()
         super().unregister_worker(*args, **kwargs)
 
-    @contextmanager
-    def _transaction(self, doing: str, *, sync: bool = True) -> Iterator[Any]:
+    def _commit_append(self, conn: Any, pipeline: Any) -> None:
         if not getattr(self._tearing, "active", False):
-            with super()._transaction(doing, sync=sync) as conn:
-                yield conn
+            super()._commit_append(conn, pipeline)
             return
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        pipeline.sync()  # every statement of the append has run; COMMIT is never sent
         if not self.mortal.real:
             conn.close()
             self._local.conn = None
