@@ -87,12 +87,12 @@ class ShapeResult:
     bare: tuple[float, ...]
 
 
-def measure(workdir: pathlib.Path, *, quick: bool) -> list[ShapeResult]:
+def measure(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[ShapeResult]:
     """Added cost, call time and bare commit time for every shape; ``KITARU_STORE`` set."""
     from benchmarks.argument_workloads import SHAPES
     from kitaru.runtime.values import encode_value
 
-    repeats = 3 if quick else 5
+    repeats = 1 if smoke else 3 if quick else 5
     bare = _BareCommits(workdir / "arguments-bare-commit.db")
     results = []
     try:
@@ -102,6 +102,8 @@ def measure(workdir: pathlib.Path, *, quick: bool) -> list[ShapeResult]:
                 small = shape.startswith("small")
                 n_calls = (100 if quick else 300) if small else (10 if quick else 30)
                 n_added = (2000 if quick else 20_000) if small else (5 if quick else 20)
+                if smoke:
+                    n_calls, n_added = min(n_calls, 10), min(n_added, 20)
                 _call_seconds(max(2, n_calls // 10), shape)  # warm-up
                 added, call, commits = [], [], []
                 for _ in range(repeats):
@@ -115,10 +117,10 @@ def measure(workdir: pathlib.Path, *, quick: bool) -> list[ShapeResult]:
     return results
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """Print section 7 and return its summary lines."""
     targets = []
-    for result in measure(workdir, quick=quick):
+    for result in measure(workdir, quick=quick, smoke=smoke):
         added, call, bare = median(result.added), median(result.call), median(result.bare)
         print(f"  {result.shape} ({result.encoded_bytes:,} B encoded):")
         print(

@@ -252,9 +252,9 @@ def measure_recovery(
 # --------------------------------------------------------------------------- report
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """Measure and print both figures; return them for the summary table."""
-    total = 80 if quick else 800
+    total = 8 if smoke else 80 if quick else 800
     throughput = measure_throughput(total, workdir)
     single = throughput.per_second[1]
     print(f"  {total} executions of {STEPS} checkpoints each, split between the processes:")
@@ -263,7 +263,7 @@ def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
             f"    {processes} process{'es' if processes > 1 else '  '}: "
             f"{rate:8,.0f} executions/s   ({rate / single:.2f}x one process)"
         )
-    count = 100 if quick else 1000
+    count = 8 if smoke else 100 if quick else 1000
     recovery = measure_recovery(count, workdir, (4,) if quick else (1, 4, 8))
     print(
         f"  {count} interrupted executions (built by crashing workers in "

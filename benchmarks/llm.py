@@ -426,8 +426,10 @@ def report(figures: LlmFigures) -> list[Target]:
     ]
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """The ``python -m benchmarks`` section: measure and print."""
+    if smoke:
+        return report(measure(workdir, calls=10, overhead_calls=5, repeats=1))
     if quick:
         return report(measure(workdir, calls=100, overhead_calls=50, repeats=2))
     return report(measure(workdir))

@@ -334,8 +334,8 @@ def _dbos_worker(url: str) -> None:
 # --------------------------------------------------------------------------- section
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
-    n, rounds = (20, 12) if quick else (25, 40)
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
+    n, rounds = (10, 3) if smoke else (20, 12) if quick else (25, 40)
     with _server() as server:
         url = server.fresh_database()
         version = server.psql("SHOW server_version").strip()

@@ -66,6 +66,7 @@ class Sizes:
 
 FULL = Sizes(10_000, 1000, 5)
 QUICK = Sizes(1000, 50, 2)
+SMOKE = Sizes(50, 5, 1)
 
 
 def _copy(source: pathlib.Path, dest_dir: pathlib.Path) -> pathlib.Path:
@@ -86,9 +87,9 @@ def _worker(args: list[str], journal: pathlib.Path) -> dict[str, object]:
     )
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """Print section 8 and return its summary lines."""
-    sizes = QUICK if quick else FULL
+    sizes = SMOKE if smoke else QUICK if quick else FULL
     n, m = sizes.calls, sizes.executions
     chain_journal = workdir / "readpath-chain" / "kitaru.db"
     chain_journal.parent.mkdir(parents=True)

@@ -125,6 +125,7 @@ class Counts:
 
 FULL = Counts(1000, 9, 10_000, 5, 1000, 3, 20)
 QUICK = Counts(200, 3, 1000, 2, 200, 1, 5)
+SMOKE = Counts(30, 1, 100, 1, 30, 1, 2)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -134,6 +135,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--quick", action="store_true", help="small counts for a smoke run (well under a minute)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the least work that runs every section's code (the test suite's check; "
+        "its figures mean nothing)",
     )
     parser.add_argument(
         "--only",
@@ -163,7 +170,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="also print a cProfile breakdown (own µs per checkpoint / per event)",
     )
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else FULL
+    args.quick = args.quick or args.smoke
+    defaults = SMOKE if args.smoke else QUICK if args.quick else FULL
     counts = Counts(
         **{
             name: getattr(args, name) if getattr(args, name) is not None else default
@@ -500,13 +508,21 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (a few lines p
         elif "peers" in selected:
             print(f"\n== {TITLES['peers']} ==\n  skipped: section 1 gave no kitaru figure")
         run_section("imports", lambda: _section_imports(counts))
-        run_section("llm", lambda: llm.section(workdir, quick=args.quick))
-        run_section("concurrency", lambda: concurrency.section(workdir, quick=args.quick))
-        run_section("arguments", lambda: arguments.section(workdir, quick=args.quick))
-        run_section("readpath", lambda: readpath.section(workdir, quick=args.quick))
-        run_section("ui", lambda: ui.section(workdir, quick=args.quick))
-        run_section("postgres", lambda: postgres.section(workdir, quick=args.quick))
-        run_section("workers", lambda: workers.section(workdir, quick=args.quick))
+        run_section("llm", lambda: llm.section(workdir, quick=args.quick, smoke=args.smoke))
+        run_section(
+            "concurrency", lambda: concurrency.section(workdir, quick=args.quick, smoke=args.smoke)
+        )
+        run_section(
+            "arguments", lambda: arguments.section(workdir, quick=args.quick, smoke=args.smoke)
+        )
+        run_section(
+            "readpath", lambda: readpath.section(workdir, quick=args.quick, smoke=args.smoke)
+        )
+        run_section("ui", lambda: ui.section(workdir, quick=args.quick, smoke=args.smoke))
+        run_section(
+            "postgres", lambda: postgres.section(workdir, quick=args.quick, smoke=args.smoke)
+        )
+        run_section("workers", lambda: workers.section(workdir, quick=args.quick, smoke=args.smoke))
         run_section(
             "async",
             lambda: async_chain.section(counts.chain_steps, counts.chain_repeats, workdir),

@@ -184,9 +184,9 @@ def measure(
     return timings, build_s, float(built["fold_s"])
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """Measure and print the page times; return the targets for the summary."""
-    executions, calls = (1000, 1000) if quick else (10_000, 10_000)
+    executions, calls = (60, 400) if smoke else (1000, 1000) if quick else (10_000, 10_000)
     timings, build_s, fold_s = measure(executions, calls, workdir)
     print(
         f"  store: {executions:,} one-checkpoint executions and one of {calls:,} checkpoints "

@@ -300,13 +300,13 @@ def _input_latency(server: object, repeats: int, workdir: pathlib.Path) -> list[
     ]
 
 
-def section(workdir: pathlib.Path, *, quick: bool) -> list[Target]:
+def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[Target]:
     """Run the three measurements on a PostgreSQL server of their own."""
     here = pathlib.Path(tempfile.mkdtemp(prefix="workers-", dir=workdir))
     with _server() as server:
-        targets = _throughput(server, 12 if quick else 40, here)
-        targets += _sigkill_takeover(server, 2 if quick else 5, here)
-        targets += _input_latency(server, 3 if quick else 10, here)
+        targets = _throughput(server, 3 if smoke else 12 if quick else 40, here)
+        targets += _sigkill_takeover(server, 1 if smoke else 2 if quick else 5, here)
+        targets += _input_latency(server, 1 if smoke else 3 if quick else 10, here)
     return targets
 
 

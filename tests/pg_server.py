@@ -46,6 +46,8 @@ class PgServer:
     root: Path
     socket_dir: Path
     run_as: str | None
+    fsync: bool = True
+    """Off for the tests' server (see ``pg_server``); on for the benchmarks' figures."""
 
     @property
     def data_dir(self) -> Path:
@@ -100,7 +102,8 @@ class PgServer:
                 "-t",
                 "60",
                 "-o",
-                f"-k {self.socket_dir} -c listen_addresses='' -c fsync=on -c max_connections=200",
+                f"-k {self.socket_dir} -c listen_addresses='' "
+                f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200",
                 "start",
             ),
             capture_output=True,
@@ -127,7 +130,7 @@ def _owner() -> tuple[str | None, int | None, int | None]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PgServer]:
+def running_server(*, fsync: bool = True) -> Iterator[PgServer]:
     """Start a throwaway PostgreSQL cluster; stop it and remove its files afterwards."""
     bindir = find_bindir()
     if bindir is None:
@@ -143,7 +146,7 @@ def running_server() -> Iterator[PgServer]:
         os.chmod(root, 0o755)
         for path in (root, socket_dir):
             os.chown(path, uid, gid)
-    server = PgServer(bindir=bindir, root=root, socket_dir=socket_dir, run_as=user)
+    server = PgServer(bindir=bindir, root=root, socket_dir=socket_dir, run_as=user, fsync=fsync)
     try:
         subprocess.run(
             server._cmd(
@@ -177,8 +180,14 @@ import pytest  # noqa: E402  (the helpers above are usable without pytest)
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL server for the whole test session, stopped at its end."""
-    with running_server() as server:
+    """One PostgreSQL server for the whole test session, stopped at its end.
+
+    It runs with ``fsync=off``: the tests kill kitaru's processes and stop or restart
+    this server, never the machine under it, and every commit still reaches the kernel
+    before it returns, so nothing a test observes changes; the suite's thousands of
+    commits just stop waiting for the disk.
+    """
+    with running_server(fsync=False) as server:
         yield server
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import functools
 import math
 import pathlib
 import uuid
@@ -243,6 +244,11 @@ def _started() -> st.SearchStrategy[Event]:
     )
 
 
+# Built once: the store model draws a batch at every append step, and building these
+# strategies afresh each time (type hints of every event class, validation of the whole
+# tree) cost more than drawing from them. A strategy is immutable, and the same strategy
+# draws the same values from the same choices, so the examples do not change.
+@functools.cache
 def events() -> st.SearchStrategy[Event]:
     """Single journal events of most types (not necessarily forming a valid execution)."""
     return st.one_of(
@@ -308,6 +314,7 @@ def events() -> st.SearchStrategy[Event]:
     )
 
 
+@functools.cache
 def event_batches(*, first: bool = False) -> st.SearchStrategy[list[Event]]:
     """A batch for one append; with ``first``, it starts with ``ExecutionStarted``."""
     rest = st.lists(events(), min_size=0 if first else 1, max_size=4)

@@ -1,6 +1,7 @@
 """The benchmark command runs end to end and prints every section.
 
-A functional check only: the figures of a ``--quick`` run are not asserted on.
+A functional check only: ``--smoke`` runs every section's code on the smallest counts
+(a ``--quick`` run takes minutes), and its figures are not asserted on.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
+    """``python -m benchmarks --smoke`` runs every section, printing each figure and target."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", "--smoke", "--workdir", str(tmp_path)],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

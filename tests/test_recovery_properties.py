@@ -30,6 +30,7 @@ the journal's record of that call would otherwise be reused.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -98,19 +99,31 @@ def examples(tmp_path: Path) -> Examples:
     return Examples(tmp_path)
 
 
+_CLEAN_RUNS: dict[str, Journey] = {}
+"""The clean run by flow (its steps as JSON), for this test process.
+
+A flow's clean result depends on its steps alone (a property checked by every crashed
+run that must reach it), and the backends' runs of a property draw the same flows, as
+do the torn-append cases: each flow's clean run is made and checked once."""
+
+
 def reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
-    """The flow run without crashes (waits answered), checked for its clean accounting.
+    """The flow run without crashes (waits answered), checked for its clean accounting;
+    made once per flow in this process (``_CLEAN_RUNS``).
 
     Always on SQLite: the result a crashed run must reach, whatever its backend.
     """
-    driver = Driver(folder / "reference.db", provider)
-    try:
-        journey = driver.drive(steps, folder / "reference.log", [])
-    finally:
-        driver.close()
-    check_clean_run(steps, journey)
-    check_books(steps, journey, folder / "reference.db")
-    return journey
+    key = json.dumps(steps)
+    if key not in _CLEAN_RUNS:
+        driver = Driver(folder / "reference.db", provider)
+        try:
+            journey = driver.drive(steps, folder / "reference.log", [])
+        finally:
+            driver.close()
+        check_clean_run(steps, journey)
+        check_books(steps, journey, folder / "reference.db")
+        _CLEAN_RUNS[key] = journey
+    return _CLEAN_RUNS[key]
 
 
 def journal_at(backend: StoreBackend, folder: Path, name: str) -> str:
