@@ -7,8 +7,10 @@ many executions); ``python -m pytest --all`` runs everything, as CI does.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,9 +109,22 @@ def _close_journals(kitaru_env: Path) -> Iterator[None]:
     The cache keeps each journal (file, WAL and shared-memory index) open for the life of
     the process; without this a full run piles up thousands of open files.
     """
+    from kitaru.journal import sqlite as sqlite_journal
+
     before = cached_stores()
+    existing = weakref.WeakSet(sqlite_journal._stores)
     yield
     forget_stores_opened_since(before)
+    # Journals a test made itself (``SqliteStore(path)``) are closed too: their files
+    # would otherwise stay open until the collector finds them.
+    for store in list(sqlite_journal._stores):
+        if store not in existing:
+            store.close()
+    # A finished run's connections on its own threads close when the cycles around them
+    # are collected; collect when files pile up, or later tests run out of descriptors
+    # that ``select`` (and other code) can use.
+    if len(os.listdir("/proc/self/fd")) > 256:
+        gc.collect()
 
 
 # Hypothesis profiles. ``ci`` is the default: derandomized (the same examples on every

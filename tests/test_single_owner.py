@@ -120,7 +120,10 @@ class World:
         while text not in seen:
             left = deadline - time.monotonic()
             assert left > 0, f"{text!r} did not appear on stderr within {TIMEOUT} s:\n{seen}"
-            if select.select([fd], [], [], left)[0]:
+            # poll, not select: select refuses descriptors numbered 1024 and above.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if poller.poll(left * 1000):
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     pytest.fail(f"the process closed stderr before {text!r}:\n{seen}")
