@@ -13,41 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
-import threading
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from kitaru.journal.events import ArgumentDigest
-from kitaru.runtime.boundary import CallSlot, execute, reserve
-from kitaru.runtime.context import CallScope, ExecutionContext, current_call, current_execution
+from kitaru.runtime.boundary import execute, reserve
+from kitaru.runtime.context import CallScope, current_call, current_execution
 
 __all__ = ["digest_of", "durable_call", "in_flow_body", "plan_call"]
 
 T = TypeVar("T")
 
 _PREVIEW_CHARS = 80
-
-
-# Places reserved ahead of their calls, by run (the context object: a resume in this
-# process is a new run) and by a key the adapter chooses. Contexts do not hash, so
-# they are known by id and a weak reference that tells a reused id from its owner.
-_planned: dict[int, tuple[weakref.ref[ExecutionContext], dict[str, CallSlot]]] = {}
-_planned_lock = threading.Lock()
-
-
-def _plans(ctx: ExecutionContext, *, create: bool) -> dict[str, CallSlot] | None:
-    with _planned_lock:
-        entry = _planned.get(id(ctx))
-        if entry is not None and entry[0]() is ctx:
-            return entry[1]
-        if not create:
-            return None
-        for key in [k for k, (ref, _) in _planned.items() if ref() is None]:
-            del _planned[key]
-        plans: dict[str, CallSlot] = {}
-        _planned[id(ctx)] = (weakref.ref(ctx), plans)
-        return plans
 
 
 def plan_call(key: str, name: str, target: str, request: ArgumentDigest) -> None:
@@ -61,9 +38,7 @@ def plan_call(key: str, name: str, target: str, request: ArgumentDigest) -> None
     ctx = current_execution.get()
     assert ctx is not None, "plan_call() needs a running flow body"
     slot = reserve(ctx, "checkpoint", name, target=target, arguments=(request,))
-    plans = _plans(ctx, create=True)
-    assert plans is not None
-    plans[key] = slot
+    ctx.planned_calls[key] = slot
 
 
 def in_flow_body() -> bool:
@@ -101,8 +76,7 @@ async def durable_call(
     """
     ctx = current_execution.get()
     assert ctx is not None, "durable_call() needs a running flow body"
-    waiting = _plans(ctx, create=False) if planned is not None else None
-    slot = waiting.pop(planned, None) if waiting and planned is not None else None
+    slot = ctx.planned_calls.pop(planned, None) if planned is not None else None
     if slot is None:
         slot = reserve(ctx, "checkpoint", name, target=target, arguments=(request,))
     loop = asyncio.get_running_loop()

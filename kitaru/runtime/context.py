@@ -124,6 +124,9 @@ class ExecutionContext:
     """Checking code against the journal: recorded calls replay, nothing runs live."""
     end_of_record: EndOfRecord | None = None
     """Verifying: the first call the journal did not hold (the body stopped there)."""
+    planned_calls: dict[str, Any] = field(default_factory=dict)
+    """Call slots reserved ahead of their calls, by a key the reserving code chooses
+    (tools a framework starts concurrently get their places in the model's order)."""
     park_waits: bool = False
     """A wait without input suspends at once instead of blocking this process (set by
     worker processes, which park such executions and run others meanwhile)."""
