@@ -326,6 +326,32 @@ class TestSignals:
         assert KitaruClient().executions.get(exec_id).status == "completed"
         assert_one_completion_each(exec_id)
 
+    def test_ctrl_c_landing_while_the_main_thread_holds_the_stop_lock_cannot_hang(
+        self, world: World
+    ) -> None:
+        """A Ctrl-C handled inside the main thread's own bookkeeping stops, then exits at once."""
+        script = world.tmp / "signal_in_lock.py"
+        script.write_text(
+            "import os, signal, sys, time\n"
+            "from kitaru.runtime import interrupts\n"
+            "interrupts.install_stop_handlers()\n"
+            "with interrupts.running():\n"
+            "    try:\n"
+            "        with interrupts._state.lock:\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "            time.sleep(5)\n"
+            "    except KeyboardInterrupt:\n"
+            "        print('first stopped', interrupts.stop_requested(), flush=True)\n"
+            "    with interrupts._state.lock:\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "        time.sleep(5)\n"
+            "sys.exit(3)\n"
+        )
+        done = world.run([sys.executable, str(script)], env=world.env(PYTHONPATH=str(REPO)))
+        assert done.stdout == "first stopped True\n", (done.stdout, done.stderr)
+        assert done.returncode == 130, done.stderr
+        assert "stopping now" in done.stderr
+
     def test_sigterm_on_a_script_finishes_running_calls_then_stops(self, world: World) -> None:
         """SIGTERM to a script mid fan-out: running calls are recorded, nothing new starts."""
         owner = world.start(world.flow("run", 2))

@@ -16,9 +16,9 @@ With no execution running, they behave exactly as the defaults.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import sys
 import threading
 from types import FrameType
 
@@ -42,10 +42,15 @@ class _ProcessState:
     """What this process knows about stopping; renewed in a forked child."""
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
+        self.stop = False
+        """Set by the first signal; read by every thread before a durable call starts."""
         self.running = 0
         """Executions being run by this process right now."""
-        self.lock = threading.Lock()
+        # Reentrant, and never waited on by the handlers: Python runs a signal handler on
+        # the main thread between any two bytecodes, also while that thread holds this
+        # lock (in ``running`` or ``request_stop``). A plain lock would deadlock there,
+        # and a second Ctrl-C would then hang instead of exiting.
+        self.lock = threading.RLock()
         self.installed = False
 
 
@@ -53,7 +58,7 @@ _state = _ProcessState()
 
 
 def stop_requested() -> bool:
-    return _state.stop.is_set()
+    return _state.stop
 
 
 def request_stop() -> None:
@@ -64,7 +69,7 @@ def request_stop() -> None:
     """
     with _state.lock:
         if _state.running:
-            _state.stop.set()
+            _state.stop = True
 
 
 class running:  # noqa: N801  (a context manager, named like contextlib's)
@@ -78,12 +83,19 @@ class running:  # noqa: N801  (a context manager, named like contextlib's)
         with _state.lock:
             _state.running -= 1
             if not _state.running:
-                _state.stop.clear()
+                _state.stop = False
+
+
+def _say(text: str) -> None:
+    # Straight to the descriptor: the handler may run while the main thread is inside a
+    # write to ``sys.stderr``, and a reentrant write to a buffered stream raises.
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
-    with _state.lock:
-        busy = _state.running > 0
+    # No lock is taken here (see ``_ProcessState.lock``): reading an int is atomic.
+    busy = _state.running > 0
     if not busy:
         # Nothing of ours runs: behave exactly as Python's default would.
         if signum == signal.SIGINT:
@@ -91,16 +103,14 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    if _state.stop.is_set():
-        sys.stderr.write("kitaru: stopping now; interrupted executions stay resumable.\n")
-        sys.stderr.flush()
+    if _state.stop:
+        _say("kitaru: stopping now; interrupted executions stay resumable.\n")
         os._exit(128 + signum)
-    request_stop()
-    sys.stderr.write(
+    _state.stop = True
+    _say(
         "kitaru: stopping; durable calls already running finish first. "
         "Press Ctrl-C again to exit at once.\n"
     )
-    sys.stderr.flush()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
