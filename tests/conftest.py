@@ -1,7 +1,7 @@
 """Shared fixtures: every test runs against its own config dir and journal.
 
 A plain ``python -m pytest`` leaves out the tests marked ``slow`` (real subprocesses,
-many executions); ``python -m pytest --all`` runs everything, as CI does.
+many executions); ``python -m pytest --all -n auto`` runs everything, as CI does.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Escape lone surrogates in captured output: tests write them on purpose (cut emoji),
+    and a report is sent between the processes of a parallel run as strict UTF-8."""
+    report = yield
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]
+    return report
 
 
 @pytest.fixture(autouse=True)

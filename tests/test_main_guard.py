@@ -21,8 +21,11 @@ from kitaru import KitaruUsageError, flow
 from kitaru.runtime.locate import UnguardedRunError, check_not_importing
 
 AGENT = """
-import json, os, signal
+import json, os, signal, threading
 from kitaru import checkpoint, flow
+
+# The kill waits for the execution id to be printed: the flow runs on its own thread.
+printed = threading.Event()
 
 
 def record(tag):
@@ -40,6 +43,7 @@ def search(topic: str) -> list[str]:
 def summarise(notes: list[str]) -> str:
     record("summarise")
     if os.environ.get("GUARD_KILL"):
+        printed.wait(30)
         os.kill(os.getpid(), signal.SIGKILL)
     return " / ".join(notes)
 
@@ -52,12 +56,15 @@ def research_agent(topic: str) -> str:
 
 handle = research_agent.run(topic="durable agents", background=True)
 print(json.dumps({"exec_id": handle.exec_id}), flush=True)
+printed.set()
 print(json.dumps({"result": handle.wait()}), flush=True)
 """
 
 LATER_FLOW = """
-import json, os, signal
+import json, os, signal, threading
 from kitaru import checkpoint, flow
+
+printed = threading.Event()
 
 
 @checkpoint
@@ -65,6 +72,7 @@ def note(tag: str) -> str:
     with open(os.environ["GUARD_SIDE"], "a") as file:
         file.write(tag + "\\n")
     if tag == "second" and os.environ.get("GUARD_KILL"):
+        printed.wait(30)
         os.kill(os.getpid(), signal.SIGKILL)
     return tag
 
@@ -85,6 +93,7 @@ def main_flow() -> list[str]:
 if __name__ == "__main__":
     handle = main_flow.run(background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
+    printed.set()
     handle.wait()
 """
 
