@@ -208,6 +208,26 @@ class TestDrain:
         assert handle.wait(timeout=60) == 3
         assert _lines(log, "done")["g:0"] == 1
 
+    def test_a_second_sigterm_exits_at_once_and_another_worker_continues(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Asked twice, the worker goes without waiting; its claim is free for the next."""
+        log, hold = tmp_path / "calls.log", tmp_path / "hold"
+        hold.touch()
+        first = workers.start("--grace", "60")
+        handle = chain.run("s", 3, str(log), 0.0, str(hold), stack="team")
+        _wait_until(lambda: _lines(log, "start")["s:1"], what="step 1 to start")
+        first.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert first.poll() is None, "the first SIGTERM did not wait for the running call"
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+        hold.unlink()
+        workers.start()
+        assert handle.wait(timeout=60) == 3
+        assert _lines(log, "done")["s:0"] == 1
+        assert set(_completions(workers.url, handle.exec_id).values()) == {1}
+
 
 @pytest.mark.slow
 class TestWaitsAndCancel:

@@ -80,7 +80,9 @@ class Worker:
         self.store = store
         self.queue: WorkQueue = store
         self.id = f"{this_host()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self.stopping = threading.Event()
+        self.stopping = False
+        """Set once by ``stop`` (also from a signal handler, so it is a plain attribute:
+        an Event's own lock may be held by the very thread the handler interrupts)."""
         self._running: dict[str, threading.Thread] = {}
         self._unsettled: dict[str, str] = {}
         """Queue entries this worker could not update (the store was away): exec id to
@@ -113,7 +115,7 @@ class Worker:
         )
         _log.info("worker started", worker=self.id, queues=",".join(self.settings.queues))
         try:
-            while not self.stopping.is_set():
+            while not self.stopping:
                 self._beat()
                 self._retry_unsettled()
                 try:
@@ -123,7 +125,7 @@ class Worker:
                     # The server went away: the next round reconnects; nothing claimed is lost
                     # (a claim either committed, or the entry is still queued).
                     _log.warning("worker cannot reach the store", error=str(exc))
-                    self.stopping.wait(self.settings.poll)
+                    time.sleep(self.settings.poll)
             self._drain()
         finally:
             with contextlib.suppress(KitaruError):
@@ -132,7 +134,7 @@ class Worker:
     def _claim(self) -> None:
         """Claim what fits under the limit and start it (one claim at a time here)."""
         with self._claiming:
-            if self.stopping.is_set() or len(self.running()) >= self.settings.concurrency:
+            if self.stopping or len(self.running()) >= self.settings.concurrency:
                 return
             for exec_id in self.queue.claim_queued(
                 self.id,
@@ -259,8 +261,11 @@ class Worker:
             self.queue.requeue(exec_id, self.id)
 
     def stop(self) -> None:
-        """Stop claiming; running executions stop at their next durable call."""
-        self.stopping.set()
+        """Stop claiming; running executions stop at their next durable call.
+
+        Safe in a signal handler: it takes no lock the interrupted thread may hold.
+        """
+        self.stopping = True
         request_stop()
 
     def _drain(self) -> None:
@@ -298,9 +303,11 @@ def run_worker(settings: WorkerSettings, *, on_start: Any = None) -> None:
         nonlocal signals
         signals += 1
         if signals > 1:
-            # Asked twice: hand back what runs and go at once.
-            for exec_id in worker.running():
-                worker._hand_back(exec_id)
+            # Asked twice: go at once. Nothing is handed back from here: the handler runs
+            # on the main thread, which may hold the worker's lock or be inside a call on
+            # the store's connection, and either would hang it. Nothing is lost: the
+            # claims and leases of this process end with its session, and another
+            # worker takes them at its next poll.
             os._exit(0)
         worker.stop()
 
