@@ -417,7 +417,13 @@ def digests_agree(
     """
     if len(recorded) != len(args) or len(names) != len(args):
         return False
-    for digest, name, value in zip(recorded, names, args, strict=True):
+    # Indexed rather than zipped: for the one or two arguments of most calls, a zip
+    # costs more than the comparisons.
+    index = 0
+    for value in args:
+        digest = recorded[index]
+        name = names[index]
+        index += 1
         if digest.name != name:
             return False
         if type(value) is OutputHandle:
