@@ -19,6 +19,7 @@ from kitaru.runtime.boundary import (
     execute_async,
     output_handle,
     recorded_handle,
+    replayed_checkpoint,
     reserve,
 )
 from kitaru.runtime.caching import CacheKeyError, cache_key, code_fingerprint
@@ -64,6 +65,10 @@ class Checkpoint(Generic[P, R]):
         self._uncacheable_logged = False
         self.is_async = inspect.iscoroutinefunction(func)
         """An ``async def``: calls return awaitables, run in the flow body's event loop."""
+        self._replays_directly = not self.is_async and not self.ignore_args and self._layout.simple
+        """Whether a call may take ``replayed_checkpoint``'s path (given only positional
+        arguments); an async def replays when awaited, an ignored argument needs the
+        matcher, and other signatures need their arguments named."""
         functools.update_wrapper(self, func)
 
     def _cache_key(
@@ -172,6 +177,15 @@ class Checkpoint(Generic[P, R]):
 
         An ``async def`` checkpoint returns an awaitable instead; see ``_call_async``.
         """
+        if not kwargs and self._replays_directly:
+            # Every parameter given positionally, no id=: a resumed call may replay at once.
+            ctx = current_execution.get()
+            if ctx is not None and current_call.get() is None:
+                replayed = replayed_checkpoint(
+                    ctx, self.name, self.target, self._layout.names, args
+                )
+                if replayed is not None:
+                    return replayed
         explicit_id: Any = kwargs.pop("id", None)
         if self.is_async:
             return self._call_async(explicit_id, args, kwargs)  # type: ignore[return-value]

@@ -76,8 +76,10 @@ _READ_EVENTS = (
     "SELECT seq, at, type, body, crc FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq"
 )
 _READ_EVENT_BODIES = (
-    "SELECT seq, at, body, crc FROM events WHERE exec_id = ? AND seq > ? ORDER BY seq"
+    "SELECT at, body, crc FROM events WHERE exec_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
 )
+_COUNT_EVENTS = "SELECT count(*), max(seq) FROM events WHERE exec_id = ? AND seq > ?"
+"""How many events follow a seq, and the last one: read from the index alone."""
 _READ_SOME_EVENTS = (
     "SELECT seq, at, type, body, crc FROM events WHERE exec_id = ?1 AND seq > ?2 "
     "AND (type IN ({marks}) OR seq = (SELECT max(seq) FROM events WHERE exec_id = ?1)) "
@@ -372,13 +374,19 @@ class SqliteStore:
         conn = self._conn()
         try:
             if only is None:
-                # Without the type column first: the bodies carry their own tags, and
-                # only a damaged or too-new journal needs the column, to say what.
-                sound = decode_sound_rows(
-                    after_seq, conn.execute(_READ_EVENT_BODIES, (exec_id, after_seq)).fetchall()
-                )
-                if sound is not None:
-                    return sound
+                # Without the seq and type columns first: seqs are unique, so they have
+                # no gap exactly when the rows after ``after_seq`` are as many as the
+                # last seq says; the bodies carry their own tags, and only a damaged or
+                # too-new journal needs the columns, to say what. Events appended
+                # between the two reads come after ``last`` and are left for the next.
+                count, last = conn.execute(_COUNT_EVENTS, (exec_id, after_seq)).fetchone()
+                if not count:
+                    return []
+                if last == after_seq + count:
+                    rows = conn.execute(_READ_EVENT_BODIES, (exec_id, after_seq, last)).fetchall()
+                    sound = decode_sound_rows(after_seq, rows) if len(rows) == count else None
+                    if sound is not None:
+                        return sound
                 rows = conn.execute(_READ_EVENTS, (exec_id, after_seq)).fetchall()
             else:
                 tags = sorted(only)

@@ -41,6 +41,7 @@ __all__ = [
     "OutputOf",
     "capture_arguments",
     "digest_arguments",
+    "digests_agree",
     "signature_of",
 ]
 
@@ -401,6 +402,38 @@ def capture_arguments(
         else:
             named[name] = _Argument(name, value, lineage)
     return CallArguments(bound, named, [], ignored_set, lineage)
+
+
+def digests_agree(
+    recorded: tuple[ArgumentDigest, ...], names: tuple[str, ...], args: tuple[Any, ...]
+) -> bool:
+    """Whether ``args``, one per parameter in ``names`` order, digest as ``recorded`` does.
+
+    The check a resumed call makes before its recorded output is returned, without
+    building the call's own digests: an output handle is compared by the call that
+    produced it, anything else is encoded and digested as ``capture_arguments`` does.
+    False whenever the two may differ; the caller then captures the arguments in full
+    and lets the matcher say what differs.
+    """
+    if len(recorded) != len(args) or len(names) != len(args):
+        return False
+    # Indexed rather than zipped: for the one or two arguments of most calls, a zip
+    # costs more than the comparisons.
+    index = 0
+    for value in args:
+        digest = recorded[index]
+        name = names[index]
+        index += 1
+        if digest.name != name:
+            return False
+        if type(value) is OutputHandle:
+            if digest.digest != _OUTPUT_DIGEST + value.identity or digest.type_name is not None:
+                return False
+            continue
+        current = _Argument(name, value, []).digest
+        if current.digest != digest.digest or current.type_name != digest.type_name:
+            return False
+    return True
 
 
 def digest_arguments(values: Mapping[str, Any]) -> tuple[ArgumentDigest, ...]:

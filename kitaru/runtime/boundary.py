@@ -38,6 +38,7 @@ from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.matching import Divergence, Verdict, describe, match_call, verdict
 from kitaru.replay.state import CallRecord
+from kitaru.runtime.arguments import digests_agree
 from kitaru.runtime.capture import ensure_capturing, take_logs
 from kitaru.runtime.context import (
     CallScope,
@@ -48,7 +49,7 @@ from kitaru.runtime.context import (
     current_call,
 )
 from kitaru.runtime.failures import error_info, rebuild_exception
-from kitaru.runtime.handles import OutputHandle
+from kitaru.runtime.handles import OutputHandle, recorded_output
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = [
@@ -59,12 +60,15 @@ __all__ = [
     "load_value",
     "output_handle",
     "recorded_handle",
+    "replayed_checkpoint",
     "reserve",
     "resolve_wait",
 ]
 
 _log = get_logger()
 _COMPLETED = ExecutionStatus.COMPLETED
+_CHECKPOINT = CallKind.CHECKPOINT
+"""Looked up once: an enum member's attribute access costs as much as a dict probe."""
 
 
 class CallSlot:
@@ -239,8 +243,45 @@ def recorded_handle(slot: CallSlot) -> OutputHandle[Any] | None:
         tracing.replayed(slot)
     output = recorded.output
     assert output is not None
-    return OutputHandle(
-        slot.identity, slot.call_id, slot.kind, recorded=output, store=slot.ctx.store
+    return recorded_output(slot.identity, slot.call_id, slot.kind, output, slot.ctx.store)
+
+
+def replayed_checkpoint(
+    ctx: ExecutionContext,
+    name: str,
+    target: str,
+    names: tuple[str, ...],
+    args: tuple[Any, ...],
+) -> OutputHandle[Any] | None:
+    """The recorded output of the body's next call, if that is ``name`` made again exactly.
+
+    What ``reserve`` and ``recorded_handle`` do for a completed checkpoint called with
+    its parameters ``names`` given positionally as ``args`` (every call a resume makes
+    before the one that failed), fused: one look at the record, the arguments checked
+    against its digests without being captured, no slot. Nothing is reserved unless
+    the call replays; otherwise None, and the general path reserves the call, matches
+    it and says what differs.
+    """
+    if ctx.replay is not None or tracing.on:
+        return None
+    ctx.check_running()
+    if not ctx.verifying:
+        ctx.check_controls()
+    position = ctx.next_position
+    recorded = ctx.state.by_position.get(position)
+    if (
+        recorded is None
+        or recorded.status is not _COMPLETED
+        or recorded.kind != _CHECKPOINT
+        or recorded.target != target
+        or recorded.arguments is None
+        or recorded.output is None
+        or not digests_agree(recorded.arguments, names, args)
+        or not ctx.take_identity(position, name, recorded.identity)
+    ):
+        return None
+    return recorded_output(
+        recorded.identity, recorded.call_id, _CHECKPOINT, recorded.output, ctx.store
     )
 
 

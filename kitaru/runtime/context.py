@@ -213,6 +213,24 @@ class ExecutionContext:
             self.next_position = position + 1
             return position, identity
 
+    def take_identity(self, position: int, name: str, identity: str) -> bool:
+        """Reserve ``position`` and ``identity`` for a call named ``name``, if they are
+        what ``new_identity`` would give it now; otherwise reserve nothing.
+
+        How a call that replays a recorded one takes its place: the record says which
+        identity to expect, so nothing is searched.
+        """
+        with self._lock:
+            if self.next_position != position or identity in self.used_identities:
+                return False
+            count = self.name_counts.get(name, 0) + 1
+            if identity != (name if count == 1 else f"{name}_{count}"):
+                return False
+            self.name_counts[name] = count
+            self.used_identities.add(identity)
+            self.next_position = position + 1
+            return True
+
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the execution's thread pool."""
         with self._lock:

@@ -24,6 +24,7 @@ __all__ = [
     "MapResult",
     "OutputHandle",
     "map_handles",
+    "recorded_output",
     "resolve_handles",
 ]
 
@@ -136,6 +137,24 @@ class OutputHandle(Generic[T]):
 
     def __radd__(self, other: Any) -> Any:
         return other + self.load()
+
+
+def recorded_output(
+    identity: str, call_id: str, kind: str, recorded: ValueRef, store: Store
+) -> OutputHandle[Any]:
+    """The handle of a recorded output, decoded from ``store`` on first use.
+
+    Built without ``OutputHandle.__init__``: its keyword arguments cost more than the
+    rest of a replayed call's handle, and a resume makes one per recorded call.
+    """
+    handle: OutputHandle[Any] = _new_handle(OutputHandle)
+    handle.identity, handle.call_id, handle.kind = identity, call_id, kind
+    handle._value = handle._future = handle._on_load = None
+    handle._recorded, handle._store = recorded, store
+    return handle
+
+
+_new_handle = object.__new__
 
 
 class MapResult(list[OutputHandle[T]]):
