@@ -181,6 +181,7 @@ class TestCancelARunningExecutionHere:
             assert caught.value.status == "cancelled"
         assert FlowHandle(handle.exec_id).status == "cancelled"
 
+    @pytest.mark.usefixtures("short_cancel_wait")
     def test_a_checkpoint_in_progress_finishes_then_the_flow_stops(self) -> None:
         """The running checkpoint is not interrupted; the call after it is never made."""
         handle = one_long_step.run(background=True)
@@ -283,6 +284,14 @@ class TestCancelOfAFinishedExecution:
         assert "No execution no-such-execution" in result.stderr
 
 
+@pytest.fixture
+def short_cancel_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cancel() waits at most 0.5 s for a run of this process: these tests hold the
+    running call until after cancel() returns, so the full wait would only add time."""
+    monkeypatch.setattr("kitaru.client._CANCEL_HERE_SECONDS", 0.5)
+
+
+@pytest.mark.usefixtures("short_cancel_wait")
 class TestACancelEndsWithItsExecution:
     def _fail_with_a_cancel_pending(self) -> str:
         handle = fails_at_its_last_call.run(background=True)

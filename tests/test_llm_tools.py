@@ -676,6 +676,7 @@ def tool_log(tmp_path: Path) -> Path:
     return tmp_path / "tools.log"
 
 
+@pytest.mark.slow
 class TestResumeAfterSigkill:
     @pytest.mark.parametrize("provider", SDK_PROVIDERS)
     def test_a_tool_call_answered_before_the_kill_is_not_asked_for_again(
