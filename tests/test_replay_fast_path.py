@@ -105,19 +105,27 @@ class TestRecordedCallsReplay:
         assert plan.runs == ["finish(12)"]
 
 
+def _retried_after_failing(first: Any, plan: Plan, **changes: Any) -> KitaruDivergenceError:
+    """Let ``first`` fail, change the flow body's calls by ``changes``, retry: the
+    divergence the retry ends with (nothing may have run)."""
+    with pytest.raises(KitaruUserCodeError):
+        first.wait(timeout=TIMEOUT)
+    plan.fail = False
+    for name, value in changes.items():
+        setattr(plan, name, value)
+    plan.runs.clear()
+    retried = KitaruClient().executions.retry(first.exec_id, background=True)
+    with pytest.raises(KitaruDivergenceError) as caught:
+        retried.wait(timeout=TIMEOUT)
+    return caught.value
+
+
 class TestDriftStillDiverges:
     def test_another_call_s_output_passed_in_diverges(self, plan: Plan) -> None:
         """A call given the output of another call than recorded is a divergence naming
         the argument, and its recorded output is not returned."""
         first = chained.run(3)
-        with pytest.raises(KitaruUserCodeError):
-            first.wait(timeout=TIMEOUT)
-        plan.fail, plan.swap = False, True
-        plan.runs.clear()
-        retried = KitaruClient().executions.retry(first.exec_id, background=True)
-        with pytest.raises(KitaruDivergenceError) as caught:
-            retried.wait(timeout=TIMEOUT)
-        error = caught.value
+        error = _retried_after_failing(first, plan, swap=True)
         assert (error.position, error.argument) == (2, "value")
         assert "'add_one_2'" in (error.recorded_argument or "")
         assert "'add_one'" in (error.current_argument or "")
@@ -126,14 +134,7 @@ class TestDriftStillDiverges:
     def test_a_changed_plain_argument_diverges(self, plan: Plan) -> None:
         """A completed call made with another plain value diverges, naming both values."""
         first = with_plain_arguments.run()
-        with pytest.raises(KitaruUserCodeError):
-            first.wait(timeout=TIMEOUT)
-        plan.fail, plan.offset = False, 1
-        plan.runs.clear()
-        retried = KitaruClient().executions.retry(first.exec_id, background=True)
-        with pytest.raises(KitaruDivergenceError) as caught:
-            retried.wait(timeout=TIMEOUT)
-        error = caught.value
+        error = _retried_after_failing(first, plan, offset=1)
         assert (error.position, error.argument) == (0, "factor")
         assert (error.recorded_argument, error.current_argument) == ("3", "4")
         assert plan.runs == []

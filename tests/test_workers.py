@@ -16,10 +16,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kitaru import KitaruClient
+from kitaru import FlowHandle, KitaruClient
 from kitaru._stacks import create_stack
 from kitaru.errors import KitaruExecutionError, KitaruUsageError
 from kitaru.journal.events import CallCompleted
@@ -173,6 +174,29 @@ class TestCrashedWorker:
         assert all(_lines(log, "done")[f"ns:{i}"] == 1 for i in range(3))
 
 
+def _held_at_step_1(
+    workers: Workers, tmp_path: Path, tag: str, *worker_args: str
+) -> tuple[subprocess.Popen[bytes], FlowHandle[Any], Path, Path]:
+    """A worker running a three-step chain whose step 1 is held until ``hold`` goes:
+    the worker, the execution's handle, the calls log and the hold file."""
+    log, hold = tmp_path / "calls.log", tmp_path / "hold"
+    hold.touch()
+    first = workers.start(*worker_args)
+    handle = chain.run(tag, 3, str(log), 0.0, str(hold), stack="team")
+    _wait_until(lambda: _lines(log, "start")[f"{tag}:1"], what="step 1 to start")
+    return first, handle, log, hold
+
+
+def _finished_by_another_worker(
+    workers: Workers, handle: FlowHandle[Any], log: Path, hold: Path, tag: str
+) -> None:
+    """Release the held step; a new worker finishes the chain without redoing step 0."""
+    hold.unlink()
+    workers.start()
+    assert handle.wait(timeout=60) == 3
+    assert _lines(log, "done")[f"{tag}:0"] == 1
+
+
 @pytest.mark.slow
 class TestDrain:
     def test_sigterm_lets_the_running_call_finish_and_hands_the_rest_back(
@@ -196,36 +220,22 @@ class TestDrain:
         self, workers: Workers, tmp_path: Path
     ) -> None:
         """After --grace seconds the worker exits 0 and the execution is queued again."""
-        log, hold = tmp_path / "calls.log", tmp_path / "hold"
-        hold.touch()
-        first = workers.start("--grace", "0.5")
-        handle = chain.run("g", 3, str(log), 0.0, str(hold), stack="team")
-        _wait_until(lambda: _lines(log, "start")["g:1"], what="step 1 to start")
+        first, handle, log, hold = _held_at_step_1(workers, tmp_path, "g", "--grace", "0.5")
         first.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0
-        hold.unlink()
-        workers.start()
-        assert handle.wait(timeout=60) == 3
-        assert _lines(log, "done")["g:0"] == 1
+        _finished_by_another_worker(workers, handle, log, hold, "g")
 
     def test_a_second_sigterm_exits_at_once_and_another_worker_continues(
         self, workers: Workers, tmp_path: Path
     ) -> None:
         """Asked twice, the worker goes without waiting; its claim is free for the next."""
-        log, hold = tmp_path / "calls.log", tmp_path / "hold"
-        hold.touch()
-        first = workers.start("--grace", "60")
-        handle = chain.run("s", 3, str(log), 0.0, str(hold), stack="team")
-        _wait_until(lambda: _lines(log, "start")["s:1"], what="step 1 to start")
+        first, handle, log, hold = _held_at_step_1(workers, tmp_path, "s", "--grace", "60")
         first.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert first.poll() is None, "the first SIGTERM did not wait for the running call"
         first.send_signal(signal.SIGTERM)
         assert first.wait(10) == 0
-        hold.unlink()
-        workers.start()
-        assert handle.wait(timeout=60) == 3
-        assert _lines(log, "done")["s:0"] == 1
+        _finished_by_another_worker(workers, handle, log, hold, "s")
         assert set(_completions(workers.url, handle.exec_id).values()) == {1}
 
 
