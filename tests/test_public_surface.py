@@ -100,6 +100,37 @@ class TestClientSurface:
         for name in kitaru.client.__all__:
             assert hasattr(kitaru.client, name), name
 
+    def test_reading_executions_does_not_import_what_runs_them(self, tmp_path: Path) -> None:
+        """A client that lists and reads executions (what every CLI listing is) starts
+        without the runner, the flow machinery or the model-call layer."""
+        script = (
+            "import sys\n"
+            "from kitaru.client import KitaruClient\n"
+            "client = KitaruClient()\n"
+            "client.executions.list()\n"
+            "heavy = ('kitaru.runtime.runner', 'kitaru._flow', 'kitaru._llm', 'kitaru.memory')\n"
+            "print(sorted(name for name in heavy if name in sys.modules))\n"
+        )
+        env = child_env(
+            PYTHONPATH=str(REPO),
+            KITARU_STORE=str(tmp_path / "kitaru.db"),
+            KITARU_CONFIG_PATH=str(tmp_path / "config"),
+        )
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]"
+        # The names imported on first use are still there for whoever asks.
+        assert kitaru.client.Verification.__name__ == "Verification"
+        assert kitaru.client.RecoveryResult.__name__ == "RecoveryResult"
+        assert kitaru.client.IntegrityReport.__name__ == "IntegrityReport"
+
 
 class TestErrorTree:
     def test_every_public_error_lives_in_errors(self) -> None:

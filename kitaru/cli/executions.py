@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,10 +26,11 @@ from kitaru.client import (
     KitaruClient,
     LlmCall,
     PendingWait,
-    RecoveryResult,
-    Verification,
 )
 from kitaru.errors import JournalNotFoundError, KitaruError, KitaruStateError, KitaruUsageError
+
+if TYPE_CHECKING:
+    from kitaru.client import RecoveryResult, Verification
 
 __all__ = ["executions"]
 
@@ -227,7 +228,7 @@ def list_executions(flow: str | None, status: str | None, limit: int | None, out
         return "\n".join(rows)
 
     # A listing reads no stored payload (prompts, responses, large results): `get` does.
-    emit(output, [e.to_dict(payloads=False) for e in found], text)
+    emit(output, lambda: [e.to_dict(payloads=False) for e in found], text)
 
 
 @executions.command("get")
@@ -237,7 +238,7 @@ def get_execution(exec_id: str, output: str) -> None:
     """Show one execution: status, result or failure, and every call."""
     client = _existing_client(exec_id)
     execution = client.executions.get(exec_id)
-    emit(output, execution.to_dict(), lambda: _render_execution(execution, client.store_location))
+    emit(output, execution.to_dict, lambda: _render_execution(execution, client.store_location))
 
 
 def _continue(exec_id: str, mode: str, output: str) -> None:
@@ -267,7 +268,7 @@ def _run_here(
             watch(execution.exec_id)
 
         ended = start(started)
-    emit(output, ended.to_dict(), lambda: _render_execution(ended, store))
+    emit(output, ended.to_dict, lambda: _render_execution(ended, store))
     if ended.status == "waiting":
         waiting = [wait for wait in ended.pending_waits if not wait.input_received]
         click.echo(describe_wait(ended.exec_id, waiting, store=store), err=True)
@@ -476,7 +477,7 @@ def give_input(
         value = _json_option(value_json, "--value")
         execution = client.executions.input(exec_id, wait=wait, value=value)
         message = _recorded(client, execution)
-    emit(output, execution.to_dict(), lambda: message)
+    emit(output, execution.to_dict, lambda: message)
 
 
 def _recorded(client: KitaruClient, execution: Execution) -> str:
@@ -586,7 +587,7 @@ def cancel(exec_id: str, output: str) -> None:
         if execution.status is ExecutionStatus.CANCELLED
         else f"Cancel requested: {execution.exec_id} stops at its next durable call."
     )
-    emit(output, execution.to_dict(), lambda: message)
+    emit(output, execution.to_dict, lambda: message)
 
 
 @executions.command("logs")

@@ -57,8 +57,14 @@ def emit_json_line(data: Any) -> None:
 
 
 def emit(output: OutputFormat, data: Any, text: Callable[[], str]) -> None:
-    """Print ``data`` as JSON, or the string ``text()`` builds, to stdout."""
+    """Print ``data`` as JSON, or the string ``text()`` builds, to stdout.
+
+    ``data`` may be a function that builds it: then it is built only for JSON output
+    (a listing's JSON reads every call of every execution, its table does not).
+    """
     if output == "json":
+        if callable(data):
+            data = data()
         click.echo(json.dumps(data, indent=2, sort_keys=True, default=str), file=_json_stream())
     else:
         rendered = text()

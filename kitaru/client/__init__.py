@@ -5,17 +5,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kitaru._flow import _settle
-from kitaru._store_check import IntegrityReport, check_store
 from kitaru._stores import forget_store, open_store
-from kitaru._worker import WorkerSettings, run_worker
 from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
-from kitaru.client._memories import MemoriesClient
-from kitaru.client._store_copy import StoreCopyReport, copy_store
 from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries, summary_of
 from kitaru.client._views import (
     ArtifactRef,
@@ -47,15 +43,15 @@ from kitaru.journal.events import CallKind, ExecutionCancelled, WaitRequested
 from kitaru.journal.read_model import EXECUTION_STATUSES, ExecutionStatus
 from kitaru.journal.store import Lease, Store, WorkerRow, WorkQueue
 from kitaru.replay.state import SUMMARY_EVENTS, ExecutionState, fold_summary
-from kitaru.runtime.boundary import resolve_wait
-from kitaru.runtime.locate import import_flow
-from kitaru.runtime.ownership import claim_execution, running_here
-from kitaru.runtime.recovery import RecoveryResult, recover_all
-from kitaru.runtime.runner import Run, load_state, replay_execution, resume_execution
-from kitaru.runtime.values import UnencodableValueError, encode_value
-from kitaru.runtime.verify import Verification, verify_execution
-from kitaru.runtime.wait_schemas import validate_input
-from kitaru.runtime.writer import JournalWriter
+from kitaru.runtime.loading import load_state
+
+if TYPE_CHECKING:
+    from kitaru._store_check import IntegrityReport
+    from kitaru.client._memories import MemoriesClient
+    from kitaru.client._store_copy import StoreCopyReport
+    from kitaru.runtime.recovery import RecoveryResult
+    from kitaru.runtime.runner import Run
+    from kitaru.runtime.verify import Verification
 
 __all__ = [
     "EXECUTION_STATUSES",
@@ -84,6 +80,24 @@ __all__ = [
     "WorkerRow",
     "WorkersClient",
 ]
+
+_IMPORTED_ON_USE = {
+    "IntegrityReport": "kitaru._store_check",
+    "RecoveryResult": "kitaru.runtime.recovery",
+    "Verification": "kitaru.runtime.verify",
+}
+"""Public names whose modules bring the runtime with them: imported on first use, so a
+client that only reads executions starts without it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _IMPORTED_ON_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kitaru.client' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 _CANCEL_HERE_SECONDS = 5.0
 """How long cancel() waits for a run in this process to stop (it polls twice a second)."""
@@ -210,6 +224,8 @@ class ExecutionsClient:
         running (even with a live owner), failed and completed executions can all be
         checked. One ``Verification`` per id, in order.
         """
+        from kitaru.runtime.verify import verify_execution
+
         if not exec_ids:
             raise KitaruUsageError(
                 "Give at least one execution id to verify, or call verify_all()."
@@ -218,6 +234,8 @@ class ExecutionsClient:
 
     def verify_all(self) -> builtins.list[Verification]:
         """``verify`` every execution of the store, oldest first."""
+        from kitaru.runtime.verify import verify_execution
+
         rows = self._store.list_executions()
         return [verify_execution(self._store, row.exec_id) for row in reversed(rows)]
 
@@ -265,6 +283,9 @@ class ExecutionsClient:
         (a ``.run()`` that returned at a wait) needs no new run: that run takes the input
         itself, so its execution is returned as it stands.
         """
+        from kitaru.runtime.ownership import running_here
+        from kitaru.runtime.runner import resume_execution
+
         _check_background(background)
         exec_id = self.resolve_id(exec_id)
         if running_here(exec_id):
@@ -285,6 +306,8 @@ class ExecutionsClient:
 
         ``background`` and ``on_start`` work as for ``resume``.
         """
+        from kitaru.runtime.runner import resume_execution
+
         _check_background(background)
         run = resume_execution(
             self.resolve_id(exec_id), mode="retry", background=False, store=self._store
@@ -307,6 +330,8 @@ class ExecutionsClient:
         ``background`` and ``on_start`` work as for ``resume``.
         """
         from kitaru._llm.registry import registry_snapshot
+        from kitaru.runtime.locate import import_flow
+        from kitaru.runtime.runner import replay_execution
 
         _check_background(background)
         source = load_state(self._store, self.resolve_id(exec_id))
@@ -331,6 +356,8 @@ class ExecutionsClient:
         Executions waiting for input are left alone. ``on_result`` hears of each as it
         ends; the results come back in the order the executions ended.
         """
+        from kitaru.runtime.recovery import recover_all
+
         return recover_all(self._store, parallel=parallel, on_result=on_result)
 
     def _settle_here(self, execution: Execution) -> Execution:
@@ -339,6 +366,8 @@ class ExecutionsClient:
         Back once the execution has ended, waits for input it has not been given, or
         is no longer held here.
         """
+        from kitaru.runtime.ownership import running_here
+
         while (
             execution.status == "waiting"
             and any(wait.input_received for wait in execution.pending_waits)
@@ -358,6 +387,8 @@ class ExecutionsClient:
         body for the interpreter, and it always shows the run just begun. Otherwise the
         execution is read again once the run has ended or is waiting.
         """
+        from kitaru._flow import _settle
+
         try:
             execution = dataclasses.replace(
                 execution_from_state(run.ctx.state, self._store), _run=run
@@ -422,6 +453,9 @@ class ExecutionsClient:
 
     def input(self, exec_id: str, *, wait: str | None = None, value: Any) -> Execution:
         """Answer a pending wait; ``value`` is checked against the wait's schema."""
+        from kitaru.runtime.values import UnencodableValueError, encode_value
+        from kitaru.runtime.wait_schemas import validate_input
+
         state = load_state(self._store, self.resolve_id(exec_id))
         request = _pending(state, wait)
         if request.identity in self._store.wait_inputs(state.exec_id):
@@ -453,6 +487,8 @@ class ExecutionsClient:
         that process is this one, the call waits (up to a few seconds) for the run to
         stop, so the execution returned is already cancelled and can be replayed.
         """
+        from kitaru.runtime.ownership import running_here
+
         state = load_state(self._store, self.resolve_id(exec_id))
         if state.finished:
             raise KitaruStateError(
@@ -470,6 +506,10 @@ class ExecutionsClient:
 
     def _end_here(self, exec_id: str, reason: str, *, abort: str | None = None) -> bool:
         """Cancel the execution in this process if no live process runs it."""
+        from kitaru.runtime.boundary import resolve_wait
+        from kitaru.runtime.ownership import claim_execution
+        from kitaru.runtime.writer import JournalWriter
+
         try:
             ownership = claim_execution(self._store, exec_id)
         except KitaruStateError:
@@ -528,10 +568,20 @@ def _pending(state: ExecutionState, wait: str | None) -> WaitRequested:
 
 def _make_types_importable(state: ExecutionState) -> None:
     """Import the flow's module so schema types defined there (or in __main__) resolve."""
+    from kitaru.runtime.locate import import_flow
+
     if state.flow is None:
         return
     with contextlib.suppress(KitaruError):
         import_flow(state.flow)
+
+
+def _memories_of(store: Store) -> MemoriesClient:
+    # Imported on first use: the memory client brings the model-call layer with it,
+    # which a client that only reads executions (the CLI's listings) never needs.
+    from kitaru.client._memories import MemoriesClient
+
+    return MemoriesClient(store)
 
 
 class ArtifactsClient:
@@ -540,7 +590,6 @@ class ArtifactsClient:
     def __init__(self, executions: ExecutionsClient, store: Store):
         self._executions = executions
         self._store = store
-        self._memories = MemoriesClient(store)
 
     def list(
         self,
@@ -572,7 +621,7 @@ class ArtifactsClient:
 
     def get(self, artifact_id: str) -> ArtifactRef:
         """An artifact by its id (as ``list`` gives it, or a memory entry's ``artifact_id``)."""
-        memory = self._memories.load_artifact(artifact_id)
+        memory = _memories_of(self._store).load_artifact(artifact_id)
         if memory is not None:
             row, value = memory
             return ArtifactRef(
@@ -660,6 +709,8 @@ class WorkersClient:
         grace: float = 30.0,
     ) -> None:
         """Run a worker in this process until SIGTERM or SIGINT (see ``kitaru worker``)."""
+        from kitaru._worker import WorkerSettings, run_worker
+
         self._queue()
         run_worker(
             WorkerSettings(
@@ -703,11 +754,17 @@ class KitaruClient:
         self._store = open_store(store, create=create)
         self.executions = ExecutionsClient(self._store)
         self.artifacts = ArtifactsClient(self.executions, self._store)
-        self.memories = MemoriesClient(self._store)
         self.workers = WorkersClient(self._store, store)
+
+    @functools.cached_property
+    def memories(self) -> MemoriesClient:
+        """``KitaruClient().memories``: memory scopes, their history and maintenance."""
+        return _memories_of(self._store)
 
     def check_store(self) -> IntegrityReport:
         """Check the journal store's integrity: every event, payload and read-model row."""
+        from kitaru._store_check import check_store
+
         return check_store(self._store)
 
     @staticmethod
@@ -720,6 +777,8 @@ class KitaruClient:
         nothing written) unless ``skip_existing`` leaves them out; so are executions
         running in the source right now.
         """
+        from kitaru.client._store_copy import copy_store
+
         return copy_store(source, destination, skip_existing=skip_existing)
 
     def close(self) -> None:

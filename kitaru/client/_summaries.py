@@ -14,7 +14,7 @@ from typing import Any
 from kitaru.client._views import ExecutionStatus
 from kitaru.journal.events import ExecutionStarted
 from kitaru.journal.store import ExecutionRow, Store
-from kitaru.runtime.runner import load_state
+from kitaru.runtime.loading import load_state
 from kitaru.runtime.values import decode_value
 
 __all__ = ["ExecutionSummary", "flow_inputs", "summaries", "summary_of"]

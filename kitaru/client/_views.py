@@ -795,7 +795,7 @@ def _original_call_ids(
     least the output, of the call it reused. ``calls`` keeps the calls with these
     identities.
     """
-    from kitaru.runtime.runner import load_state
+    from kitaru.runtime.loading import load_state
 
     found: dict[str, str] = {}
     sources: dict[str, ExecutionState | None] = {}

@@ -38,8 +38,7 @@ from kitaru.journal.read_model import ExecutionStatus
 from kitaru.journal.store import Store
 from kitaru.replay.matching import describe, unmade_calls
 from kitaru.replay.planning import SelectorError, select_calls
-from kitaru.replay.state import ExecutionState, fold
-from kitaru.runtime.collector import collector_paused
+from kitaru.replay.state import ExecutionState
 from kitaru.runtime.context import (
     CancelSignal,
     ExecutionContext,
@@ -56,6 +55,7 @@ from kitaru.runtime.interrupts import (
     request_stop,
     running,
 )
+from kitaru.runtime.loading import load_state, read_state
 from kitaru.runtime.ownership import Ownership, claim_execution
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 from kitaru.runtime.writer import JournalWriter
@@ -148,23 +148,6 @@ def failure_error(
     if cause is not None:
         error.__cause__ = cause
     return error
-
-
-def load_state(store: Store, exec_id: str) -> ExecutionState:
-    """Read and fold an execution's journal; unknown ids raise ``KitaruStateError``."""
-    if store.get_execution(exec_id) is None:
-        raise KitaruStateError(
-            f"No execution {exec_id} in the journal {store.location}. "
-            "List executions with `kitaru executions list`.",
-            exec_id=exec_id,
-        )
-    return _read_state(store, exec_id)
-
-
-def _read_state(store: Store, exec_id: str) -> ExecutionState:
-    """Read and fold an execution's whole journal, with the collector paused meanwhile."""
-    with collector_paused():
-        return fold(exec_id, store.read_events(exec_id))
 
 
 class Run:
@@ -340,7 +323,7 @@ class Run:
             retries_left=self.retries_left,
         )
         ctx.append([ExecutionResumed(mode="retry", owner=self.ownership.owner)])
-        ctx.reset_for_retry(_read_state(ctx.store, ctx.exec_id))
+        ctx.reset_for_retry(read_state(ctx.store, ctx.exec_id))
 
     def _fail(self, exc: Exception) -> Outcome:
         ctx = self.ctx
@@ -383,7 +366,7 @@ def _context(store: Store, state: ExecutionState, ownership: Ownership) -> Execu
     replay = None
     plan = state.started.replay_plan
     if plan is not None:
-        source = _read_state(store, plan.source)
+        source = read_state(store, plan.source)
         replay = ReplayContext(source, plan.from_position, dict(plan.overrides))
     return ExecutionContext(
         exec_id=state.exec_id,

@@ -27,9 +27,9 @@ from kitaru.runtime.context import (
 from kitaru.runtime.event_loop import call_flow_body
 from kitaru.runtime.failures import type_name
 from kitaru.runtime.handles import resolve_handles
+from kitaru.runtime.loading import load_state
 from kitaru.runtime.locate import import_flow
 from kitaru.runtime.ownership import DEFAULT_LEASE_TTL, Ownership
-from kitaru.runtime.runner import load_state
 from kitaru.runtime.values import decode_value
 from kitaru.runtime.writer import JournalWriter
 
