@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
 import click
+import msgspec
 
 __all__ = ["OutputFormat", "emit", "emit_json_line", "output_option"]
 
@@ -56,6 +57,21 @@ def emit_json_line(data: Any) -> None:
     click.echo(json.dumps(data, default=str), file=_json_stream())
 
 
+def _indented(data: Any) -> str:
+    """``json.dumps(data, indent=2, sort_keys=True, default=str)``, the same text, faster.
+
+    With ``indent`` the standard library encodes in pure Python (a listing of 1,000
+    executions is megabytes); without it, in C. So the compact text is re-laid with
+    msgspec, which leaves every string and number as written. What msgspec refuses
+    (NaN, an escaped lone surrogate) takes the standard library's way instead.
+    """
+    compact = json.dumps(data, sort_keys=True, default=str)
+    try:
+        return msgspec.json.format(compact, indent=2)
+    except msgspec.DecodeError:
+        return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
 def emit(output: OutputFormat, data: Any, text: Callable[[], str]) -> None:
     """Print ``data`` as JSON, or the string ``text()`` builds, to stdout.
 
@@ -65,7 +81,7 @@ def emit(output: OutputFormat, data: Any, text: Callable[[], str]) -> None:
     if output == "json":
         if callable(data):
             data = data()
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str), file=_json_stream())
+        click.echo(_indented(data), file=_json_stream())
     else:
         rendered = text()
         if rendered:

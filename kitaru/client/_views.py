@@ -466,14 +466,34 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _public_fields(cls: type) -> tuple[str, ...] | None:
+    """The public field names of a dataclass type, looked up once per type; None for
+    anything else (a listing walks tens of thousands of view objects)."""
+    try:
+        return _PUBLIC_FIELDS[cls]
+    except KeyError:
+        pass
+    names = (
+        tuple(f.name for f in fields(cls) if not f.name.startswith("_"))
+        if is_dataclass(cls)
+        else None
+    )
+    _PUBLIC_FIELDS[cls] = names
+    return names
+
+
+_PUBLIC_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""Exactly these types (not subclasses such as enums) are already JSON-ready."""
+
+
 def _jsonable(value: Any, payloads: bool = True) -> Any:
+    if type(value) in _SCALARS:
+        return value
     value = _plain(value)
-    if is_dataclass(value) and not isinstance(value, type):
-        data = {
-            f.name: _jsonable(getattr(value, f.name), payloads)
-            for f in fields(value)
-            if not f.name.startswith("_")
-        }
+    names = _public_fields(type(value))
+    if names is not None:
+        data = {name: _jsonable(getattr(value, name), payloads) for name in names}
         if isinstance(value, LlmCall) and payloads:
             try:
                 data["prompt"], data["response"] = value.prompt(), value.response()
