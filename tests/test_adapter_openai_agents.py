@@ -99,33 +99,17 @@ class TestDurableCalls:
             ("model_response_3", "completed"),
         ]
 
-    def test_an_async_flow_awaits_the_runner_and_records_each_call(
-        self, server: FakeLLMServer, trace: Path
-    ) -> None:
-        """`await Runner.run(...)` in an `async def` flow records calls as run_sync does."""
-        from llm_flows.openai_agent import plan_async
-
-        plan_replies(server, ["only"], "finished")
-
-        handle = plan_async.run("one step")
-
-        assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
-        assert side_effects(trace) == {"only": 1}
-        assert [name for name, _ in calls(handle.exec_id)] == [
-            "model_response",
-            "tool_record_step",
-            "model_response_2",
-        ]
-
+    @pytest.mark.parametrize("flow_name", ["plan", "plan_async"], ids=["sync", "async"])
     def test_in_this_process_the_calls_are_recorded_in_order(
-        self, server: FakeLLMServer, trace: Path
+        self, server: FakeLLMServer, trace: Path, flow_name: str
     ) -> None:
-        """The flow run in the test's own process records each call as it completes."""
-        from llm_flows.openai_agent import plan
+        """`Runner.run_sync(...)` in a flow, and `await Runner.run(...)` in an `async def`
+        flow, record each call as it completes."""
+        import llm_flows.openai_agent as flows
 
         plan_replies(server, ["only"], "finished")
 
-        handle = plan.run("one step")
+        handle = getattr(flows, flow_name).run("one step")
 
         assert handle.wait(timeout=TIMEOUT)["output"] == "finished"
         assert server.count == 2
