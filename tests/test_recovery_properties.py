@@ -107,21 +107,26 @@ run that must reach it), and the backends' runs of a property draw the same flow
 do the torn-append cases: each flow's clean run is made and checked once."""
 
 
-def reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
+def reference(
+    folder: Path, steps: list[list[Any]], provider: EchoProvider, *, asynchronous: bool = False
+) -> Journey:
     """The flow run without crashes (waits answered), checked for its clean accounting;
-    made once per flow in this process (``_CLEAN_RUNS``).
+    made once per flow in this process (``_CLEAN_RUNS``). ``asynchronous``: the same
+    steps written as an ``async def`` flow with awaits and gathers.
 
     Always on SQLite: the result a crashed run must reach, whatever its backend.
     """
-    key = json.dumps(steps)
+    key = json.dumps([steps, asynchronous])
     if key not in _CLEAN_RUNS:
-        driver = Driver(folder / "reference.db", provider)
+        name = "async-reference" if asynchronous else "reference"
+        program = interpret_async if asynchronous else interpreter.interpret
+        driver = Driver(folder / f"{name}.db", provider, program=program)
         try:
-            journey = driver.drive(steps, folder / "reference.log", [])
+            journey = driver.drive(steps, folder / f"{name}.log", [])
         finally:
             driver.close()
         check_clean_run(steps, journey)
-        check_books(steps, journey, folder / "reference.db")
+        check_books(steps, journey, folder / f"{name}.db")
         _CLEAN_RUNS[key] = journey
     return _CLEAN_RUNS[key]
 
@@ -488,16 +493,8 @@ def test_a_simulated_death_guards_every_write_of_the_store(real: type, mortal: t
 
 
 def async_reference(folder: Path, steps: list[list[Any]], provider: EchoProvider) -> Journey:
-    """The async flow run without crashes, checked like ``reference``; it must also reach
-    the sync flow's result: the same steps, written with awaits and gathers."""
-    driver = Driver(folder / "async-reference.db", provider, program=interpret_async)
-    try:
-        journey = driver.drive(steps, folder / "async-reference.log", [])
-    finally:
-        driver.close()
-    check_clean_run(steps, journey)
-    check_books(steps, journey, folder / "async-reference.db")
-    return journey
+    """The async flow's clean run; it must also reach the sync flow's result."""
+    return reference(folder, steps, provider, asynchronous=True)
 
 
 class TestAsyncFlowsThroughCrashes:

@@ -37,7 +37,6 @@ from kitaru.errors import (
     JournalConflictError,
     KitaruBackendError,
     KitaruFeatureNotAvailableError,
-    KitaruLeaseLostError,
     WaitAlreadyAnsweredError,
 )
 from kitaru.journal.events import (
@@ -69,6 +68,7 @@ from kitaru.journal.store import (
     StorageReport,
     StoredEvent,
     WorkerRow,
+    lease_lost,
 )
 
 __all__ = ["PostgresStore", "redact_url"]
@@ -399,7 +399,7 @@ class PostgresStore:
             raise self._error(exc, "append events") from None
         if written.rowcount != len(seqs):
             # The fence held nothing back but the events: find out why, for the message.
-            raise self._lease_lost(exec_id, owner, self.get_lease(exec_id))
+            raise lease_lost(exec_id, owner, released=self.get_lease(exec_id) is None)
 
     def _commit_append(self, conn: Any, pipeline: Any) -> None:
         """Queue the ``COMMIT`` of an append's pipelined transaction: the step that makes
@@ -435,15 +435,6 @@ class PostgresStore:
                 conn.close()
                 self._drop_if_broken(conn)
 
-    def _lease_lost(self, exec_id: str, owner: str | None, row: Lease | None) -> Exception:
-        why = "its lease was released" if row is None else "another process took it over"
-        return KitaruLeaseLostError(
-            f"This process no longer owns execution {exec_id} ({why}), so nothing more "
-            f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
-            exec_id=exec_id,
-            owner=owner or "",
-        )
-
     def _fence(self, conn: Any, exec_id: str, owner: str | None) -> None:
         """Refuse a write for ``exec_id`` unless ``owner`` holds its lease.
 
@@ -455,7 +446,7 @@ class PostgresStore:
             (exec_id,),
         ).fetchone()
         if row is None or row[1] != owner:
-            raise self._lease_lost(exec_id, owner, None if row is None else Lease(*row))
+            raise lease_lost(exec_id, owner, released=row is None)
 
     def _rows_of(
         self, exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]

@@ -25,7 +25,6 @@ from kitaru.errors import (
     BackendFailure,
     JournalConflictError,
     KitaruBackendError,
-    KitaruLeaseLostError,
     WaitAlreadyAnsweredError,
 )
 from kitaru.journal.events import (
@@ -61,6 +60,7 @@ from kitaru.journal.store import (
     MemoryWrite,
     StorageReport,
     StoredEvent,
+    lease_lost,
 )
 from kitaru.journal.wal import read_wal
 
@@ -360,13 +360,7 @@ class SqliteStore:
         holder = conn.execute(_LEASE_OWNER, (exec_id,)).fetchone()
         if holder is None or holder[0] != owner:
             conn.execute("ROLLBACK")
-            why = "its lease was released" if holder is None else "another process took it over"
-            raise KitaruLeaseLostError(
-                f"This process no longer owns execution {exec_id} ({why}), so nothing more "
-                f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
-                exec_id=exec_id,
-                owner=owner or "",
-            )
+            raise lease_lost(exec_id, owner, released=holder is None)
 
     def read_events(
         self, exec_id: str, after_seq: int = 0, *, only: Collection[str] | None = None

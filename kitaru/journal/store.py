@@ -10,7 +10,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 
-from kitaru.errors import JournalConflictError, WaitAlreadyAnsweredError
+from kitaru.errors import JournalConflictError, KitaruLeaseLostError, WaitAlreadyAnsweredError
 from kitaru.journal.events import CallCompleted, Event
 
 __all__ = [
@@ -34,7 +34,20 @@ __all__ = [
     "WaitAlreadyAnsweredError",
     "WorkQueue",
     "WorkerRow",
+    "lease_lost",
 ]
+
+
+def lease_lost(exec_id: str, owner: str | None, *, released: bool) -> KitaruLeaseLostError:
+    """The error of an append refused by its fence, the same on every backend:
+    ``released`` when no lease is left, otherwise another process holds it."""
+    why = "its lease was released" if released else "another process took it over"
+    return KitaruLeaseLostError(
+        f"This process no longer owns execution {exec_id} ({why}), so nothing more "
+        f"is recorded here. Check it with `kitaru executions get {exec_id}`.",
+        exec_id=exec_id,
+        owner=owner or "",
+    )
 
 
 class StoredEvent(NamedTuple):
