@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 from helpers import REPO, TIMEOUT, child_env, kitaru_command, only_exec_id, store_file
 
+from kitaru import checkpoint, flow
 from kitaru._stores import new_store
 from kitaru.client import KitaruClient
 from kitaru.journal.events import CallCompleted
+from kitaru.runtime import interrupts
 
 pytestmark = pytest.mark.slow
 
@@ -352,6 +354,15 @@ class TestSignals:
         assert done.returncode == 130, done.stderr
         assert "stopping now" in done.stderr
 
+    def test_a_stop_left_set_by_a_cut_short_exit_does_not_stop_the_next_execution(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stop request outlives no execution: the next one in the process runs its calls
+        (a signal can cut the last execution's bookkeeping short and leave it set)."""
+        monkeypatch.setattr(interrupts._state, "stop", True)
+        assert interrupts._state.running == 0
+        assert _doubled_twice.run(3).wait(timeout=TIMEOUT) == 12
+
     def test_sigterm_on_a_script_finishes_running_calls_then_stops(self, world: World) -> None:
         """SIGTERM to a script mid fan-out: running calls are recorded, nothing new starts."""
         owner = world.start(world.flow("run", 2))
@@ -434,3 +445,13 @@ class TestPausedOwner:
         assert world.effects()["work:0"] == 2
         assert_one_completion_each(exec_id)
         assert KitaruClient().executions.get(exec_id).status == "completed"
+
+
+@checkpoint
+def _double(value: int) -> int:
+    return value * 2
+
+
+@flow
+def _doubled_twice(value: int) -> int:
+    return _double(_double(value)).load()

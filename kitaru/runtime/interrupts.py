@@ -77,6 +77,10 @@ class running:  # noqa: N801  (a context manager, named like contextlib's)
 
     def __enter__(self) -> None:
         with _state.lock:
+            if not _state.running:
+                # Also cleared when the last one leaves; here too, in case a signal cut
+                # that ``__exit__`` short (a program that caught the KeyboardInterrupt).
+                _state.stop = False
             _state.running += 1
 
     def __exit__(self, *exc: object) -> None:
