@@ -14,6 +14,7 @@ from store_backends import Owned, StoreBackend
 
 from kitaru import KitaruBackendError
 from kitaru._stores import new_store
+from kitaru.errors import BackendFailure
 from kitaru.journal import JournalConflictError
 from kitaru.journal.events import (
     CallCompleted,
@@ -107,6 +108,75 @@ class TestAppendAndRead:
             t.join()
         for n in range(4):
             assert len(store.read_events(f"e{n}")) == 41
+
+
+def long_journal(store: Owned, exec_id: str, calls: int) -> None:
+    """An execution with ``calls`` checkpoint calls: 1 + 2 * calls events."""
+    store.append(exec_id, 1, [(started(), 1.0)])
+    for i in range(calls):
+        store.append(exec_id, 2 + 2 * i, checkpoint_events(i, ValueRef(inline=bytes([i % 100]))))  # type: ignore[arg-type]
+
+
+class TestStreamedRead:
+    """``stream_events``: what a resume folds, a batch at a time."""
+
+    @pytest.mark.parametrize("calls", [0, 1, 127, 128, 300])
+    def test_streams_what_a_whole_read_gives(self, store: Owned, calls: int) -> None:
+        """Across batch boundaries (one batch is 256 events), the same events in order."""
+        long_journal(store, "e1", calls)
+        long_journal(store, "e2", 3)  # another execution in between changes nothing
+        streamed = list(store.stream_events("e1"))
+        assert streamed == [tuple(stored) for stored in store.read_events("e1")]
+        assert [seq for seq, _, _ in streamed] == list(range(1, 2 + 2 * calls))
+
+    def test_an_unknown_execution_streams_nothing(self, store: Owned) -> None:
+        assert list(store.stream_events("nobody")) == []
+
+
+class TestStreamedReadOfADamagedJournal:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> SqliteStore:
+        return OwnedStore(tmp_path / "j.db")
+
+    def _tamper(self, store: SqliteStore, sql: str) -> None:
+        conn = sqlite3.connect(store.path)
+        conn.execute("DROP TRIGGER events_refuse_update")
+        conn.execute("DROP TRIGGER events_refuse_delete")
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+
+    def test_a_damaged_event_in_a_later_batch_is_named(self, store: SqliteStore) -> None:
+        """Bytes flipped in event 400 raise when the reader reaches it, naming it."""
+        long_journal(store, "e1", 300)  # type: ignore[arg-type]
+        self._tamper(store, "UPDATE events SET body = x'81a474797065' WHERE seq = 400")
+        events = store.stream_events("e1")
+        assert [next(events)[0] for _ in range(256)] == list(range(1, 257))
+        with pytest.raises(KitaruBackendError, match="Event 400 of execution e1") as raised:
+            list(events)
+        assert raised.value.failure is BackendFailure.DAMAGED
+
+    def test_a_missing_event_is_a_gap_not_a_shorter_journal(self, store: SqliteStore) -> None:
+        """An event deleted from the middle is reported, never streamed around."""
+        long_journal(store, "e1", 300)  # type: ignore[arg-type]
+        self._tamper(store, "DELETE FROM events WHERE seq = 300")
+        with pytest.raises(KitaruBackendError, match="missing events") as raised:
+            list(store.stream_events("e1"))
+        assert raised.value.failure is BackendFailure.DAMAGED
+
+    def test_events_appended_while_streaming_are_left_for_the_next_read(
+        self, store: SqliteStore
+    ) -> None:
+        """The stream is one snapshot: it ends where the journal ended when it began."""
+        long_journal(store, "e1", 300)  # type: ignore[arg-type]
+        events = store.stream_events("e1")
+        first = next(events)
+        writer = OwnedStore(store.path)
+        writer.append("e1", 602, checkpoint_events(300, ValueRef(inline=b"\x01")))  # type: ignore[arg-type]
+        rest = list(events)
+        assert [first[0], *(seq for seq, _, _ in rest)] == list(range(1, 602))
+        assert len(store.read_events("e1")) == 603
+        writer.close()
 
 
 class TestPayloads:

@@ -8,6 +8,7 @@ through it) or by tracing the statements the command's store runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from kitaru._stores import open_store
 from kitaru.cli import main
 from kitaru.client import ExecutionsClient, ExecutionStatus, KitaruClient
 from kitaru.client._views import ExecutionStatus as RecordsExecutionStatus
-from kitaru.journal.events import CallKind
+from kitaru.journal.events import CallKind, Event
 from kitaru.journal.read_model import status_change
 from kitaru.journal.sqlite import SqliteStore
 from kitaru.journal.store import StoredEvent
@@ -43,6 +44,12 @@ class CountingStore(SqliteStore):
         if after_seq == 0 and not options:
             self.full_reads += 1
         return events
+
+    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+        self.full_reads += 1
+        for stored in super().stream_events(exec_id):
+            self.events_read += 1
+            yield stored
 
     def read_payload(self, digest: str) -> bytes:
         self.payload_reads += 1

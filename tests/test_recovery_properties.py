@@ -451,6 +451,7 @@ _STORE_READS = {
     "list_workers",
     "wait_for_work",
     "read_events",
+    "stream_events",
     "read_event_ranges",
     "read_payload",
     "get_execution",

@@ -16,6 +16,8 @@ from helpers import TIMEOUT
 from kitaru import KitaruDivergenceError, KitaruUserCodeError, checkpoint, flow
 from kitaru.client import KitaruClient
 from kitaru.journal.read_model import ExecutionStatus
+from kitaru.runtime import context
+from kitaru.runtime.runner import resume_execution
 
 
 @dataclass
@@ -140,3 +142,47 @@ class TestDriftStillDiverges:
         assert plan.runs == []
         status = KitaruClient().executions.get(first.exec_id).status
         assert status is ExecutionStatus.FAILED
+
+
+def _retry_cancelled_from(position: int, plan: Plan) -> tuple[ExecutionStatus, int]:
+    """Retry a failed ``chained(300)``, with a cancel appearing once the body reaches
+    ``position``: the status it ends with and how far the body had got by then."""
+    first = chained.run(300)
+    with pytest.raises(KitaruUserCodeError):
+        first.wait(timeout=TIMEOUT)
+    plan.fail = False
+    plan.runs.clear()
+    run = resume_execution(first.exec_id, mode="retry", background=False)
+    ctx, looked_up = run.ctx, run.ctx.store.cancel_requested
+
+    def cancel_requested(exec_id: str) -> str | None:
+        # As if `kitaru executions cancel` were run while the body is at ``position``.
+        return "stop now" if ctx.next_position >= position else looked_up(exec_id)
+
+    ctx.store.cancel_requested = cancel_requested  # type: ignore[method-assign]
+    try:
+        run.drive()
+    finally:
+        del ctx.store.cancel_requested  # type: ignore[method-assign]
+    return KitaruClient().executions.get(first.exec_id).status, ctx.next_position
+
+
+class TestAReplayStillLooksForACancel:
+    """Recorded calls replay in microseconds, so they look for a pending cancel by
+    count as well as by the clock (at most every 0.5 s): the first one does, then
+    every 64th once the interval has passed."""
+
+    def test_a_cancel_pending_when_the_replay_starts_stops_it_at_once(self, plan: Plan) -> None:
+        status, reached = _retry_cancelled_from(0, plan)
+        assert status is ExecutionStatus.CANCELLED
+        assert reached == 0
+        assert plan.runs == []
+
+    def test_a_cancel_during_the_replay_stops_it_within_64_calls(
+        self, plan: Plan, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(context, "_CONTROL_INTERVAL", 0.0)
+        status, reached = _retry_cancelled_from(100, plan)
+        assert status is ExecutionStatus.CANCELLED
+        assert 100 <= reached <= 100 + 64
+        assert plan.runs == []

@@ -603,6 +603,11 @@ class PostgresStore:
             for row in rows
         ]
 
+    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+        # One read: a server-side cursor's round trip per batch costs more here than
+        # the memory a batch at a time saves.
+        yield from self.read_events(exec_id)
+
     def read_event_ranges(
         self, exec_id: str, ranges: Sequence[tuple[int, int]]
     ) -> list[StoredEvent]:

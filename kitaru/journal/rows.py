@@ -17,7 +17,13 @@ from kitaru.errors import BackendFailure, KitaruBackendError
 from kitaru.journal.events import Event, UnknownEventError, decode_event, decode_events
 from kitaru.journal.store import MemoryRow, StoredEvent
 
-__all__ = ["decode_event_row", "decode_event_rows", "decode_sound_rows", "memory_row"]
+__all__ = [
+    "decode_event_row",
+    "decode_event_rows",
+    "decode_sound_batch",
+    "decode_sound_rows",
+    "memory_row",
+]
 
 _stored = tuple.__new__
 """Builds a ``StoredEvent`` from a ``(seq, at, event)`` tuple in C: the named tuple's own
@@ -63,17 +69,30 @@ def decode_sound_rows(after_seq: int, rows: Sequence[Sequence[Any]]) -> list[Sto
     return _decoded(after_seq, seqs, ats, bodies, crcs)
 
 
-def _decoded(
-    after_seq: int,
-    seqs: Sequence[int],
-    ats: Sequence[float],
-    bodies: Sequence[bytes],
-    crcs: Sequence[int | None],
-) -> list[StoredEvent] | None:
-    """The events of sound rows, given column by column; None if any row is not sound."""
+def decode_sound_batch(
+    after_seq: int, rows: Sequence[Sequence[Any]]
+) -> tuple[Sequence[float], list[Event]] | None:
+    """The times and events of ``(at, body, crc)`` rows of seqs ``after_seq + 1`` on,
+    if all is well (as ``decode_sound_rows``, without building a ``StoredEvent`` per
+    row: a reader that unpacks ``zip(seqs, ats, events)`` as it goes needs none)."""
+    if not rows:
+        return (), []
+    ats, bodies, crcs = zip(*rows, strict=True)
+    if not _sound(after_seq, range(after_seq + 1, after_seq + 1 + len(rows)), bodies, crcs):
+        return None
+    try:
+        return ats, decode_events(bodies)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _sound(
+    after_seq: int, seqs: Sequence[int], bodies: Sequence[bytes], crcs: Sequence[int | None]
+) -> bool:
+    """Whether the seqs follow ``after_seq`` without a gap and every checksum holds."""
     # Seqs are unique and ordered, so they have no gap exactly when the last one is
     # the count after the first.
-    sound = (
+    return (
         seqs[0] == after_seq + 1
         and seqs[-1] == after_seq + len(seqs)
         and (
@@ -82,7 +101,17 @@ def _decoded(
             or tuple(map(_checksum, bodies, crcs)) == crcs
         )
     )
-    if not sound:
+
+
+def _decoded(
+    after_seq: int,
+    seqs: Sequence[int],
+    ats: Sequence[float],
+    bodies: Sequence[bytes],
+    crcs: Sequence[int | None],
+) -> list[StoredEvent] | None:
+    """The events of sound rows, given column by column; None if any row is not sound."""
+    if not _sound(after_seq, seqs, bodies, crcs):
         return None
     try:
         events = decode_events(bodies)

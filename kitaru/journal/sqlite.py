@@ -48,6 +48,7 @@ from kitaru.journal.read_model import (
 from kitaru.journal.rows import (
     decode_event_row,
     decode_event_rows,
+    decode_sound_batch,
     decode_sound_rows,
     memory_row,
 )
@@ -78,6 +79,10 @@ _READ_EVENTS = (
 _READ_EVENT_BODIES = (
     "SELECT at, body, crc FROM events WHERE exec_id = ? AND seq > ? AND seq <= ? ORDER BY seq"
 )
+_STREAM_BATCH = 256
+"""Events ``stream_events`` decodes at a time: small enough that a batch's rows, bodies
+and events reuse the memory the last one freed (on these machines a page of fresh
+memory costs as much as decoding an event), large enough to decode in one call."""
 _COUNT_EVENTS = "SELECT count(*), max(seq) FROM events WHERE exec_id = ? AND seq > ?"
 """How many events follow a seq, and the last one: read from the index alone."""
 _READ_SOME_EVENTS = (
@@ -395,6 +400,47 @@ class SqliteStore:
         if only is not None:
             return self._decode_some(exec_id, rows)
         return decode_event_rows(self.location, exec_id, after_seq, rows)
+
+    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+        conn = self._conn()
+        try:
+            count, last = conn.execute(_COUNT_EVENTS, (exec_id, 0)).fetchone()
+            cursor = conn.execute(_READ_EVENT_BODIES, (exec_id, 0, last)) if count else None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read events") from None
+        if cursor is None:
+            return
+        if last != count:
+            # A gap in the seqs: the whole read says where.
+            cursor.close()
+            yield from self.read_events(exec_id)
+            return
+        after = 0
+        try:
+            while True:
+                try:
+                    rows = cursor.fetchmany(_STREAM_BATCH)
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "read events") from None
+                if not rows:
+                    break
+                batch = decode_sound_batch(after, rows)
+                first, after = after + 1, after + len(rows)
+                if batch is None:
+                    # A damaged or too-new event in this batch: read it again with its
+                    # seqs and types, to say which and how.
+                    yield from self.read_event_ranges(exec_id, [(first, after)])
+                else:
+                    ats, events = batch
+                    yield from zip(range(first, after + 1), ats, events, strict=True)
+        finally:
+            cursor.close()
+        if after != count:
+            raise KitaruBackendError(
+                f"The journal {self.location} is missing events of execution {exec_id} "
+                f"(expected {count}, read {after}). Run `kitaru store check`.",
+                failure=BackendFailure.DAMAGED,
+            )
 
     def _decode_some(
         self, exec_id: str, rows: list[tuple[int, float, str, bytes, int]]

@@ -5,7 +5,7 @@ SQL and its dialect stay inside the backends; this module only names the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
@@ -204,6 +204,18 @@ class EventLog(Protocol):
         ``only`` (event tags) keeps the events of those types, and the execution's last
         event whatever its type, so the reader knows how far the journal went: a
         summary of an execution with many calls reads a few events, not all of them.
+        """
+        ...
+
+    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+        """Every event of the execution, in order, as ``read_events`` gives them, but
+        decoded a batch at a time as the caller consumes them.
+
+        What a resume folds: the rows, bodies and decoded events of one batch are gone
+        before the next is read, so reading back a long journal does not hold all of it
+        in memory at once. The events are those of one snapshot of the journal (the
+        ones appended while the caller consumes are left for a later read). A damaged
+        event raises when the caller reaches it.
         """
         ...
 

@@ -166,7 +166,7 @@ class ExecutionState:
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
-    def apply(self, stored: StoredEvent) -> None:
+    def apply(self, stored: tuple[int, float, Event]) -> None:
         """Fold one more event into the state."""
         seq, at, event = stored
         if seq != self.last_seq + 1:
@@ -437,8 +437,9 @@ def fold_summary(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
     return state
 
 
-def fold(exec_id: str, events: Iterable[StoredEvent]) -> ExecutionState:
-    """Fold ``events`` (in seq order) into the state of execution ``exec_id``."""
+def fold(exec_id: str, events: Iterable[tuple[int, float, Event]]) -> ExecutionState:
+    """Fold ``events`` (``StoredEvent``s or plain ``(seq, at, event)`` tuples, in seq
+    order) into the state of execution ``exec_id``."""
     state = ExecutionState(exec_id)
     iterator = iter(events)
     # The first event starts the execution; ``apply`` checks the rest of the shape.

@@ -50,6 +50,7 @@ from kitaru.runtime.context import (
 )
 from kitaru.runtime.failures import error_info, rebuild_exception
 from kitaru.runtime.handles import OutputHandle, recorded_output
+from kitaru.runtime.interrupts import stop_requested
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = [
@@ -68,6 +69,8 @@ __all__ = [
 _log = get_logger()
 _COMPLETED = ExecutionStatus.COMPLETED
 _CHECKPOINT = CallKind.CHECKPOINT
+_REPLAYS_PER_CONTROL_CHECK = 63
+"""Replayed calls between two looks at the clock for a pending cancel."""
 """Looked up once: an enum member's attribute access costs as much as a dict probe."""
 
 
@@ -264,9 +267,17 @@ def replayed_checkpoint(
     """
     if ctx.replay is not None or tracing.on:
         return None
-    ctx.check_running()
+    # What ``check_running`` looks at, without calling it while all is well.
+    if ctx.fatal is not None or stop_requested() or ctx.writer.ownership.lost.is_set():
+        ctx.check_running()
     if not ctx.verifying:
-        ctx.check_controls()
+        # A replayed call takes microseconds: the clock ``check_controls`` reads to
+        # pace its look-ups is read for the first one and every so many after.
+        countdown = ctx.replays_to_control_check - 1
+        if countdown < 0:
+            countdown = _REPLAYS_PER_CONTROL_CHECK
+            ctx.check_controls()
+        ctx.replays_to_control_check = countdown
     position = ctx.next_position
     recorded = ctx.state.by_position.get(position)
     if (

@@ -131,6 +131,8 @@ class ExecutionContext:
     """A wait without input suspends at once instead of blocking this process (set by
     worker processes, which park such executions and run others meanwhile)."""
     _next_control_check: float = 0.0
+    replays_to_control_check: int = 0
+    """Replayed calls left before the next ``check_controls`` (see ``boundary``)."""
     fatal: KitaruError | None = None
     """An error that ends the execution whatever the flow body does (divergence, storage)."""
     _pool: ThreadPoolExecutor | None = None
@@ -218,9 +220,13 @@ class ExecutionContext:
         what ``new_identity`` would give it now; otherwise reserve nothing.
 
         How a call that replays a recorded one takes its place: the record says which
-        identity to expect, so nothing is searched.
+        identity to expect, so nothing is searched. (Taken with ``acquire`` and
+        ``release`` rather than ``with``: on a resume this runs once per recorded call,
+        and here the statement costs more than the lock itself.)
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self.next_position != position or identity in self.used_identities:
                 return False
             count = self.name_counts.get(name, 0) + 1
@@ -230,6 +236,8 @@ class ExecutionContext:
             self.used_identities.add(identity)
             self.next_position = position + 1
             return True
+        finally:
+            lock.release()
 
     def submit(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the execution's thread pool."""

@@ -26,6 +26,10 @@ def load_state(store: Store, exec_id: str) -> ExecutionState:
 
 
 def read_state(store: Store, exec_id: str) -> ExecutionState:
-    """Read and fold an execution's whole journal, with the collector paused meanwhile."""
+    """Read and fold an execution's whole journal, with the collector paused meanwhile.
+
+    The events are folded as they are read, a batch at a time: a resume of a long
+    journal never holds every event at once.
+    """
     with collector_paused():
-        return fold(exec_id, store.read_events(exec_id))
+        return fold(exec_id, store.stream_events(exec_id))
