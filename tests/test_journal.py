@@ -31,6 +31,8 @@ from kitaru.journal.events import (
 from kitaru.journal.migrations import SCHEMA_VERSION
 from kitaru.journal.payloads import INLINE_LIMIT, content_hash, make_ref
 from kitaru.journal.sqlite import SqliteStore
+from kitaru.replay.state import JournalShapeError
+from kitaru.runtime.loading import read_state
 
 
 def started(flow: str = "f") -> ExecutionStarted:
@@ -163,6 +165,33 @@ class TestStreamedReadOfADamagedJournal:
         with pytest.raises(KitaruBackendError, match="missing events") as raised:
             list(store.stream_events("e1"))
         assert raised.value.failure is BackendFailure.DAMAGED
+
+    def test_a_reader_that_stops_early_lets_go_of_the_journal(self, store: SqliteStore) -> None:
+        """Closing the stream ends its read: nothing pins the journal's old pages."""
+        long_journal(store, "e1", 300)  # type: ignore[arg-type]
+        other = sqlite3.connect(store.path)
+        events = store.stream_events("e1")
+        next(events)
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 1  # the open read holds its snapshot
+        events.close()
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+        other.close()
+
+    def test_a_fold_that_fails_lets_go_of_the_journal(self, store: SqliteStore) -> None:
+        """A resume that meets a badly shaped journal ends its read as it raises."""
+        long_journal(store, "e1", 300)  # type: ignore[arg-type]
+        never_started = checkpoint_events(5000, ValueRef(inline=b"\x01"))[1:]
+        store.append("e1", 602, never_started)  # type: ignore[arg-type]
+        # More events after it, so the fold stops with the stream still open.
+        store.append("e1", 603, checkpoint_events(300, ValueRef(inline=b"\x01")) * 200)  # type: ignore[arg-type]
+        other = sqlite3.connect(store.path)
+        with pytest.raises(JournalShapeError) as caught:
+            read_state(store, "e1")
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, caught.value  # the traceback is alive; the read is not
+        other.close()
 
     def test_events_appended_while_streaming_are_left_for_the_next_read(
         self, store: SqliteStore

@@ -8,7 +8,7 @@ through it) or by tracing the statements the command's store runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class CountingStore(SqliteStore):
             self.full_reads += 1
         return events
 
-    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+    def stream_events(self, exec_id: str) -> Generator[tuple[int, float, Event], None, None]:
         self.full_reads += 1
         for stored in super().stream_events(exec_id):
             self.events_read += 1

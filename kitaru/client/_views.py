@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import itertools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -912,8 +913,11 @@ class _CallViews:
         if state.complete:
             return state
         # Seqs run 1, 2, ... with no gap, so the snapshot's events are a prefix.
-        events = self._store.read_events(state.exec_id)[: state.last_seq]
-        return fold(state.exec_id, events)
+        events = self._store.stream_events(state.exec_id)
+        try:
+            return fold(state.exec_id, itertools.islice(events, state.last_seq))
+        finally:
+            events.close()
 
     @property
     def _folded(self) -> bool:

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -603,7 +603,7 @@ class PostgresStore:
             for row in rows
         ]
 
-    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+    def stream_events(self, exec_id: str) -> Generator[tuple[int, float, Event], None, None]:
         # One read: a server-side cursor's round trip per batch costs more here than
         # the memory a batch at a time saves.
         yield from self.read_events(exec_id)

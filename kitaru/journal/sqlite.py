@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from zlib import crc32
 
@@ -401,7 +401,7 @@ class SqliteStore:
             return self._decode_some(exec_id, rows)
         return decode_event_rows(self.location, exec_id, after_seq, rows)
 
-    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+    def stream_events(self, exec_id: str) -> Generator[tuple[int, float, Event], None, None]:
         conn = self._conn()
         try:
             count, last = conn.execute(_COUNT_EVENTS, (exec_id, 0)).fetchone()
@@ -434,7 +434,10 @@ class SqliteStore:
                     ats, events = batch
                     yield from zip(range(first, after + 1), ats, events, strict=True)
         finally:
-            cursor.close()
+            # Finalized late (a reader that neither finished nor closed it), the
+            # connection may be closed already: the read ended with it.
+            with contextlib.suppress(sqlite3.Error):
+                cursor.close()
         if after != count:
             raise KitaruBackendError(
                 f"The journal {self.location} is missing events of execution {exec_id} "

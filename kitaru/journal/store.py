@@ -5,7 +5,7 @@ SQL and its dialect stay inside the backends; this module only names the shapes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import msgspec
@@ -207,7 +207,7 @@ class EventLog(Protocol):
         """
         ...
 
-    def stream_events(self, exec_id: str) -> Iterator[tuple[int, float, Event]]:
+    def stream_events(self, exec_id: str) -> Generator[tuple[int, float, Event], None, None]:
         """Every event of the execution, in order, as ``read_events`` gives them, but
         decoded a batch at a time as the caller consumes them.
 
@@ -215,7 +215,8 @@ class EventLog(Protocol):
         before the next is read, so reading back a long journal does not hold all of it
         in memory at once. The events are those of one snapshot of the journal (the
         ones appended while the caller consumes are left for a later read). A damaged
-        event raises when the caller reaches it.
+        event raises when the caller reaches it. A caller that stops early closes the
+        generator, which lets go of the read at once.
         """
         ...
 

@@ -31,5 +31,11 @@ def read_state(store: Store, exec_id: str) -> ExecutionState:
     The events are folded as they are read, a batch at a time: a resume of a long
     journal never holds every event at once.
     """
-    with collector_paused():
-        return fold(exec_id, store.stream_events(exec_id))
+    events = store.stream_events(exec_id)
+    try:
+        with collector_paused():
+            return fold(exec_id, events)
+    finally:
+        # A fold that stops at a bad event lets go of the read now, not when the
+        # exception and its traceback are gone.
+        events.close()
