@@ -69,9 +69,9 @@ __all__ = [
 _log = get_logger()
 _COMPLETED = ExecutionStatus.COMPLETED
 _CHECKPOINT = CallKind.CHECKPOINT
-_REPLAYS_PER_CONTROL_CHECK = 63
-"""Replayed calls between two looks at the clock for a pending cancel."""
 """Looked up once: an enum member's attribute access costs as much as a dict probe."""
+_REPLAYS_PER_CONTROL_CHECK = 63
+"""Replayed calls between two that look for a pending cancel (the first one looks)."""
 
 
 class CallSlot:
