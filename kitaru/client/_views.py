@@ -489,12 +489,36 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _jsonable(value: Any, payloads: bool = True) -> Any:
-    if type(value) in _SCALARS:
+    cls = type(value)
+    if cls in _SCALARS:
         return value
-    value = _plain(value)
+    # The types a view is made of, by exact type first, and their scalar parts without
+    # a call: a listing converts hundreds of thousands of values, and ``_plain``'s
+    # checks leave every one of these as it is.
+    if cls is list or cls is tuple:
+        return [v if type(v) in _SCALARS else _jsonable(v, payloads) for v in value]
+    if cls is dict:
+        return {
+            str(k): v if type(v) in _SCALARS else _jsonable(v, payloads) for k, v in value.items()
+        }
+    if cls is dt.datetime:
+        return value.isoformat()
+    return _jsonable_object(value, payloads)
+
+
+def _jsonable_object(value: Any, payloads: bool) -> Any:
+    """A view dataclass by its public fields; anything else made plain first."""
     names = _public_fields(type(value))
+    if names is None:
+        value = _plain(value)
+        names = _public_fields(type(value))
     if names is not None:
-        data = {name: _jsonable(getattr(value, name), payloads) for name in names}
+        data = {}
+        for name in names:
+            field_value = getattr(value, name)
+            data[name] = (
+                field_value if type(field_value) in _SCALARS else _jsonable(field_value, payloads)
+            )
         if isinstance(value, LlmCall) and payloads:
             try:
                 data["prompt"], data["response"] = value.prompt(), value.response()
