@@ -14,6 +14,7 @@ import pytest
 from helpers import TIMEOUT
 
 from kitaru import KitaruDivergenceError, KitaruUserCodeError, checkpoint, flow
+from kitaru._stores import open_store
 from kitaru.client import KitaruClient
 from kitaru.journal.read_model import ExecutionStatus
 from kitaru.runtime import context
@@ -29,6 +30,9 @@ class Plan:
     """Pass the last ``add_one`` the output of the first call instead of the previous one."""
     offset: int = 0
     """Added to the plain argument of ``scaled``."""
+    cancel: tuple[str, int] | None = None
+    """(execution, i): the body of ``chained`` asks to cancel that execution before its
+    ``i``-th ``add_one``, as `kitaru executions cancel` from elsewhere would."""
     runs: list[str] = field(default_factory=list)
 
 
@@ -38,7 +42,7 @@ PLAN = Plan()
 @pytest.fixture
 def plan() -> Plan:
     fresh = Plan()
-    for name in ("fail", "swap", "offset", "runs"):
+    for name in ("fail", "swap", "offset", "cancel", "runs"):
         setattr(PLAN, name, getattr(fresh, name))
     return PLAN
 
@@ -67,6 +71,8 @@ def finish(value: int) -> int:
 def chained(n: int) -> Any:
     first = value = add_one(0)
     for i in range(1, n):
+        if PLAN.cancel is not None and PLAN.cancel[1] == i:
+            open_store().request_cancel(PLAN.cancel[0], "stop now")
         value = add_one(first if PLAN.swap and i == n - 1 else value)
     return finish(value)
 
@@ -145,26 +151,21 @@ class TestDriftStillDiverges:
 
 
 def _retry_cancelled_from(position: int, plan: Plan) -> tuple[ExecutionStatus, int]:
-    """Retry a failed ``chained(300)``, with a cancel appearing once the body reaches
-    ``position``: the status it ends with and how far the body had got by then."""
+    """Retry a failed ``chained(300)`` with a cancel requested once the body reaches
+    ``position`` (0: before the retry starts its body): the status it ends with and
+    how far the body had got."""
     first = chained.run(300)
     with pytest.raises(KitaruUserCodeError):
         first.wait(timeout=TIMEOUT)
     plan.fail = False
     plan.runs.clear()
     run = resume_execution(first.exec_id, mode="retry", background=False)
-    ctx, looked_up = run.ctx, run.ctx.store.cancel_requested
-
-    def cancel_requested(exec_id: str) -> str | None:
-        # As if `kitaru executions cancel` were run while the body is at ``position``.
-        return "stop now" if ctx.next_position >= position else looked_up(exec_id)
-
-    ctx.store.cancel_requested = cancel_requested  # type: ignore[method-assign]
-    try:
-        run.drive()
-    finally:
-        del ctx.store.cancel_requested  # type: ignore[method-assign]
-    return KitaruClient().executions.get(first.exec_id).status, ctx.next_position
+    if position == 0:
+        open_store().request_cancel(first.exec_id, "stop now")
+    else:
+        plan.cancel = (first.exec_id, position)
+    run.drive()
+    return KitaruClient().executions.get(first.exec_id).status, run.ctx.next_position
 
 
 class TestAReplayStillLooksForACancel:
