@@ -12,7 +12,9 @@ Three figures, each beside a baseline measured in the same worker process:
 - ``KitaruClient().executions.retry(id)`` of an execution whose ``n``-th and last call
   failed, from the call to the result of ``wait()`` (target: at most 10 µs per
   recorded checkpoint), each repeat in a fresh process on a copy of the journal, beside
-  the bare read of that journal's events in the same process.
+  the bare read of that journal's events in the same process; split where the flow
+  body starts (before: reading and folding the journal and claiming the execution;
+  after: the body replaying the recorded calls and running the last one).
 
 Worker command lines (used by ``section``)::
 
@@ -134,11 +136,12 @@ def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[
         f"target none   {verdict(list_met)}"
     )
 
-    retry_s, retry_read_s, retry_cpu, retry_read_cpu = [], [], [], []
+    retry_s, retry_read_s, retry_cpu, retry_read_cpu, prepare_s = [], [], [], [], []
     for i in range(sizes.repeats):
         copy = _copy(chain_journal, workdir / f"readpath-retry-{i}")
         data = _worker(["retry", exec_id, str(n)], copy)
         retry_s.append(float(data["retry"]))  # type: ignore[arg-type]
+        prepare_s.append(float(data["prepare"]))  # type: ignore[arg-type]
         retry_read_s.append(float(data["read"]))  # type: ignore[arg-type]
         retry_cpu.append(float(data["cpu_retry"]))  # type: ignore[arg-type]
         retry_read_cpu.append(float(data["cpu_read"]))  # type: ignore[arg-type]
@@ -148,6 +151,12 @@ def section(workdir: pathlib.Path, *, quick: bool, smoke: bool = False) -> list[
     print(
         f"  executions.retry(id) to its result: median {ms(retry_med)}   "
         f"(runs, ms: {runs(retry_s, 1e3, 1)})"
+    )
+    body = median([total - prepared for total, prepared in zip(retry_s, prepare_s, strict=True)])
+    print(
+        f"      of which until the flow body starts (read and fold the journal, claim): "
+        f"median {ms(median(prepare_s))}; the body replaying {n - 1:,} calls and running "
+        f"the last: median {ms(body)} ({us(body / n)} per call)"
     )
     print(f"  baseline, bare read of its events: median {ms(retry_read)}")
     print(
@@ -284,14 +293,16 @@ def _worker_retry(exec_id: str, n: int) -> None:
     c0, t0 = time.process_time(), time.perf_counter()
     result = client.executions.retry(exec_id, background=True).wait()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    if result != n:
-        raise SystemExit(f"the retry returned {result!r}, not {n}")
+    if result != n or len(workloads.BODY_STARTED) != 1:
+        raise SystemExit(f"the retry returned {result!r}, not {n}, in one run of the body")
+    prepare = workloads.BODY_STARTED[0] - t0
     # After the retry, so it did not warm anything the retry then used.
     c1, t1 = time.process_time(), time.perf_counter()
     open_store().read_events(exec_id)
     emit_result(
         {
             "retry": elapsed,
+            "prepare": prepare,
             "read": time.perf_counter() - t1,
             "cpu_retry": cpu,
             "cpu_read": time.process_time() - c1,

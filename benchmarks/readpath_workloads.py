@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kitaru
 
-__all__ = ["FAIL_AT", "chain", "report", "step"]
+__all__ = ["BODY_STARTED", "FAIL_AT", "chain", "report", "step"]
 
 FAIL_AT: dict[str, int | None] = {"input": None}
 """The step that receives this input raises (the last one, when building the journal)."""
+BODY_STARTED: list[float] = []
+"""When each run of ``chain``'s body started (``time.perf_counter()``)."""
 
 
 @kitaru.checkpoint
@@ -21,6 +24,7 @@ def step(i: int) -> int:
 
 @kitaru.flow
 def chain(n: int) -> Any:
+    BODY_STARTED.append(time.perf_counter())
     # Each step gets the previous one's output handle, as a flow body passes them on.
     value: Any = 0
     for _ in range(n):
