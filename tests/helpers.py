@@ -21,7 +21,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -288,3 +290,16 @@ def line_before_communicate(proc: subprocess.Popen[str]) -> str:
             break
         data += byte
     return data.decode()
+
+
+_Plan = TypeVar("_Plan")
+
+
+def reset_plan(plan: _Plan) -> _Plan:
+    """Put every field of a module's shared plan (a dataclass its in-process flows read)
+    back to its default, in place: each test starts from a fresh plan, and the flows
+    keep the one object they were written against."""
+    fresh: Any = type(plan)()
+    for spec in fields(fresh):
+        setattr(plan, spec.name, getattr(fresh, spec.name))
+    return plan

@@ -26,6 +26,7 @@ from helpers import (
     journal_rows,
     kitaru,
     only_exec_id,
+    reset_plan,
     run_flow,
 )
 
@@ -354,10 +355,7 @@ PLAN = Plan()
 
 @pytest.fixture
 def plan() -> Plan:
-    fresh = Plan()
-    for name in ("fail", "now", "prompt", "order", "seen"):
-        setattr(PLAN, name, getattr(fresh, name))
-    return PLAN
+    return reset_plan(PLAN)
 
 
 @checkpoint

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT
+from helpers import TIMEOUT, reset_plan
 
 from kitaru import KitaruDivergenceError, KitaruUserCodeError, checkpoint, flow
 from kitaru._stores import open_store
@@ -41,10 +41,7 @@ PLAN = Plan()
 
 @pytest.fixture
 def plan() -> Plan:
-    fresh = Plan()
-    for name in ("fail", "swap", "offset", "cancel", "runs"):
-        setattr(PLAN, name, getattr(fresh, name))
-    return PLAN
+    return reset_plan(PLAN)
 
 
 @checkpoint
