@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,11 @@ class ChildDriver:
         elsewhere: Path,
         *,
         module: str = "tests.prop_flows.interpreter",
+        env: Mapping[str, str] | None = None,
     ):
         self.url = store_url(str(location))
+        self.env = dict(env or {})
+        """More environment for every child (e.g. ``PROP_FLUSH_AFTER``)."""
         self.module = module
         """The module whose flow runs the steps (``interpreter`` or ``async_interpreter``)."""
         self.provider = provider
@@ -64,7 +68,7 @@ class ChildDriver:
         self.observer.close()
 
     def _env(self) -> dict[str, str]:
-        return child_env(KITARU_STORE=self.url, PYTHONUNBUFFERED="1")
+        return child_env(KITARU_STORE=self.url, PYTHONUNBUFFERED="1", **self.env)
 
     def _command(self, exec_id: str | None, steps: Any, log: Path, segment: Segment) -> list[str]:
         crash = (

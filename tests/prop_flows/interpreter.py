@@ -38,7 +38,9 @@ an execution and ``... resume EXEC_ID [--crash KIND:N]`` continues one; both pri
 ``EXEC_ID <id>`` first and a JSON line with the outcome last. ``PROP_PAUSE`` makes every
 body sleep that many seconds after its side effect; ``PROP_HOLD=KEY`` holds the body
 of ``KEY`` after its side effect until the process dies (to leave executions
-interrupted in the middle of a call).
+interrupted in the middle of a call). ``PROP_FLUSH_AFTER`` sets how long a call may run
+before its deferred start is written on its own (``kitaru.runtime.writer.FLUSH_AFTER``),
+so that a test numbering the appends of a run is not thrown off by a slow moment.
 """
 
 from __future__ import annotations
@@ -241,6 +243,11 @@ def main(argv: list[str], program: Any = None) -> int:
     from kitaru._config import store_url
     from kitaru.client import KitaruClient
 
+    flush_after = os.environ.get("PROP_FLUSH_AFTER")
+    if flush_after:
+        from kitaru.runtime import writer
+
+        writer.FLUSH_AFTER = float(flush_after)
     crash = None
     if "--crash" in argv:
         at = argv.index("--crash")
