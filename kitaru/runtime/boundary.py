@@ -50,7 +50,6 @@ from kitaru.runtime.context import (
 )
 from kitaru.runtime.failures import error_info, rebuild_exception
 from kitaru.runtime.handles import OutputHandle, recorded_output
-from kitaru.runtime.interrupts import stop_requested
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
 
 __all__ = [
@@ -267,9 +266,7 @@ def replayed_checkpoint(
     """
     if ctx.replay is not None or tracing.on:
         return None
-    # What ``check_running`` looks at, without calling it while all is well.
-    if ctx.fatal is not None or stop_requested() or ctx.writer.ownership.lost.is_set():
-        ctx.check_running()
+    ctx.check_running()
     if not ctx.verifying:
         # A replayed call takes microseconds: the clock ``check_controls`` reads to
         # pace its look-ups is read for the first one and every so many after.
