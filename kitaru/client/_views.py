@@ -605,7 +605,6 @@ def _call(
     started_at, ended_at = _time(record.started_at), _time(record.ended_at)
     # A call's times are its first attempt's start and its last attempt's end: the
     # same datetimes serve both (a view of 10,000 calls converts 20,000, not 40,000).
-    times = {record.started_at: started_at, record.ended_at: ended_at}
     attempts = record.attempts
     if len(attempts) > 1:
         attempts = sorted(attempts, key=lambda a: a.attempt)
@@ -623,8 +622,8 @@ def _call(
             CheckpointAttempt(
                 attempt=a.attempt,
                 status=_attempt_status(record, a.attempt, a.status, live),
-                started_at=times[a.started_at] if a.started_at in times else _time(a.started_at),
-                ended_at=times[a.ended_at] if a.ended_at in times else _time(a.ended_at),
+                started_at=started_at if a.started_at == record.started_at else _time(a.started_at),
+                ended_at=ended_at if a.ended_at == record.ended_at else _time(a.ended_at),
                 duration_ms=a.duration_ms,
                 failure=FailureInfo.from_error(a.error, call=record.identity) if a.error else None,
                 attempt_id=f"{record.call_id}:{a.attempt}",
