@@ -12,6 +12,7 @@ from kitaru.errors import KitaruBackendError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import (
     CallCompleted,
+    CallStartedAndCompleted,
     ErrorInfo,
     ExecutionCompleted,
     ExecutionStarted,
@@ -48,7 +49,7 @@ def _refs(event: object) -> list[ValueRef]:
     refs: list[ValueRef] = []
     if isinstance(event, ExecutionStarted):
         refs.append(event.inputs)
-    elif isinstance(event, CallCompleted):
+    elif isinstance(event, CallCompleted | CallStartedAndCompleted):
         refs.append(event.output)
     elif isinstance(event, ExecutionCompleted):
         refs.append(event.result)

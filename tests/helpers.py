@@ -242,6 +242,20 @@ def completed_calls(exec_id: str) -> set[str]:
     return {c.invocation_id for c in execution.checkpoints if c.status == "completed"}
 
 
+def unpaired(events: list[Any]) -> list[Any]:
+    """``events`` with each ``CallStartedAndCompleted`` given back as the ``CallStarted``
+    and ``CallCompleted`` it stands for, for tests that look at starts or completions."""
+    from kitaru.journal.events import CallStartedAndCompleted
+
+    found: list[Any] = []
+    for event in events:
+        if isinstance(event, CallStartedAndCompleted):
+            found.extend((event.started, event.completed))
+        else:
+            found.append(event)
+    return found
+
+
 def journal_rows(exec_id: str) -> list[tuple[int, str, bytes]]:
     """The execution's events exactly as stored: ``(seq, type, body)`` from raw SQLite."""
     with contextlib.closing(sqlite3.connect(store_file())) as conn:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TIMEOUT, child_env, side_effects
+from helpers import REPO, TIMEOUT, child_env, side_effects, unpaired
 from helpers import kitaru as cli
 from llm_server import FakeLLMServer
 from pydantic_ai import Agent
@@ -397,8 +397,7 @@ def tool_previews(exec_id: str) -> dict[str, list[str]]:
     from kitaru.journal.events import CallStarted
 
     found: dict[str, list[str]] = {}
-    for stored in open_store().read_events(exec_id):
-        event = stored.event
+    for event in unpaired([stored.event for stored in open_store().read_events(exec_id)]):
         if isinstance(event, CallStarted) and event.identity.startswith("tool_"):
             found.setdefault(event.identity, []).extend(a.preview for a in event.arguments)
     return found

@@ -32,6 +32,7 @@ from helpers import (
     kitaru,
     only_exec_id,
     side_effects,
+    unpaired,
     wait_for_file,
 )
 from llm_server import FakeLLMServer
@@ -59,7 +60,8 @@ KILLED = -signal.SIGKILL
 
 
 def events(exec_id: str) -> list[Any]:
-    return [decode_event(kind, body) for _, kind, body in journal_rows(exec_id)]
+    """The execution's events, a start and completion written as one given as two."""
+    return unpaired([decode_event(kind, body) for _, kind, body in journal_rows(exec_id)])
 
 
 def outputs(exec_id: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from helpers import (
     only_exec_id,
     reset_plan,
     run_flow,
+    unpaired,
 )
 
 from kitaru import KitaruDivergenceError, KitaruUsageError, checkpoint, flow
@@ -42,13 +43,8 @@ KILLED = -9
 
 
 def _started_events(exec_id: str) -> list[CallStarted]:
-    events = []
-    for _, kind, body in journal_rows(exec_id):
-        if kind == "call_started":
-            event = decode_event(kind, body)
-            assert isinstance(event, CallStarted)
-            events.append(event)
-    return events
+    decoded = [decode_event(kind, body) for _, kind, body in journal_rows(exec_id)]
+    return [event for event in unpaired(decoded) if isinstance(event, CallStarted)]
 
 
 # -- pure matching ---------------------------------------------------------------------

@@ -515,7 +515,7 @@ class TestTheCheckProvesTheIndex:
         handle.wait(timeout=120)
         with sqlite3.connect(tmp_path / "kitaru.db") as conn:
             changed = conn.execute(
-                "UPDATE execution_calls SET last_seq = first_seq WHERE exec_id = ? "
+                "UPDATE execution_calls SET last_seq = last_seq + 1 WHERE exec_id = ? "
                 "AND identity = 'step_2'",
                 (handle.exec_id,),
             )

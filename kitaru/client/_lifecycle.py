@@ -86,15 +86,23 @@ def lifecycle_lines(store: Store, exec_id: str) -> list[LifecycleLine]:
     """The execution's lifecycle, one line per journaled event, in journal order."""
     lines = []
     for stored in store.read_events(exec_id):
-        described = _describe(stored.event)
-        if described is None:
-            continue
-        level, message = described
-        lines.append(
-            LifecycleLine(
-                timestamp=dt.datetime.fromtimestamp(stored.at, dt.UTC),
-                level=level,
-                message=redact_shown(message),
-            )
+        event = stored.event
+        # A start and completion written as one event are two lines, each at its time.
+        timed: list[tuple[ev.Event, float]] = (
+            [(event.started, event.started_at), (event.completed, stored.at)]
+            if isinstance(event, ev.CallStartedAndCompleted)
+            else [(event, stored.at)]
         )
+        for part, at in timed:
+            described = _describe(part)
+            if described is None:
+                continue
+            level, message = described
+            lines.append(
+                LifecycleLine(
+                    timestamp=dt.datetime.fromtimestamp(at, dt.UTC),
+                    level=level,
+                    message=redact_shown(message),
+                )
+            )
     return lines

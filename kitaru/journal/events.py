@@ -27,6 +27,7 @@ __all__ = [
     "CallFailed",
     "CallKind",
     "CallStarted",
+    "CallStartedAndCompleted",
     "ErrorInfo",
     "Event",
     "ExecutionCancelled",
@@ -52,6 +53,7 @@ __all__ = [
     "encode_event",
     "event_tag",
     "journal_text",
+    "pair_starts",
 ]
 
 
@@ -250,6 +252,122 @@ class CallCompleted(_Event, frozen=True, tag="call_completed"):
     """Set when this output was reused from that execution's cached call."""
 
 
+class CallStartedAndCompleted(_Event, frozen=True, tag="call_started_and_completed"):
+    """A call's start and its completion, appended in one transaction as one event.
+
+    Exactly the ``CallStarted`` and the ``CallCompleted`` it stands for (``started``
+    and ``completed`` give them back), with the start's time in ``started_at``: the
+    row's time is the completion's. Most calls finish before their deferred start is
+    flushed, so this is most of a journal; one row per call instead of two halves
+    what every resume reads and decodes.
+    """
+
+    position: int
+    identity: str
+    kind: str
+    name: str
+    call_id: str
+    output: ValueRef
+    started_at: float
+    attempt: int = 1
+    checkpoint_type: str | None = None
+    inputs_from: tuple[str, ...] = ()
+    target: str | None = None
+    arguments: tuple[ArgumentDigest, ...] | None = None
+    duration_ms: float = 0.0
+    reused_from: str | None = None
+    overridden: bool = False
+    cache_key: str | None = None
+    cached_from: str | None = None
+
+    @property
+    def started(self) -> CallStarted:
+        return CallStarted(
+            self.position,
+            self.identity,
+            self.kind,
+            self.name,
+            self.call_id,
+            self.attempt,
+            self.checkpoint_type,
+            self.inputs_from,
+            self.target,
+            self.arguments,
+        )
+
+    @property
+    def completed(self) -> CallCompleted:
+        return CallCompleted(
+            self.position,
+            self.identity,
+            self.call_id,
+            self.output,
+            self.attempt,
+            self.duration_ms,
+            self.reused_from,
+            self.overridden,
+            self.cache_key,
+            self.cached_from,
+        )
+
+
+def _paired(
+    started: CallStarted, started_at: float, completed: CallCompleted
+) -> CallStartedAndCompleted | None:
+    """The one event for a start and the completion right after it, if they match."""
+    if (
+        completed.identity != started.identity
+        or completed.position != started.position
+        or completed.attempt != started.attempt
+        or completed.call_id != started.call_id
+    ):
+        return None
+    return CallStartedAndCompleted(
+        position=started.position,
+        identity=started.identity,
+        kind=started.kind,
+        name=started.name,
+        call_id=started.call_id,
+        output=completed.output,
+        started_at=started_at,
+        attempt=started.attempt,
+        checkpoint_type=started.checkpoint_type,
+        inputs_from=started.inputs_from,
+        target=started.target,
+        arguments=started.arguments,
+        duration_ms=completed.duration_ms,
+        reused_from=completed.reused_from,
+        overridden=completed.overridden,
+        cache_key=completed.cache_key,
+        cached_from=completed.cached_from,
+    )
+
+
+def pair_starts(batch: Sequence[tuple[Event, float]]) -> list[tuple[Event, float]]:
+    """``batch`` (events with their times, about to be appended together) with every
+    call start directly followed by its own completion written as one event.
+
+    Only neighbours are paired: anything between a start and its completion (a
+    parallel call's start, the call's live logs) keeps both as they are, so every
+    event still follows what it refers to.
+    """
+    paired: list[tuple[Event, float]] = []
+    index, count = 0, len(batch)
+    while index < count:
+        event, at = batch[index]
+        if type(event) is CallStarted and index + 1 < count:
+            after, after_at = batch[index + 1]
+            if type(after) is CallCompleted:
+                both = _paired(event, at, after)
+                if both is not None:
+                    paired.append((both, after_at))
+                    index += 2
+                    continue
+        paired.append((event, at))
+        index += 1
+    return paired
+
+
 class CallFailed(_Event, frozen=True, tag="call_failed"):
     position: int
     identity: str
@@ -378,6 +496,7 @@ Event = (
     | ExecutionCancelled
     | CallStarted
     | CallCompleted
+    | CallStartedAndCompleted
     | CallFailed
     | LlmCallRecorded
     | MetadataLogged
@@ -397,6 +516,7 @@ EVENT_TYPES: Final[dict[str, type[Any]]] = {
         ExecutionCancelled,
         CallStarted,
         CallCompleted,
+        CallStartedAndCompleted,
         CallFailed,
         LlmCallRecorded,
         MetadataLogged,

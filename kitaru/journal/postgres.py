@@ -41,6 +41,7 @@ from kitaru.errors import (
 )
 from kitaru.journal.events import (
     CallCompleted,
+    CallStartedAndCompleted,
     Event,
     ExecutionStarted,
     UnknownEventError,
@@ -57,7 +58,12 @@ from kitaru.journal.read_model import (
     status_change,
     totals_change,
 )
-from kitaru.journal.rows import decode_event_row, decode_event_rows, memory_row
+from kitaru.journal.rows import (
+    cached_completion,
+    decode_event_row,
+    decode_event_rows,
+    memory_row,
+)
 from kitaru.journal.store import (
     CallIndexRow,
     CallPage,
@@ -478,7 +484,7 @@ class PostgresStore:
             ats.append(at)
             bodies.append(body)
             crcs.append(crc32(body))
-            if isinstance(event, CallCompleted):
+            if isinstance(event, CallCompleted | CallStartedAndCompleted):
                 if event.cache_key is not None:
                     derived.append(
                         (
@@ -722,7 +728,7 @@ class PostgresStore:
             event = decode_event(row[1], bytes(row[2]))
         except UnknownEventError:
             return None
-        return (row[0], event) if isinstance(event, CallCompleted) else None
+        return cached_completion(row[0], event)
 
     # -- leases --------------------------------------------------------------------------
 

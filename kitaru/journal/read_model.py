@@ -18,6 +18,7 @@ from kitaru.journal.events import (
     CallCompleted,
     CallFailed,
     CallStarted,
+    CallStartedAndCompleted,
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
@@ -140,7 +141,7 @@ def totals_change(event: Event) -> TotalsChange | None:
     cost adds up, in journal order, the known estimates of requests not reused (None
     while none is known).
     """
-    if isinstance(event, CallStarted | WaitRequested):
+    if isinstance(event, CallStarted | CallStartedAndCompleted | WaitRequested):
         return TotalsChange(call=event.identity)
     if isinstance(event, LlmCallRecorded):
         cost = None if event.cost_reused else event.estimated_cost
@@ -151,7 +152,8 @@ def totals_change(event: Event) -> TotalsChange | None:
 
 
 TOTALS_EVENTS: frozenset[str] = frozenset(
-    str(cls.__struct_config__.tag) for cls in (CallStarted, WaitRequested, LlmCallRecorded)
+    str(cls.__struct_config__.tag)
+    for cls in (CallStarted, CallStartedAndCompleted, WaitRequested, LlmCallRecorded)
 )
 """Tags of the events ``totals_change`` counts: what rebuilding the totals reads."""
 
@@ -206,7 +208,8 @@ class CallTouch(NamedTuple):
     identity: str
     """The call it belongs to."""
     position: int | None = None
-    """Set when the event starts an attempt of the call (or requests a wait)."""
+    """Set when the event starts an attempt of the call (or requests a wait), even if
+    it ends the call as well."""
     ended: bool | None = None
     """True: the call ends at this event; False: it starts (again), so it has not
     ended; None: its end stays as it was."""
@@ -220,6 +223,8 @@ def call_touch(event: Event) -> CallTouch | None:  # noqa: PLR0911  (one per eve
     """
     if isinstance(event, CallStarted | WaitRequested):
         return CallTouch(event.identity, event.position, ended=False)
+    if isinstance(event, CallStartedAndCompleted):
+        return CallTouch(event.identity, event.position, ended=True)
     if isinstance(event, CallCompleted | WaitResolved):
         return CallTouch(event.identity, ended=True)
     if isinstance(event, CallFailed):
@@ -267,7 +272,9 @@ def index_calls(events: Iterable[tuple[int, float, Event]]) -> dict[str, CallSpa
         if span is None:
             if touch.position is None:
                 continue
-            spans[touch.identity] = CallSpan(touch.identity, touch.position, seq, seq, None)
+            # A start that is also the call's end (``CallStartedAndCompleted``) ends it.
+            ended_at = at if touch.ended else None
+            spans[touch.identity] = CallSpan(touch.identity, touch.position, seq, seq, ended_at)
             continue
         ended_at = span.ended_at
         if touch.ended is not None:
@@ -310,8 +317,9 @@ def call_writes(first_seq: int, events: Sequence[tuple[Event, float]]) -> list[C
         if touch is not None:
             write = found.get(touch.identity)
             if touch.position is not None and (write is None or write.start is None):
-                span = CallSpan(touch.identity, touch.position, seq, seq, None)
-                found[touch.identity] = CallWrite(touch.identity, seq, None, True, span)
+                ended_at = at if touch.ended else None
+                span = CallSpan(touch.identity, touch.position, seq, seq, ended_at)
+                found[touch.identity] = CallWrite(touch.identity, seq, ended_at, True, span)
             elif write is None:
                 ended_at = at if touch.ended else None
                 found[touch.identity] = CallWrite(

@@ -14,10 +14,18 @@ from zlib import crc32
 import msgspec
 
 from kitaru.errors import BackendFailure, KitaruBackendError
-from kitaru.journal.events import Event, UnknownEventError, decode_event, decode_events
+from kitaru.journal.events import (
+    CallCompleted,
+    CallStartedAndCompleted,
+    Event,
+    UnknownEventError,
+    decode_event,
+    decode_events,
+)
 from kitaru.journal.store import MemoryRow, StoredEvent
 
 __all__ = [
+    "cached_completion",
     "decode_event_row",
     "decode_event_rows",
     "decode_sound_batch",
@@ -196,3 +204,10 @@ def memory_row(row: Sequence[Any]) -> MemoryRow:
         flow_name=None if flow is None else str(flow),
         call_key=None if call is None else str(call),
     )
+
+
+def cached_completion(exec_id: str, event: Event) -> tuple[str, CallCompleted] | None:
+    """The completion a checkpoint cache key points at, whichever event holds it."""
+    if isinstance(event, CallStartedAndCompleted):
+        return exec_id, event.completed
+    return (exec_id, event) if isinstance(event, CallCompleted) else None

@@ -29,6 +29,7 @@ from kitaru.errors import (
 )
 from kitaru.journal.events import (
     CallCompleted,
+    CallStartedAndCompleted,
     Event,
     ExecutionStarted,
     UnknownEventError,
@@ -46,6 +47,7 @@ from kitaru.journal.read_model import (
     totals_change,
 )
 from kitaru.journal.rows import (
+    cached_completion,
     decode_event_row,
     decode_event_rows,
     decode_sound_batch,
@@ -607,7 +609,7 @@ class SqliteStore:
             event = decode_event(row[1], row[2])
         except UnknownEventError:
             return None
-        return (row[0], event) if isinstance(event, CallCompleted) else None
+        return cached_completion(row[0], event)
 
     # -- memory --------------------------------------------------------------------------
 
@@ -1022,7 +1024,7 @@ def _rows_of(
     for event, at in events:
         body = _encode(event)
         rows.append((exec_id, seq, event_tag(event), at, body, crc32(body)))
-        if isinstance(event, CallCompleted):
+        if isinstance(event, CallCompleted | CallStartedAndCompleted):
             if event.cache_key is not None:
                 derived.append((_INDEX_CACHE, (event.cache_key, exec_id, seq)))
         elif isinstance(event, ExecutionStarted):

@@ -15,6 +15,7 @@ from kitaru.journal.events import (
     CallFailed,
     CallKind,
     CallStarted,
+    CallStartedAndCompleted,
     ErrorInfo,
     Event,
     ExecutionCancelled,
@@ -287,6 +288,17 @@ class ExecutionState:
         attempt.started_at, attempt.status = at, ExecutionStatus.RUNNING
         call.status, call.ended_at = ExecutionStatus.RUNNING, None
 
+    def _call_started_and_completed(
+        self, event: CallStartedAndCompleted, at: float, seq: int
+    ) -> None:
+        if event.identity not in self.calls and event.position not in self.by_position:
+            _add_completed(self, event, event.started_at, event, at)
+            return
+        # A call seen before (an attempt after a failed one): the same steps as for
+        # the two events it stands for.
+        self._call_started(event.started, event.started_at)
+        self._call_completed(event.completed, at, seq)
+
     def _wait_requested(self, event: WaitRequested, at: float, seq: int) -> None:
         self._call_started(
             CallStarted(
@@ -372,6 +384,7 @@ _HANDLERS: dict[type, Any] = {
     ExecutionStarted: ExecutionState._started_twice,
     CallStarted: ExecutionState._call_started,
     CallCompleted: ExecutionState._call_completed,
+    CallStartedAndCompleted: ExecutionState._call_started_and_completed,
     CallFailed: ExecutionState._call_failed,
     WaitRequested: ExecutionState._wait_requested,
     WaitResolved: ExecutionState._wait_resolved,
@@ -473,6 +486,13 @@ def fold(exec_id: str, events: Iterable[tuple[int, float, Event]]) -> ExecutionS
             if state.status in finished:
                 state._check_still_open(event)
             if (
+                type(event) is CallStartedAndCompleted
+                and event.identity not in calls
+                and event.position not in by_position
+            ):
+                _add_completed(state, event, event.started_at, event, at)
+                continue
+            if (
                 type(event) is CallStarted
                 and event.identity not in calls
                 and event.position not in by_position
@@ -488,9 +508,14 @@ def fold(exec_id: str, events: Iterable[tuple[int, float, Event]]) -> ExecutionS
 
 
 def _add_completed(
-    state: ExecutionState, started: CallStarted, at: float, completed: CallCompleted, ended: float
+    state: ExecutionState,
+    started: CallStarted | CallStartedAndCompleted,
+    at: float,
+    completed: CallCompleted | CallStartedAndCompleted,
+    ended: float,
 ) -> None:
-    """Fold a new call's start and its completion at once (the bulk of every journal)."""
+    """Fold a new call's start and its completion at once (the bulk of every journal):
+    two events, or the one ``CallStartedAndCompleted`` passed as both."""
     # One positional construction, in C (a test checks that this record equals the one
     # ``_call_started`` and ``_call_completed`` build).
     call = CallRecord(

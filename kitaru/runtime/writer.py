@@ -2,7 +2,9 @@
 
 A completed call is appended with a durable commit before the flow body moves on.
 A call's *start* is deferred: it rides along in the transaction of the next append
-(usually the call's own completion), so a fast checkpoint costs one commit, not two.
+(usually the call's own completion), so a fast checkpoint costs one commit, not two,
+and a start followed at once by its completion is written as one event
+(``CallStartedAndCompleted``): one row per call for a resume to read back.
 If the call runs longer than ``FLUSH_AFTER`` seconds, a background thread writes the
 pending start on its own (without forcing it to disk; the next durable commit does),
 so other processes see a long call as running.
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from kitaru.journal.events import Event
+from kitaru.journal.events import Event, pair_starts
 from kitaru.journal.store import MemoryRow, MemoryWrite, Store
 from kitaru.runtime.ownership import Ownership
 
@@ -77,7 +79,7 @@ class JournalWriter:
         self.ownership.check()
         now = time.time()
         with self._lock:
-            batch = [*self._pending, *((event, now) for event in events)]
+            batch = pair_starts([*self._pending, *((event, now) for event in events)])
             if self._pending_payloads:
                 payloads = {**self._pending_payloads, **(payloads or {})}
             self.store.append(
