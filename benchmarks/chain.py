@@ -40,9 +40,10 @@ class ChainResult:
     bare: tuple[float, ...]
     """Seconds per bare one-row commit, one per repeat."""
     bare_txn: tuple[float, ...]
-    """Seconds per bare commit of kitaru's two rows per checkpoint, one per repeat."""
+    """Seconds per bare commit of the row kitaru writes per checkpoint, one per repeat."""
     row_bytes: int
-    txn_bytes: tuple[int, int]
+    txn_bytes: int
+    """Bytes of the row kitaru writes per checkpoint (its start and completion)."""
     settings: dict[str, str]
     profile: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
@@ -90,17 +91,18 @@ def _run_chain(n: int) -> float:
 
 
 def _kitaru_rows(db: pathlib.Path) -> tuple[bytes, bytes, list[str]]:
-    """A completion body and a start body kitaru wrote, and the events table's DDL."""
+    """The body of a completion and the body of the one row kitaru wrote for a call
+    (its start and completion together), and the events table's DDL."""
+    from kitaru.journal.events import CallStartedAndCompleted, decode_event, encode_event
+
     with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
-        rows: dict[str, bytes] = {}
-        for kind in ("call_completed", "call_started"):
-            # The newest call of the newest run: its identity is as long as they get.
-            row = conn.execute(
-                "SELECT body FROM events WHERE type = ? ORDER BY position DESC LIMIT 1", (kind,)
-            ).fetchone()
-            if row is None:
-                raise BenchmarkError(f"kitaru's journal {db} has no {kind} event")
-            rows[kind] = bytes(row[0])
+        # The newest call of the newest run: its identity is as long as they get.
+        row = conn.execute(
+            "SELECT type, body FROM events WHERE type = 'call_started_and_completed' "
+            "ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise BenchmarkError(f"kitaru's journal {db} has no call_started_and_completed event")
         ddl = [
             sql
             for (sql,) in conn.execute(
@@ -112,7 +114,9 @@ def _kitaru_rows(db: pathlib.Path) -> tuple[bytes, bytes, list[str]]:
         journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     if journal_mode != "wal":
         raise BenchmarkError(f"kitaru's journal is in {journal_mode} mode, not WAL")
-    return rows["call_completed"], rows["call_started"], ddl
+    call = decode_event(row[0], bytes(row[1]))
+    assert isinstance(call, CallStartedAndCompleted)
+    return encode_event(call.completed), bytes(row[1]), ddl
 
 
 def _kitaru_settings() -> dict[str, str]:
@@ -175,11 +179,11 @@ def measure(n: int, repeats: int, workdir: pathlib.Path, *, profile: bool = Fals
     # Unmeasured warm-up: creates the journal, opens connections, starts threads once.
     _run_chain(min(n, WARMUP_STEPS))
     _run_chain(n)
-    completed, started, ddl = _kitaru_rows(journal)
+    completed, call, ddl = _kitaru_rows(journal)
     bare = _BareJournal(journal.parent / "bare-commit.db", ddl)
     try:
         one_row = (("call_completed", completed),)
-        kitaru_txn = (("call_started", started), ("call_completed", completed))
+        kitaru_txn = (("call_started_and_completed", call),)
         bare.commits(min(n, WARMUP_STEPS), one_row)
         kitaru_s, bare_s, txn_s = [], [], []
         for _ in range(repeats):
@@ -201,7 +205,7 @@ def measure(n: int, repeats: int, workdir: pathlib.Path, *, profile: bool = Fals
         bare=tuple(bare_s),
         bare_txn=tuple(txn_s),
         row_bytes=len(completed),
-        txn_bytes=(len(started), len(completed)),
+        txn_bytes=len(call),
         settings=kitaru_settings,
         profile=profile_text,
     )

@@ -123,7 +123,9 @@ def _count(journal: pathlib.Path, exec_id: str, n: int, scratch: pathlib.Path) -
             "SELECT count(*) FROM events WHERE exec_id = ?", (exec_id,)
         ).fetchone()
         (completed,) = conn.execute(
-            "SELECT count(*) FROM events WHERE exec_id = ? AND type = 'call_completed'", (exec_id,)
+            "SELECT count(*) FROM events WHERE exec_id = ? "
+            "AND type IN ('call_completed', 'call_started_and_completed')",
+            (exec_id,),
         ).fetchone()
         (status,) = conn.execute(
             "SELECT status FROM executions WHERE exec_id = ?", (exec_id,)

@@ -228,7 +228,6 @@ def _section_chain(
     keep.append(result)
     n = result.n
     met = result.ratio <= chain.TARGET_RATIO
-    started, completed = result.txn_bytes
     sync = {"2": "FULL", "3": "EXTRA"}.get(result.settings["synchronous"], "?")
     print(
         f"  kitaru, flow.run() to handle.wait() / {n}: median {us(result.kitaru_s)} per checkpoint"
@@ -251,8 +250,9 @@ def _section_chain(
     )
     overhead = result.python_s
     print(
-        f"  breakdown: a bare commit of kitaru's own transaction per checkpoint (call_started "
-        f"{started} B + call_completed {completed} B) takes {us(result.bare_txn_s)}; kitaru's "
+        f"  breakdown: a bare commit of kitaru's own transaction per checkpoint (one "
+        f"call_started_and_completed row, {result.txn_bytes} B) takes {us(result.bare_txn_s)}; "
+        f"kitaru's "
         f"excess over it (median per repeat), {us(overhead)} per checkpoint, is its Python code"
     )
     if result.profile:

@@ -208,9 +208,10 @@ def _throughput(server: object, executions: int, workdir: pathlib.Path) -> list[
 
 
 def _completions(store: Any, exec_id: str) -> int:
-    from kitaru.journal.events import CallCompleted
+    from kitaru.journal.events import CallCompleted, CallStartedAndCompleted
 
-    return sum(isinstance(e.event, CallCompleted) for e in store.read_events(exec_id))
+    completions = (CallCompleted, CallStartedAndCompleted)
+    return sum(isinstance(e.event, completions) for e in store.read_events(exec_id))
 
 
 def _sigkill_takeover(server: object, repeats: int, workdir: pathlib.Path) -> list[Target]:

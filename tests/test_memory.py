@@ -633,7 +633,7 @@ class TestCrashAndResume:
             conn.executemany("INSERT INTO slow VALUES (?)", [(i,) for i in range(8000)])
             conn.execute(
                 "CREATE TRIGGER slow_completion BEFORE INSERT ON events "
-                "WHEN NEW.type = 'call_completed' AND "
+                "WHEN NEW.type IN ('call_completed', 'call_started_and_completed') AND "
                 "instr(NEW.body, CAST('memory.set:namespace:agent:counter' AS BLOB)) > 0 "
                 "BEGIN SELECT count(*) FROM slow a, slow b WHERE a.x + b.x < 0; END"
             )

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from strategies import costly
 
 from kitaru._stores import new_store
-from kitaru.journal.events import CallCompleted, ExecutionCompleted
+from kitaru.journal.events import CallCompleted, CallStartedAndCompleted, ExecutionCompleted
 from kitaru.runtime.values import decode_value
 
 pytestmark = pytest.mark.slow
@@ -235,7 +235,7 @@ class Deployment:
             return Counter(
                 e.event.identity
                 for e in store.read_events(self.exec_id)
-                if isinstance(e.event, CallCompleted)
+                if isinstance(e.event, CallCompleted | CallStartedAndCompleted)
             )
         finally:
             store.close()

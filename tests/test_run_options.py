@@ -31,7 +31,7 @@ from kitaru import (
 )
 from kitaru._run_config import configure, runtime_layer
 from kitaru._stores import open_store
-from kitaru.journal.events import CallCompleted
+from kitaru.journal.events import CallCompleted, CallStartedAndCompleted
 
 _seen: list[tuple[Any, ...]] = []
 _runs: Counter[str] = Counter()
@@ -374,7 +374,8 @@ class TestFrozenSpecHonouredOnResume:
         completed = [
             e.event
             for e in open_store().read_events(exec_id)
-            if isinstance(e.event, CallCompleted) and e.event.identity == "summarise"
+            if isinstance(e.event, CallCompleted | CallStartedAndCompleted)
+            and e.event.identity == "summarise"
         ]
         assert completed
         assert completed[0].cache_key is not None, "the frozen cache=True applied"

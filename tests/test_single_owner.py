@@ -25,7 +25,7 @@ from helpers import REPO, TIMEOUT, child_env, kitaru_command, only_exec_id, stor
 from kitaru import checkpoint, flow
 from kitaru._stores import new_store
 from kitaru.client import KitaruClient
-from kitaru.journal.events import CallCompleted
+from kitaru.journal.events import CallCompleted, CallStartedAndCompleted
 from kitaru.runtime import interrupts
 
 pytestmark = pytest.mark.slow
@@ -174,7 +174,11 @@ def completions(exec_id: str) -> Counter[str]:
     store = new_store(str(store_file()))
     try:
         events = store.read_events(exec_id)
-        return Counter(e.event.identity for e in events if isinstance(e.event, CallCompleted))
+        return Counter(
+            e.event.identity
+            for e in events
+            if isinstance(e.event, CallCompleted | CallStartedAndCompleted)
+        )
     finally:
         store.close()
 

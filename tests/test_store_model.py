@@ -39,6 +39,7 @@ from kitaru._stores import new_store
 from kitaru.errors import BackendFailure, KitaruBackendError, KitaruLeaseLostError
 from kitaru.journal.events import (
     CallStarted,
+    CallStartedAndCompleted,
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
@@ -112,7 +113,7 @@ def _totals(row: _Execution | None, noted: set[str], event: Event) -> None:
     A call identity counts once (noted even while the execution has no row yet); a
     model request adds its known tokens, and its known cost unless a replay reused it.
     """
-    if isinstance(event, CallStarted | WaitRequested):
+    if isinstance(event, CallStarted | CallStartedAndCompleted | WaitRequested):
         if event.identity not in noted:
             noted.add(event.identity)
             if row is not None:

@@ -23,7 +23,7 @@ import pytest
 from kitaru import FlowHandle, KitaruClient
 from kitaru._stacks import create_stack
 from kitaru.errors import KitaruExecutionError, KitaruUsageError
-from kitaru.journal.events import CallCompleted
+from kitaru.journal.events import CallCompleted, CallStartedAndCompleted
 from kitaru.journal.postgres import PostgresStore
 from kitaru.journal.store import WorkerRow
 from tests.helpers import REPO, child_env, kitaru_command
@@ -101,7 +101,7 @@ def _completions(url: str, exec_id: str) -> Counter[str]:
         return Counter(
             stored.event.identity
             for stored in store.read_events(exec_id)
-            if isinstance(stored.event, CallCompleted)
+            if isinstance(stored.event, CallCompleted | CallStartedAndCompleted)
         )
     finally:
         store.close()

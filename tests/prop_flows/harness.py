@@ -30,7 +30,12 @@ from kitaru._flow_handle import FlowHandle
 from kitaru._store_check import check_store
 from kitaru._stores import new_store
 from kitaru.client import ExecutionsClient
-from kitaru.journal.events import CallCompleted, CallFailed, LlmCallRecorded
+from kitaru.journal.events import (
+    CallCompleted,
+    CallFailed,
+    CallStartedAndCompleted,
+    LlmCallRecorded,
+)
 from kitaru.journal.store import Store
 from kitaru.replay.state import fold
 from kitaru.runtime.locate import flow_ref
@@ -176,7 +181,7 @@ def take_ledger(
     ledger.events = [type(stored.event).__name__ for stored in events]
     for stored in events:
         event = stored.event
-        if isinstance(event, CallCompleted):
+        if isinstance(event, CallCompleted | CallStartedAndCompleted):
             ledger.finished.add(event.identity)
             if event.reused_from is not None or event.overridden:
                 ledger.reused.add(event.identity)
