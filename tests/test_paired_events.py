@@ -20,9 +20,14 @@ from kitaru.client import KitaruClient
 from kitaru.journal.events import (
     ArgumentDigest,
     CallCompleted,
+    CallFailed,
     CallStarted,
     CallStartedAndCompleted,
+    ErrorInfo,
     Event,
+    ExecutionCompleted,
+    ExecutionStarted,
+    FlowRef,
     LogEntry,
     LogsCaptured,
     ValueRef,
@@ -31,7 +36,7 @@ from kitaru.journal.events import (
     pair_starts,
 )
 from kitaru.journal.read_model import index_calls, totals_change
-from kitaru.replay.state import ExecutionState, fold
+from kitaru.replay.state import ExecutionState, JournalShapeError, fold
 from kitaru.runtime.ownership import Ownership
 from kitaru.runtime.writer import FLUSH_AFTER, JournalWriter
 
@@ -247,3 +252,40 @@ class TestTheWriterPairs:
             (3, [CallStartedAndCompleted]),
         ]
         assert writer.next_seq == 4
+
+
+class TestAPairedEventIsCheckedAsTheTwo:
+    def _journal(self, *events: Event) -> list[tuple[int, float, Event]]:
+        opening = ExecutionStarted(
+            flow_name="f",
+            flow=FlowRef(module="m", qualname="f"),
+            inputs=ValueRef(inline=b"\x90"),
+            kitaru_version="test",
+        )
+        return [(seq, float(seq), event) for seq, event in enumerate((opening, *events), 1)]
+
+    def test_a_taken_position_is_refused(self) -> None:
+        [(both, _)] = pair_starts([(_start("b", 0), 1.0), (_completion("b", 0), 2.0)])
+        with pytest.raises(JournalShapeError, match="position 0 holds both"):
+            fold("e", self._journal(_start("a", 0), both))
+
+    def test_nothing_follows_the_end(self) -> None:
+        [(both, _)] = pair_starts([(_start(), 1.0), (_completion(), 2.0)])
+        ended = ExecutionCompleted(result=ValueRef(inline=b"\x01"))
+        with pytest.raises(JournalShapeError, match="after the execution ended"):
+            fold("e", self._journal(ended, both))
+
+    def test_a_later_attempt_of_a_failed_call_is_added_to_it(self) -> None:
+        failed = CallFailed(
+            position=0,
+            identity="step",
+            call_id="c-step",
+            error=ErrorInfo(type="ValueError", message="no"),
+            final=False,
+        )
+        [(both, _)] = pair_starts([(_start(attempt=2), 5.0), (_completion(attempt=2), 6.0)])
+        state = fold("e", self._journal(_start(), failed, both))
+        call = state.calls["step"]
+        assert [attempt.attempt for attempt in call.attempts] == [1, 2]
+        assert call.status == "completed"
+        assert call.attempts[1].started_at == 5.0
