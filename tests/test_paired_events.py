@@ -11,7 +11,6 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from test_call_index import journals
-from test_writer_flush import RecordingStore
 
 import kitaru
 from kitaru._store_check import check_store
@@ -37,8 +36,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.read_model import index_calls, totals_change
 from kitaru.replay.state import ExecutionState, JournalShapeError, fold
-from kitaru.runtime.ownership import Ownership
-from kitaru.runtime.writer import FLUSH_AFTER, JournalWriter
+from kitaru.runtime.writer import FLUSH_AFTER
 
 
 def _start(identity: str = "step", position: int = 0, attempt: int = 1) -> CallStarted:
@@ -75,6 +73,42 @@ class TestPairing:
         assert both.started_at == 10.0
         assert both.started == _start()
         assert both.completed == _completion()
+
+    def test_the_pair_has_every_field_of_both_events(self) -> None:
+        """A field added to either event and not to the pair would be dropped from
+        every paired call: the pair's fields are exactly both events' and the start time."""
+        both = set(CallStarted.__struct_fields__) | set(CallCompleted.__struct_fields__)
+        assert set(CallStartedAndCompleted.__struct_fields__) == both | {"started_at"}
+
+    def test_no_field_set_away_from_its_default_is_lost(self) -> None:
+        start = CallStarted(
+            position=3,
+            identity="step_4",
+            kind="llm",
+            name="step",
+            call_id="c9",
+            attempt=2,
+            checkpoint_type="tool",
+            inputs_from=("a", "b"),
+            target="m:step",
+            arguments=(ArgumentDigest("x", None, "<socket>", "socket"),),
+        )
+        completion = CallCompleted(
+            position=3,
+            identity="step_4",
+            call_id="c9",
+            output=ValueRef(hash="h1"),
+            attempt=2,
+            duration_ms=7.5,
+            reused_from="e0",
+            overridden=True,
+            cache_key="k",
+            cached_from="e1",
+        )
+        [(both, _)] = pair_starts([(start, 1.0), (completion, 2.0)])
+        assert isinstance(both, CallStartedAndCompleted)
+        assert (both.started, both.completed) == (start, completion)
+        assert decode_events([encode_event(both)]) == [both]
 
     def test_it_round_trips_through_the_journal_encoding(self) -> None:
         [(both, _)] = pair_starts([(_start(), 10.0), (_completion(), 11.0)])
@@ -233,25 +267,6 @@ class TestAFlowWritesOneEventPerQuickCall:
         assert isinstance(both.event, CallStartedAndCompleted)
         assert lines[started].timestamp.timestamp() == pytest.approx(both.event.started_at)
         assert lines[started + 1].timestamp.timestamp() == pytest.approx(both.at)
-
-
-class TestTheWriterPairs:
-    def test_a_completion_appended_after_its_deferred_start_is_one_event(self) -> None:
-        store = RecordingStore()
-        ownership = Ownership(store, "exec-1", "owner-1", ttl=30.0)  # type: ignore[arg-type]
-        writer = JournalWriter(store, ownership, last_seq=1)  # type: ignore[arg-type]
-        try:
-            writer.defer(_start())
-            writer.append([_completion()])
-            writer.defer(_start("next", 1))
-            writer.append([_completion("next", 1)])
-        finally:
-            writer.close()
-        assert [(seq, [type(e) for e in events]) for seq, events, _ in store.appends] == [
-            (2, [CallStartedAndCompleted]),
-            (3, [CallStartedAndCompleted]),
-        ]
-        assert writer.next_seq == 4
 
 
 class TestAPairedEventIsCheckedAsTheTwo:

@@ -282,33 +282,18 @@ class CallStartedAndCompleted(_Event, frozen=True, tag="call_started_and_complet
 
     @property
     def started(self) -> CallStarted:
-        return CallStarted(
-            self.position,
-            self.identity,
-            self.kind,
-            self.name,
-            self.call_id,
-            self.attempt,
-            self.checkpoint_type,
-            self.inputs_from,
-            self.target,
-            self.arguments,
-        )
+        return CallStarted(**{name: getattr(self, name) for name in _START_FIELDS})
 
     @property
     def completed(self) -> CallCompleted:
-        return CallCompleted(
-            self.position,
-            self.identity,
-            self.call_id,
-            self.output,
-            self.attempt,
-            self.duration_ms,
-            self.reused_from,
-            self.overridden,
-            self.cache_key,
-            self.cached_from,
-        )
+        return CallCompleted(**{name: getattr(self, name) for name in _COMPLETION_FIELDS})
+
+
+_START_FIELDS: Final = CallStarted.__struct_fields__
+_COMPLETION_FIELDS: Final = CallCompleted.__struct_fields__
+"""The fields each half takes from (and gives to) ``CallStartedAndCompleted``, by name,
+so a field added to both events is carried by the pair too (a test checks that the pair
+has every field of both)."""
 
 
 def _paired(
@@ -322,25 +307,9 @@ def _paired(
         or completed.call_id != started.call_id
     ):
         return None
-    return CallStartedAndCompleted(
-        position=started.position,
-        identity=started.identity,
-        kind=started.kind,
-        name=started.name,
-        call_id=started.call_id,
-        output=completed.output,
-        started_at=started_at,
-        attempt=started.attempt,
-        checkpoint_type=started.checkpoint_type,
-        inputs_from=started.inputs_from,
-        target=started.target,
-        arguments=started.arguments,
-        duration_ms=completed.duration_ms,
-        reused_from=completed.reused_from,
-        overridden=completed.overridden,
-        cache_key=completed.cache_key,
-        cached_from=completed.cached_from,
-    )
+    fields = {name: getattr(started, name) for name in _START_FIELDS}
+    fields.update((name, getattr(completed, name)) for name in _COMPLETION_FIELDS)
+    return CallStartedAndCompleted(started_at=started_at, **fields)
 
 
 def pair_starts(batch: Sequence[tuple[Event, float]]) -> list[tuple[Event, float]]:
