@@ -8,6 +8,7 @@ does not list, and a mock answer, have no cost (None), never a guessed one.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -185,3 +186,53 @@ class TestDashboardCost:
         assert [c["cost"] for c in call["llm_calls"]] == [pytest.approx(GPT_4O_COST)]
         (mine,) = [f for f in flows if f["flow_name"] == "two_calls"]
         assert mine["cost"] == pytest.approx(2 * GPT_4O_COST)
+
+
+_EXIT_RIGHT_AFTER_A_MODEL_CALL = """
+import atexit, sys
+import kitaru
+from kitaru import flow
+from kitaru._llm import pricing
+
+# Runs after the interpreter has joined its non-daemon threads, just before it shuts
+# down: whatever still runs on another thread then is cut off mid-work.
+atexit.register(lambda: print("prices loaded at exit:", pricing._loaded.is_set()))
+
+@flow
+def ask() -> str:
+    return kitaru.llm("Say hello.", model="fast", name="hello")
+
+print(ask.run().wait())
+"""
+
+
+class TestExitWhilePricesLoad:
+    def test_a_program_ending_right_after_a_model_call_lets_the_price_table_finish(
+        self, tmp_path: Path
+    ) -> None:
+        """The price table's background load is finished, not cut off, when a program ends.
+
+        A load cut off by the interpreter's shutdown ends the thread inside compiled
+        code, which aborts the process (SIGABRT) after the program has done its work.
+        """
+        import subprocess
+
+        from helpers import TIMEOUT, child_env
+
+        script = tmp_path / "ask.py"
+        script.write_text(_EXIT_RIGHT_AFTER_A_MODEL_CALL)
+        env = child_env(
+            KITARU_STORE=str(tmp_path / "kitaru.db"),
+            KITARU_CONFIG_PATH=str(tmp_path / "config"),
+            KITARU_LLM_MOCK_RESPONSE="hello",
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["hello", "prices loaded at exit: True"]

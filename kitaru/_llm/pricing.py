@@ -57,7 +57,12 @@ def warm_up() -> None:
         if _started:
             return
         _started = True
-    threading.Thread(target=_load, name="kitaru-prices", daemon=True).start()
+    # Not a daemon: a daemon thread still importing when the interpreter shuts down is
+    # ended inside pydantic-core's compiled code, which aborts the whole process
+    # ("FATAL: exception not rethrown", exit by SIGABRT) after the program had finished.
+    # The interpreter joins this thread before shutting down instead; the import takes
+    # well under a second.
+    threading.Thread(target=_load, name="kitaru-prices", daemon=False).start()
 
 
 def estimate_cost(
