@@ -23,6 +23,8 @@ __all__ = [
 
 CONFIG_PATH_ENV = "KITARU_CONFIG_PATH"
 STORE_ENV = "KITARU_STORE"
+WAIT_PROMPT_ENV = "KITARU_WAIT_PROMPT"
+"""0 turns off asking a wait's question at the terminal of the program that waits."""
 STORE_FILE_NAME = "kitaru.db"
 SQLITE_URL_PREFIX = "sqlite:///"
 

@@ -11,6 +11,7 @@ Python does. A new command is one more row there.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -179,6 +180,11 @@ def _short_help(text: str, limit: int) -> str:
 @click.version_option(None, "-V", "--version", package_name="kitaru")
 def main() -> None:
     """kitaru: durable execution for Python AI agents."""
+    from kitaru._config import WAIT_PROMPT_ENV
     from kitaru._logging import enable_cli_logging
+
+    # A run this command drives says how to answer its waits from another shell (and
+    # `executions input --interactive` asks at a terminal): the flow body never prompts.
+    os.environ.setdefault(WAIT_PROMPT_ENV, "0")
 
     enable_cli_logging()

@@ -51,6 +51,7 @@ from kitaru.runtime.context import (
 from kitaru.runtime.failures import error_info, rebuild_exception
 from kitaru.runtime.handles import OutputHandle, recorded_output
 from kitaru.runtime.values import UnencodableValueError, decode_value, encode_value
+from kitaru.runtime.wait_prompt import TerminalPrompt
 
 __all__ = [
     "CallSlot",
@@ -672,6 +673,24 @@ def execute_wait(
     if announced:
         ctx.append([request])
         _log.info("execution waiting", exec_id=ctx.exec_id, wait=slot.identity)
+    prompt = TerminalPrompt(ctx.store, ctx.exec_id, request, convert)
+    try:
+        return _poll_for_input(slot, request, timeout, convert, abandoned, announced, prompt)
+    finally:
+        prompt.stop()
+
+
+def _poll_for_input(  # noqa: PLR0917  (the wait's state, handed over once)
+    slot: CallSlot,
+    request: WaitRequested,
+    timeout: float | None,
+    convert: Callable[[Any], Any],
+    abandoned: threading.Event | None,
+    announced: bool,
+    prompt: TerminalPrompt,
+) -> Any:
+    """Look for the wait's input until it comes, the timeout passes, or the body pauses."""
+    ctx = slot.ctx
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         ctx.check_running()
@@ -701,6 +720,7 @@ def execute_wait(
         if pause <= 0 or ctx.park_waits or (abandoned is not None and abandoned.is_set()):
             # A worker parks the execution rather than hold a thread while it waits.
             raise Suspended(slot.identity)
+        prompt.offer()  # from a terminal, ask there too (the answer comes as mail)
         # The store wakes this loop when mail may have arrived; the loop still comes
         # round every poll interval to see a lost lease, a stop signal or a cancel.
         ctx.store.wait_for_mail(ctx.exec_id, pause)

@@ -69,5 +69,18 @@ def validate_input(schema: type | str | None, value: Any, *, exec_id: str, wait:
 
 
 def _reason(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic: its first line only counts the errors; name them
+        try:
+            found = errors()
+        except Exception:  # a look at the details only: the plain text below remains
+            found = None
+        if isinstance(found, list) and found:
+            return "; ".join(
+                f"{'.'.join(str(part) for part in error.get('loc', ())) or 'value'}: "
+                f"{error.get('msg', 'invalid')}"
+                for error in found
+                if isinstance(error, dict)
+            )
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
