@@ -22,13 +22,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from kitaru._config import CONFIG_PATH_ENV, STORE_ENV, config_dir, sqlite_file, store_url
 from kitaru.client import ExecutionStatus, KitaruClient
-from kitaru.errors import JournalNotFoundError, KitaruFeatureNotAvailableError, KitaruStateError
+from kitaru.errors import (
+    JournalNotFoundError,
+    KitaruFeatureNotAvailableError,
+    KitaruStateError,
+    KitaruUsageError,
+)
 
 __all__ = [
     "CLEAN_SCOPES",
     "SQLITE_ONLY_FIELDS",
     "CleanPlan",
     "clean_plan",
+    "clean_preview",
     "clean_project_unavailable",
     "clean_result",
     "current_store",
@@ -50,20 +56,23 @@ OPTIONAL_PACKAGES = ("openai", "anthropic", "pydantic")
 _SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
 
 
-def current_store() -> tuple[str, str]:
-    """The stack runs use now, and its store's URL."""
-    from kitaru._stacks import default_stack_name, stack_store
+def current_store(store: str | None = None) -> tuple[str | None, str]:
+    """The stack runs use now and its store's URL; or, given a ``store``, its URL and
+    the stack that records there (None if no stack does)."""
+    from kitaru._stacks import default_stack_name, list_stacks, stack_store
 
-    name = default_stack_name()
-    return name, store_url(stack_store(name))
+    if store is None:
+        name = default_stack_name()
+        return name, store_url(stack_store(name))
+    url = store_url(store)
+    return next((s.name for s in list_stacks() if store_url(s.store) == url), None), url
 
 
-def sqlite_journal(command: str) -> tuple[str, Path]:
-    """The current stack and its journal file, for what looks after files (``command``).
-
-    A store that is no SQLite file raises ``KitaruFeatureNotAvailableError``.
+def sqlite_journal(command: str, store: str | None = None) -> tuple[str | None, Path]:
+    """The stack and its journal file (``current_store``), for what looks after files
+    (``command``). A store that is no SQLite file raises ``KitaruFeatureNotAvailableError``.
     """
-    name, url = current_store()
+    name, url = current_store(store)
     path = sqlite_file(url)
     if path is None:
         KitaruClient(url)  # a backend this version lacks says so, naming what works
@@ -109,16 +118,24 @@ def _summary(store: str) -> dict[str, Any]:
     return {"exists": True, "executions": len(rows), "by_status": by_status}
 
 
-def workspace_state() -> dict[str, Any]:
-    """``kitaru status -o json``: the stack, its store and what it holds, the config dir."""
-    stack, url = current_store()
+def workspace_state(store: str | None = None, *, store_from: str = "argument") -> dict[str, Any]:
+    """``kitaru status -o json``: the stack, its store and what it holds, the config dir.
+
+    ``store`` describes that store instead of the current stack's (``journal_from`` is
+    then ``store_from``, saying where it was given).
+    """
+    stack, url = current_store(store)
     journal = sqlite_file(url)
     config = config_dir().absolute()
+    if store is not None:
+        journal_from = store_from
+    else:
+        journal_from = STORE_ENV if os.environ.get(STORE_ENV) else "default"
     state: dict[str, Any] = {
         "connection": "local",
         "stack": stack,
         "journal": None if journal is None else str(journal),
-        "journal_from": STORE_ENV if os.environ.get(STORE_ENV) else "default",
+        "journal_from": journal_from,
         "config_dir": str(config),
         "config_dir_from": CONFIG_PATH_ENV if os.environ.get(CONFIG_PATH_ENV) else "default",
         "config_dir_exists": config.is_dir(),
@@ -134,10 +151,14 @@ def workspace_state() -> dict[str, Any]:
 
 
 def environment_info(
-    *, all_packages: bool = False, packages: list[str] | None = None
+    store: str | None = None,
+    *,
+    store_from: str = "argument",
+    all_packages: bool = False,
+    packages: list[str] | None = None,
 ) -> dict[str, Any]:
     """``kitaru info -o json``: the status, with Python, platform and package versions."""
-    state = workspace_state()
+    state = workspace_state(store, store_from=store_from)
     state["python_version"] = platform.python_version()
     state["python"] = sys.executable
     state["platform"] = platform.platform()
@@ -179,9 +200,9 @@ def _journals_in_config(config: Path) -> list[Path]:
     return sorted(path for path in config.glob("*.db") if path.is_file())
 
 
-def clean_plan(scope: str, with_config: bool) -> CleanPlan:
+def clean_plan(scope: str, with_config: bool, store: str | None = None) -> CleanPlan:
     """What ``kitaru clean`` (``scope`` journal, global or all) would remove."""
-    _, journal = sqlite_journal("`kitaru clean`")
+    _, journal = sqlite_journal("`kitaru clean`", store)
     config = config_dir().absolute()
     plan = CleanPlan(scope=scope, journal=journal, config=config, targets=_journal_files(journal))
     plan.journals = [journal] if journal.exists() else []
@@ -227,12 +248,30 @@ def refuse_while_running(journal: Path) -> None:
         client.close()
 
 
-def clean_project_unavailable() -> KitaruFeatureNotAvailableError:
+def clean_project_unavailable(store: str | None = None) -> KitaruFeatureNotAvailableError:
     """The error ``kitaru clean project`` raises: there is no per-project folder."""
-    _, journal = sqlite_journal("`kitaru clean`")
+    _, journal = sqlite_journal("`kitaru clean`", store)
     return KitaruFeatureNotAvailableError(
         "`kitaru clean project` is not available: kitaru keeps no per-project .kitaru/ "
         f"folder; executions are in the journal {journal} and settings in "
         f"{config_dir().absolute()}. Remove the journal with `kitaru clean`, or both "
         "with `kitaru clean global`."
     )
+
+
+def clean_preview(scope: str, store: str | None = None) -> dict[str, Any]:
+    """``kitaru clean <scope> --dry-run -o json``: what would go; nothing is removed.
+
+    ``project`` raises as the command does; so does a journal in use by a live process.
+    """
+    if scope not in CLEAN_SCOPES:
+        raise KitaruUsageError(
+            f"scope must be one of {', '.join(CLEAN_SCOPES)}, got {scope!r}; "
+            "'global' previews removing the journal and the config dir."
+        )
+    if scope == "project":
+        raise clean_project_unavailable(store)
+    plan = clean_plan(scope, with_config=True, store=store)
+    for journal in plan.journals:
+        refuse_while_running(journal)  # the command's dry run refuses too
+    return clean_result(plan, dry_run=True)

@@ -415,7 +415,8 @@ def manage_stack(  # noqa: PLR0917  (the documented tool signature)
     }
     given = sorted(key for key, value in remote.items() if value is not None)
     if stack_type != "local" or given:
-        what = f"a {stack_type!r} stack" if stack_type != "local" else ", ".join(given)
+        named = [f"stack_type={stack_type!r}"] if stack_type != "local" else []
+        what = ", ".join([*named, *(f"{key}=..." for key in given)])
         raise KitaruFeatureNotAvailableError(
             f"manage_stack({what}) is not available: every stack here runs flows in the "
             "current process and records them in a journal store; there are no remote "
@@ -490,25 +491,9 @@ def kitaru_clean_preview(
     """What ``kitaru clean <scope>`` would remove, as ``kitaru clean <scope> --dry-run
     -o json`` prints it. It only reads: nothing is removed. ``project`` has no
     counterpart here (kitaru keeps no per-project folder) and raises, as the CLI does."""
-    from kitaru.client._workspace import (
-        CLEAN_SCOPES,
-        clean_plan,
-        clean_project_unavailable,
-        clean_result,
-        refuse_while_running,
-    )
+    from kitaru.client._workspace import clean_preview
 
-    if scope not in CLEAN_SCOPES:
-        raise KitaruUsageError(
-            f"scope must be one of {', '.join(CLEAN_SCOPES)}, got {scope!r}; "
-            "'global' previews removing the journal and the config dir."
-        )
-    if scope == "project":
-        raise clean_project_unavailable()
-    plan = clean_plan(scope, with_config=True)
-    for journal in plan.journals:
-        refuse_while_running(journal)  # the CLI's dry run refuses too
-    return cast(dict[str, Any], _shown(clean_result(plan, dry_run=True)))
+    return cast(dict[str, Any], _shown(clean_preview(scope)))
 
 
 # -- what this version does not have ----------------------------------------------------
