@@ -4,13 +4,18 @@ the test's journal and returning plain, JSON-ready values."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from helpers import child_env
 from mcp_flows.desk import greet, release, ticket
 
-from kitaru import KitaruFeatureNotAvailableError, KitaruUsageError
+from kitaru import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
+from kitaru.cli import main
 from kitaru.client import KitaruClient
 from kitaru.mcp import server
 
@@ -25,6 +30,13 @@ def finished(exec_id: str) -> Any:
 def plain(value: Any) -> Any:
     """``value`` after a JSON round trip: what a JSON-ready value survives unchanged."""
     return json.loads(json.dumps(value))
+
+
+def cli_json(*args: str) -> Any:
+    """What ``kitaru ARGS -o json`` prints, parsed; the command must succeed."""
+    result = CliRunner().invoke(main, [*args, "-o", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -221,10 +233,6 @@ class TestStacksAndWhatIsNotHere:
         [
             ("kitaru_start_local_server", "kitaru ui"),
             ("kitaru_stop_local_server", "kitaru ui"),
-            ("kitaru_status", "kitaru status -o json"),
-            ("kitaru_info", "kitaru info -o json"),
-            ("kitaru_clean_preview", "kitaru clean --dry-run"),
-            ("manage_stack", "kitaru.create_stack()"),
             ("mcp", "kitaru-mcp"),
             ("main", "kitaru-mcp"),
         ],
@@ -239,3 +247,179 @@ class TestStacksAndWhatIsNotHere:
         """A misspelt name is an AttributeError listing the tools there are."""
         with pytest.raises(AttributeError, match="kitaru_executions_list"):
             server.kitaru_executions_lst  # noqa: B018
+
+
+# A program as Kitaru's MCP documentation writes one: the tools imported as functions,
+# called in a script, and one JSON document printed.
+QUERY_PROGRAM = """\
+import json
+
+from kitaru.mcp.server import kitaru_executions_list, kitaru_stacks_list, kitaru_status
+
+snapshot = {
+    "status": kitaru_status(),
+    "stacks": kitaru_stacks_list(),
+    "waiting": kitaru_executions_list(status="waiting", limit=5),
+}
+print(json.dumps(snapshot, indent=2, sort_keys=True))
+"""
+
+
+@pytest.mark.usefixtures("cancel_leftover_executions")
+class TestStatusAndInfo:
+    def test_a_documented_query_program_runs_and_prints_json(
+        self, greeted: str, tmp_path: Path
+    ) -> None:
+        """A script importing kitaru_status, stacks_list and executions_list prints one JSON."""
+        waiting = release.run("3.1")
+        script = tmp_path / "query_tools.py"
+        script.write_text(QUERY_PROGRAM)
+
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            env=child_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+        assert done.returncode == 0, done.stderr
+        snapshot = json.loads(done.stdout)
+        assert snapshot["status"]["stack"] == "local"
+        assert snapshot["status"]["journal"] == str(tmp_path / "kitaru.db")
+        assert snapshot["status"]["journal_by_status"] == {"completed": 1, "waiting": 1}
+        assert [s["name"] for s in snapshot["stacks"]] == ["local"]
+        assert [e["exec_id"] for e in snapshot["waiting"]] == [waiting.exec_id]
+
+    def test_status_is_what_kitaru_status_prints(self, greeted: str) -> None:
+        """kitaru_status() returns the same data as `kitaru status -o json`."""
+        assert plain(server.kitaru_status()) == cli_json("status")
+
+    def test_status_before_any_run_creates_nothing(self, tmp_path: Path) -> None:
+        """On a fresh machine the status says so, and no journal or config dir appears."""
+        status = server.kitaru_status()
+
+        assert (status["journal_exists"], status["config_dir_exists"]) == (False, False)
+        assert not (tmp_path / "kitaru.db").exists()
+        assert not (tmp_path / "kitaru-config").exists()
+
+    def test_info_is_what_kitaru_info_prints(self, greeted: str) -> None:
+        """kitaru_info() matches `kitaru info -o json`, and its package options match -p/-a."""
+        assert plain(server.kitaru_info()) == cli_json("info")
+        assert plain(server.kitaru_info(packages=["pytest"])) == cli_json("info", "-p", "pytest")
+        every = server.kitaru_info(all=True)
+        assert plain(every) == cli_json("info", "--all")
+        assert "pytest" in every["packages"]
+        assert server.kitaru_info(all_packages=True)["packages"] == every["packages"]
+
+    def test_bad_packages_are_a_usage_error(self) -> None:
+        """packages given as one string is refused with the form to use."""
+        with pytest.raises(KitaruUsageError, match=r"packages=\['openai'\]"):
+            server.kitaru_info(packages="openai")  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("cancel_leftover_executions")
+class TestCleanPreview:
+    def test_global_preview_lists_what_the_dry_run_lists_and_removes_nothing(
+        self, greeted: str, tmp_path: Path
+    ) -> None:
+        """kitaru_clean_preview('global') is `clean global --dry-run -o json`; files stay."""
+        config = tmp_path / "kitaru-config"
+        config.mkdir(exist_ok=True)
+        (config / "settings.txt").write_text("kept")
+
+        preview = server.kitaru_clean_preview("global")
+        printed = cli_json("clean", "global", "--dry-run")
+
+        assert preview["would_remove"] == printed["would_remove"]
+        assert str(tmp_path / "kitaru.db") in preview["would_remove"]
+        assert str(config) in preview["would_remove"]
+        assert (preview["scope"], preview["dry_run"], preview["removed"]) == ("global", True, [])
+        # The backup folder is named for the second it is planned in.
+        assert Path(preview["backup"]).parent == Path(printed["backup"]).parent
+        assert (tmp_path / "kitaru.db").exists()
+        assert (config / "settings.txt").read_text() == "kept"
+        assert not Path(preview["backup"]).parent.exists()
+        assert [e["exec_id"] for e in server.kitaru_executions_list()] == [greeted]
+
+    def test_all_is_global(self, greeted: str) -> None:
+        """Scope 'all' previews the same files as 'global'."""
+        assert (
+            server.kitaru_clean_preview("all")["would_remove"]
+            == server.kitaru_clean_preview("global")["would_remove"]
+        )
+
+    def test_project_raises_what_the_command_raises(self) -> None:
+        """Scope 'project' (the default) raises the same error as `kitaru clean project`."""
+        with pytest.raises(KitaruFeatureNotAvailableError) as raised:
+            server.kitaru_clean_preview()
+        result = CliRunner().invoke(main, ["clean", "project"])
+        assert result.exit_code == 1
+        assert " ".join(str(raised.value).split()) in " ".join(result.stderr.split())
+        assert "kitaru clean global" in str(raised.value)
+
+    def test_an_unknown_scope_is_a_usage_error(self) -> None:
+        """A scope that is none of project, global, all names the ones there are."""
+        with pytest.raises(KitaruUsageError, match="project, global, all"):
+            server.kitaru_clean_preview("everything")  # type: ignore[arg-type]
+
+
+class TestManageStack:
+    def test_create_then_delete_shows_in_the_stack_list(self, tmp_path: Path) -> None:
+        """manage_stack creates a stack on a store URL, listed, then deletes it."""
+        store = f"sqlite:///{tmp_path / 'team.db'}"
+
+        created = server.manage_stack("create", "team", store=store, activate=False)
+
+        assert (created["name"], created["store"], created["is_active"]) == ("team", store, False)
+        assert (created["stack_type"], created["previous_active_stack"]) == ("local", "local")
+        listed = {s["name"]: s for s in server.kitaru_stacks_list()}
+        assert listed["team"]["id"] == created["id"]
+
+        deleted = server.manage_stack("delete", "team")
+
+        assert deleted == {
+            "deleted_stack": "team",
+            "components_deleted": [],
+            "new_active_stack": "local",
+            "recursive": False,
+        }
+        assert [s["name"] for s in server.kitaru_stacks_list()] == ["local"]
+
+    def test_the_active_stack_needs_force_to_delete(self) -> None:
+        """A stack created active is deleted only with force; local becomes active."""
+        server.manage_stack("create", "solo")
+        assert [s["name"] for s in server.kitaru_stacks_list() if s["is_active"]] == ["solo"]
+
+        with pytest.raises(KitaruStateError, match="--force"):
+            server.manage_stack("delete", "solo")
+        deleted = server.manage_stack("delete", "solo", force=True)
+
+        assert deleted["new_active_stack"] == "local"
+
+    @pytest.mark.parametrize(
+        ("options", "named"),
+        [
+            ({"stack_type": "kubernetes"}, "stack_type='kubernetes'"),
+            ({"region": "eu-west-1", "cluster": "prod"}, "cluster=..., region=..."),
+            ({"extra": {"image": "x"}}, "extra=..."),
+        ],
+    )
+    def test_remote_stacks_say_what_to_create_instead(
+        self, options: dict[str, Any], named: str
+    ) -> None:
+        """A remote stack type or field raises naming it and the store-backed alternative."""
+        with pytest.raises(KitaruFeatureNotAvailableError) as raised:
+            server.manage_stack("create", "cloud", **options)
+        assert named in str(raised.value)
+        assert "store='sqlite:///PATH'" in str(raised.value)
+        assert [s["name"] for s in server.kitaru_stacks_list()] == ["local"]
+
+    def test_bad_actions_and_names_are_usage_errors(self) -> None:
+        """An unknown action, or deleting a stack that does not exist, says what to do."""
+        with pytest.raises(KitaruUsageError, match="'create' or 'delete'"):
+            server.manage_stack("update", "team")  # type: ignore[arg-type]
+        with pytest.raises(KitaruUsageError, match="No stack 'ghost'"):
+            server.manage_stack("delete", "ghost")

@@ -21,11 +21,13 @@ from typing import Any
 
 import anyio
 import pytest
+from click.testing import CliRunner
 from helpers import REPO, child_env
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp_flows import desk
 
 from kitaru import KitaruError
+from kitaru.cli import main
 from kitaru.client import KitaruClient
 
 TESTS = REPO / "tests"
@@ -39,6 +41,10 @@ TOOL_NAMES = {
     "retry_execution",
     "cancel_execution",
     "replay_execution",
+    "kitaru_status",
+    "kitaru_info",
+    "kitaru_clean_preview",
+    "manage_stack",
 }
 
 
@@ -187,6 +193,25 @@ class TestReading:
                 "approved",
                 "reviewer",
             }
+
+        talk(tmp_path, scenario)
+
+
+class TestStatus:
+    def test_status_is_listed_read_only_and_answers_as_the_cli_prints(self, tmp_path: Path) -> None:
+        """kitaru_status is a read-only tool whose result is `kitaru status -o json`."""
+        make_desk(tmp_path)
+        printed = CliRunner().invoke(main, ["status", "-o", "json"], catch_exceptions=False)
+        assert printed.exit_code == 0, printed.stderr
+
+        async def scenario(session: ClientSession) -> None:
+            listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+            annotations = listed["kitaru_status"].annotations
+            assert annotations is not None
+            assert annotations.read_only_hint is True
+            status = await call(session, "kitaru_status")
+            assert status == json.loads(printed.stdout)
+            assert status["journal_by_status"] == {"completed": 1, "failed": 1, "waiting": 1}
 
         talk(tmp_path, scenario)
 

@@ -216,6 +216,50 @@ class TestPostgresStacks:
         assert cli("stack", "use", "local").exit_code == 0
         assert KitaruClient().executions.list() == []
 
+    def test_status_and_info_show_a_postgresql_store_masked(
+        self, no_store_env: Path, pg_url: str
+    ) -> None:
+        """status/info on a PostgreSQL stack: the URL with its password masked, its
+        executions, and the journal file named as SQLite-only."""
+        user, _, rest = pg_url.partition("://")[2].partition("@")
+        # The test server trusts its socket, so the password is carried but never checked.
+        kt.create_stack("pg", store=f"postgresql://{user}:hunter2@{rest}")
+        assert counter.run(1).get() == 2
+
+        result = cli("status", "-o", "json")
+        assert result.exit_code == 0, result.stderr
+        status = json.loads(result.stdout)
+        assert status["stack"] == "pg"
+        assert status["store"] == f"postgresql://{user}:***@{rest}"
+        assert status["store_backend"] == "postgresql"
+        assert status["journal"] is None
+        assert status["sqlite_only"] == ["journal"]
+        assert (status["journal_executions"], status["journal_by_status"]) == (
+            1,
+            {"completed": 1},
+        )
+
+        text = cli("status")
+        assert text.exit_code == 0, text.stderr
+        assert f"Store       postgresql://{user}:***@{rest}" in text.stdout
+        assert "1 executions (1 completed)" in text.stdout
+        assert "journal: SQLite stores only" in text.stdout
+
+        info = cli("info", "-o", "json")
+        assert info.exit_code == 0, info.stderr
+        assert {key: json.loads(info.stdout)[key] for key in status} == status
+        for shown in (result.stdout, text.stdout, info.stdout):
+            assert "hunter2" not in shown
+
+    def test_init_and_clean_keep_to_sqlite_stores(self, no_store_env: Path, pg_url: str) -> None:
+        """init and clean on a PostgreSQL stack exit 1 naming the store kind they need."""
+        kt.create_stack("pg", store=pg_url)
+        for args in (("init",), ("clean", "global", "--dry-run")):
+            result = cli(*args)
+            assert result.exit_code == 1
+            assert "an SQLite journal file only" in result.stderr
+            assert "Traceback" not in result.stderr
+
     def test_an_unreachable_server_is_one_clear_error(
         self, no_store_env: Path, tmp_path: Path
     ) -> None:

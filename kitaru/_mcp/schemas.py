@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CLEAN_PREVIEW",
     "CURSOR",
     "EXECUTION",
     "EXECUTION_ID",
     "EXECUTION_LIST",
     "FOLLOWED",
+    "INFO",
     "MAX_FOLLOW_SECONDS",
+    "REMOTE_STACK_FIELDS",
+    "STACK_CHANGE",
     "STARTED",
+    "STATUS",
     "STATUSES",
     "obj",
 ]
@@ -145,3 +150,96 @@ FOLLOWED = obj(
     },
     ("exec_id", "status", "finished", "lines", "next_cursor", "timed_out"),
 )
+
+
+# What ``kitaru status``/``info`` print: the fields pinned here are there for every
+# store; a PostgreSQL store adds ``store``, ``store_backend`` and ``sqlite_only``.
+_STATUS_FIELDS: dict[str, Any] = {
+    "connection": _TEXT,
+    "stack": _MAYBE_TEXT,
+    "journal": _MAYBE_TEXT,
+    "journal_from": _TEXT,
+    "journal_exists": {"type": "boolean"},
+    "journal_executions": {"type": "integer", "minimum": 0},
+    "journal_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "config_dir": _TEXT,
+    "config_dir_from": _TEXT,
+    "config_dir_exists": {"type": "boolean"},
+    "kitaru_version": _MAYBE_TEXT,
+    "store": _TEXT,
+    "store_backend": _TEXT,
+    "sqlite_only": {"type": "array", "items": _TEXT},
+}
+_STATUS_REQUIRED = (
+    "connection",
+    "stack",
+    "journal",
+    "journal_exists",
+    "journal_executions",
+    "config_dir",
+)
+
+STATUS = obj(_STATUS_FIELDS, _STATUS_REQUIRED, additionalProperties=True)
+
+INFO = obj(
+    {
+        **_STATUS_FIELDS,
+        "python_version": _TEXT,
+        "python": _TEXT,
+        "platform": _TEXT,
+        "sqlite_version": _TEXT,
+        "packages": {"type": "object", "additionalProperties": _MAYBE_TEXT},
+    },
+    (*_STATUS_REQUIRED, "python_version", "packages"),
+    additionalProperties=True,
+)
+
+CLEAN_PREVIEW = obj(
+    {
+        "scope": _TEXT,
+        "removed": {"type": "array", "maxItems": 0},
+        "would_remove": {"type": "array", "items": _TEXT},
+        "dry_run": {"const": True},
+        "backup": _MAYBE_TEXT,
+    },
+    ("scope", "removed", "would_remove", "dry_run", "backup"),
+)
+
+REMOTE_STACK_FIELDS = (
+    "artifact_store",
+    "sandbox",
+    "container_registry",
+    "cluster",
+    "region",
+    "subscription_id",
+    "resource_group",
+    "workspace",
+    "execution_role",
+    "namespace",
+    "credentials",
+)
+"""``manage_stack`` fields of Kitaru's remote stack types (each refused here)."""
+
+_STACK_CREATED = obj(
+    {
+        "id": _TEXT,
+        "name": _TEXT,
+        "is_active": {"type": "boolean"},
+        "store": _TEXT,
+        "previous_active_stack": _MAYBE_TEXT,
+        "components_created": {"type": "array", "items": _TEXT},
+        "stack_type": _TEXT,
+    },
+    ("id", "name", "is_active", "store", "stack_type"),
+    additionalProperties=True,
+)
+_STACK_DELETED = obj(
+    {
+        "deleted_stack": _TEXT,
+        "components_deleted": {"type": "array", "items": _TEXT},
+        "new_active_stack": _TEXT,
+        "recursive": {"type": "boolean"},
+    },
+    ("deleted_stack", "new_active_stack"),
+)
+STACK_CHANGE: dict[str, Any] = {"type": "object", "anyOf": [_STACK_CREATED, _STACK_DELETED]}

@@ -56,7 +56,7 @@ def _describe(tool: Tool) -> types.Tool:
         output_schema=tool.output_schema,
         annotations=types.ToolAnnotations(
             read_only_hint=tool.read_only,
-            destructive_hint=tool.name in ("cancel_execution", "abort_wait"),
+            destructive_hint=tool.name in ("cancel_execution", "abort_wait", "manage_stack"),
             open_world_hint=False,
         ),
     )
@@ -89,7 +89,9 @@ def build_server(store: str | None) -> Server[Any]:
             if tool is None:
                 raise KitaruUsageError(f"There is no tool '{name}'; use one of {', '.join(tools)}.")
             _check(tool, arguments)
-            result = await anyio.to_thread.run_sync(lambda: shown(tool.run(client(), arguments)))
+            result = await anyio.to_thread.run_sync(
+                lambda: shown(tool.call(client, store, arguments))
+            )
         except Exception as exc:
             return tool_error(name, exc)
         return types.CallToolResult(
@@ -101,7 +103,8 @@ def build_server(store: str | None) -> Server[Any]:
         "kitaru",
         instructions=(
             "Inspect and manage kitaru executions recorded in one journal: list, get, "
-            "follow, answer waits, resume, retry, cancel and replay."
+            "follow, answer waits, resume, retry, cancel and replay; show the status and "
+            "environment, preview a cleanup, and create or delete stacks."
         ),
         on_list_tools=list_tools,
         on_call_tool=call_tool,

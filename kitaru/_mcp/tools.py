@@ -3,7 +3,9 @@
 Nothing here knows the MCP library: a tool is a name, a description, the schemas of
 its arguments and of its result, and a function of the client and the (already
 validated) arguments. Resume, retry and replay run the execution on a thread of the
-server's process and return as soon as it has started.
+server's process and return as soon as it has started. The status, info, cleanup
+preview and stack tools take the served store instead of a client: they answer
+before a journal exists, and never create one.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from kitaru._mcp import schemas as s
 from kitaru._mcp.following import follow
 from kitaru._redaction import REDACTED, redact_shown
 from kitaru.client import Execution, KitaruClient
+from kitaru.client._workspace import clean_preview, environment_info, workspace_state
 from kitaru.errors import KitaruUsageError
+from kitaru.mcp.server import manage_stack
 
 __all__ = ["TOOLS", "Tool", "shown"]
 
 Handler = Callable[[KitaruClient, dict[str, Any]], dict[str, Any]]
+StoreHandler = Callable[[str | None, dict[str, Any]], dict[str, Any]]
+"""A tool of the served store's location (None: KITARU_STORE, else the active stack)."""
 
 # Keywords of ``ExecutionsClient.replay`` itself: a flow input by one of these names
 # would be taken for the keyword.
@@ -36,8 +42,18 @@ class Tool:
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
-    run: Handler
+    run: Handler | None
     read_only: bool = False
+    on_store: StoreHandler | None = None
+
+    def call(
+        self, client: Callable[[], KitaruClient], store: str | None, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run the tool on the served store: through its client, or given its location."""
+        if self.on_store is not None:
+            return self.on_store(store, args)
+        assert self.run is not None, f"tool {self.name} has nothing to run"
+        return self.run(client(), args)
 
 
 def shown(value: Any) -> Any:
@@ -149,6 +165,32 @@ def _replay(client: KitaruClient, args: dict[str, Any]) -> dict[str, Any]:
         **inputs,
     )
     return _started(replayed)
+
+
+_FROM_OPTION = "kitaru-mcp --store"
+
+
+def _status(store: str | None, args: dict[str, Any]) -> dict[str, Any]:
+    del args
+    return workspace_state(store, store_from=_FROM_OPTION)
+
+
+def _info(store: str | None, args: dict[str, Any]) -> dict[str, Any]:
+    return environment_info(
+        store,
+        store_from=_FROM_OPTION,
+        all_packages=bool(args.get("all") or args.get("all_packages")),
+        packages=args.get("packages"),
+    )
+
+
+def _clean_preview(store: str | None, args: dict[str, Any]) -> dict[str, Any]:
+    return clean_preview(args.get("scope", "project"), store)
+
+
+def _manage_stack(store: str | None, args: dict[str, Any]) -> dict[str, Any]:
+    del store  # stacks are kept in the config dir, whichever store is served
+    return manage_stack(**args)
 
 
 def _args(properties: dict[str, Any], *required: str) -> dict[str, Any]:
@@ -297,5 +339,74 @@ TOOLS: tuple[Tool, ...] = (
         ),
         s.STARTED,
         _replay,
+    ),
+    Tool(
+        "kitaru_status",
+        "Where executions run and are recorded: the stack, its store (a journal file, or "
+        "a masked PostgreSQL URL), how many executions it holds by status, and the config "
+        "dir; as `kitaru status -o json`.",
+        _args({}),
+        s.STATUS,
+        None,
+        read_only=True,
+        on_store=_status,
+    ),
+    Tool(
+        "kitaru_info",
+        "kitaru_status plus Python, platform and package versions, as `kitaru info -o "
+        "json`; all (or all_packages) adds every installed package.",
+        _args(
+            {
+                "all": {"type": "boolean", "default": False},
+                "all_packages": {"type": "boolean", "default": False},
+                "packages": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "description": "Also these packages' versions.",
+                },
+            }
+        ),
+        s.INFO,
+        None,
+        read_only=True,
+        on_store=_info,
+    ),
+    Tool(
+        "kitaru_clean_preview",
+        "What `kitaru clean <scope>` would remove, as `kitaru clean <scope> --dry-run -o "
+        "json`; removes nothing. Scope 'project' is not available here (kitaru keeps no "
+        "per-project folder); 'global' and 'all' cover the journal and the config dir.",
+        _args({"scope": {"type": "string", "enum": ["project", "global", "all"]}}),
+        s.CLEAN_PREVIEW,
+        None,
+        read_only=True,
+        on_store=_clean_preview,
+    ),
+    Tool(
+        "manage_stack",
+        "Create or delete a stack. Stacks here run flows in the serving process's "
+        "environment and record them in a store: give store (sqlite:///PATH or "
+        "postgresql://...) to create one there, else it gets a file in the config dir. "
+        "Remote stack types and their fields are not available.",
+        _args(
+            {
+                "action": {"type": "string", "enum": ["create", "delete"]},
+                "name": {"type": "string", "minLength": 1},
+                "activate": {"type": "boolean", "default": True},
+                "recursive": {"type": "boolean", "default": False},
+                "force": {"type": "boolean", "default": False},
+                "stack_type": {"type": "string", "default": "local"},
+                "store": {"type": "string", "minLength": 1},
+                **{field: {"type": "string"} for field in s.REMOTE_STACK_FIELDS},
+                "extra": {"type": "object"},
+                "async_mode": {"type": "boolean", "default": False},
+                "verify": {"type": "boolean", "default": True},
+            },
+            "action",
+            "name",
+        ),
+        s.STACK_CHANGE,
+        None,
+        on_store=_manage_stack,
     ),
 )

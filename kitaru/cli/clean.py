@@ -12,87 +12,25 @@ journal that would go runs in a live process.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import sqlite3
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import click
 
-from kitaru._config import config_dir, store_url
 from kitaru._llm.registry import load_local_registry, models_path
 from kitaru.cli.output import emit, output_option
-from kitaru.cli.workspace import _stack
-from kitaru.client import ExecutionStatus, KitaruClient
-from kitaru.errors import KitaruFeatureNotAvailableError, KitaruStateError, KitaruUsageError
+from kitaru.client import KitaruClient
+from kitaru.client._workspace import (
+    clean_plan,
+    clean_project_unavailable,
+    clean_result,
+    refuse_while_running,
+)
+from kitaru.errors import KitaruUsageError
 
 __all__ = ["clean"]
-
-_JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal", "-leases")
-
-
-@dataclass
-class _Plan:
-    """What one ``clean`` removes, and which journals among it are backed up first."""
-
-    scope: str
-    journal: Path
-    config: Path
-    targets: list[Path] = field(default_factory=list)
-    journals: list[Path] = field(default_factory=list)
-    """Every journal that goes: checked for live executions (and backed up for global)."""
-    backup_dir: Path | None = None
-
-
-def _journal_files(journal: Path) -> list[Path]:
-    candidates = [journal, *(journal.with_name(journal.name + s) for s in _JOURNAL_SUFFIXES)]
-    return [path for path in candidates if path.exists()]
-
-
-def _journals_in_config(config: Path) -> list[Path]:
-    """The journals of stacks kept in the config dir (``kitaru.db``, ``<stack>.db``)."""
-    if not config.is_dir():
-        return []
-    return sorted(path for path in config.glob("*.db") if path.is_file())
-
-
-def _plan(scope: str, with_config: bool) -> _Plan:
-    _, journal = _stack()
-    config = config_dir().absolute()
-    plan = _Plan(scope=scope, journal=journal, config=config, targets=_journal_files(journal))
-    plan.journals = [journal] if journal.exists() else []
-    if with_config and config.exists():
-        # The config dir goes as a whole; files inside it need not be listed twice.
-        plan.targets = [p for p in plan.targets if config not in p.parents] + [config]
-        plan.journals += [p for p in _journals_in_config(config) if p not in plan.journals]
-    if scope in ("global", "all") and plan.journals:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        plan.backup_dir = config.with_name(f"{config.name}-backups") / stamp
-    return plan
-
-
-def _refuse_while_running(journal: Path) -> None:
-    """Raise if a live process runs (or waits in) an execution of this journal."""
-    if not journal.exists():
-        return
-    client = KitaruClient(store_url(str(journal)), create=False)
-    try:
-        for status_ in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
-            for row in client.executions.list(status=status_):
-                lease = client.executions.live_owner(row.exec_id)
-                if lease is not None:
-                    raise KitaruStateError(
-                        f"Execution {row.exec_id} is {status_} in live process {lease.pid} on "
-                        f"{lease.host}; nothing was removed. Let it finish, or cancel it with "
-                        f"`kitaru executions cancel {row.exec_id}`, then clean again.",
-                        exec_id=row.exec_id,
-                        status=status_,
-                    )
-    finally:
-        client.close()
 
 
 def _registered_aliases() -> list[str]:
@@ -147,20 +85,14 @@ def _remove(path: Path) -> None:
 def _run_clean(
     *, scope: str, yes: bool, dry_run: bool, with_config: bool, force: bool, output: str
 ) -> None:
-    plan = _plan(scope, with_config)
+    plan = clean_plan(scope, with_config)
     for journal in plan.journals:
-        _refuse_while_running(journal)
+        refuse_while_running(journal)
     if scope in ("global", "all") and not dry_run and not force:
         _refuse_to_drop_aliases(scope)
     listed = [str(path) + ("/ (folder)" if path.is_dir() else "") for path in plan.targets]
     backup = str(plan.backup_dir) if plan.backup_dir is not None else None
-    result: dict[str, Any] = {
-        "scope": scope,
-        "removed": [],
-        "would_remove": [str(p) for p in plan.targets],
-        "dry_run": dry_run,
-        "backup": backup,
-    }
+    result = clean_result(plan, dry_run=dry_run)
     backed_up = f"\nThe journals are backed up first to {backup}/." if backup else ""
     if not plan.targets:
         emit(output, result, lambda: f"Nothing to remove: there is no journal at {plan.journal}.")
@@ -239,13 +171,7 @@ def clean(ctx: click.Context, yes: bool, dry_run: bool, with_config: bool, outpu
 def clean_project(yes: bool, dry_run: bool, output: str) -> None:
     """Not available: kitaru keeps no per-project folder (see the message)."""
     del yes, dry_run, output
-    _, journal = _stack()
-    raise KitaruFeatureNotAvailableError(
-        "`kitaru clean project` is not available: kitaru keeps no per-project .kitaru/ "
-        f"folder; executions are in the journal {journal} and settings in "
-        f"{config_dir().absolute()}. Remove the journal with `kitaru clean`, or both "
-        "with `kitaru clean global`."
-    )
+    raise clean_project_unavailable()
 
 
 def _scope_command(scope: str, summary: str) -> click.Command:

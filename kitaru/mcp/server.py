@@ -26,6 +26,7 @@ __all__ = [
     "get_execution_logs",
     "kitaru_artifacts_get",
     "kitaru_artifacts_list",
+    "kitaru_clean_preview",
     "kitaru_executions_cancel",
     "kitaru_executions_get",
     "kitaru_executions_input",
@@ -34,6 +35,7 @@ __all__ = [
     "kitaru_executions_replay",
     "kitaru_executions_retry",
     "kitaru_executions_run",
+    "kitaru_info",
     "kitaru_memory_compact",
     "kitaru_memory_compaction_log",
     "kitaru_memory_delete",
@@ -44,6 +46,8 @@ __all__ = [
     "kitaru_memory_purge_scope",
     "kitaru_memory_set",
     "kitaru_stacks_list",
+    "kitaru_status",
+    "manage_stack",
 ]
 
 
@@ -363,6 +367,135 @@ def kitaru_stacks_list() -> list[dict[str, Any]]:
     return [cast(dict[str, Any], _shown(stack.to_dict())) for stack in list_stacks()]
 
 
+def manage_stack(  # noqa: PLR0917  (the documented tool signature)
+    action: Literal["create", "delete"],
+    name: str,
+    activate: bool = True,
+    recursive: bool = False,
+    force: bool = False,
+    stack_type: str = "local",
+    artifact_store: str | None = None,
+    sandbox: str | None = None,
+    container_registry: str | None = None,
+    cluster: str | None = None,
+    region: str | None = None,
+    subscription_id: str | None = None,
+    resource_group: str | None = None,
+    workspace: str | None = None,
+    execution_role: str | None = None,
+    namespace: str | None = None,
+    credentials: str | None = None,
+    extra: dict[str, Any] | None = None,
+    async_mode: bool = False,
+    verify: bool = True,
+    store: str | None = None,
+) -> dict[str, Any]:
+    """Create or delete a stack. Stacks here are local: they run flows in the calling
+    process and record them in a store, ``store`` (a ``sqlite:///PATH`` or
+    ``postgresql://`` URL; default: a file of its own in the config dir). The remote
+    fields (cluster, region, registries, ...) belong to remote stack types, which this
+    version does not have. ``async_mode`` and ``verify`` change nothing: a local stack
+    is ready when this returns, and has no remote resources to verify."""
+    del async_mode, verify
+    from kitaru._stacks import create_stack, current_stack, delete_stack, list_stacks
+
+    remote = {
+        "artifact_store": artifact_store,
+        "sandbox": sandbox,
+        "container_registry": container_registry,
+        "cluster": cluster,
+        "region": region,
+        "subscription_id": subscription_id,
+        "resource_group": resource_group,
+        "workspace": workspace,
+        "execution_role": execution_role,
+        "namespace": namespace,
+        "credentials": credentials,
+        "extra": extra,
+    }
+    given = sorted(key for key, value in remote.items() if value is not None)
+    if stack_type != "local" or given:
+        named = [f"stack_type={stack_type!r}"] if stack_type != "local" else []
+        what = ", ".join([*named, *(f"{key}=..." for key in given)])
+        raise KitaruFeatureNotAvailableError(
+            f"manage_stack({what}) is not available: every stack here runs flows in the "
+            "current process and records them in a journal store; there are no remote "
+            "stacks or components. Create a local stack with a store instead: "
+            "manage_stack('create', NAME, store='sqlite:///PATH') or "
+            "`kitaru stack create NAME --store sqlite:///PATH`."
+        )
+    if action == "create":
+        previous = current_stack().name
+        info = create_stack(name, activate=activate, store=store)
+        return cast(
+            dict[str, Any],
+            _shown(
+                {
+                    **info.to_dict(),
+                    "previous_active_stack": previous,
+                    "components_created": [],
+                    "stack_type": "local",
+                }
+            ),
+        )
+    if action == "delete":
+        if store is not None:
+            raise KitaruUsageError(
+                "store is for action='create'; delete a stack by its name or id alone."
+            )
+        wanted = name.strip() if isinstance(name, str) else name
+        found = next((s for s in list_stacks() if wanted in (s.name, s.id)), None)
+        delete_stack(name, recursive=recursive, force=force)
+        return {
+            "deleted_stack": found.name if found is not None else name,
+            "components_deleted": [],
+            "new_active_stack": current_stack().name,
+            "recursive": recursive,
+        }
+    raise KitaruUsageError(f"action must be 'create' or 'delete', got {action!r}.")
+
+
+# -- status, info and cleanup -------------------------------------------------------
+
+
+def kitaru_status() -> dict[str, Any]:
+    """Where executions run and are recorded: the same data as ``kitaru status -o json``."""
+    from kitaru.client._workspace import workspace_state
+
+    return cast(dict[str, Any], _shown(workspace_state()))
+
+
+def kitaru_info(
+    all: bool = False,
+    all_packages: bool = False,
+    packages: list[str] | None = None,
+) -> dict[str, Any]:
+    """The status with Python, platform and package versions, as ``kitaru info -o json``;
+    ``all`` (or ``all_packages``) adds every installed package."""
+    from kitaru.client._workspace import environment_info
+
+    # ``all`` is the documented keyword, so the builtin is out of reach by that name.
+    if packages is not None and (
+        isinstance(packages, str) or any(not isinstance(p, str) for p in packages)
+    ):
+        raise KitaruUsageError(
+            f"packages must be a list of package names, got {packages!r}; e.g. packages=['openai']."
+        )
+    state = environment_info(all_packages=all or all_packages, packages=packages)
+    return cast(dict[str, Any], _shown(state))
+
+
+def kitaru_clean_preview(
+    scope: Literal["project", "global", "all"] = "project",
+) -> dict[str, Any]:
+    """What ``kitaru clean <scope>`` would remove, as ``kitaru clean <scope> --dry-run
+    -o json`` prints it. It only reads: nothing is removed. ``project`` has no
+    counterpart here (kitaru keeps no per-project folder) and raises, as the CLI does."""
+    from kitaru.client._workspace import clean_preview
+
+    return cast(dict[str, Any], _shown(clean_preview(scope)))
+
+
 # -- what this version does not have ----------------------------------------------------
 
 _SERVER = (
@@ -372,16 +505,6 @@ _SERVER = (
 _NOT_HERE = {
     "mcp": _SERVER,
     "main": _SERVER,
-    "kitaru_status": (
-        "read the same with `kitaru status -o json`, or kitaru.current_stack() and "
-        "kitaru_stacks_list()."
-    ),
-    "kitaru_info": "read the same with `kitaru info -o json`.",
-    "kitaru_clean_preview": "preview a cleanup with `kitaru clean --dry-run`.",
-    "manage_stack": (
-        "create or delete stacks with kitaru.create_stack() / kitaru.delete_stack() or "
-        "`kitaru stack create|delete`."
-    ),
     "kitaru_start_local_server": (
         "there is no Kitaru server to start: executions run in the calling process and "
         "the journal is a local file (KITARU_STORE). Call the functions of this module "
