@@ -588,6 +588,97 @@ class TestSigkillMidAwait:
         }
 
 
+class TestRetryAndReplayFromTheCli:
+    """``tests/flows/async_research.py`` run in a real process, then retried or replayed
+    with the ``kitaru`` command from a folder with no flow code."""
+
+    TOPICS = ("a", "b", "c", "d")
+
+    def run_research(self, side: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            flow_command("async_research", *self.TOPICS),
+            cwd=REPO,
+            env=child_env(ASYNC_SIDE=str(side), **env),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    @pytest.fixture
+    def elsewhere(self, tmp_path: Path) -> Path:
+        folder = tmp_path / "elsewhere"
+        folder.mkdir()
+        return folder
+
+    def test_retry_of_a_failed_async_execution_reruns_only_the_failed_call(
+        self, side: Path, elsewhere: Path
+    ) -> None:
+        """``kitaru executions retry`` runs the failed awaited call again, and nothing else."""
+        failed = self.run_research(side, ASYNC_BROKEN="c")
+        assert failed.returncode != 0
+        assert "the search index is down for c" in failed.stderr
+        exec_id = only_exec_id()
+        assert KitaruClient().executions.status(exec_id) == "failed"
+        assert completed_calls(exec_id) == {"search", "search_2", "search_4"}
+
+        retried = kitaru(
+            "executions",
+            "retry",
+            exec_id,
+            "-o",
+            "json",
+            cwd=elsewhere,
+            env=child_env(ASYNC_SIDE=str(side)),
+        )
+
+        assert retried.returncode == 0, retried.stderr
+        assert json.loads(retried.stdout)["status"] == "completed"
+        assert side_effects(side) == Counter(
+            {"search:a": 1, "search:b": 1, "search:c": 2, "search:d": 1, "summarise": 1}
+        )
+        execution = KitaruClient().executions.get(exec_id)
+        assert execution.result()["summary"] == " | ".join(f"notes on {t}" for t in self.TOPICS)
+        (broken,) = [c for c in execution.checkpoints if c.invocation_id == "search_3"]
+        assert [a.status for a in broken.attempts] == ["failed", "completed"]
+
+    def test_replay_with_an_override_reuses_the_calls_before_the_chosen_one(
+        self, side: Path, elsewhere: Path
+    ) -> None:
+        """``kitaru executions replay --from search_3 --overrides`` reuses the first two
+        searches, runs the rest again and takes the overridden call's value as given."""
+        source = self.run_research(side)
+        assert source.returncode == 0, source.stderr
+        source_id = json.loads(source.stdout)["exec_id"]
+
+        replayed = kitaru(
+            "executions",
+            "replay",
+            source_id,
+            "--from",
+            "search_3",
+            "--overrides",
+            '{"checkpoint.summarise": "by hand"}',
+            "-o",
+            "json",
+            cwd=elsewhere,
+            env=child_env(ASYNC_SIDE=str(side)),
+        )
+
+        assert replayed.returncode == 0, replayed.stderr
+        data = json.loads(replayed.stdout)
+        assert data["status"] == "completed"
+        assert data["original_exec_id"] == source_id
+        assert data["exec_id"] != source_id
+        assert KitaruClient().executions.get(data["exec_id"]).result() == {
+            "notes": [f"notes on {t}" for t in self.TOPICS],
+            "summary": "by hand",
+        }
+        assert side_effects(side) == Counter(
+            {"search:a": 1, "search:b": 1, "search:c": 2, "search:d": 2, "summarise": 1}
+        )
+
+
 class TestAsyncAgentExample:
     @pytest.mark.slow
     def test_the_example_crashes_mid_await_and_resumes_offline(self, tmp_path: Path) -> None:

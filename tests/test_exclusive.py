@@ -8,10 +8,14 @@ or remove stored events and payloads.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import sqlite3
+import subprocess
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -36,7 +40,7 @@ from helpers import (
     wait_for_file,
 )
 
-from kitaru import checkpoint, flow
+from kitaru import KitaruLeaseLostError, checkpoint, flow
 from kitaru.client import KitaruClient
 from kitaru.journal.events import ExecutionResumed
 from kitaru.journal.store import JournalConflictError
@@ -204,6 +208,142 @@ class TestManyExecutionsAtOnce:
             assert KitaruClient().executions.get(exec_id).status == "completed"
             assert side_effects(side)["square:3"] == 2
             assert side_effects(side)["summarise"] == 1
+
+
+def _gate_ready(gate: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until ``count`` held bodies wait at ``gate``; fail at once if ``proc`` ends."""
+    deadline = time.monotonic() + TIMEOUT
+    while len(list(gate.glob("ready-*"))) < count:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended ({proc.returncode}) early:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"fewer than {count} bodies at the gate"
+        time.sleep(0.02)
+
+
+def _wait_until_completed(exec_id: str, identities: set[str]) -> None:
+    """Wait until the runner has journaled the completion of every call in ``identities``."""
+    deadline = time.monotonic() + TIMEOUT
+    while not identities <= completed_calls(exec_id):
+        assert time.monotonic() < deadline, (identities, completed_calls(exec_id))
+        time.sleep(0.02)
+
+
+class TestAsyncFlowsKeepOneOwner:
+    """``tests/flows/async_owners.py``: an async flow whose gathered, awaited checkpoints
+    wait at a gate, run by a real process."""
+
+    @pytest.fixture
+    def env(self, dirs: dict[str, Path]) -> dict[str, str]:
+        return child_env(ASYNC_OWNERS_SIDE=str(dirs["side"]), ASYNC_OWNERS_GATE=str(dirs["block"]))
+
+    def test_resume_while_an_awaited_call_runs_is_refused_and_appends_nothing(
+        self, dirs: dict[str, Path], env: dict[str, str]
+    ) -> None:
+        """While a process awaits checkpoints of an async flow, resume exits 1 naming it."""
+        with background(flow_command("async_owners", "2"), cwd=REPO, env=env) as runner:
+            _gate_ready(dirs["block"], 2, runner)
+            exec_id = only_exec_id()
+            _wait_until_completed(exec_id, {"prepare"})
+            _wait_until_running(exec_id, "fetch")
+            _wait_until_running(exec_id, "fetch_2")
+            rows = journal_rows(exec_id)
+
+            refused = kitaru("executions", "resume", exec_id, cwd=dirs["elsewhere"], env=env)
+
+            assert_clean_error(refused, f"process {runner.pid}", "is being run by")
+            assert journal_rows(exec_id) == rows
+            (dirs["block"] / "release").touch()
+            out, err = runner.communicate(timeout=TIMEOUT)
+            assert runner.returncode == 0, err
+        assert json.loads(out)["result"] == 0 + 1
+        assert side_effects(dirs["side"]) == Counter(["prepare", "fetch:0", "fetch:1", "total"])
+
+    def test_after_a_sigkill_mid_await_resume_reruns_only_the_unfinished_call(
+        self, dirs: dict[str, Path], env: dict[str, str]
+    ) -> None:
+        """SIGKILL while one gathered call awaits: resume runs that call and what follows."""
+        held = {**env, "ASYNC_OWNERS_HOLD": "1"}
+        with background(flow_command("async_owners", "3"), cwd=REPO, env=held) as runner:
+            _gate_ready(dirs["block"], 1, runner)
+            exec_id = only_exec_id()
+            _wait_until_completed(exec_id, {"prepare", "fetch", "fetch_3"})
+            os.kill(runner.pid, signal.SIGKILL)
+            runner.wait(timeout=TIMEOUT)
+        assert "fetch_2" not in completed_calls(exec_id)
+
+        (dirs["block"] / "release").touch()
+        resumed = kitaru(
+            "executions", "resume", exec_id, "-o", "json", cwd=dirs["elsewhere"], env=env
+        )
+
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["status"] == "completed"
+        assert KitaruClient().executions.get(exec_id).result() == 0 + 1 + 4
+        assert side_effects(dirs["side"]) == Counter(
+            {"prepare": 1, "fetch:0": 1, "fetch:1": 2, "fetch:2": 1, "total": 1}
+        )
+
+
+_HELD = threading.Event()
+_LET_GO = threading.Event()
+
+
+@checkpoint
+async def _first(value: int) -> int:
+    await asyncio.sleep(0)
+    return value + 1
+
+
+@checkpoint
+async def _held(value: int) -> int:
+    _HELD.set()
+    while not _LET_GO.is_set():
+        await asyncio.sleep(0.01)
+    return value * 10
+
+
+@checkpoint
+async def _after(value: int) -> int:
+    _AFTER_RAN.append(value)
+    return value
+
+
+_AFTER_RAN: list[int] = []
+
+
+@flow
+async def _taken_over(value: int) -> int:
+    first = await _first(value)
+    held = await _held(first)
+    return await _after(held)
+
+
+class TestAsyncFlowFencing:
+    def test_a_flow_whose_lease_was_taken_over_records_nothing_more(self) -> None:
+        """An async flow awaiting a call when another owner takes its lease gets
+        KitaruLeaseLostError at its next durable call, and the journal gains no event."""
+        _HELD.clear()
+        _LET_GO.clear()
+        _AFTER_RAN.clear()
+        handle = _taken_over.run(1, background=True)
+        try:
+            assert _HELD.wait(TIMEOUT)
+            _wait_until_completed(handle.exec_id, {"_first"})
+            # Another process takes the execution over, as after an expired lease.
+            with contextlib.closing(sqlite3.connect(store_file())) as conn:
+                conn.execute(
+                    "UPDATE leases SET owner = 'another/1' WHERE exec_id = ?", (handle.exec_id,)
+                )
+                conn.commit()
+            rows = journal_rows(handle.exec_id)
+        finally:
+            _LET_GO.set()
+        with pytest.raises(KitaruLeaseLostError) as lost:
+            handle.wait(timeout=TIMEOUT)
+        assert lost.value.exec_id == handle.exec_id
+        assert journal_rows(handle.exec_id) == rows
+        assert _AFTER_RAN == []
 
 
 @checkpoint

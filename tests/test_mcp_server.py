@@ -2,18 +2,24 @@
 
 Each test runs real flows (``tests/mcp_flows/desk.py``) into its own journal, leaving
 a completed, a failed and a waiting execution, then starts the server as a real
-subprocess (``python -m kitaru._mcp``) on that journal and talks to it with
-``mcp.ClientSession``. The SDK's client checks every structured result against the
-tool's output schema, so a result that does not match its schema fails the test.
+subprocess (``python -m kitaru._mcp``, or the installed ``kitaru-mcp`` console script)
+on that journal and talks to it with ``mcp.ClientSession``. The SDK's client checks
+every structured result against the tool's output schema, so a result that does not
+match its schema fails the test.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import time
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,14 +72,18 @@ def make_desk(tmp_path: Path) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def connected(tmp_path: Path, *options: str) -> AsyncIterator[ClientSession]:
-    """A client session with a fresh ``kitaru-mcp`` subprocess on the test's journal."""
-    server = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "kitaru._mcp", "--import-path", str(TESTS), *options],
-        env=child_env(),
-        cwd=tmp_path,
-    )
+async def connected(
+    tmp_path: Path, *options: str, server: StdioServerParameters | None = None
+) -> AsyncIterator[ClientSession]:
+    """A client session with a fresh ``kitaru-mcp`` subprocess on the test's journal
+    (``python -m kitaru._mcp`` unless ``server`` says how to start it)."""
+    if server is None:
+        server = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "kitaru._mcp", "--import-path", str(TESTS), *options],
+            env=child_env(),
+            cwd=tmp_path,
+        )
     with open(tmp_path / "server-stderr.txt", "w", encoding="utf-8") as errlog:
         async with (
             stdio_client(server, errlog=errlog) as (read, write),
@@ -83,11 +93,15 @@ async def connected(tmp_path: Path, *options: str) -> AsyncIterator[ClientSessio
             yield session
 
 
-def talk(tmp_path: Path, scenario: Callable[[ClientSession], Awaitable[None]]) -> None:
+def talk(
+    tmp_path: Path,
+    scenario: Callable[[ClientSession], Awaitable[None]],
+    server: StdioServerParameters | None = None,
+) -> None:
     """Run ``scenario`` against a server on the test's journal."""
 
     async def main() -> None:
-        async with connected(tmp_path) as session:
+        async with connected(tmp_path, server=server) as session:
             await scenario(session)
 
     try:
@@ -159,6 +173,49 @@ class TestTools:
                 assert tool.description, tool.name
 
         talk(tmp_path, scenario)
+
+
+def installed_script(name: str) -> str:
+    """The path of console script ``name``: the test interpreter's own first, else PATH."""
+    found = shutil.which(name, path=sysconfig.get_path("scripts")) or shutil.which(name)
+    if found is None:
+        pytest.fail(
+            f"the {name} console script is not installed: pyproject.toml declares it, so "
+            f"reinstall kitaru (`pip install -e '.[dev]'` in {REPO}) to create it."
+        )
+    return found
+
+
+class TestConsoleScript:
+    def test_pyproject_declares_kitaru_mcp_as_the_servers_main(self) -> None:
+        """pyproject.toml's kitaru-mcp script names kitaru._mcp:main, which exists."""
+        with open(REPO / "pyproject.toml", "rb") as file:
+            scripts = tomllib.load(file)["project"]["scripts"]
+        assert scripts["kitaru-mcp"] == "kitaru._mcp:main"
+        module, _, attribute = scripts["kitaru-mcp"].partition(":")
+        target = getattr(importlib.import_module(module), attribute)
+        assert callable(target)
+
+    def test_the_installed_command_serves_over_stdio(self, tmp_path: Path) -> None:
+        """The installed kitaru-mcp command lists every tool and answers a read tool."""
+        command = installed_script("kitaru-mcp")
+        made = make_desk(tmp_path)
+        # The installed script imports whatever kitaru is first on the path: this checkout.
+        server = StdioServerParameters(
+            command=command,
+            args=["--import-path", str(TESTS)],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=tmp_path,
+        )
+
+        async def scenario(session: ClientSession) -> None:
+            listed = (await session.list_tools()).tools
+            assert {tool.name for tool in listed} == TOOL_NAMES
+            got = await call(session, "get_execution", exec_id=made["completed"])
+            assert got["status"] == "completed"
+            assert got["result"] == "Hello, Ada! -- the desk"
+
+        talk(tmp_path, scenario, server)
 
 
 class TestReading:

@@ -450,6 +450,58 @@ class TestPausedOwner:
         assert_one_completion_each(exec_id)
         assert KitaruClient().executions.get(exec_id).status == "completed"
 
+    @needs_other_host
+    def test_a_paused_async_owner_on_another_host_records_nothing_once_taken_over(
+        self, world: World
+    ) -> None:
+        """The same for an async flow paused inside an awaited checkpoint: its next durable
+        call raises KitaruLeaseLostError and the new owner's record is the only one."""
+        boot_id = world.tmp / "boot_id"
+        boot_id.write_text("0ther0ne-0000-4000-8000-000000000000\n")
+        leases = store_file().with_name(store_file().name + "-leases")
+        leases.mkdir(exist_ok=True)
+        inner = (
+            f"hostname other-host && mount --bind {boot_id} /proc/sys/kernel/random/boot_id "
+            f'&& mount -t tmpfs none {leases} && exec "$@"'
+        )
+        prefix = ("unshare", "-m", "-u", "-p", "-f", "--mount-proc", "sh", "-c", inner, "sh")
+        env = world.env(
+            ASYNC_OWNERS_SIDE=str(world.side / "effects"), ASYNC_OWNERS_GATE=str(world.gate)
+        )
+        command = [*prefix, sys.executable, "-m", "tests.flows.async_owners", "1"]
+        owner = world.start(command, env={**env, "KITARU_LEASE_TTL": "1"})
+        world.ready(1, owner)
+        exec_id = only_exec_id()
+        deadline = time.monotonic() + TIMEOUT
+        while completions(exec_id)["prepare"] == 0:
+            assert time.monotonic() < deadline, "prepare was never recorded"
+            time.sleep(0.02)
+        os.killpg(owner.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)  # the lease (1 s) expires without a renewal
+            resumer = world.start(
+                world.kitaru("executions", "resume", exec_id), cwd=world.tmp, env=env
+            )
+            while len(list(world.gate.glob("ready-*"))) < 2:
+                assert resumer.poll() is None, resumer.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        finally:
+            os.killpg(owner.pid, signal.SIGCONT)
+        time.sleep(0.5)  # the old owner's heartbeat runs and finds the lease gone
+        world.release()
+        _, old_err = world.finish(owner)
+        _, new_err = world.finish(resumer)
+        assert resumer.returncode == 0, new_err
+        assert owner.returncode == 3, old_err
+        assert old_err.startswith("KitaruLeaseLostError: "), old_err
+        assert "Traceback" not in old_err
+        # Both bodies of the held call ran; only the new owner's completion is recorded,
+        # and the completed call before it was not run again.
+        assert world.effects() == Counter({"prepare": 1, "fetch:0": 2, "total": 1})
+        assert_one_completion_each(exec_id)
+        assert KitaruClient().executions.get(exec_id).result() == 0
+
 
 @checkpoint
 def _double(value: int) -> int:

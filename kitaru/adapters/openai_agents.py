@@ -43,7 +43,7 @@ try:
     from agents import Agent, FunctionTool, Model, ModelProvider, ModelResponse
     from agents.models.multi_provider import MultiProvider
     from agents.tool_context import ToolContext
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
+except ImportError as exc:
     raise KitaruFeatureNotAvailableError(
         f"kitaru.adapters.openai_agents needs the OpenAI Agents SDK ({exc}). "
         "Install it with `pip install 'kitaru[openai-agents]'`."

@@ -50,7 +50,7 @@ try:
     from pydantic_ai.settings import ModelSettings
     from pydantic_ai.toolsets import AbstractToolset, FunctionToolset, ToolsetTool
     from pydantic_ai.toolsets.wrapper import WrapperToolset
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
+except ImportError as exc:
     raise KitaruFeatureNotAvailableError(
         f"kitaru.adapters.pydantic_ai needs PydanticAI ({exc}). "
         "Install it with `pip install 'kitaru[pydantic-ai]'`."

@@ -8,6 +8,8 @@ Environment, read at call time:
 - ``ASYNC_HOLD``: a topic whose search, once every other search is recorded as
   completed, writes ``ASYNC_READY`` (a file) and then awaits for a minute: the test
   SIGKILLs the process during that await.
+- ``ASYNC_BROKEN``: a topic whose search, once every other search is recorded as
+  completed, raises ``ValueError`` (so the execution fails at that one call).
 
 ``python -m tests.flows.async_research TOPIC...`` runs it and prints the result as JSON.
 """
@@ -48,6 +50,9 @@ async def search(topic: str, index: int, count: int) -> str:
     _record(f"search:{topic}")
     step = index if os.environ.get("ASYNC_ORDER") == "forward" else count - index
     await asyncio.sleep(0.02 * step)
+    if os.environ.get("ASYNC_BROKEN") == topic:
+        await _others_completed(count - 1)
+        raise ValueError(f"the search index is down for {topic}")
     if os.environ.get("ASYNC_HOLD") == topic:
         await _others_completed(count - 1)
         Path(os.environ["ASYNC_READY"]).write_text(str(os.getpid()))
