@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,6 +363,34 @@ class TestCommand:
             check=True,
         )
         assert result.stdout.strip() == "[]"
+
+    def test_the_ui_extra_brings_the_form_parser(self) -> None:
+        """``kitaru[ui]`` requires python-multipart, without which Starlette parses no form."""
+        project = tomllib.loads((helpers.REPO / "pyproject.toml").read_text())
+        required = project["project"]["optional-dependencies"]["ui"]
+        names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in required}
+        assert {"starlette", "uvicorn", "python-multipart"} <= names
+
+    def test_a_missing_form_parser_is_a_one_line_error_at_start(self, tmp_path: Path) -> None:
+        """Without python-multipart, ``kitaru ui`` exits 1 at once naming what to install."""
+        # A None entry in sys.modules makes the import fail as if it were not installed.
+        code = (
+            "import sys; sys.modules['python_multipart'] = None; "
+            "sys.argv = ['kitaru', 'ui', '--port', '0', '--no-open']; "
+            "from kitaru.cli import main; main()"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=desk_env(),
+            capture_output=True,
+            text=True,
+            timeout=helpers.TIMEOUT,
+            check=False,
+        )
+        helpers.assert_clean_error(result, "python-multipart is missing", "pip install 'kitaru[ui]'")
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1
 
     def test_a_non_loopback_host_prints_a_warning(self, tmp_path: Path) -> None:
         """--host with an outside address warns; one it cannot bind is a one-line error."""
