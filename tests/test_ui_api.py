@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import helpers
 import pytest
+from llm_server import FakeLLMServer
 from ui_support import MOCK_REPLY, Dashboard, dashboard, desk_env, desk_in_background, run_desk
 
-from kitaru import KitaruClient
+import kitaru
+from kitaru import KitaruClient, KitaruExecutionError, checkpoint, flow
 from tests.ui_flows.desk import answer_ticket, steps
 
 pytest.importorskip("starlette")
@@ -236,6 +239,79 @@ class TestExecutionApi:
         assert [line["message"] for line in every["items"]] == ["tick 0", "tick 1", "tick 2"]
         assert every["following"] is False
         assert [line["message"] for line in one["items"]] == ["tick 1"]
+
+
+@flow
+def priced(i: int) -> str:
+    return kitaru.llm(f"Summarise ticket {i}", model="openai/gpt-4o-mini", name="summary")
+
+
+@checkpoint
+def settle(i: int) -> int:
+    if i == 3:
+        raise ValueError("cannot settle ticket 3")
+    time.sleep(0.02 * i)
+    return i
+
+
+@flow
+def settle_all(i: int) -> int:
+    return settle(i).load()
+
+
+class TestFlowsApi:
+    """``/api/flows``: totals over every execution of a flow, rates and percentiles."""
+
+    def test_totals_count_every_execution_beyond_the_chart(
+        self, tmp_path: Path, llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """230 priced executions: tokens and cost are the sum of all 230, the charts the
+        latest 200, and the page draws cost over time beside tokens."""
+        monkeypatch.delenv("KITARU_LLM_MOCK_RESPONSE")
+        llm_server.point_providers_here(monkeypatch)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-flows-9z8y7x")
+        llm_server.reply_text("ok", input_tokens=1000, output_tokens=100)
+        for i in range(230):
+            priced.run(i)
+        client = KitaruClient()
+        every = client.executions.summaries(flow="priced")
+        client.close()
+        assert len(every) == 230
+        assert all(s.tokens == 1100 for s in every)
+        assert all(s.cost is not None and s.cost > 0 for s in every)
+        with dashboard(tmp_path) as ui:
+            (stats,) = ui.request("/api/flows")[1]["flows"]
+            _, _, page = _raw(ui, "GET", "/flows", {"Authorization": f"Bearer {ui.token}"})
+        assert stats["executions"] == 230
+        assert stats["tokens"] == 230 * 1100
+        assert stats["cost"] == pytest.approx(sum(s.cost or 0 for s in every))
+        history = stats["tokens_over_time"]
+        assert len(history) == 200
+        assert [h["exec_id"] for h in history] == [s.exec_id for s in reversed(every[:200])]
+        assert all(h["cost"] == pytest.approx(every[0].cost) for h in history)
+        assert 'data-chart="tokens"' in page
+        assert 'data-chart="cost"' in page
+        assert "Est. cost over time" in page
+
+    def test_success_rate_and_duration_percentiles(self, tmp_path: Path) -> None:
+        """Five executions, one failed: success 4/5; p50 and p95 are the nearest-rank
+        durations (the 3rd and 5th shortest of five)."""
+        for i in range(5):
+            with contextlib.suppress(KitaruExecutionError):
+                settle_all.run(i)
+        client = KitaruClient()
+        every = client.executions.summaries(flow="settle_all")
+        client.close()
+        durations = sorted((s.ended_ts - s.started_ts) * 1e3 for s in every)  # type: ignore[operator]
+        with dashboard(tmp_path) as ui:
+            (stats,) = ui.request("/api/flows")[1]["flows"]
+        assert stats["by_status"] == {"completed": 4, "failed": 1}
+        assert stats["success_rate"] == 0.8
+        # Nearest rank: ceil(0.5 * 5) = 3rd, ceil(0.95 * 5) = 5th.
+        assert stats["p50_duration_ms"] == pytest.approx(durations[2])
+        assert stats["p95_duration_ms"] == pytest.approx(durations[4])
+        assert stats["tokens"] == 0
+        assert stats["cost"] is None
 
 
 class TestSecrets:

@@ -53,7 +53,8 @@ rows stay a few hundred elements whatever the execution's size."""
 _VALUE_CHARS = 20_000
 """Longer values are cut for display; the whole value is an artifact to load."""
 _TOKENS_HISTORY = 200
-"""Tokens over time charts this many of a flow's latest executions."""
+"""Tokens and cost over time chart this many of a flow's latest executions (the
+totals count every execution)."""
 
 
 def shown(data: Any) -> Any:
@@ -535,7 +536,9 @@ def _percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 
 def flow_stats(snapshots: Snapshots) -> dict[str, Any]:
-    """Per flow: executions by status, success rate, p50/p95 duration, tokens over time."""
+    """Per flow: executions by status, success rate, p50/p95 duration, tokens and cost
+    (totals of every execution, from the executions table's per-execution totals) and
+    both over its latest executions."""
     every = snapshots.client.executions.summaries()
     by_flow: dict[str, list[ExecutionSummary]] = {}
     for summary in every:
@@ -567,10 +570,10 @@ def flow_stats(snapshots: Snapshots) -> dict[str, Any]:
                 "success_rate": len(succeeded) / len(finished) if finished else None,
                 "p50_duration_ms": _percentile(durations, 0.5),
                 "p95_duration_ms": _percentile(durations, 0.95),
-                "tokens": sum(h["tokens"] or 0 for h in history),
-                "cost": _sum_known([h["cost"] for h in history]),
+                "tokens": sum(s.tokens or 0 for s in found),
+                "cost": _sum_known([s.cost for s in found]),
                 "tokens_over_time": history,
-                "show_cost": any(h["cost"] is not None for h in history),
+                "show_cost": any(s.cost is not None for s in found),
             }
         )
     return dict(shown({"flows": flows}))
