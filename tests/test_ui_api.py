@@ -201,6 +201,16 @@ class TestExecutionApi:
         assert llm["credential_source"] == "mock"
         assert call["output"] == f"reply for T-1: billing: {MOCK_REPLY}"
 
+    def test_a_call_shows_its_arguments(self, desk) -> None:  # type: ignore[no-untyped-def]
+        """Each recorded argument comes by name with its preview; a handle names its call."""
+        ui, ids = desk
+        triage = ui.request(f"/api/executions/{ids['finished']}/calls/triage")[1]
+        assert triage["arguments"] == [{"name": "ticket", "preview": "'T-1'", "type_name": None}]
+        reply = ui.request(f"/api/executions/{ids['finished']}/calls/reply")[1]
+        assert [(a["name"], a["preview"]) for a in reply["arguments"]] == [
+            ("category", "<output of checkpoint 'triage'>")
+        ]
+
     def test_a_failure_shows_traceback_and_origin(self, desk) -> None:  # type: ignore[no-untyped-def]
         """A failed execution carries its exception, traceback, origin and call."""
         ui, ids = desk
@@ -336,6 +346,10 @@ class TestSecrets:
         text = json.dumps(bodies) + page
         assert SECRET[:12] not in text
         assert "[redacted]" in json.dumps(bodies[1]["output"])
+        (argument,) = bodies[1]["arguments"]
+        assert argument["name"] == "key"
+        assert "[redacted]" in argument["preview"]
+        assert 'data-arg="key"' in page
         assert "[redacted]" in bodies[2]["items"][0]["message"]
 
 

@@ -100,6 +100,8 @@ class TestBrowsing:
             panel = page.locator("#call-panel")
             assert panel.get_attribute("data-call") == "reply"
             assert "Model call draft" in panel.inner_text()
+            argument = panel.locator('tr[data-arg="category"]')
+            assert "<output of checkpoint 'triage'>" in argument.inner_text()
             assert page.locator("#call-panel .msg.r-system").count() == 1
             assert page.locator("#call-panel .msg.r-user").count() == 1
             _shoot(page, tmp_path / "execution.png")

@@ -475,6 +475,12 @@ def call_detail(snapshots: Snapshots, exec_id: str, identity: str) -> dict[str, 
         failure=_failure(call.failure),
         metadata=plain_value(call.metadata),
         parents=list(call.parent_identities),
+        # Each argument as recorded: its name and a short preview (blanked by shown()
+        # below like every other string, so a key passed as an argument never shows).
+        arguments=[
+            {"name": a.name, "preview": a.preview, "type_name": a.type_name}
+            for a in call.arguments
+        ],
         overridden=call.overridden,
         output=output,
         output_error=output_error,

@@ -319,11 +319,22 @@ def _call_panel(c: dict[str, Any]) -> str:
         else f"<p class=muted>{_e(c['output_error'] or 'no output recorded')}</p>"
     )
     parents = ", ".join(_e(p) for p in c["parents"]) or "none"
+    arguments = "".join(
+        f'<tr data-arg="{_e(a["name"])}"><td>{_e(a["name"])}</td>'
+        f"<td><code>{_e(a['preview'] or '<' + str(a['type_name']) + '>')}</code></td></tr>"
+        for a in c.get("arguments", [])
+    )
+    arguments_table = (
+        f"<table class='list args'><thead><tr><th>Name</th><th>Value (preview)</th></tr>"
+        f"</thead><tbody>{arguments}</tbody></table>"
+        if arguments
+        else "<p class=muted>no arguments recorded</p>"
+    )
     return f"""<section class=panel id=call-panel data-call="{_e(c["identity"])}">
 <h2>{_e(c["identity"])} <small>{_e(c["kind"])}</small> {_badge(c["status"])}</h2>
 {reused}{_failure(c["failure"])}
-<h3>Arguments</h3><p class=muted>outputs passed in from calls: {parents} (the journal
-keeps digests of argument values, not the values)</p>
+<h3>Arguments</h3>{arguments_table}<p class=muted>outputs passed in from calls: {parents}
+(the journal keeps a short preview of each argument, not the whole value)</p>
 <h3>Output</h3>{output}
 <h3>Attempts</h3><table class=list><thead><tr><th>#</th><th>Status</th><th>Started</th>
 <th>Duration</th><th>Failure</th></tr></thead><tbody>{attempts}</tbody></table>

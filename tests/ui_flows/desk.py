@@ -8,7 +8,7 @@ line with how the run ended. Modes:
 - ``fail``: a checkpoint raises ``ValueError``; the execution fails.
 - ``wait``: waits (up to ``DESK_WAIT_TIMEOUT`` seconds, default 60) for a ``Decision``,
   then completes with it.
-- ``leak``: a checkpoint prints ``OPENAI_API_KEY`` and returns it in its output.
+- ``leak``: a checkpoint is passed ``OPENAI_API_KEY``, prints it and returns it.
 - ``tick``: ``DESK_TICKS`` (default 600) checkpoints of 0.1 s each, printing as it goes.
 """
 
@@ -66,8 +66,7 @@ def step(i: int) -> int:
 
 
 @checkpoint
-def echo_key() -> str:
-    key = os.environ["OPENAI_API_KEY"]
+def echo_key(key: str) -> str:
     print(f"using {key}")
     return f"the key is {key}"
 
@@ -79,7 +78,7 @@ def steps(n: int) -> int:
 
 @flow
 def leak() -> str:
-    return echo_key().load()
+    return echo_key(os.environ["OPENAI_API_KEY"]).load()
 
 
 @flow
