@@ -324,6 +324,32 @@ class TestFlowsApi:
         assert stats["cost"] is None
 
 
+class TestPostgresStore:
+    """The dashboard reads a PostgreSQL store as it reads SQLite, through the client."""
+
+    def test_lists_and_details_executions_on_postgresql(
+        self, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two executions recorded on PostgreSQL are listed; one's detail has its calls."""
+        monkeypatch.setenv("KITARU_STORE", pg_url)
+        finished = run_desk("finish")
+        failed = run_desk("fail")
+        # The dashboard is pointed at the store by --store alone.
+        with dashboard(tmp_path, "--store", pg_url, env={"KITARU_STORE": None}) as ui:
+            listed = ui.request("/api/executions")[1]
+            detail = ui.request(f"/api/executions/{finished}")[1]
+            call = ui.request(f"/api/executions/{finished}/calls/reply")[1]
+        assert [(r["exec_id"], r["status"]) for r in listed["items"]] == [
+            (failed, "failed"),
+            (finished, "completed"),
+        ]
+        assert listed["items"][1]["calls"] == 2
+        assert detail["status"] == "completed"
+        assert detail["result"] == f"reply for T-1: billing: {MOCK_REPLY}"
+        assert [c["identity"] for c in detail["calls"]["items"]] == ["triage", "reply"]
+        assert call["llm_calls"][0]["response"] == MOCK_REPLY
+
+
 class TestSecrets:
     """No secret value reaches the browser, whatever the journal holds."""
 
@@ -400,6 +426,60 @@ class TestActions:
         assert replayed["original_exec_id"] == source
         assert replayed["result"] == "canned answer"
 
+    def test_retry_through_the_form_post_ends_as_the_clients_retry(self, tmp_path: Path) -> None:
+        """A failed execution retried by a form POST (cookie and CSRF) runs its failed
+        call again and completes, its triage reused, as ``executions.retry`` does."""
+        gate = tmp_path / "gate-open"
+        exec_id = run_desk("gate", DESK_GATE=str(gate))
+        with dashboard(tmp_path, env={"DESK_GATE": str(gate)}) as ui:
+            assert ui.request(f"/api/executions/{exec_id}")[1]["status"] == "failed"
+            gate.touch()
+            status, headers, _ = _form_post(ui, f"/executions/{exec_id}/retry")
+            assert status == 303
+            assert headers["location"].startswith(f"/executions/{exec_id}?notice=retry")
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] != "failed")
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] == "completed")
+            detail = ui.request(f"/api/executions/{exec_id}")[1]
+            pay = ui.request(f"/api/executions/{exec_id}/calls/pay")[1]
+        assert detail["result"] == "paid T-4"
+        assert detail["failure"] is None
+        assert [a["status"] for a in pay["attempts"]][-1] == "completed"
+        assert len(pay["attempts"]) == 2
+
+    def test_resume_through_the_api_finishes_an_interrupted_execution(
+        self, tmp_path: Path
+    ) -> None:
+        """A run killed mid-way is resumed by ``POST /api/.../resume``: it completes with
+        the result a whole run gives, its finished ticks not run again."""
+        with desk_in_background("tick", DESK_TICKS="20") as (exec_id, proc):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("tick 3"):
+                    break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        with dashboard(tmp_path) as ui:
+            before = ui.request(f"/api/executions/{exec_id}")[1]
+            assert before["status"] == "running"
+            assert before["interrupted"] is True
+            csrf = ui.request("/api/session")[1]["csrf"]
+            cookie = _cookie(ui)
+            status, body = ui.request(
+                f"/api/executions/{exec_id}/resume",
+                token=None,
+                method="POST",
+                body={"csrf": csrf},
+                headers={"Cookie": cookie},
+            )
+            assert status == 200, body
+            assert body["notice"] == "resumed"
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] == "completed")
+            after = ui.request(f"/api/executions/{exec_id}")[1]
+            first = ui.request(f"/api/executions/{exec_id}/calls/tick")[1]
+        assert after["result"] == sum(range(20))
+        assert after["calls"]["total"] == 20
+        assert len(first["attempts"]) == 1  # tick 0 finished before the kill: not run again
+
     def test_overrides_must_be_a_json_object(self, desk) -> None:  # type: ignore[no-untyped-def]
         """Overrides that are not JSON, or not an object, are refused before replaying."""
         ui, ids = desk
@@ -410,6 +490,44 @@ class TestActions:
         status, body = ui.request(path, method="POST", body={"from": "reply", "overrides": "[1]"})
         assert status == 400
         assert "JSON object" in body["error"]
+
+
+def _cookie(ui: Dashboard) -> str:
+    """The session cookie the printed URL sets, as a ``Cookie`` header value."""
+    _, headers, _ = _raw(ui, "GET", "/?token=" + ui.token, {})
+    return str(headers["set-cookie"].split(";", 1)[0])
+
+
+def _form_post(ui: Dashboard, path: str, fields: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """POST a urlencoded form as the page does: with the cookie and the CSRF value."""
+    csrf = ui.request("/api/session")[1]["csrf"]
+    body = urllib.parse.urlencode({"csrf": csrf, **(fields or {})})
+    headers = {"Cookie": _cookie(ui), "Content-Type": "application/x-www-form-urlencoded"}
+    return _raw(ui, "POST", path, headers, body)
+
+
+class TestDetailNotes:
+    """Metadata (``kitaru.log``) and artifacts (``kitaru.save``) are in the execution's detail."""
+
+    def test_metadata_and_saved_artifacts_are_shown(self, tmp_path: Path) -> None:
+        """The flow's logged metadata and a checkpoint's saved artifact and metadata appear."""
+        exec_id = run_desk("notes")
+        with dashboard(tmp_path) as ui:
+            detail = ui.request(f"/api/executions/{exec_id}")[1]
+            call = ui.request(f"/api/executions/{exec_id}/calls/summarise")[1]
+            _, _, page = _raw(
+                ui, "GET", f"/executions/{exec_id}", {"Authorization": f"Bearer {ui.token}"}
+            )
+        assert detail["metadata"] == {"priority": "high", "team": {"name": "billing"}}
+        saved = [a for a in detail["artifacts"] if a["origin"] == "saved"]
+        assert [(a["name"], a["kind"], a["producing_call"]) for a in saved] == [
+            ("summary", "context", "summarise")
+        ]
+        assert call["metadata"] == {"words": 42}
+        assert "summary" in [a["name"] for a in call["artifacts"]]
+        assert "<h3>Metadata</h3>" in page
+        assert "priority" in page
+        assert "<span class=mono>summary</span> <small>context, from summarise</small>" in page
 
 
 class TestCommand:

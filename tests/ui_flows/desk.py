@@ -10,6 +10,8 @@ line with how the run ended. Modes:
   then completes with it.
 - ``leak``: a checkpoint is passed ``OPENAI_API_KEY``, prints it and returns it.
 - ``tick``: ``DESK_TICKS`` (default 600) checkpoints of 0.1 s each, printing as it goes.
+- ``gate``: triages, then pays, which fails until the file ``DESK_GATE`` names exists.
+- ``notes``: logs metadata on the execution and saves an artifact from a checkpoint.
 """
 
 from __future__ import annotations
@@ -71,6 +73,32 @@ def echo_key(key: str) -> str:
     return f"the key is {key}"
 
 
+@checkpoint
+def pay(ticket: str) -> str:
+    if not os.path.exists(os.environ["DESK_GATE"]):
+        raise RuntimeError(f"payments are closed for {ticket}")
+    return f"paid {ticket}"
+
+
+@checkpoint
+def summarise(ticket: str) -> str:
+    kitaru.save("summary", {"ticket": ticket, "lines": 3}, type="context")
+    kitaru.log(words=42)
+    return f"summary of {ticket}"
+
+
+@flow
+def gated_refund(ticket: str) -> str:
+    triage(ticket)
+    return pay(ticket).load()
+
+
+@flow
+def annotate(ticket: str) -> str:
+    kitaru.log(priority="high", team={"name": "billing"})
+    return summarise(ticket).load()
+
+
 @flow
 def steps(n: int) -> int:
     return sum(step(i).load() for i in range(n))
@@ -120,6 +148,10 @@ def _start(mode: str) -> kitaru.FlowHandle:
         return leak.run(background=True)
     if mode == "tick":
         return watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True)
+    if mode == "gate":
+        return gated_refund.run("T-4", background=True)
+    if mode == "notes":
+        return annotate.run("T-5", background=True)
     raise SystemExit(f"unknown mode {mode!r}")
 
 
