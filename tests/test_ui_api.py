@@ -446,9 +446,7 @@ class TestActions:
         assert [a["status"] for a in pay["attempts"]][-1] == "completed"
         assert len(pay["attempts"]) == 2
 
-    def test_resume_through_the_api_finishes_an_interrupted_execution(
-        self, tmp_path: Path
-    ) -> None:
+    def test_resume_through_the_api_finishes_an_interrupted_execution(self, tmp_path: Path) -> None:
         """A run killed mid-way is resumed by ``POST /api/.../resume``: it completes with
         the result a whole run gives, its finished ticks not run again."""
         with desk_in_background("tick", DESK_TICKS="20") as (exec_id, proc):
@@ -596,7 +594,9 @@ class TestCommand:
             timeout=helpers.TIMEOUT,
             check=False,
         )
-        helpers.assert_clean_error(result, "python-multipart is missing", "pip install 'kitaru[ui]'")
+        helpers.assert_clean_error(
+            result, "python-multipart is missing", "pip install 'kitaru[ui]'"
+        )
         assert result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1
 

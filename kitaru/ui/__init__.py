@@ -11,9 +11,7 @@ try:
     # when it is missing: check at start-up, so `kitaru ui` says what to install.
     import python_multipart  # noqa: F401
 except ModuleNotFoundError as exc:
-    raise ModuleNotFoundError(
-        "python-multipart is missing", name="python-multipart"
-    ) from exc
+    raise ModuleNotFoundError("python-multipart is missing", name="python-multipart") from exc
 
 from kitaru.ui._app import create_app
 from kitaru.ui._security import Credentials

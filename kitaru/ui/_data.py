@@ -478,8 +478,7 @@ def call_detail(snapshots: Snapshots, exec_id: str, identity: str) -> dict[str, 
         # Each argument as recorded: its name and a short preview (blanked by shown()
         # below like every other string, so a key passed as an argument never shows).
         arguments=[
-            {"name": a.name, "preview": a.preview, "type_name": a.type_name}
-            for a in call.arguments
+            {"name": a.name, "preview": a.preview, "type_name": a.type_name} for a in call.arguments
         ],
         overridden=call.overridden,
         output=output,

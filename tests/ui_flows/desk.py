@@ -138,21 +138,18 @@ def watch(n: int) -> int:
 
 
 def _start(mode: str) -> kitaru.FlowHandle:
-    if mode == "finish":
-        return answer_ticket.run("T-1", background=True)
-    if mode == "fail":
-        return refund_ticket.run("T-2", background=True)
-    if mode == "wait":
-        return escalate.run("T-3", background=True)
-    if mode == "leak":
-        return leak.run(background=True)
-    if mode == "tick":
-        return watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True)
-    if mode == "gate":
-        return gated_refund.run("T-4", background=True)
-    if mode == "notes":
-        return annotate.run("T-5", background=True)
-    raise SystemExit(f"unknown mode {mode!r}")
+    starts = {
+        "finish": lambda: answer_ticket.run("T-1", background=True),
+        "fail": lambda: refund_ticket.run("T-2", background=True),
+        "wait": lambda: escalate.run("T-3", background=True),
+        "leak": lambda: leak.run(background=True),
+        "tick": lambda: watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True),
+        "gate": lambda: gated_refund.run("T-4", background=True),
+        "notes": lambda: annotate.run("T-5", background=True),
+    }
+    if mode not in starts:
+        raise SystemExit(f"unknown mode {mode!r}")
+    return starts[mode]()
 
 
 if __name__ == "__main__":
