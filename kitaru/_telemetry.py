@@ -11,7 +11,7 @@ The tree of one run of an execution in this process::
     invoke_workflow <flow>          gen_ai.operation.name=invoke_workflow, kitaru.*
       checkpoint <identity>         one per attempt; kitaru.call.*
         chat <model>                one per request sent to the provider; gen_ai.*
-      llm <identity>                a flow-body model call
+      llm <identity>                a flow-body model call; gen_ai.operation.name=chat
         chat <model>
       checkpoint <identity>         kitaru.call.replayed=true: recorded result returned
 
@@ -195,7 +195,7 @@ def start_execution(execution: _ExecutionLike, *, resumed: bool, replay: bool) -
         return None
     from opentelemetry import context, trace
 
-    labels = {"kitaru.execution.id": execution.exec_id, "kitaru._flow": execution.flow_name}
+    labels = {"kitaru.execution.id": execution.exec_id, "kitaru.flow.name": execution.flow_name}
     span = _tracer.start_span(
         f"invoke_workflow {execution.flow_name}",
         kind=trace.SpanKind.INTERNAL,
@@ -213,11 +213,20 @@ def start_execution(execution: _ExecutionLike, *, resumed: bool, replay: bool) -
 def _call_labels(slot: CallSlotLike) -> dict[str, str]:
     return {
         "kitaru.execution.id": slot.ctx.exec_id,
-        "kitaru._flow": slot.ctx.flow_name,
+        "kitaru.flow.name": slot.ctx.flow_name,
         "kitaru.call.id": slot.call_id,
         "kitaru.call.identity": slot.identity,
         "kitaru.call.kind": slot.kind,
     }
+
+
+def _call_attributes(slot: CallSlotLike) -> dict[str, str]:
+    """A call span's own attributes: its labels, and for a model call the GenAI
+    operation it performs (a checkpoint is no GenAI operation, so it names none)."""
+    attributes = _call_labels(slot)
+    if slot.kind == "llm":
+        attributes["gen_ai.operation.name"] = "chat"
+    return attributes
 
 
 @contextlib.contextmanager
@@ -230,7 +239,11 @@ def _attempt_span(
     labels = _call_labels(slot)
     span = _tracer.start_span(
         f"{slot.kind} {slot.identity}",
-        attributes={**labels, "kitaru.call.attempt": attempt, "kitaru.call.replayed": False},
+        attributes={
+            **_call_attributes(slot),
+            "kitaru.call.attempt": attempt,
+            "kitaru.call.replayed": False,
+        },
     )
     token = context.attach(trace.set_span_in_context(span))
     labels_token = _labels.set(labels)
@@ -288,7 +301,7 @@ def replayed(slot: CallSlotLike) -> None:
     """Mark a durable call that returned its recorded result: nothing ran again."""
     span = _tracer.start_span(
         f"{slot.kind} {slot.identity}",
-        attributes={**_call_labels(slot), "kitaru.call.replayed": True},
+        attributes={**_call_attributes(slot), "kitaru.call.replayed": True},
     )
     span.end()
 

@@ -167,7 +167,7 @@ class TestSpanTree:
         assert execution["attributes"] == {
             "gen_ai.operation.name": "invoke_workflow",
             "kitaru.execution.id": exec_id,
-            "kitaru._flow": "research",
+            "kitaru.flow.name": "research",
             "kitaru.execution.resumed": False,
             "kitaru.execution.replay": False,
         }
@@ -182,9 +182,13 @@ class TestSpanTree:
         for span in calls:
             attributes = span["attributes"]
             assert attributes["kitaru.execution.id"] == exec_id
-            assert attributes["kitaru._flow"] == "research"
+            assert attributes["kitaru.flow.name"] == "research"
             assert attributes["kitaru.call.replayed"] is False
             assert len(attributes["kitaru.call.id"]) == 16
+            # A model call names its GenAI operation; a checkpoint is none.
+            expected = "chat" if attributes["kitaru.call.kind"] == "llm" else None
+            assert attributes.get("gen_ai.operation.name") == expected
+            assert not any(name.startswith("kitaru._") for name in attributes)
         assert [span["attributes"]["kitaru.call.identity"] for span in calls] == [
             "gather",
             "summarise",
@@ -218,7 +222,7 @@ class TestSpanTree:
                 "gen_ai.response.finish_reasons": ["stop"],
                 "kitaru.request.attempt": 1,
                 "kitaru.execution.id": parent["attributes"]["kitaru.execution.id"],
-                "kitaru._flow": "research",
+                "kitaru.flow.name": "research",
                 "kitaru.call.id": parent["attributes"]["kitaru.call.id"],
                 "kitaru.call.identity": parent["attributes"]["kitaru.call.identity"],
                 "kitaru.call.kind": parent["attributes"]["kitaru.call.kind"],
@@ -319,6 +323,7 @@ class TestReplayedCalls:
         ]
         replayed = [span for span in calls if span["attributes"]["kitaru.call.replayed"]]
         assert all("kitaru.call.attempt" not in span["attributes"] for span in replayed)
+        assert replayed[1]["attributes"]["gen_ai.operation.name"] == "chat"
         assert all(span["parent"] not in {r["id"] for r in replayed} for span in spans)
 
 

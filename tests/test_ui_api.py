@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import helpers
 import pytest
+from llm_server import FakeLLMServer
 from ui_support import MOCK_REPLY, Dashboard, dashboard, desk_env, desk_in_background, run_desk
 
-from kitaru import KitaruClient
+import kitaru
+from kitaru import KitaruClient, KitaruExecutionError, checkpoint, flow
 from tests.ui_flows.desk import answer_ticket, steps
 
 pytest.importorskip("starlette")
@@ -196,6 +201,16 @@ class TestExecutionApi:
         assert llm["credential_source"] == "mock"
         assert call["output"] == f"reply for T-1: billing: {MOCK_REPLY}"
 
+    def test_a_call_shows_its_arguments(self, desk) -> None:  # type: ignore[no-untyped-def]
+        """Each recorded argument comes by name with its preview; a handle names its call."""
+        ui, ids = desk
+        triage = ui.request(f"/api/executions/{ids['finished']}/calls/triage")[1]
+        assert triage["arguments"] == [{"name": "ticket", "preview": "'T-1'", "type_name": None}]
+        reply = ui.request(f"/api/executions/{ids['finished']}/calls/reply")[1]
+        assert [(a["name"], a["preview"]) for a in reply["arguments"]] == [
+            ("category", "<output of checkpoint 'triage'>")
+        ]
+
     def test_a_failure_shows_traceback_and_origin(self, desk) -> None:  # type: ignore[no-untyped-def]
         """A failed execution carries its exception, traceback, origin and call."""
         ui, ids = desk
@@ -236,6 +251,105 @@ class TestExecutionApi:
         assert [line["message"] for line in one["items"]] == ["tick 1"]
 
 
+@flow
+def priced(i: int) -> str:
+    return kitaru.llm(f"Summarise ticket {i}", model="openai/gpt-4o-mini", name="summary")
+
+
+@checkpoint
+def settle(i: int) -> int:
+    if i == 3:
+        raise ValueError("cannot settle ticket 3")
+    time.sleep(0.02 * i)
+    return i
+
+
+@flow
+def settle_all(i: int) -> int:
+    return settle(i).load()
+
+
+class TestFlowsApi:
+    """``/api/flows``: totals over every execution of a flow, rates and percentiles."""
+
+    def test_totals_count_every_execution_beyond_the_chart(
+        self, tmp_path: Path, llm_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """230 priced executions: tokens and cost are the sum of all 230, the charts the
+        latest 200, and the page draws cost over time beside tokens."""
+        monkeypatch.delenv("KITARU_LLM_MOCK_RESPONSE")
+        llm_server.point_providers_here(monkeypatch)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-flows-9z8y7x")
+        llm_server.reply_text("ok", input_tokens=1000, output_tokens=100)
+        for i in range(230):
+            priced.run(i)
+        client = KitaruClient()
+        every = client.executions.summaries(flow="priced")
+        client.close()
+        assert len(every) == 230
+        assert all(s.tokens == 1100 for s in every)
+        assert all(s.cost is not None and s.cost > 0 for s in every)
+        with dashboard(tmp_path) as ui:
+            (stats,) = ui.request("/api/flows")[1]["flows"]
+            _, _, page = _raw(ui, "GET", "/flows", {"Authorization": f"Bearer {ui.token}"})
+        assert stats["executions"] == 230
+        assert stats["tokens"] == 230 * 1100
+        assert stats["cost"] == pytest.approx(sum(s.cost or 0 for s in every))
+        history = stats["tokens_over_time"]
+        assert len(history) == 200
+        assert [h["exec_id"] for h in history] == [s.exec_id for s in reversed(every[:200])]
+        assert all(h["cost"] == pytest.approx(every[0].cost) for h in history)
+        assert 'data-chart="tokens"' in page
+        assert 'data-chart="cost"' in page
+        assert "Est. cost over time" in page
+
+    def test_success_rate_and_duration_percentiles(self, tmp_path: Path) -> None:
+        """Five executions, one failed: success 4/5; p50 and p95 are the nearest-rank
+        durations (the 3rd and 5th shortest of five)."""
+        for i in range(5):
+            with contextlib.suppress(KitaruExecutionError):
+                settle_all.run(i)
+        client = KitaruClient()
+        every = client.executions.summaries(flow="settle_all")
+        client.close()
+        durations = sorted((s.ended_ts - s.started_ts) * 1e3 for s in every)  # type: ignore[operator]
+        with dashboard(tmp_path) as ui:
+            (stats,) = ui.request("/api/flows")[1]["flows"]
+        assert stats["by_status"] == {"completed": 4, "failed": 1}
+        assert stats["success_rate"] == 0.8
+        # Nearest rank: ceil(0.5 * 5) = 3rd, ceil(0.95 * 5) = 5th.
+        assert stats["p50_duration_ms"] == pytest.approx(durations[2])
+        assert stats["p95_duration_ms"] == pytest.approx(durations[4])
+        assert stats["tokens"] == 0
+        assert stats["cost"] is None
+
+
+class TestPostgresStore:
+    """The dashboard reads a PostgreSQL store as it reads SQLite, through the client."""
+
+    def test_lists_and_details_executions_on_postgresql(
+        self, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two executions recorded on PostgreSQL are listed; one's detail has its calls."""
+        monkeypatch.setenv("KITARU_STORE", pg_url)
+        finished = run_desk("finish")
+        failed = run_desk("fail")
+        # The dashboard is pointed at the store by --store alone.
+        with dashboard(tmp_path, "--store", pg_url, env={"KITARU_STORE": None}) as ui:
+            listed = ui.request("/api/executions")[1]
+            detail = ui.request(f"/api/executions/{finished}")[1]
+            call = ui.request(f"/api/executions/{finished}/calls/reply")[1]
+        assert [(r["exec_id"], r["status"]) for r in listed["items"]] == [
+            (failed, "failed"),
+            (finished, "completed"),
+        ]
+        assert listed["items"][1]["calls"] == 2
+        assert detail["status"] == "completed"
+        assert detail["result"] == f"reply for T-1: billing: {MOCK_REPLY}"
+        assert [c["identity"] for c in detail["calls"]["items"]] == ["triage", "reply"]
+        assert call["llm_calls"][0]["response"] == MOCK_REPLY
+
+
 class TestSecrets:
     """No secret value reaches the browser, whatever the journal holds."""
 
@@ -258,6 +372,10 @@ class TestSecrets:
         text = json.dumps(bodies) + page
         assert SECRET[:12] not in text
         assert "[redacted]" in json.dumps(bodies[1]["output"])
+        (argument,) = bodies[1]["arguments"]
+        assert argument["name"] == "key"
+        assert "[redacted]" in argument["preview"]
+        assert 'data-arg="key"' in page
         assert "[redacted]" in bodies[2]["items"][0]["message"]
 
 
@@ -308,6 +426,58 @@ class TestActions:
         assert replayed["original_exec_id"] == source
         assert replayed["result"] == "canned answer"
 
+    def test_retry_through_the_form_post_ends_as_the_clients_retry(self, tmp_path: Path) -> None:
+        """A failed execution retried by a form POST (cookie and CSRF) runs its failed
+        call again and completes, its triage reused, as ``executions.retry`` does."""
+        gate = tmp_path / "gate-open"
+        exec_id = run_desk("gate", DESK_GATE=str(gate))
+        with dashboard(tmp_path, env={"DESK_GATE": str(gate)}) as ui:
+            assert ui.request(f"/api/executions/{exec_id}")[1]["status"] == "failed"
+            gate.touch()
+            status, headers, _ = _form_post(ui, f"/executions/{exec_id}/retry")
+            assert status == 303
+            assert headers["location"].startswith(f"/executions/{exec_id}?notice=retry")
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] != "failed")
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] == "completed")
+            detail = ui.request(f"/api/executions/{exec_id}")[1]
+            pay = ui.request(f"/api/executions/{exec_id}/calls/pay")[1]
+        assert detail["result"] == "paid T-4"
+        assert detail["failure"] is None
+        assert [a["status"] for a in pay["attempts"]][-1] == "completed"
+        assert len(pay["attempts"]) == 2
+
+    def test_resume_through_the_api_finishes_an_interrupted_execution(self, tmp_path: Path) -> None:
+        """A run killed mid-way is resumed by ``POST /api/.../resume``: it completes with
+        the result a whole run gives, its finished ticks not run again."""
+        with desk_in_background("tick", DESK_TICKS="20") as (exec_id, proc):
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("tick 3"):
+                    break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        with dashboard(tmp_path) as ui:
+            before = ui.request(f"/api/executions/{exec_id}")[1]
+            assert before["status"] == "running"
+            assert before["interrupted"] is True
+            csrf = ui.request("/api/session")[1]["csrf"]
+            cookie = _cookie(ui)
+            status, body = ui.request(
+                f"/api/executions/{exec_id}/resume",
+                token=None,
+                method="POST",
+                body={"csrf": csrf},
+                headers={"Cookie": cookie},
+            )
+            assert status == 200, body
+            assert body["notice"] == "resumed"
+            _wait_for(lambda: ui.request(f"/api/executions/{exec_id}")[1]["status"] == "completed")
+            after = ui.request(f"/api/executions/{exec_id}")[1]
+            first = ui.request(f"/api/executions/{exec_id}/calls/tick")[1]
+        assert after["result"] == sum(range(20))
+        assert after["calls"]["total"] == 20
+        assert len(first["attempts"]) == 1  # tick 0 finished before the kill: not run again
+
     def test_overrides_must_be_a_json_object(self, desk) -> None:  # type: ignore[no-untyped-def]
         """Overrides that are not JSON, or not an object, are refused before replaying."""
         ui, ids = desk
@@ -318,6 +488,44 @@ class TestActions:
         status, body = ui.request(path, method="POST", body={"from": "reply", "overrides": "[1]"})
         assert status == 400
         assert "JSON object" in body["error"]
+
+
+def _cookie(ui: Dashboard) -> str:
+    """The session cookie the printed URL sets, as a ``Cookie`` header value."""
+    _, headers, _ = _raw(ui, "GET", "/?token=" + ui.token, {})
+    return str(headers["set-cookie"].split(";", 1)[0])
+
+
+def _form_post(ui: Dashboard, path: str, fields: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """POST a urlencoded form as the page does: with the cookie and the CSRF value."""
+    csrf = ui.request("/api/session")[1]["csrf"]
+    body = urllib.parse.urlencode({"csrf": csrf, **(fields or {})})
+    headers = {"Cookie": _cookie(ui), "Content-Type": "application/x-www-form-urlencoded"}
+    return _raw(ui, "POST", path, headers, body)
+
+
+class TestDetailNotes:
+    """Metadata (``kitaru.log``) and artifacts (``kitaru.save``) are in the execution's detail."""
+
+    def test_metadata_and_saved_artifacts_are_shown(self, tmp_path: Path) -> None:
+        """The flow's logged metadata and a checkpoint's saved artifact and metadata appear."""
+        exec_id = run_desk("notes")
+        with dashboard(tmp_path) as ui:
+            detail = ui.request(f"/api/executions/{exec_id}")[1]
+            call = ui.request(f"/api/executions/{exec_id}/calls/summarise")[1]
+            _, _, page = _raw(
+                ui, "GET", f"/executions/{exec_id}", {"Authorization": f"Bearer {ui.token}"}
+            )
+        assert detail["metadata"] == {"priority": "high", "team": {"name": "billing"}}
+        saved = [a for a in detail["artifacts"] if a["origin"] == "saved"]
+        assert [(a["name"], a["kind"], a["producing_call"]) for a in saved] == [
+            ("summary", "context", "summarise")
+        ]
+        assert call["metadata"] == {"words": 42}
+        assert "summary" in [a["name"] for a in call["artifacts"]]
+        assert "<h3>Metadata</h3>" in page
+        assert "priority" in page
+        assert "<span class=mono>summary</span> <small>context, from summarise</small>" in page
 
 
 class TestCommand:
@@ -361,6 +569,36 @@ class TestCommand:
             check=True,
         )
         assert result.stdout.strip() == "[]"
+
+    def test_the_ui_extra_brings_the_form_parser(self) -> None:
+        """``kitaru[ui]`` requires python-multipart, without which Starlette parses no form."""
+        project = tomllib.loads((helpers.REPO / "pyproject.toml").read_text())
+        required = project["project"]["optional-dependencies"]["ui"]
+        names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in required}
+        assert {"starlette", "uvicorn", "python-multipart"} <= names
+
+    def test_a_missing_form_parser_is_a_one_line_error_at_start(self, tmp_path: Path) -> None:
+        """Without python-multipart, ``kitaru ui`` exits 1 at once naming what to install."""
+        # A None entry in sys.modules makes the import fail as if it were not installed.
+        code = (
+            "import sys; sys.modules['python_multipart'] = None; "
+            "sys.argv = ['kitaru', 'ui', '--port', '0', '--no-open']; "
+            "from kitaru.cli import main; main()"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=desk_env(),
+            capture_output=True,
+            text=True,
+            timeout=helpers.TIMEOUT,
+            check=False,
+        )
+        helpers.assert_clean_error(
+            result, "python-multipart is missing", "pip install 'kitaru[ui]'"
+        )
+        assert result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1
 
     def test_a_non_loopback_host_prints_a_warning(self, tmp_path: Path) -> None:
         """--host with an outside address warns; one it cannot bind is a one-line error."""

@@ -100,6 +100,8 @@ class TestBrowsing:
             panel = page.locator("#call-panel")
             assert panel.get_attribute("data-call") == "reply"
             assert "Model call draft" in panel.inner_text()
+            argument = panel.locator('tr[data-arg="category"]')
+            assert "<output of checkpoint 'triage'>" in argument.inner_text()
             assert page.locator("#call-panel .msg.r-system").count() == 1
             assert page.locator("#call-panel .msg.r-user").count() == 1
             _shoot(page, tmp_path / "execution.png")
@@ -149,6 +151,39 @@ class TestActing:
             page.locator("dl.facts .badge.s-completed").wait_for()
             assert proc.wait(timeout=30) == 0
             _shoot(page, tmp_path / "answered.png")
+
+    def test_replay_overrides_are_checked_in_the_browser(self, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        """Invalid JSON, or JSON that is no object, is named under the editor and nothing
+        is sent; a valid object replays."""
+        finished = run_desk("finish")
+        with dashboard(tmp_path) as ui:
+            posts: list[str] = []
+            page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+            page.goto(ui.url)
+            page.goto(f"{ui.base}/executions/{finished}/act")
+            form = page.locator("form#replay")
+            form.locator("select[name=from]").select_option("reply")
+            editor = form.locator("textarea[name=overrides]")
+            error = page.locator("#overrides-error")
+            editor.fill('{"checkpoint.reply": ')
+            form.locator("button[type=submit]").click()
+            assert "not valid JSON" in error.inner_text()
+            assert editor.get_attribute("aria-invalid") == "true"
+            _shoot(page, tmp_path / "overrides-error.png")
+            editor.fill("[1, 2]")
+            form.locator("button[type=submit]").click()
+            assert "must be a JSON object" in error.inner_text()
+            assert page.url == f"{ui.base}/executions/{finished}/act"
+            assert posts == []
+            assert ui.request("/api/executions")[1]["total"] == 1
+
+            editor.fill('{"checkpoint.reply": "canned"}')
+            form.locator("button[type=submit]").click()
+            page.wait_for_url("**notice=replay*")
+            assert [p for p in posts if p.endswith("/replay")] == [
+                f"{ui.base}/executions/{finished}/replay"
+            ]
+            assert ui.request("/api/executions")[1]["total"] == 2
 
     def test_cancel_a_running_execution(self, browser, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         """Cancel on the act page stops it; the open list shows it cancelled without reload."""

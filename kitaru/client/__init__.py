@@ -15,6 +15,7 @@ from kitaru.client._lifecycle import LifecycleLine, lifecycle_lines
 from kitaru.client._summaries import ExecutionSummary, flow_inputs, summaries, summary_of
 from kitaru.client._views import (
     ArtifactRef,
+    CallArgument,
     CheckpointAttempt,
     CheckpointCall,
     CostTotal,
@@ -57,6 +58,7 @@ __all__ = [
     "EXECUTION_STATUSES",
     "ArtifactRef",
     "ArtifactsClient",
+    "CallArgument",
     "CallKind",
     "CheckpointAttempt",
     "CheckpointCall",

@@ -172,6 +172,17 @@ class CostTotal:
 
 
 @dataclass(frozen=True)
+class CallArgument:
+    """One argument of a durable call as the journal recorded it: its name and a short
+    preview (a repr cut to length; never the whole value)."""
+
+    name: str
+    preview: str
+    type_name: str | None = None
+    """The type of an argument that could not be encoded (its preview is then empty)."""
+
+
+@dataclass(frozen=True)
 class CheckpointCall:
     """One durable call of the flow body (a checkpoint, a flow-body llm call, a wait)."""
 
@@ -204,6 +215,9 @@ class CheckpointCall:
     """The call (in ``reused_from`` or ``cached_from``) whose output this call reused."""
     parent_identities: tuple[str, ...] = ()
     """Identities (``name``, ``name_2``, ...) of the calls whose outputs were passed in."""
+    arguments: tuple[CallArgument, ...] = ()
+    """The arguments of its latest attempt, in order (empty in journals written before
+    they were recorded)."""
 
 
 @dataclass(frozen=True)
@@ -636,6 +650,9 @@ def _call(
         else None,
         parent_call_ids=tuple(call_ids.get(parent, parent) for parent in record.inputs_from),
         parent_identities=record.inputs_from,
+        arguments=tuple(
+            CallArgument(a.name, a.preview, a.type_name) for a in record.arguments or ()
+        ),
         metadata=dict(record.metadata),
         llm_calls=[_llm_call(e, store) for e in record.llm_calls],
         reused_from=record.reused_from,

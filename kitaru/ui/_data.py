@@ -53,7 +53,8 @@ rows stay a few hundred elements whatever the execution's size."""
 _VALUE_CHARS = 20_000
 """Longer values are cut for display; the whole value is an artifact to load."""
 _TOKENS_HISTORY = 200
-"""Tokens over time charts this many of a flow's latest executions."""
+"""Tokens and cost over time chart this many of a flow's latest executions (the
+totals count every execution)."""
 
 
 def shown(data: Any) -> Any:
@@ -474,6 +475,11 @@ def call_detail(snapshots: Snapshots, exec_id: str, identity: str) -> dict[str, 
         failure=_failure(call.failure),
         metadata=plain_value(call.metadata),
         parents=list(call.parent_identities),
+        # Each argument as recorded: its name and a short preview (blanked by shown()
+        # below like every other string, so a key passed as an argument never shows).
+        arguments=[
+            {"name": a.name, "preview": a.preview, "type_name": a.type_name} for a in call.arguments
+        ],
         overridden=call.overridden,
         output=output,
         output_error=output_error,
@@ -535,7 +541,9 @@ def _percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 
 def flow_stats(snapshots: Snapshots) -> dict[str, Any]:
-    """Per flow: executions by status, success rate, p50/p95 duration, tokens over time."""
+    """Per flow: executions by status, success rate, p50/p95 duration, tokens and cost
+    (totals of every execution, from the executions table's per-execution totals) and
+    both over its latest executions."""
     every = snapshots.client.executions.summaries()
     by_flow: dict[str, list[ExecutionSummary]] = {}
     for summary in every:
@@ -567,10 +575,10 @@ def flow_stats(snapshots: Snapshots) -> dict[str, Any]:
                 "success_rate": len(succeeded) / len(finished) if finished else None,
                 "p50_duration_ms": _percentile(durations, 0.5),
                 "p95_duration_ms": _percentile(durations, 0.95),
-                "tokens": sum(h["tokens"] or 0 for h in history),
-                "cost": _sum_known([h["cost"] for h in history]),
+                "tokens": sum(s.tokens or 0 for s in found),
+                "cost": _sum_known([s.cost for s in found]),
                 "tokens_over_time": history,
-                "show_cost": any(h["cost"] is not None for h in history),
+                "show_cost": any(s.cost is not None for s in found),
             }
         )
     return dict(shown({"flows": flows}))

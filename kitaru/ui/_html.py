@@ -114,7 +114,7 @@ def executions_live(data: dict[str, Any]) -> str:
             + "</tr>"
         )
     if not rows:
-        rows.append("<tr><td colspan=8 class=empty>No execution matches.</td></tr>")
+        rows.append("<tr><td colspan=9 class=empty>No execution matches.</td></tr>")
     filters = {k: v for k, v in data["filters"].items() if v}
     pager = _pager(data["page"], data["pages"], filters, "page")
     return (
@@ -319,11 +319,22 @@ def _call_panel(c: dict[str, Any]) -> str:
         else f"<p class=muted>{_e(c['output_error'] or 'no output recorded')}</p>"
     )
     parents = ", ".join(_e(p) for p in c["parents"]) or "none"
+    arguments = "".join(
+        f'<tr data-arg="{_e(a["name"])}"><td>{_e(a["name"])}</td>'
+        f"<td><code>{_e(a['preview'] or '<' + str(a['type_name']) + '>')}</code></td></tr>"
+        for a in c.get("arguments", [])
+    )
+    arguments_table = (
+        f"<table class='list args'><thead><tr><th>Name</th><th>Value (preview)</th></tr>"
+        f"</thead><tbody>{arguments}</tbody></table>"
+        if arguments
+        else "<p class=muted>no arguments recorded</p>"
+    )
     return f"""<section class=panel id=call-panel data-call="{_e(c["identity"])}">
 <h2>{_e(c["identity"])} <small>{_e(c["kind"])}</small> {_badge(c["status"])}</h2>
 {reused}{_failure(c["failure"])}
-<h3>Arguments</h3><p class=muted>outputs passed in from calls: {parents} (the journal
-keeps digests of argument values, not the values)</p>
+<h3>Arguments</h3>{arguments_table}<p class=muted>outputs passed in from calls: {parents}
+(the journal keeps a short preview of each argument, not the whole value)</p>
 <h3>Output</h3>{output}
 <h3>Attempts</h3><table class=list><thead><tr><th>#</th><th>Status</th><th>Started</th>
 <th>Duration</th><th>Failure</th></tr></thead><tbody>{attempts}</tbody></table>
@@ -532,19 +543,26 @@ calls' outputs: a JSON object such as {{"checkpoint.NAME": value}}.</p>
 # --------------------------------------------------------------------------- flows
 
 
-def _chart(history: list[dict[str, Any]]) -> str:
-    """Tokens per execution, oldest to newest, as an inline SVG of bars."""
-    values = [h["tokens"] or 0 for h in history]
+def _chart(history: list[dict[str, Any]], key: str) -> str:
+    """``key`` ("tokens" or "cost") per execution, oldest to newest, as an SVG of bars."""
+    values = [h[key] or 0 for h in history]
     if not any(values):
-        return "<span class=muted>no tokens recorded</span>"
+        return f"<span class=muted>no {'tokens' if key == 'tokens' else 'cost'} recorded</span>"
     top = max(values)
     width = max(1.0, 300 / len(values))
+
+    def label(v: float) -> str:
+        return f"{v:,} tokens" if key == "tokens" else f"${v:.6f}"
+
     bars = "".join(
         f'<rect x="{i * width:.2f}" y="{40 - v / top * 40:.2f}" width="{max(width - 0.5, 0.5):.2f}"'
-        f' height="{v / top * 40:.2f}"><title>{_e(h["started_at"])}: {v:,} tokens</title></rect>'
+        f' height="{v / top * 40:.2f}"><title>{_e(h["started_at"])}: {label(v)}</title></rect>'
         for i, (v, h) in enumerate(zip(values, history, strict=True))
     )
-    return f'<svg class=chart viewBox="0 0 300 40" preserveAspectRatio="none">{bars}</svg>'
+    return (
+        f'<svg class="chart chart-{key}" data-chart="{key}" viewBox="0 0 300 40" '
+        f'preserveAspectRatio="none">{bars}</svg>'
+    )
 
 
 def flows_page(data: dict[str, Any], csrf: str) -> str:
@@ -560,12 +578,14 @@ def flows_page(data: dict[str, Any], csrf: str) -> str:
             f"<td class=n>{rate}</td><td class=n>{_duration(f['p50_duration_ms'])}</td>"
             f"<td class=n>{_duration(f['p95_duration_ms'])}</td>"
             f"<td class=n>{_num(f['tokens'])}</td><td class=n>{_cost(f.get('cost'))}</td>"
-            f"<td>{_chart(f['tokens_over_time'])}</td></tr>"
+            f"<td>{_chart(f['tokens_over_time'], 'tokens')}</td>"
+            f"<td>{_chart(f['tokens_over_time'], 'cost')}</td></tr>"
         )
     if not rows:
-        rows.append("<tr><td colspan=8 class=empty>No executions yet.</td></tr>")
+        rows.append("<tr><td colspan=9 class=empty>No executions yet.</td></tr>")
     body = f"""<h1>Flows</h1><table class=list><thead><tr><th>Flow</th><th class=n>Executions</th>
 <th class=n>Success</th><th class=n>p50</th><th class=n>p95</th><th class=n>Tokens</th>
-<th class=n>Est. cost</th><th>Tokens over time (latest executions)</th></tr></thead>
+<th class=n>Est. cost</th><th>Tokens over time (latest executions)</th>
+<th>Est. cost over time</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>"""
     return _page("Flows", body, csrf, "flows")

@@ -8,8 +8,10 @@ line with how the run ended. Modes:
 - ``fail``: a checkpoint raises ``ValueError``; the execution fails.
 - ``wait``: waits (up to ``DESK_WAIT_TIMEOUT`` seconds, default 60) for a ``Decision``,
   then completes with it.
-- ``leak``: a checkpoint prints ``OPENAI_API_KEY`` and returns it in its output.
+- ``leak``: a checkpoint is passed ``OPENAI_API_KEY``, prints it and returns it.
 - ``tick``: ``DESK_TICKS`` (default 600) checkpoints of 0.1 s each, printing as it goes.
+- ``gate``: triages, then pays, which fails until the file ``DESK_GATE`` names exists.
+- ``notes``: logs metadata on the execution and saves an artifact from a checkpoint.
 """
 
 from __future__ import annotations
@@ -66,10 +68,35 @@ def step(i: int) -> int:
 
 
 @checkpoint
-def echo_key() -> str:
-    key = os.environ["OPENAI_API_KEY"]
+def echo_key(key: str) -> str:
     print(f"using {key}")
     return f"the key is {key}"
+
+
+@checkpoint
+def pay(ticket: str) -> str:
+    if not os.path.exists(os.environ["DESK_GATE"]):
+        raise RuntimeError(f"payments are closed for {ticket}")
+    return f"paid {ticket}"
+
+
+@checkpoint
+def summarise(ticket: str) -> str:
+    kitaru.save("summary", {"ticket": ticket, "lines": 3}, type="context")
+    kitaru.log(words=42)
+    return f"summary of {ticket}"
+
+
+@flow
+def gated_refund(ticket: str) -> str:
+    triage(ticket)
+    return pay(ticket).load()
+
+
+@flow
+def annotate(ticket: str) -> str:
+    kitaru.log(priority="high", team={"name": "billing"})
+    return summarise(ticket).load()
 
 
 @flow
@@ -79,7 +106,7 @@ def steps(n: int) -> int:
 
 @flow
 def leak() -> str:
-    return echo_key().load()
+    return echo_key(os.environ["OPENAI_API_KEY"]).load()
 
 
 @flow
@@ -111,17 +138,18 @@ def watch(n: int) -> int:
 
 
 def _start(mode: str) -> kitaru.FlowHandle:
-    if mode == "finish":
-        return answer_ticket.run("T-1", background=True)
-    if mode == "fail":
-        return refund_ticket.run("T-2", background=True)
-    if mode == "wait":
-        return escalate.run("T-3", background=True)
-    if mode == "leak":
-        return leak.run(background=True)
-    if mode == "tick":
-        return watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True)
-    raise SystemExit(f"unknown mode {mode!r}")
+    starts = {
+        "finish": lambda: answer_ticket.run("T-1", background=True),
+        "fail": lambda: refund_ticket.run("T-2", background=True),
+        "wait": lambda: escalate.run("T-3", background=True),
+        "leak": lambda: leak.run(background=True),
+        "tick": lambda: watch.run(int(os.environ.get("DESK_TICKS", "600")), background=True),
+        "gate": lambda: gated_refund.run("T-4", background=True),
+        "notes": lambda: annotate.run("T-5", background=True),
+    }
+    if mode not in starts:
+        raise SystemExit(f"unknown mode {mode!r}")
+    return starts[mode]()
 
 
 if __name__ == "__main__":
