@@ -14,7 +14,7 @@ from kitaru.errors import (
     KitaruUsageError,
 )
 from kitaru.journal.read_model import ExecutionStatus
-from kitaru.journal.store import Store
+from kitaru.journal.store import Store, WorkQueue
 from kitaru.runtime.runner import Run, failure_error, load_state
 from kitaru.runtime.values import decode_value
 
@@ -80,14 +80,19 @@ class FlowHandle:
             time.sleep(_POLL_SECONDS)
 
     def _input_awaits_pickup(self) -> bool:
-        """Whether an answer is posted that a run owning the execution here will take.
+        """Whether an answer is posted that a run will take: one owning the execution in
+        this process, or a worker (the answer put the parked execution back in the queue).
 
-        Only a run in this process is sure to take it; an execution whose process died
-        keeps its answer until it is resumed, so waiting on it would only time out.
+        An execution whose process died keeps its answer until it is resumed, so waiting
+        on it would only time out.
         """
         from kitaru.runtime.ownership import running_here
 
-        return running_here(self.exec_id) and bool(self._store.wait_inputs(self.exec_id))
+        if not self._store.wait_inputs(self.exec_id):
+            return False
+        if running_here(self.exec_id):
+            return True
+        return isinstance(self._store, WorkQueue) and self._store.will_run(self.exec_id)
 
     def get(self) -> Any:
         """Return the result of a finished execution without blocking."""

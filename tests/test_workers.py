@@ -22,7 +22,7 @@ import pytest
 
 from kitaru import FlowHandle, KitaruClient
 from kitaru._stacks import create_stack
-from kitaru.errors import KitaruExecutionError, KitaruUsageError
+from kitaru.errors import KitaruExecutionError, KitaruTimeoutError, KitaruUsageError
 from kitaru.journal.events import CallCompleted, CallStartedAndCompleted
 from kitaru.journal.postgres import PostgresStore
 from kitaru.journal.store import WorkerRow
@@ -264,6 +264,25 @@ class TestWaitsAndCancel:
         _wait_until(lambda: handle.status == "completed", what="the flow to finish")
         assert handle.get() == "got yes"
         assert _lines(log, "done")["w:0"] == 1
+
+    def test_wait_blocks_once_answered_until_a_worker_continues(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """After input is posted with no worker up, handle.wait() blocks rather than raise."""
+        log = tmp_path / "calls.log"
+        workers.start()
+        handle = ask.run("w", str(log), stack="team")
+        _wait_until(lambda: handle.status == "waiting", what="the wait")
+        _wait_until(
+            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
+            what="the execution to be parked",
+        )
+        workers.stop_all()
+        KitaruClient(workers.url).executions.input(handle.exec_id, value="yes")
+        with pytest.raises(KitaruTimeoutError):
+            handle.wait(timeout=1)  # answered, queued again, no worker yet: still going on
+        workers.start()
+        assert handle.wait(timeout=60) == "got yes"
 
     def test_cancel_reaches_a_running_execution_on_a_worker(
         self, workers: Workers, tmp_path: Path

@@ -1024,6 +1024,13 @@ class PostgresStore:
             )
             self._notify(conn, exec_id)
 
+    def will_run(self, exec_id: str) -> bool:
+        with self._transaction("read a queue entry") as conn:
+            row = conn.execute(
+                f"SELECT state FROM {self._s}.run_queue WHERE exec_id = %s", (exec_id,)
+            ).fetchone()
+        return row is not None and row[0] in ("queued", "claimed")
+
     def dequeue(self, exec_id: str) -> None:
         with self._transaction("take an execution out of the queue") as conn:
             # No notice: nothing became runnable (the worker fills the freed slot itself).

@@ -483,6 +483,10 @@ class WorkQueue(Protocol):
 
     def unregister_worker(self, worker: str) -> None: ...
 
+    def will_run(self, exec_id: str) -> bool:
+        """Whether a worker takes or holds the execution (queued or claimed, not parked)."""
+        ...
+
     def list_workers(self, ttl: float) -> list[WorkerRow]:
         """Every recorded worker; ``alive`` if its session holds or it beat within ``ttl``."""
         ...
