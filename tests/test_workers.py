@@ -87,6 +87,18 @@ def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
     started.stop_all()
 
 
+def _parked_at_its_wait(workers: Workers, log: Path) -> FlowHandle:
+    """Run ``ask`` on a worker until it waits and the worker has parked it."""
+    workers.start()
+    handle = ask.run("w", str(log), stack="team")
+    _wait_until(lambda: handle.status == "waiting", what="the wait")
+    _wait_until(
+        lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
+        what="the execution to be parked",
+    )
+    return handle
+
+
 def _lines(log: Path, kind: str) -> Counter[str]:
     if not log.exists():
         return Counter()
@@ -246,13 +258,7 @@ class TestWaitsAndCancel:
     ) -> None:
         """A waiting execution is parked; `executions input` makes a worker continue it."""
         log = tmp_path / "calls.log"
-        workers.start()
-        handle = ask.run("w", str(log), stack="team")
-        _wait_until(lambda: handle.status == "waiting", what="the wait")
-        _wait_until(
-            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
-            what="the execution to be parked",
-        )
+        handle = _parked_at_its_wait(workers, log)
         done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
             kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
             env=child_env(KITARU_STORE=workers.url),
@@ -270,13 +276,7 @@ class TestWaitsAndCancel:
     ) -> None:
         """After input is posted with no worker up, handle.wait() blocks rather than raise."""
         log = tmp_path / "calls.log"
-        workers.start()
-        handle = ask.run("w", str(log), stack="team")
-        _wait_until(lambda: handle.status == "waiting", what="the wait")
-        _wait_until(
-            lambda: not any(w.running for w in KitaruClient(workers.url).workers.list()),
-            what="the execution to be parked",
-        )
+        handle = _parked_at_its_wait(workers, log)
         workers.stop_all()
         KitaruClient(workers.url).executions.input(handle.exec_id, value="yes")
         with pytest.raises(KitaruTimeoutError):
