@@ -267,6 +267,7 @@ class TestWaitsAndCancel:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        assert "resume" not in done.stdout  # a worker continues it: nothing to do by hand
         _wait_until(lambda: handle.status == "completed", what="the flow to finish")
         assert handle.get() == "got yes"
         assert _lines(log, "done")["w:0"] == 1
@@ -274,11 +275,20 @@ class TestWaitsAndCancel:
     def test_wait_blocks_once_answered_until_a_worker_continues(
         self, workers: Workers, tmp_path: Path
     ) -> None:
-        """After input is posted with no worker up, handle.wait() blocks rather than raise."""
+        """Input posted with no worker up: the command says a worker continues it, and
+        handle.wait() blocks until one does rather than raise."""
         log = tmp_path / "calls.log"
         handle = _parked_at_its_wait(workers, log)
         workers.stop_all()
-        KitaruClient(workers.url).executions.input(handle.exec_id, value="yes")
+        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+            kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
+            env=child_env(KITARU_STORE=workers.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "a worker continues it" in done.stdout  # not "resume it yourself"
         with pytest.raises(KitaruTimeoutError):
             handle.wait(timeout=1)  # answered, queued again, no worker yet: still going on
         workers.start()

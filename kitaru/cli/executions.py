@@ -484,6 +484,8 @@ def _recorded(client: KitaruClient, execution: Execution) -> str:
     waiting = execution.status is ExecutionStatus.WAITING
     if not waiting or client.executions.live_owner(execution.exec_id) is not None:
         return f"Input recorded for {execution.exec_id}."
+    if client.executions.queued_for_workers(execution.exec_id):
+        return f"Input recorded for {execution.exec_id}; a worker continues it."
     return (
         f"Input recorded for {execution.exec_id}; no process is running it: "
         f"continue it with `kitaru executions resume {execution.exec_id}`."

@@ -262,6 +262,10 @@ class ExecutionsClient:
         """The live process that owns the execution now (pid, host), or None."""
         return self._store.live_lease(self.resolve_id(exec_id))
 
+    def queued_for_workers(self, exec_id: str) -> bool:
+        """Whether a ``kitaru worker`` takes or holds the execution (queued or claimed)."""
+        return isinstance(self._store, WorkQueue) and self._store.will_run(self.resolve_id(exec_id))
+
     def lifecycle(self, exec_id: str) -> builtins.list[LifecycleLine]:
         """The execution's lifecycle events as lines, in journal order."""
         return lifecycle_lines(self._store, self.resolve_id(exec_id))
