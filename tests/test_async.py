@@ -90,10 +90,21 @@ DRIFT: dict[str, str] = {}
 """Topic -> what the flow body passes instead, to change the code between runs."""
 
 
+FINISHING: dict[str, list[str]] = {}
+"""Side file -> the order in which that run's searches must finish (topics): the sleeps
+spread the calls out as a real fan-out would, and this makes their order certain even
+when a loaded machine stretches a sleep."""
+
+
 @checkpoint
 async def search(topic: str, delay: float, side: str) -> str:
     note(side, f"search:{topic}")
     await asyncio.sleep(delay)
+    order = FINISHING.get(side)
+    if order is not None:
+        while order[0] != topic:
+            await asyncio.sleep(0.002)
+        order.pop(0)
     return f"notes on {topic}"
 
 
@@ -365,10 +376,14 @@ class TestRacingCallsGetProgramOrderIdentities:
         """``search_N`` is the N-th call made, whichever call finishes first."""
         topics = ["a", "b", "c", "d"]
         for order in ("forward", "reverse"):
-            handle = program.run(topics, order, str(side))
-            assert handle.wait(timeout=TIMEOUT) == [f"notes on {t}" for t in topics]
-            completed = [e.identity for e in events(handle.exec_id) if isinstance(e, CallCompleted)]
             finishing = topics if order == "forward" else topics[::-1]
+            FINISHING[str(side)] = list(finishing)
+            try:
+                handle = program.run(topics, order, str(side))
+                assert handle.wait(timeout=TIMEOUT) == [f"notes on {t}" for t in topics]
+            finally:
+                FINISHING.pop(str(side), None)
+            completed = [e.identity for e in events(handle.exec_id) if isinstance(e, CallCompleted)]
             names = {"a": "search", "b": "search_2", "c": "search_3", "d": "search_4"}
             assert completed == [names[t] for t in finishing]
             assert outputs(handle.exec_id) == {names[t]: f"notes on {t}" for t in topics}
