@@ -177,10 +177,22 @@ _CLAIM_CLASS = 0x4B697462
 """First half of the two-part advisory-lock key that serialises claims of one execution."""
 
 
+def _require_psycopg() -> None:
+    """Refuse at once, in one line, when the extra is missing: every method imports
+    psycopg (for its error types) before it connects."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise KitaruFeatureNotAvailableError(
+            "The PostgreSQL journal store needs psycopg: pip install 'kitaru[postgres]'."
+        ) from None
+
+
 class PostgresStore:
     """A journal in a PostgreSQL database; safe to share between threads, processes, hosts."""
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10.0):
+        _require_psycopg()
         query = parse_qs(urlsplit(url).query)
         self.url = url
         self.location = redact_url(url)
@@ -201,12 +213,8 @@ class PostgresStore:
     # -- connections -------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        try:
-            import psycopg
-        except ImportError:
-            raise KitaruFeatureNotAvailableError(
-                "The PostgreSQL journal store needs psycopg: pip install 'kitaru[postgres]'."
-            ) from None
+        import psycopg
+
         try:
             conn = psycopg.connect(
                 self._dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
