@@ -143,6 +143,10 @@ class TestEachExecutionOnce:
         handle = chain.run("late", 2, str(log), stack="team")
         assert handle.status == "running"
         assert not log.exists()
+        queued = KitaruClient(workers.url).executions.get(handle.exec_id)
+        assert not queued.interrupted  # waiting for a worker, not abandoned
+        assert queued.status_reason is not None
+        assert queued.status_reason.startswith("queued")
         workers.start()
         assert handle.wait(timeout=60) == 1
 

@@ -20,7 +20,7 @@ from kitaru.errors import FailureOrigin, KitaruError, KitaruStateError
 from kitaru.journal.conversation import load_prompt
 from kitaru.journal.events import CallKind, ErrorInfo, LlmCallRecorded, ValueRef
 from kitaru.journal.read_model import ExecutionStatus
-from kitaru.journal.store import CallPage, ExecutionRow, Store, StoredEvent
+from kitaru.journal.store import CallPage, ExecutionRow, Store, StoredEvent, WorkQueue
 from kitaru.replay.state import SUMMARY_EVENTS, CallRecord, ExecutionState, fold
 from kitaru.runtime.failures import failure_origin
 from kitaru.runtime.values import decode_value
@@ -894,7 +894,7 @@ def _original_call_ids(
 
 
 def _status_reason(
-    state: ExecutionState, failure: FailureInfo | None, interrupted: bool
+    state: ExecutionState, failure: FailureInfo | None, interrupted: bool, *, queued: bool = False
 ) -> str | None:
     if failure is not None:
         where = f" in {failure.call}" if failure.call else ""
@@ -903,6 +903,8 @@ def _status_reason(
         return state.cancelled.reason if state.cancelled is not None else "cancelled"
     if state.status is ExecutionStatus.WAITING:
         return f"waiting for input at {', '.join(map(repr, state.pending_waits))}"
+    if queued:
+        return "queued: the next free `kitaru worker` on its queue takes it"
     if interrupted:
         return (
             "interrupted: no process is running it; continue it with "
@@ -1133,9 +1135,11 @@ def execution_from_state(
             state.failure.error, divergence=state.failure.divergence, call=state.failure.call
         )
     waits = _pending_waits(state, store)
-    interrupted = False
-    if state.status is ExecutionStatus.RUNNING:
-        interrupted = store.live_lease(state.exec_id) is None
+    interrupted = queued = False
+    if state.status is ExecutionStatus.RUNNING and store.live_lease(state.exec_id) is None:
+        # Nobody runs it now: interrupted, unless it waits in the queue for a worker.
+        queued = isinstance(store, WorkQueue) and store.will_run(state.exec_id)
+        interrupted = not queued
     live = state.status is ExecutionStatus.RUNNING and not interrupted
     return Execution(
         exec_id=state.exec_id,
@@ -1159,6 +1163,6 @@ def execution_from_state(
         flow_id=f"{started.flow.module}:{started.flow.qualname}",
         # Journals written before run settings were recorded ran on the local stack.
         stack_name=started.spec.stack if started.spec is not None else "local",
-        status_reason=_status_reason(state, failure, interrupted),
+        status_reason=_status_reason(state, failure, interrupted, queued=queued),
         _calls=_CallViews(state, store, live, events),
     )
