@@ -452,6 +452,7 @@ class TestFlowRetriesAcrossACrash:
 
 _STORE_READS = {
     "list_workers",
+    "will_run",
     "wait_for_work",
     "read_events",
     "stream_events",
