@@ -88,11 +88,13 @@ class FlowHandle:
         """
         from kitaru.runtime.ownership import running_here
 
+        here = running_here(self.exec_id)  # no I/O: asked first
+        queue = self._store if isinstance(self._store, WorkQueue) else None
+        if not here and queue is None:
+            return False
         if not self._store.wait_inputs(self.exec_id):
             return False
-        if running_here(self.exec_id):
-            return True
-        return isinstance(self._store, WorkQueue) and self._store.will_run(self.exec_id)
+        return here or (queue is not None and queue.will_run(self.exec_id))
 
     def get(self) -> Any:
         """Return the result of a finished execution without blocking."""

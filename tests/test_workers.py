@@ -99,6 +99,21 @@ def _parked_at_its_wait(workers: Workers, log: Path) -> FlowHandle:
     return handle
 
 
+def _answer_from_the_command(
+    workers: Workers, handle: FlowHandle
+) -> subprocess.CompletedProcess[str]:
+    """Answer ``ask``'s wait with `kitaru executions input` from another process."""
+    done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+        kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
+        env=child_env(KITARU_STORE=workers.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _lines(log: Path, kind: str) -> Counter[str]:
     if not log.exists():
         return Counter()
@@ -263,14 +278,7 @@ class TestWaitsAndCancel:
         """A waiting execution is parked; `executions input` makes a worker continue it."""
         log = tmp_path / "calls.log"
         handle = _parked_at_its_wait(workers, log)
-        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
-            kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
-            env=child_env(KITARU_STORE=workers.url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+        done = _answer_from_the_command(workers, handle)
         assert "resume" not in done.stdout  # a worker continues it: nothing to do by hand
         _wait_until(lambda: handle.status == "completed", what="the flow to finish")
         assert handle.get() == "got yes"
@@ -284,14 +292,7 @@ class TestWaitsAndCancel:
         log = tmp_path / "calls.log"
         handle = _parked_at_its_wait(workers, log)
         workers.stop_all()
-        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
-            kitaru_command("executions", "input", handle.exec_id, "--value", '"yes"'),
-            env=child_env(KITARU_STORE=workers.url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+        done = _answer_from_the_command(workers, handle)
         assert "a worker continues it" in done.stdout  # not "resume it yourself"
         with pytest.raises(KitaruTimeoutError):
             handle.wait(timeout=1)  # answered, queued again, no worker yet: still going on
