@@ -16,19 +16,25 @@ store's:
   it writes, a claim holds it exclusively. No append can land between a takeover and
   the check that would refuse it.
 
-Each thread gets its own connection. psycopg is imported when a store is opened.
+Threads borrow connections from one bounded pool per process (``journal/pool.py``;
+``?kitaru_pool_size=N`` in the URL, 10 by default) for one operation at a time. Two
+kinds of session stay outside the pool because they must live on: the one holding the
+owner locks, and each waiting thread's ``LISTEN``. psycopg is imported when a store is
+opened.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import select
 import threading
 import time
 import weakref
 from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from zlib import crc32
 
@@ -37,6 +43,7 @@ from kitaru.errors import (
     JournalConflictError,
     KitaruBackendError,
     KitaruFeatureNotAvailableError,
+    KitaruUsageError,
     WaitAlreadyAnsweredError,
 )
 from kitaru.journal.events import (
@@ -50,6 +57,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
+from kitaru.journal.pool import ConnectionPool
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
 from kitaru.journal.read_model import (
     CallWrite,
@@ -121,9 +129,11 @@ would end the parent's session (libpq says goodbye on the shared socket)."""
 
 def _after_fork_in_child() -> None:
     for store in list(_stores):
-        _inherited.append(store._local)
+        _inherited.append(store._pool)
+        _inherited.append(store._listeners)
         _inherited.append(store._lock_conn)
-        store._local = threading.local()
+        store._pool = store._new_pool()
+        store._listeners = threading.local()
         store._lock_conn = None
         store._lock_conn_guard = threading.Lock()
         store._owned = {}
@@ -201,7 +211,13 @@ class PostgresStore:
         self._s = '"' + self.schema.replace('"', '""') + '"'
         self._channel = f"{_MAIL_CHANNEL}_{self.schema}"[:63]
         self.connect_timeout = connect_timeout
-        self._local = threading.local()
+        self.pool_size = _option(query, "kitaru_pool_size", int, 10, minimum=1)
+        self.pool_timeout = _option(query, "kitaru_pool_timeout", float, 30.0, minimum=0.0)
+        self._application = None if "application_name" in query else "kitaru"
+        self._pool = self._new_pool()
+        self._listeners = threading.local()
+        """Each waiting thread's ``LISTEN`` session, kept between its waits so that no
+        notice sent in between is missed."""
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._lock_conn: Any = None
@@ -212,12 +228,37 @@ class PostgresStore:
 
     # -- connections -------------------------------------------------------------------
 
+    def _new_pool(self) -> ConnectionPool[Any]:
+        return ConnectionPool(
+            self._connect,
+            size=self.pool_size,
+            timeout=self.pool_timeout,
+            alive=_idle_session_alive,
+            reusable=_reusable,
+            close=_close_quietly,
+            exhausted=self._pool_exhausted,
+        )
+
+    def _pool_exhausted(self, size: int, waited: float) -> KitaruBackendError:
+        return KitaruBackendError(
+            f"All {size} connections this process may open to the PostgreSQL journal "
+            f"{self.location} stayed busy for {waited:g} s. Allow more with "
+            "?kitaru_pool_size=N in the store URL, or run fewer executions at once.",
+            failure=BackendFailure.BUSY,
+        )
+
     def _connect(self) -> Any:
         import psycopg
 
+        extra: dict[str, Any] = {}
+        if self._application is not None:
+            extra["application_name"] = self._application
         try:
             conn = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                self._dsn,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                **extra,
             )
         except psycopg.Error as exc:
             raise KitaruBackendError(
@@ -246,13 +287,6 @@ class PostgresStore:
                     self._migrated = True
         return conn
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
-
     def _locker(self) -> Any:
         """The process's connection that holds owner locks (its session is the liveness).
 
@@ -260,18 +294,22 @@ class PostgresStore:
         replaced and the locks of the leases still held here are taken again; a rival
         that claimed one meanwhile has fenced this process out of it.
         """
-        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.broken:
+        if self._lock_conn is None or not _idle_session_alive(self._lock_conn):
+            if self._lock_conn is not None:
+                _close_quietly(self._lock_conn)
             self._lock_conn = self._connect()
             for lock in set(self._owned.values()):
                 self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,))
         return self._lock_conn
 
     def close(self) -> None:
-        """Close this thread's connection (the lock connection stays while leases are held)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close the idle pooled connections and this thread's listener (the lock
+        connection stays while leases are held). The store stays usable."""
+        self._pool.close()
+        listener = getattr(self._listeners, "conn", None)
+        if listener is not None:
+            self._listeners.conn = None
+            _close_quietly(listener)
         with self._lock_conn_guard:
             if not self._owned and self._lock_conn is not None:
                 self._lock_conn.close()
@@ -313,12 +351,11 @@ class PostgresStore:
     def _reading(self, doing: str) -> Iterator[Any]:
         import psycopg
 
-        conn = self._conn()
-        try:
-            yield conn
-        except psycopg.Error as exc:
-            self._drop_if_broken(conn)
-            raise self._error(exc, doing) from None
+        with self._pool.connection() as conn:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                raise self._error(exc, doing) from None
 
     @contextmanager
     def _transaction(self, doing: str, *, sync: bool = True) -> Iterator[Any]:
@@ -329,21 +366,16 @@ class PostgresStore:
         """
         import psycopg
 
-        conn = self._conn()
-        try:
-            with conn.transaction():
-                if not sync:
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                yield conn
-        except (psycopg.errors.UniqueViolation, psycopg.errors.RestrictViolation):
-            raise  # a taken seq, or an overwrite the triggers refused: the caller's to name
-        except psycopg.Error as exc:
-            self._drop_if_broken(conn)
-            raise self._error(exc, doing) from None
-
-    def _drop_if_broken(self, conn: Any) -> None:
-        if conn.broken or conn.closed:
-            self._local.conn = None
+        with self._pool.connection() as conn:
+            try:
+                with conn.transaction():
+                    if not sync:
+                        conn.execute("SET LOCAL synchronous_commit = off")
+                    yield conn
+            except (psycopg.errors.UniqueViolation, psycopg.errors.RestrictViolation):
+                raise  # a taken seq, or an overwrite the triggers refused: the caller's to name
+            except psycopg.Error as exc:
+                raise self._error(exc, doing) from None
 
     # -- events --------------------------------------------------------------------------
 
@@ -370,47 +402,47 @@ class PostgresStore:
         s = self._s
         fence = self._fenced(exec_id, owner)
         seqs, kinds, ats, bodies, crcs, derived = self._rows_of(exec_id, first_seq, events)
-        conn = self._conn()
-        try:
+        with self._pool.connection() as conn:
             try:
-                with conn.pipeline() as pipeline:
-                    conn.execute("BEGIN")
-                    if not sync:
-                        conn.execute("SET LOCAL synchronous_commit = off")
-                    written = conn.execute(
-                        f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
-                        "SELECT %s, u.seq, u.type, u.at, u.body, u.crc FROM unnest("
-                        "%s::integer[], %s::text[], %s::float8[], %s::bytea[], %s::bigint[]) "
-                        f"AS u(seq, type, at, body, crc) WHERE {fence[0]}",
-                        (exec_id, seqs, kinds, ats, bodies, crcs, *fence[1]),
-                    )
-                    if payloads:
-                        conn.execute(
-                            f"INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
-                            "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes) "
-                            f"WHERE {fence[0]} ON CONFLICT (hash) DO NOTHING",
-                            (list(payloads), list(payloads.values()), *fence[1]),
+                try:
+                    with conn.pipeline() as pipeline:
+                        conn.execute("BEGIN")
+                        if not sync:
+                            conn.execute("SET LOCAL synchronous_commit = off")
+                        written = conn.execute(
+                            f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
+                            "SELECT %s, u.seq, u.type, u.at, u.body, u.crc FROM unnest("
+                            "%s::integer[], %s::text[], %s::float8[], %s::bytea[], %s::bigint[]) "
+                            f"AS u(seq, type, at, body, crc) WHERE {fence[0]}",
+                            (exec_id, seqs, kinds, ats, bodies, crcs, *fence[1]),
                         )
-                    for statement, params in derived:
-                        conn.execute(*_fill_fence(statement, params, fence))
-                    self._commit_append(conn, pipeline)
-            except psycopg.Error:
-                self._roll_back(conn)
-                raise
-        except psycopg.errors.UniqueViolation as exc:
-            raise JournalConflictError(
-                f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
-                "taken). Only one process may run an execution at a time.",
-                exec_id=exec_id,
-            ) from exc
-        except psycopg.errors.RestrictViolation as exc:
-            raise JournalConflictError(
-                f"The journal refused to overwrite what execution {exec_id} recorded "
-                f"({_first_line(exc)}); nothing of this append was written.",
-                exec_id=exec_id,
-            ) from exc
-        except psycopg.Error as exc:
-            raise self._error(exc, "append events") from None
+                        if payloads:
+                            conn.execute(
+                                f"INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
+                                "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes) "
+                                f"WHERE {fence[0]} ON CONFLICT (hash) DO NOTHING",
+                                (list(payloads), list(payloads.values()), *fence[1]),
+                            )
+                        for statement, params in derived:
+                            conn.execute(*_fill_fence(statement, params, fence))
+                        self._commit_append(conn, pipeline)
+                except psycopg.Error:
+                    self._roll_back(conn)
+                    raise
+            except psycopg.errors.UniqueViolation as exc:
+                raise JournalConflictError(
+                    f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
+                    "taken). Only one process may run an execution at a time.",
+                    exec_id=exec_id,
+                ) from exc
+            except psycopg.errors.RestrictViolation as exc:
+                raise JournalConflictError(
+                    f"The journal refused to overwrite what execution {exec_id} recorded "
+                    f"({_first_line(exc)}); nothing of this append was written.",
+                    exec_id=exec_id,
+                ) from exc
+            except psycopg.Error as exc:
+                raise self._error(exc, "append events") from None
         if written.rowcount != len(seqs):
             # The fence held nothing back but the events: find out why, for the message.
             raise lease_lost(exec_id, owner, released=self.get_lease(exec_id) is None)
@@ -440,14 +472,12 @@ class PostgresStore:
         import psycopg
 
         if conn.broken or conn.closed:
-            self._drop_if_broken(conn)
-            return
+            return  # the pool closes it when it comes back
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             try:
                 conn.execute("ROLLBACK")
             except psycopg.Error:
                 conn.close()
-                self._drop_if_broken(conn)
 
     def _fence(self, conn: Any, exec_id: str, owner: str | None) -> None:
         """Refuse a write for ``exec_id`` unless ``owner`` holds its lease.
@@ -882,16 +912,16 @@ class PostgresStore:
     def _listen(self, timeout: float) -> None:
         import psycopg
 
-        listener = getattr(self._local, "listener", None)
+        listener = getattr(self._listeners, "conn", None)
         try:
             if listener is None or listener.closed or listener.broken:
                 listener = self._connect()
                 listener.execute(f'LISTEN "{self._channel}"')
-                self._local.listener = listener
+                self._listeners.conn = listener
             for notice in listener.notifies(timeout=max(0.0, timeout), stop_after=1):
                 del notice  # whose mail it is, the caller reads for itself
         except psycopg.Error:
-            self._local.listener = None
+            self._listeners.conn = None
             time.sleep(min(timeout, 0.1))  # the next look reconnects; never spin
 
     def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]:
@@ -1282,6 +1312,67 @@ def _without_kitaru_options(url: str) -> str:
         pair for pair in parts.query.split("&") if not pair.split("=", 1)[0].startswith("kitaru_")
     )
     return parts._replace(query=kept).geturl()
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _option(
+    query: Mapping[str, list[str]], name: str, kind: type[_N], default: _N, *, minimum: _N
+) -> _N:
+    """A kitaru option of the store URL (``?NAME=VALUE``), checked."""
+    if name not in query:
+        return default
+    text = query[name][-1]
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        raise KitaruUsageError(
+            f"{name}={text!r} in the PostgreSQL store URL is not valid: give a "
+            f"{'whole number' if kind is int else 'number of seconds'} >= {minimum}."
+        )
+    return value
+
+
+def _idle_session_alive(conn: Any) -> bool:
+    """Whether an idle pooled session can still be used, without a round trip.
+
+    An idle session in autocommit with nothing pending receives nothing unless the
+    server ends it (a restart sends a last error, then closes the socket) or, rarely,
+    reports a changed setting. Only a socket with something to read is asked with a
+    round trip which of the two it was.
+    """
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return False
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if not poller.poll(0):
+        return True
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _reusable(conn: Any) -> bool:
+    """Whether a session coming back to the pool is whole and outside any transaction."""
+    import psycopg
+
+    return bool(
+        not conn.closed
+        and not conn.broken
+        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
+
+
+def _close_quietly(conn: Any) -> None:
+    with suppress(Exception):  # a session the server already ended has nothing to close
+        conn.close()
 
 
 def _first_line(exc: Exception) -> str:

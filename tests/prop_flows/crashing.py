@@ -333,8 +333,7 @@ class MortalPostgresStore(_Mortality, PostgresStore):
             return
         pipeline.sync()  # every statement of the append has run; COMMIT is never sent
         if not self.mortal.real:
-            conn.close()
-            self._local.conn = None
+            conn.close()  # the pool drops a closed session when it comes back
         self.mortal.die("in the middle of an append, before COMMIT")
 
     def _drop_liveness(self, exec_id: str, owner: str) -> None:
