@@ -18,9 +18,9 @@ store's:
 
 Threads borrow connections from one bounded pool per process (``journal/pool.py``;
 ``?kitaru_pool_size=N`` in the URL, 10 by default) for one operation at a time. Two
-kinds of session stay outside the pool because they must live on: the one holding the
-owner locks, and each waiting thread's ``LISTEN``. psycopg is imported when a store is
-opened.
+sessions stay outside the pool because they must live on: the one holding the owner
+locks, and the one listening for notices, which every waiting thread shares
+(``journal/notices.py``). psycopg is imported when a store is opened.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from kitaru.journal.events import (
 )
 from kitaru.journal.events import encode_event as _encode
 from kitaru.journal.hosts import process_started, this_host
+from kitaru.journal.notices import NoticeBoard
 from kitaru.journal.pool import ConnectionPool
 from kitaru.journal.postgres_schema import SchemaVersionError, migrate
 from kitaru.journal.read_model import (
@@ -130,10 +131,10 @@ would end the parent's session (libpq says goodbye on the shared socket)."""
 def _after_fork_in_child() -> None:
     for store in list(_stores):
         _inherited.append(store._pool)
-        _inherited.append(store._listeners)
+        _inherited.append(store._notices)
         _inherited.append(store._lock_conn)
         store._pool = store._new_pool()
-        store._listeners = threading.local()
+        store._notices = store._new_notices()
         store._lock_conn = None
         store._lock_conn_guard = threading.Lock()
         store._owned = {}
@@ -215,9 +216,7 @@ class PostgresStore:
         self.pool_timeout = _option(query, "kitaru_pool_timeout", float, 30.0, minimum=0.0)
         self._application = None if "application_name" in query else "kitaru"
         self._pool = self._new_pool()
-        self._listeners = threading.local()
-        """Each waiting thread's ``LISTEN`` session, kept between its waits so that no
-        notice sent in between is missed."""
+        self._notices = self._new_notices()
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._lock_conn: Any = None
@@ -306,10 +305,7 @@ class PostgresStore:
         """Close the idle pooled connections and this thread's listener (the lock
         connection stays while leases are held). The store stays usable."""
         self._pool.close()
-        listener = getattr(self._listeners, "conn", None)
-        if listener is not None:
-            self._listeners.conn = None
-            _close_quietly(listener)
+        self._notices.close()
         with self._lock_conn_guard:
             if not self._owned and self._lock_conn is not None:
                 self._lock_conn.close()
@@ -910,19 +906,19 @@ class PostgresStore:
         self._listen(timeout)
 
     def _listen(self, timeout: float) -> None:
-        import psycopg
+        self._notices.wait(timeout)
 
-        listener = getattr(self._listeners, "conn", None)
+    def _new_notices(self) -> NoticeBoard[Any]:
+        return NoticeBoard(self._open_listener, _read_notice, _close_quietly)
+
+    def _open_listener(self) -> Any:
+        listener = self._connect()
         try:
-            if listener is None or listener.closed or listener.broken:
-                listener = self._connect()
-                listener.execute(f'LISTEN "{self._channel}"')
-                self._listeners.conn = listener
-            for notice in listener.notifies(timeout=max(0.0, timeout), stop_after=1):
-                del notice  # whose mail it is, the caller reads for itself
-        except psycopg.Error:
-            self._listeners.conn = None
-            time.sleep(min(timeout, 0.1))  # the next look reconnects; never spin
+            listener.execute(f'LISTEN "{self._channel}"')
+        except Exception:
+            _close_quietly(listener)
+            raise
+        return listener
 
     def wait_inputs(self, exec_id: str) -> dict[str, tuple[bytes | None, bool]]:
         with self._reading("read wait input") as conn:
@@ -1357,6 +1353,19 @@ def _idle_session_alive(conn: Any) -> bool:
     except psycopg.Error:
         return False
     return True
+
+
+def _read_notice(listener: Any, timeout: float) -> bool | None:
+    """Block on a listening session: True on a notice, False after ``timeout``, None if
+    the session failed."""
+    import psycopg
+
+    try:
+        for _ in listener.notifies(timeout=max(0.0, timeout), stop_after=1):
+            return True  # whose mail it is, each waiter reads for itself
+    except psycopg.Error:
+        return None
+    return False
 
 
 def _reusable(conn: Any) -> bool:

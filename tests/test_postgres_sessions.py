@@ -1,12 +1,14 @@
-"""One bounded pool of PostgreSQL connections per process, against the tests' real server.
+"""How a process uses its PostgreSQL sessions, against the tests' real server.
 
-Many threads share at most ``kitaru_pool_size`` sessions; a borrower that finds them
-all busy gets one clear error; the pool notices sessions a server restart ended and
-opens new ones instead of failing; a forked child never touches its parent's sessions.
+Many threads share at most ``kitaru_pool_size`` pooled sessions and one listening
+session; a borrower that finds them all busy gets one clear error; sessions a server
+restart ended are replaced instead of failing; a forked child never touches its
+parent's sessions; no notice is lost to a thread because another thread read it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -182,6 +184,109 @@ class TestServerRestart:
             assert rival.live_lease("restarted") is not None
         finally:
             rival.close()
+
+
+def _waiting(store: PostgresStore, exec_id: str, seconds: float, woke: list[float]) -> None:
+    started = time.monotonic()
+    store.wait_for_mail(exec_id, seconds)
+    woke.append(time.monotonic() - started)
+
+
+class TestSharedListening:
+    def test_waiting_threads_share_one_session_and_all_wake_on_a_notice(
+        self, pooled: PostgresStore, pg_url: str, app: str
+    ) -> None:
+        """20 threads waiting for mail hold one listening session, not 20, and a
+        single cancel request wakes every one of them long before their timeout."""
+        _start(pooled, "waited")
+        woke: list[float] = []
+        threads = [
+            threading.Thread(target=_waiting, args=(pooled, "waited", 60.0, woke))
+            for _ in range(20)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # every thread is inside its wait
+        try:
+            assert woke == []
+            # Pooled sessions, the one holding the owner lock, and the listening one.
+            assert _sessions(pg_url, app) <= 3 + 1 + 1
+        finally:
+            other = PostgresStore(pg_url)
+            try:
+                other.request_cancel("waited", "wake up")
+            finally:
+                other.close()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert len(woke) == 20
+        assert max(woke) < 30
+
+    def test_a_notice_another_thread_read_still_wakes_the_next_wait(
+        self, pooled: PostgresStore, pg_url: str
+    ) -> None:
+        """A notice sent between two waits of one thread, and read meanwhile by another
+        waiting thread, ends that thread's next wait at once, as its own session would."""
+        _start(pooled, "between")
+        stop = threading.Event()
+
+        def keep_waiting() -> None:
+            while not stop.is_set():
+                pooled.wait_for_mail("between", 0.2)
+
+        reader = threading.Thread(target=keep_waiting)
+        reader.start()
+        try:
+            pooled.wait_for_mail("between", 0.05)  # this thread's wait before the notice
+            other = PostgresStore(pg_url)
+            try:
+                other.request_cancel("between", "in between")
+            finally:
+                other.close()
+            time.sleep(0.5)  # the other thread has read the notice by now
+            started = time.monotonic()
+            pooled.wait_for_mail("between", 30.0)
+            assert time.monotonic() - started < 10
+        finally:
+            stop.set()
+            reader.join(timeout=30)
+
+    def test_waiters_see_a_request_posted_after_a_server_restart(
+        self, pooled: PostgresStore, pg_server: PgServer, pg_url: str
+    ) -> None:
+        """A thread waiting for a cancel while the server restarts listens again and sees
+        the request posted afterwards, long before its waits would time out."""
+        _start(pooled, "restart-wait")
+        seen: list[str] = []
+
+        def wait_for_cancel() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    reason = pooled.cancel_requested("restart-wait")
+                except KitaruBackendError:
+                    reason = None  # the server is down for a moment
+                if reason is not None:
+                    seen.append(reason)
+                    return
+                with contextlib.suppress(KitaruBackendError):
+                    pooled.wait_for_mail("restart-wait", 30.0)
+
+        waiter = threading.Thread(target=wait_for_cancel)
+        waiter.start()
+        time.sleep(0.5)
+        pg_server.stop()
+        pg_server.start()
+        time.sleep(0.5)
+        other = PostgresStore(pg_url)
+        try:
+            posted = time.monotonic()
+            other.request_cancel("restart-wait", "after the restart")
+        finally:
+            other.close()
+        waiter.join(timeout=60)
+        assert seen == ["after the restart"]
+        assert time.monotonic() - posted < 25
 
 
 _CHILD_READS = """
