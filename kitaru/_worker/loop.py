@@ -128,6 +128,11 @@ class Worker:
                 self._retry_unsettled()
                 try:
                     if look_now or time.monotonic() >= next_look:
+                        # Listen before the look (once listening, this only takes a notice
+                        # already here): after a start or a reconnect, a notice sent
+                        # between the look and the first wait would be lost, and the next
+                        # look be a --poll away.
+                        self.queue.wait_for_work(0)
                         self._claim()
                         next_look = time.monotonic() + self.settings.poll
                     # Woken by the heartbeat too: a long --poll must not let this worker
