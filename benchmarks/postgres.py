@@ -46,6 +46,7 @@ from benchmarks.common import (
     WORKER_TIMEOUT_S,
     BenchmarkError,
     Target,
+    child_env,
     median,
     runs,
     us,
@@ -242,9 +243,12 @@ class _DbosProcess:
     def __init__(self, python: str, url: str, workdir: pathlib.Path):
         workdir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(workdir / "dbos.stderr", "w+", encoding="utf-8")  # noqa: SIM115
+        # Started as a script from the work folder: only PYTHONPATH (the repository put
+        # first) lets it import ``benchmarks.common``, whatever folder the run began in.
         self.proc = subprocess.Popen(
             [python, str(pathlib.Path(__file__).resolve()), "--dbos", url],
             cwd=workdir,
+            env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

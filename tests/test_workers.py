@@ -330,6 +330,85 @@ class TestWaitsAndCancel:
             store.close()
 
 
+_LONG_POLL = "30"
+"""A fallback look at the queue far beyond every bound below: only a notice is in time."""
+
+
+@pytest.mark.slow
+class TestNotificationWakesTheWorker:
+    def test_an_execution_queued_later_is_claimed_long_before_the_poll(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """A worker that polls every 30 s starts an execution queued after its last look."""
+        log = tmp_path / "calls.log"
+        workers.start("--poll", _LONG_POLL)
+        time.sleep(1.0)  # its first look at the (empty) queue is over
+        handle = chain.run("n", 2, str(log), stack="team")
+        assert handle.wait(timeout=10) == 1
+
+    def test_an_answered_wait_is_continued_long_before_the_poll(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """`executions input` for a parked execution wakes a worker that polls every 30 s."""
+        log = tmp_path / "calls.log"
+        handle = ask.run("a", str(log), stack="team")  # queued first: its first look takes it
+        workers.start("--poll", _LONG_POLL)
+        store = PostgresStore(workers.url)
+        try:
+            _wait_until(lambda: _state(store, handle.exec_id) == "parked", what="the park")
+        finally:
+            store.close()
+        _answer_from_the_command(workers, handle)
+        assert handle.wait(timeout=10) == "got yes"
+
+    def test_cancel_reaches_a_running_execution_long_before_the_poll(
+        self, workers: Workers, tmp_path: Path
+    ) -> None:
+        """Cancel stops an execution running on a worker that polls every 30 s within seconds."""
+        log = tmp_path / "calls.log"
+        workers.start("--poll", _LONG_POLL)
+        handle = chain.run("c", 200, str(log), 0.05, stack="team")
+        _wait_until(lambda: _lines(log, "done")["c:2"], timeout=10, what="a few steps")
+        KitaruClient(workers.url).executions.cancel(handle.exec_id)
+        with pytest.raises(KitaruExecutionError, match="cancelled"):
+            handle.wait(timeout=10)
+
+
+class TestPollOption:
+    @pytest.mark.parametrize("value", ["0", "-1", "nan"])
+    def test_a_poll_that_is_not_positive_seconds_is_refused(
+        self, tmp_path: Path, value: str
+    ) -> None:
+        """`kitaru worker --poll` of no positive seconds exits 1 with one line naming it."""
+        done = subprocess.run(  # noqa: PLW1510  (the exit code is asserted)
+            kitaru_command("worker", "--store", f"sqlite:///{tmp_path}/j.db", "--poll", value),
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1
+        assert "--poll must be seconds > 0" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    def test_the_documented_fallback_poll_is_the_workers_own(self) -> None:
+        """`kitaru worker --help` and the README state the poll the worker uses by default."""
+        from kitaru._worker import WorkerSettings
+
+        shown = subprocess.run(
+            kitaru_command("worker", "--help"),
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert f"default {WorkerSettings.poll:g})" in " ".join(shown.stdout.split())
+        readme = " ".join((REPO / "README.md").read_text().split())
+        assert f"look at the queue (every {WorkerSettings.poll:g} s;" in readme
+
+
 @pytest.mark.slow
 class TestLostLease:
     def test_a_paused_worker_that_lost_its_lease_records_nothing(

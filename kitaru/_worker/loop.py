@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -51,10 +52,16 @@ class WorkerSettings:
     grace: float = 30.0
     """Seconds a stopping worker lets running calls finish before it hands them back."""
     poll: float = 0.1
-    """Fallback look at the queue when no notification arrives."""
+    """Seconds between fallback looks at the queue when no notification arrives."""
+
+    def __post_init__(self) -> None:
+        _check(self)  # bad settings are refused before any store is opened
 
 
 def _check(settings: WorkerSettings) -> None:
+    poll = settings.poll
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 < poll < math.inf:
+        raise KitaruUsageError(f"--poll must be seconds > 0, got {poll!r}; give e.g. --poll 0.5.")
     if isinstance(settings.concurrency, bool) or settings.concurrency < 1:
         raise KitaruUsageError(
             f"--concurrency must be a whole number >= 1, got {settings.concurrency!r}."
@@ -115,17 +122,33 @@ class Worker:
         )
         _log.info("worker started", worker=self.id, queues=",".join(self.settings.queues))
         try:
+            look_now, next_look = True, 0.0
             while not self.stopping:
                 self._beat()
                 self._retry_unsettled()
                 try:
-                    self._claim()
-                    self.queue.wait_for_work(self.settings.poll)
+                    if look_now or time.monotonic() >= next_look:
+                        # Listen before the look (once listening, this only takes a notice
+                        # already here): after a start or a reconnect, a notice sent
+                        # between the look and the first wait would be lost, and the next
+                        # look be a --poll away.
+                        self.queue.wait_for_work(0)
+                        self._claim()
+                        next_look = time.monotonic() + self.settings.poll
+                    # Woken by the heartbeat too: a long --poll must not let this worker
+                    # look dead to the others, who would take its executions.
+                    pause = max(0.0, min(next_look, self._next_beat) - time.monotonic())
+                    started = time.monotonic()
+                    self.queue.wait_for_work(pause)
+                    # Back before its time: a notice came (or the listening connection
+                    # broke; then a look costs one query). A timeout alone is no news.
+                    look_now = time.monotonic() - started < pause
                 except KitaruBackendError as exc:
                     # The server went away: the next round reconnects; nothing claimed is lost
                     # (a claim either committed, or the entry is still queued).
                     _log.warning("worker cannot reach the store", error=str(exc))
-                    time.sleep(self.settings.poll)
+                    time.sleep(min(self.settings.poll, _HEARTBEAT_SECONDS))
+                    look_now = True
             self._drain()
         finally:
             with contextlib.suppress(KitaruError):

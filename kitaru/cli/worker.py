@@ -33,6 +33,14 @@ __all__ = ["worker"]
     show_default=True,
     help="Seconds running calls may take to finish after SIGTERM before they are handed back.",
 )
+@click.option(
+    "--poll",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Seconds between looks at the queue when no notification wakes the worker "
+    "(a fallback: enqueues, answers and cancels notify at once; default 0.1).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -42,6 +50,7 @@ def worker(
     queues: tuple[str, ...],
     import_paths: tuple[str, ...],
     grace: float,
+    poll: float | None,
 ) -> None:
     """Run queued executions of a PostgreSQL store; `worker list` shows the workers."""
     ctx.obj = store
@@ -52,6 +61,7 @@ def worker(
         queues=queues or ("default",),
         import_paths=import_paths,
         grace=grace,
+        poll=poll,
     )
 
 

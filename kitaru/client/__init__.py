@@ -713,20 +713,22 @@ class WorkersClient:
         queues: tuple[str, ...] = ("default",),
         import_paths: tuple[str, ...] = (),
         grace: float = 30.0,
+        poll: float | None = None,
     ) -> None:
-        """Run a worker in this process until SIGTERM or SIGINT (see ``kitaru worker``)."""
+        """Run a worker in this process until SIGTERM or SIGINT (see ``kitaru worker``);
+        ``poll`` is the fallback look at the queue in seconds (default: the worker's own)."""
         from kitaru._worker import WorkerSettings, run_worker
 
-        self._queue()
-        run_worker(
-            WorkerSettings(
-                store=self._location,
-                concurrency=concurrency,
-                queues=queues or ("default",),
-                import_paths=import_paths,
-                grace=grace,
-            )
+        settings = WorkerSettings(
+            store=self._location,
+            concurrency=concurrency,
+            queues=queues or ("default",),
+            import_paths=import_paths,
+            grace=grace,
+            **({} if poll is None else {"poll": poll}),
         )
+        self._queue()
+        run_worker(settings)
 
 
 class KitaruClient:
