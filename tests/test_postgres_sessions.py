@@ -251,6 +251,22 @@ class TestSharedListening:
             stop.set()
             reader.join(timeout=30)
 
+    def test_a_wait_of_no_time_listens_so_the_next_wait_hears_what_came_between(
+        self, pooled: PostgresStore, pg_url: str
+    ) -> None:
+        """A process's first wait, of no time, already listens: a request posted before
+        the next wait (as between a worker's look at the queue and its wait) ends it."""
+        _start(pooled, "first")
+        pooled.wait_for_mail("first", 0.0)
+        other = PostgresStore(pg_url)
+        try:
+            other.request_cancel("first", "between the look and the wait")
+        finally:
+            other.close()
+        started = time.monotonic()
+        pooled.wait_for_mail("first", 30.0)
+        assert time.monotonic() - started < 10
+
     def test_waiters_see_a_request_posted_after_a_server_restart(
         self, pooled: PostgresStore, pg_server: PgServer, pg_url: str
     ) -> None:

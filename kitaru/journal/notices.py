@@ -52,6 +52,10 @@ class NoticeBoard(Generic[C]):
         with self._cond:
             seen = getattr(self._seen, "count", self._count)
             try:
+                if self._session is None and not self._reading:
+                    # Listen first, even for a wait of no time: a notice sent from now on
+                    # is kept for the next wait (a worker listens before it looks).
+                    self._read_for_all(0.0)
                 while self._count == seen:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
