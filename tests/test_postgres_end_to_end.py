@@ -322,6 +322,33 @@ class TestMemory:
         assert memory.get("counter") is None
         assert memory.get("counter", version=1) == 1
 
+    def test_a_flow_killed_after_a_memory_write_resumes_without_writing_it_again(
+        self, store: str, elsewhere: Path
+    ) -> None:
+        """The resume of a run SIGKILLed right after ``memory.set`` reuses the recorded
+        write: the key keeps one version."""
+        killed = run_flow("memory_agent", "first", env=child_env(MEMORY_KILL="after:set"))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        exec_id = only_execution()
+        resumed = kitaru("executions", "resume", exec_id, cwd=elsewhere)
+        assert resumed.returncode == 0, resumed.stderr
+        assert KitaruClient().executions.get(exec_id).result() == {"seen": None, "counter": 1}
+        history = as_json(
+            kitaru(
+                "memory",
+                "history",
+                "counter",
+                "--scope",
+                "agent",
+                "--scope-type",
+                "namespace",
+                "-o",
+                "json",
+                cwd=elsewhere,
+            )
+        )
+        assert [(e["version"], e["execution_id"]) for e in history] == [(1, exec_id)]
+
     @pytest.mark.slow
     def test_the_memory_command(self, store: str, elsewhere: Path) -> None:
         """``kitaru memory set/get/list/history/delete`` work on PostgreSQL as on SQLite."""
@@ -416,6 +443,22 @@ class TestWaitsAndCancel:
         assert execution.result()["approved"] is True
         assert side_effects(side) == Counter({"prepare": 1, "publish": 1})
 
+    def test_an_answer_from_the_command_reaches_a_flow_waiting_in_its_process(
+        self, store: str, tmp_path: Path, elsewhere: Path
+    ) -> None:
+        """A flow process waiting for input continues with the answer another process gives."""
+        side = tmp_path / "side.txt"
+        with approval(side) as proc:
+            exec_id = started(proc)
+            until(lambda: KitaruClient().executions.get(exec_id).status == "waiting", "the wait")
+            answered = kitaru("executions", "input", exec_id, "--value", "true", cwd=elsewhere)
+            assert answered.returncode == 0, answered.stderr
+            out, err = proc.communicate(timeout=TIMEOUT)
+            assert proc.returncode == 0, err
+        outcome = json.loads(out.splitlines()[-1])
+        assert (outcome["status"], outcome["result"]["approved"]) == ("completed", True)
+        assert side_effects(side) == Counter({"prepare": 1, "publish": 1})
+
     def test_the_command_cancels_a_flow_waiting_in_another_process(
         self, store: str, tmp_path: Path, elsewhere: Path
     ) -> None:
@@ -452,8 +495,30 @@ class TestWaitsAndCancel:
         assert KitaruClient().executions.get(exec_id).status == "cancelled"
         assert sum(side_effects(side).values()) < 10_000
 
+    def test_a_killed_flow_is_cancelled_at_once(
+        self, store: str, tmp_path: Path, elsewhere: Path
+    ) -> None:
+        """With its process SIGKILLed (its database session gone), an execution has no live
+        owner: cancel ends it at once, and it cannot be resumed."""
+        side = tmp_path / "side.txt"
+        with background(
+            [sys.executable, "-m", "tests.mgmt_flows.ticker", "10000"],
+            cwd=REPO,
+            env=child_env(MGMT_SIDE=str(side)),
+        ) as proc:
+            exec_id = started(proc)
+            until(lambda: sum(side_effects(side).values()) >= 2, "two ticks")
+            proc.kill()
+            proc.wait(timeout=TIMEOUT)
+        assert KitaruClient().executions.get(exec_id).interrupted
+        cancelled = kitaru("executions", "cancel", exec_id, cwd=elsewhere)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.strip() == f"Cancelled {exec_id}."
+        resumed = kitaru("executions", "resume", exec_id, cwd=elsewhere)
+        assert_clean_error(resumed, "cannot be resumed: it was cancelled")
 
-# -- a server that cannot be reached, a URL that is wrong --------------------------------------
+
+# -- store URLs: the forms that work, and a server or URL that is wrong -----------------------
 
 
 def _unused_port() -> int:
@@ -463,7 +528,7 @@ def _unused_port() -> int:
     return port
 
 
-class TestUnreachable:
+class TestStoreUrls:
     @pytest.mark.parametrize(
         ("case", "fragment"),
         [
@@ -491,6 +556,17 @@ class TestUnreachable:
             result = kitaru(*command, cwd=elsewhere, env=child_env(KITARU_STORE=url))
             assert_clean_error(result, fragment, "KITARU_STORE")
             assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    @pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg"])
+    def test_every_accepted_scheme_opens_the_journal(
+        self, scheme: str, pg_url: str, elsewhere: Path
+    ) -> None:
+        """The ``postgres://`` and ``postgresql+psycopg://`` spellings kitaru accepts reach
+        the same database."""
+        url = pg_url.replace("postgresql://", f"{scheme}://", 1)
+        result = kitaru("store", "check", cwd=elsewhere, env=child_env(KITARU_STORE=url))
+        assert result.returncode == 0, result.stderr
+        assert "OK: no problems found." in result.stdout
 
     def test_a_socket_url_with_no_user_or_host_works(
         self, pg_server: Any, pg_url: str, elsewhere: Path

@@ -1289,7 +1289,11 @@ class PostgresStore:
 
 
 def _without_kitaru_options(url: str) -> str:
-    """The URL libpq is given: kitaru's own query options (``kitaru_*``) removed."""
+    """The URL libpq is given: kitaru's own query options (``kitaru_*``) removed, and
+    SQLAlchemy's ``postgresql+psycopg://`` scheme (which libpq does not know) spelled as
+    libpq's own."""
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
     # Cut at the text rather than rebuild with urlunsplit, which turns libpq's
     # ``postgresql:///DB?host=...`` (an empty host) into ``postgresql:/DB?...``.
     base, mark, query = url.partition("?")
