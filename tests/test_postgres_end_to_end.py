@@ -25,6 +25,7 @@ from helpers import (
     background,
     child_env,
     kitaru,
+    kitaru_command,
     run_flow,
     side_effects,
     started,
@@ -286,6 +287,28 @@ class TestLogsArtifactsAndClient:
         assert logs.stdout.splitlines() == ["reading about tides", "source tides is slow"]
         shown = as_json(kitaru("executions", "get", handle.exec_id, "-o", "json", cwd=elsewhere))
         assert [a["name"] for a in shown["artifacts"]] == ["sources", "research", "review"]
+
+    def test_follow_streams_every_line_once_until_the_execution_ends(
+        self, store: str, elsewhere: Path
+    ) -> None:
+        """``logs --follow`` in another process prints each line of a running flow once and
+        exits when it ends."""
+        with background(
+            [sys.executable, "-m", "tests.mgmt_flows.ticker", "4"],
+            cwd=REPO,
+            env=child_env(TICK_PAUSE="0.2"),
+        ) as runner:
+            exec_id = started(runner)
+            with background(
+                kitaru_command("executions", "logs", exec_id, "--follow"),
+                cwd=elsewhere,
+                env=child_env(),
+            ) as follower:
+                out, err = follower.communicate(timeout=TIMEOUT)
+                assert follower.returncode == 0, err
+            assert runner.wait(timeout=TIMEOUT) == 0
+        expected = [line for i in range(4) for line in (f"tick {i}", f"logged {i}")]
+        assert out.splitlines() == expected
 
 
 # -- memory ---------------------------------------------------------------------------------
