@@ -237,6 +237,10 @@ def create_stack(
     location = normalize_store_url(
         store if store is not None else str(config_dir() / "stacks" / f"{name}.db")
     )
+    if location.startswith(_POSTGRES_PREFIXES):
+        from kitaru.journal.postgres import check_url
+
+        check_url(location)
     if workers and not location.startswith(_POSTGRES_PREFIXES):
         raise KitaruUsageError(
             f"--workers needs a store that worker processes share, and {location} is a "

@@ -1,7 +1,8 @@
 """A real PostgreSQL server for the tests: ``initdb`` and ``pg_ctl`` on a unix socket.
 
-The server listens on no TCP port, only on a socket in a private folder, and is
-stopped when the test session ends. PostgreSQL refuses to run as root, so under root
+The server listens on a socket in a private folder and, when asked (the tests' session
+server is), also on a free TCP port of 127.0.0.1; it is stopped when the test session
+ends. PostgreSQL refuses to run as root, so under root
 (as in CI) the cluster belongs to the ``postgres`` user the distribution's package
 creates, and is started through ``runuser``.
 """
@@ -13,6 +14,7 @@ import itertools
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -48,6 +50,9 @@ class PgServer:
     run_as: str | None
     fsync: bool = True
     """Off for the tests' server (see ``pg_server``); on for the benchmarks' figures."""
+    port: int | None = None
+    """The TCP port it also listens on at 127.0.0.1; None: the socket alone (port 5432).
+    The socket's name carries the port, so the socket URLs name it too."""
 
     @property
     def data_dir(self) -> Path:
@@ -65,6 +70,8 @@ class PgServer:
                 str(self.socket_dir),
                 "-U",
                 _DB_USER,
+                "-p",
+                str(self.port or 5432),
                 "-d",
                 database,
                 "-v",
@@ -81,7 +88,13 @@ class PgServer:
 
     def url(self, database: str) -> str:
         """A libpq URL for ``database`` on this server's socket."""
-        return f"postgresql://{_DB_USER}@/{database}?host={self.socket_dir}"
+        port = f"&port={self.port}" if self.port else ""
+        return f"postgresql://{_DB_USER}@/{database}?host={self.socket_dir}{port}"
+
+    def tcp_url(self, database: str) -> str:
+        """A ``USER@HOST:PORT`` URL for ``database`` over TCP on 127.0.0.1."""
+        assert self.port, "this server listens on its socket alone (running_server(tcp=True))"
+        return f"postgresql://{_DB_USER}@127.0.0.1:{self.port}/{database}"
 
     def fresh_database(self) -> str:
         """Create a new, empty database; return its URL."""
@@ -91,6 +104,12 @@ class PgServer:
 
     def start(self) -> None:
         log = self.root / "server.log"
+        # initdb --auth=trust lets the user in over 127.0.0.1 as over the socket.
+        listen = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1"
+            if self.port
+            else ("-c listen_addresses=''")
+        )
         subprocess.run(
             self._cmd(
                 str(self.bindir / "pg_ctl"),
@@ -102,7 +121,7 @@ class PgServer:
                 "-t",
                 "60",
                 "-o",
-                f"-k {self.socket_dir} -c listen_addresses='' "
+                f"-k {self.socket_dir} {listen} "
                 f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200",
                 "start",
             ),
@@ -129,9 +148,18 @@ def _owner() -> tuple[str | None, int | None, int | None]:
     return "postgres", entry.pw_uid, entry.pw_gid
 
 
+def _free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 @contextlib.contextmanager
-def running_server(*, fsync: bool = True) -> Iterator[PgServer]:
-    """Start a throwaway PostgreSQL cluster; stop it and remove its files afterwards."""
+def running_server(*, fsync: bool = True, tcp: bool = False) -> Iterator[PgServer]:
+    """Start a throwaway PostgreSQL cluster (with ``tcp``, also on a free port of
+    127.0.0.1); stop it and remove its files afterwards."""
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError(
@@ -146,7 +174,14 @@ def running_server(*, fsync: bool = True) -> Iterator[PgServer]:
         os.chmod(root, 0o755)
         for path in (root, socket_dir):
             os.chown(path, uid, gid)
-    server = PgServer(bindir=bindir, root=root, socket_dir=socket_dir, run_as=user, fsync=fsync)
+    server = PgServer(
+        bindir=bindir,
+        root=root,
+        socket_dir=socket_dir,
+        run_as=user,
+        fsync=fsync,
+        port=_free_port() if tcp else None,
+    )
     try:
         subprocess.run(
             server._cmd(
@@ -185,9 +220,10 @@ def pg_server() -> Iterator[PgServer]:
     It runs with ``fsync=off``: the tests kill kitaru's processes and stop or restart
     this server, never the machine under it, and every commit still reaches the kernel
     before it returns, so nothing a test observes changes; the suite's thousands of
-    commits just stop waiting for the disk.
+    commits just stop waiting for the disk. It also listens on 127.0.0.1 for the tests
+    of ``USER@HOST:PORT`` URLs.
     """
-    with running_server(fsync=False) as server:
+    with running_server(fsync=False, tcp=True) as server:
         yield server
 
 

@@ -86,7 +86,7 @@ from kitaru.journal.store import (
     lease_lost,
 )
 
-__all__ = ["PostgresStore", "redact_url"]
+__all__ = ["PostgresStore", "check_url", "redact_url"]
 
 _CALL_ROW_COLUMNS = "identity, position, first_seq, last_seq, ended_at"
 
@@ -141,6 +141,19 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_url(url: str) -> None:
+    """Refuse, in one line, a URL that cannot even be split into its parts."""
+    try:
+        urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+        # The URL is not echoed: a password in it could not be masked.
+        raise KitaruUsageError(
+            f"The store URL is not a valid PostgreSQL URL ({exc}). Write it as "
+            "postgresql://USER@HOST:PORT/DB or postgresql://USER@/DB?host=/socket/dir "
+            "(KITARU_STORE or the stack's store)."
+        ) from None
 
 
 def redact_url(url: str) -> str:
@@ -204,6 +217,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 10.0):
         _require_psycopg()
+        check_url(url)
         query = parse_qs(urlsplit(url).query)
         self.url = url
         self.location = redact_url(url)
@@ -1300,14 +1314,20 @@ class PostgresStore:
 
 
 def _without_kitaru_options(url: str) -> str:
-    """The URL libpq is given: kitaru's own query options (``kitaru_*``) removed."""
-    parts = urlsplit(url)
-    if not parts.query:
+    """The URL libpq is given: kitaru's own query options (``kitaru_*``) removed, and
+    SQLAlchemy's ``postgresql+psycopg://`` scheme (which libpq does not know) spelled as
+    libpq's own."""
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
+    # Cut at the text rather than rebuild with urlunsplit, which turns libpq's
+    # ``postgresql:///DB?host=...`` (an empty host) into ``postgresql:/DB?...``.
+    base, mark, query = url.partition("?")
+    if not mark:
         return url
     kept = "&".join(
-        pair for pair in parts.query.split("&") if not pair.split("=", 1)[0].startswith("kitaru_")
+        pair for pair in query.split("&") if not pair.split("=", 1)[0].startswith("kitaru_")
     )
-    return parts._replace(query=kept).geturl()
+    return f"{base}?{kept}" if kept else base
 
 
 _N = TypeVar("_N", int, float)
