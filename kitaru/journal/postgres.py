@@ -34,6 +34,7 @@ import time
 import weakref
 from collections.abc import Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from zlib import crc32
@@ -165,15 +166,158 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _fill_fence(
-    statement: str, params: tuple[object, ...], fence: tuple[str, tuple[str, str]]
-) -> tuple[str, tuple[object, ...]]:
-    """``statement`` with its one ``{fence}`` condition filled in, and its parameters
-    with the condition's own placed where the condition stands."""
-    before, marker, _ = statement.partition("{fence}")
-    assert marker, "a read-model write of an append must carry {fence}"
-    at = before.count("%s")
-    return statement.replace("{fence}", fence[0]), (*params[:at], *fence[1], *params[at:])
+_EXECUTION_ROW: frozenset[tuple[str, str]] = frozenset({("executions", "")})
+
+_PAYLOADS_INSERT = (
+    "INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
+    "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes), {source} "
+    "ON CONFLICT (hash) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class _EventRows:
+    """The columns of an append's events, one list per column."""
+
+    seqs: list[int]
+    kinds: list[str]
+    ats: list[float]
+    bodies: list[bytes]
+    crcs: list[int]
+
+    def insert(
+        self, s: str, exec_id: str, *, join_ok: bool = False, where: str = ""
+    ) -> tuple[str, list[object]]:
+        """The ``INSERT`` of these events, fenced by joining ``ok`` or by ``where``."""
+        sql = f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) SELECT "
+        sources = []
+        params: list[object]
+        if len(self.seqs) == 1:
+            # A checkpoint's usual append: plain values adapt several times faster
+            # than one-element arrays.
+            sql += "%s, %s, %s, %s, %s, %s"
+            params = [exec_id, self.seqs[0], self.kinds[0], self.ats[0], self.bodies[0]]
+            params.append(self.crcs[0])
+        else:
+            sql += "%s, u.seq, u.type, u.at, u.body, u.crc"
+            sources.append(
+                "unnest(%s::integer[], %s::text[], %s::float8[], %s::bytea[], "
+                "%s::bigint[]) AS u(seq, type, at, body, crc)"
+            )
+            params = [exec_id, self.seqs, self.kinds, self.ats, self.bodies, self.crcs]
+        if join_ok:
+            sources.append("ok")
+        if sources:
+            sql += " FROM " + ", ".join(sources)
+        if where:
+            sql += " WHERE " + where
+        return sql, params
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One read-model write of an append, as parts of a ``WITH``.
+
+    Each part is a template: ``{s}`` stands for the schema, ``{0}``, ``{1}`` ... for
+    the names of the write's earlier parts. Every part acts only if the CTE ``ok`` has
+    a row, which it has when the appending owner holds the lease.
+    """
+
+    parts: tuple[str, ...]
+    params: tuple[object, ...]
+    rows: frozenset[tuple[str, str]]
+    """The rows it may change: a statement may change a row only once, so writes
+    that share one cannot share a statement."""
+
+    def named(self, s: str, prefix: str) -> list[str]:
+        names = [f"{prefix}_{n}" for n in range(len(self.parts))]
+        return [
+            f"{name} AS ({part.format(*names, s=s)})"
+            for name, part in zip(names, self.parts, strict=True)
+        ]
+
+
+def _apart(writes: Sequence[_Write]) -> bool:
+    """Whether no two of ``writes`` may change the same row."""
+    seen: set[tuple[str, str]] = set()
+    for write in writes:
+        if not seen.isdisjoint(write.rows):
+            return False
+        seen |= write.rows
+    return True
+
+
+def _call_index_write(exec_id: str, write: CallWrite) -> _Write:
+    """The write that brings one call's row of the call index up to this append."""
+    row = frozenset({("execution_calls", write.identity)})
+    if write.start is not None:
+        # A call not indexed yet is inserted and counted once; one indexed already
+        # (started again) keeps its first seq and position. The update cannot see the
+        # row the insert adds (one snapshot), so only one of them acts.
+        start = write.start
+        return _Write(
+            (
+                "INSERT INTO {s}.execution_calls(exec_id, identity, position, first_seq, "
+                "last_seq, ended_at) SELECT %s, %s, %s, %s, %s, %s FROM ok "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                "UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)",
+                "UPDATE {s}.executions SET calls = calls + 1 "
+                "WHERE exec_id = %s AND EXISTS (SELECT 1 FROM {0})",
+            ),
+            (
+                exec_id,
+                write.identity,
+                start.position,
+                start.first_seq,
+                write.last_seq,
+                write.ended_at,
+                write.last_seq,
+                write.ended_at,
+                exec_id,
+                write.identity,
+                exec_id,
+            ),
+            row | _EXECUTION_ROW,
+        )
+    if write.ends:
+        return _Write(
+            (
+                "UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
+                "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)",
+            ),
+            (write.last_seq, write.ended_at, exec_id, write.identity),
+            row,
+        )
+    return _Write(
+        (
+            "UPDATE {s}.execution_calls SET last_seq = %s "
+            "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)",
+        ),
+        (write.last_seq, exec_id, write.identity),
+        row,
+    )
+
+
+def _totals_write(exec_id: str, added: TotalsChange) -> _Write:
+    """The write that adds one model request's usage to the execution's totals."""
+    sets = []
+    params: list[object] = []
+    if added.tokens is not None:
+        sets.append("tokens = coalesce(tokens, 0) + %s")
+        params.append(added.tokens)
+    if added.cost is not None:
+        sets.append("cost = coalesce(cost, 0.0) + %s")
+        params.append(added.cost)
+    return _Write(
+        (
+            "UPDATE {s}.executions SET "
+            + ", ".join(sets)
+            + " WHERE exec_id = %s AND EXISTS (SELECT 1 FROM ok)",
+        ),
+        (*params, exec_id),
+        _EXECUTION_ROW,
+    )
 
 
 def _died_here(holder: Lease) -> bool:
@@ -399,63 +543,124 @@ class PostgresStore:
         owner: str,
         sync: bool = True,
     ) -> None:
-        """One transaction in one round trip: every statement carries the fencing check.
+        """One transaction in one round trip; nothing is written unless ``owner`` holds
+        the lease, checked inside the very statements that write.
 
-        The statements go out in pipeline mode, ``BEGIN`` to ``COMMIT`` before one sync.
-        The events insert share-locks the lease row inside its own ``WHERE`` (see
-        ``_fenced``), so a takeover waits for this transaction, and an append that waits
-        for a takeover re-reads the row once it commits and writes nothing. Every other
-        statement is fenced the same way, so a refused append commits no row at all.
+        Usually the append is one statement: the fence, the events, the payloads and
+        the read model as parts of one ``WITH``, which PostgreSQL runs atomically without
+        ``BEGIN`` and ``COMMIT``. When two of its read-model writes would change the same
+        row (a statement may change a row only once), or the commit need not wait for
+        the disk (``sync=False``), the statements go out in pipeline mode instead,
+        ``BEGIN`` to ``COMMIT`` before one sync, each carrying the same check.
+
+        The check share-locks the lease row (see ``_fenced``), so a takeover waits for
+        this append, and an append that waits for a takeover re-reads the row once it
+        commits and writes nothing.
         """
         import psycopg
 
-        s = self._s
         fence = self._fenced(exec_id, owner)
-        seqs, kinds, ats, bodies, crcs, derived = self._rows_of(exec_id, first_seq, events)
-        with self._pool.connection() as conn:
-            try:
-                try:
-                    with conn.pipeline() as pipeline:
-                        conn.execute("BEGIN")
-                        if not sync:
-                            conn.execute("SET LOCAL synchronous_commit = off")
-                        written = conn.execute(
-                            f"INSERT INTO {s}.events(exec_id, seq, type, at, body, crc) "
-                            "SELECT %s, u.seq, u.type, u.at, u.body, u.crc FROM unnest("
-                            "%s::integer[], %s::text[], %s::float8[], %s::bytea[], %s::bigint[]) "
-                            f"AS u(seq, type, at, body, crc) WHERE {fence[0]}",
-                            (exec_id, seqs, kinds, ats, bodies, crcs, *fence[1]),
-                        )
-                        if payloads:
-                            conn.execute(
-                                f"INSERT INTO {s}.payloads(hash, bytes) SELECT u.hash, u.bytes "
-                                "FROM unnest(%s::text[], %s::bytea[]) AS u(hash, bytes) "
-                                f"WHERE {fence[0]} ON CONFLICT (hash) DO NOTHING",
-                                (list(payloads), list(payloads.values()), *fence[1]),
-                            )
-                        for statement, params in derived:
-                            conn.execute(*_fill_fence(statement, params, fence))
-                        self._commit_append(conn, pipeline)
-                except psycopg.Error:
-                    self._roll_back(conn)
-                    raise
-            except psycopg.errors.UniqueViolation as exc:
-                raise JournalConflictError(
-                    f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
-                    "taken). Only one process may run an execution at a time.",
-                    exec_id=exec_id,
-                ) from exc
-            except psycopg.errors.RestrictViolation as exc:
-                raise JournalConflictError(
-                    f"The journal refused to overwrite what execution {exec_id} recorded "
-                    f"({_first_line(exc)}); nothing of this append was written.",
-                    exec_id=exec_id,
-                ) from exc
-            except psycopg.Error as exc:
-                raise self._error(exc, "append events") from None
-        if written.rowcount != len(seqs):
+        rows, writes = self._rows_of(exec_id, first_seq, events)
+        try:
+            with self._pool.connection() as conn:
+                if sync and _apart(writes):
+                    sql, params = self._one_statement(exec_id, rows, payloads, writes, fence)
+                    written = self._append_statement(conn, sql, params)
+                else:
+                    written = self._pipelined(
+                        conn,
+                        exec_id,
+                        rows=rows,
+                        payloads=payloads,
+                        writes=writes,
+                        fence=fence,
+                        sync=sync,
+                    )
+        except psycopg.errors.UniqueViolation as exc:
+            raise JournalConflictError(
+                f"Another writer appended to execution {exec_id} first (seq {first_seq} is "
+                "taken). Only one process may run an execution at a time.",
+                exec_id=exec_id,
+            ) from exc
+        except psycopg.errors.RestrictViolation as exc:
+            raise JournalConflictError(
+                f"The journal refused to overwrite what execution {exec_id} recorded "
+                f"({_first_line(exc)}); nothing of this append was written.",
+                exec_id=exec_id,
+            ) from exc
+        except psycopg.Error as exc:
+            raise self._error(exc, "append events") from None
+        if written != len(rows.seqs):
             # The fence held nothing back but the events: find out why, for the message.
             raise lease_lost(exec_id, owner, released=self.get_lease(exec_id) is None)
+
+    def _one_statement(
+        self,
+        exec_id: str,
+        rows: _EventRows,
+        payloads: Mapping[str, bytes] | None,
+        writes: Sequence[_Write],
+        fence: tuple[str, tuple[str, str]],
+    ) -> tuple[str, tuple[object, ...]]:
+        """The whole append as one statement that returns how many events it wrote."""
+        s = self._s
+        parts = [f"ok AS (SELECT 1 WHERE {fence[0]})"]
+        params: list[object] = [*fence[1]]
+        events_sql, events_params = rows.insert(s, exec_id, join_ok=True)
+        parts.append(f"written AS ({events_sql} RETURNING 1)")
+        params += events_params
+        if payloads:
+            parts.append(f"kept AS ({_PAYLOADS_INSERT.format(s=s, source='ok')})")
+            params += [list(payloads), list(payloads.values())]
+        for n, write in enumerate(writes):
+            parts += write.named(s, f"w{n}")
+            params += write.params
+        return "WITH " + ", ".join(parts) + " SELECT count(*) FROM written", tuple(params)
+
+    def _append_statement(self, conn: Any, sql: str, params: tuple[object, ...]) -> int:
+        """Run an append made one statement (it commits on its own); the events written."""
+        row = conn.execute(sql, params).fetchone()
+        return int(row[0])
+
+    def _pipelined(
+        self,
+        conn: Any,
+        exec_id: str,
+        *,
+        rows: _EventRows,
+        payloads: Mapping[str, bytes] | None,
+        writes: Sequence[_Write],
+        fence: tuple[str, tuple[str, str]],
+        sync: bool,
+    ) -> int:
+        """The append as a pipelined transaction, each statement fenced; the events written."""
+        import psycopg
+
+        s = self._s
+        try:
+            with conn.pipeline() as pipeline:
+                conn.execute("BEGIN")
+                if not sync:
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                events_sql, events_params = rows.insert(s, exec_id, where=fence[0])
+                written = conn.execute(events_sql, (*events_params, *fence[1]))
+                if payloads:
+                    conn.execute(
+                        _PAYLOADS_INSERT.format(s=s, source=f"(SELECT 1 WHERE {fence[0]}) AS ok"),
+                        (list(payloads), list(payloads.values()), *fence[1]),
+                    )
+                for write in writes:
+                    conn.execute(
+                        f"WITH ok AS (SELECT 1 WHERE {fence[0]}), "
+                        + ", ".join(write.named(s, "w"))
+                        + " SELECT 1",
+                        (*fence[1], *write.params),
+                    )
+                self._commit_append(conn, pipeline)
+        except psycopg.Error:
+            self._roll_back(conn)
+            raise
+        return int(written.rowcount)
 
     def _commit_append(self, conn: Any, pipeline: Any) -> None:
         """Queue the ``COMMIT`` of an append's pipelined transaction: the step that makes
@@ -504,132 +709,66 @@ class PostgresStore:
 
     def _rows_of(
         self, exec_id: str, first_seq: int, events: Sequence[tuple[Event, float]]
-    ) -> tuple[
-        list[int],
-        list[str],
-        list[float],
-        list[bytes],
-        list[int],
-        list[tuple[str, tuple[object, ...]]],
-    ]:
-        """The events' columns, and the read-model statements they imply.
-
-        Each statement has a ``{fence}`` condition for ``append`` to fill in, so a
-        refused append changes nothing.
-        """
-        s = self._s
-        seqs: list[int] = []
-        kinds: list[str] = []
-        ats: list[float] = []
-        bodies: list[bytes] = []
-        crcs: list[int] = []
-        derived: list[tuple[str, tuple[object, ...]]] = []
+    ) -> tuple[_EventRows, list[_Write]]:
+        """The events' columns, and the read-model writes they imply (each acts only
+        when the fence holds, so a refused append changes nothing)."""
+        rows = _EventRows([], [], [], [], [])
+        writes: list[_Write] = []
         seq = first_seq
         for event, at in events:
             body = _encode(event)
-            seqs.append(seq)
-            kinds.append(event_tag(event))
-            ats.append(at)
-            bodies.append(body)
-            crcs.append(crc32(body))
+            rows.seqs.append(seq)
+            rows.kinds.append(event_tag(event))
+            rows.ats.append(at)
+            rows.bodies.append(body)
+            rows.crcs.append(crc32(body))
             if isinstance(event, CallCompleted | CallStartedAndCompleted):
                 if event.cache_key is not None:
-                    derived.append(
-                        (
-                            f"INSERT INTO {s}.call_cache(key, exec_id, seq) "
-                            "SELECT %s, %s, %s WHERE {fence} "
-                            "ON CONFLICT (key) DO UPDATE SET exec_id = EXCLUDED.exec_id, "
-                            "seq = EXCLUDED.seq",
+                    writes.append(
+                        _Write(
+                            (
+                                "INSERT INTO {s}.call_cache(key, exec_id, seq) "
+                                "SELECT %s, %s, %s FROM ok ON CONFLICT (key) DO UPDATE "
+                                "SET exec_id = EXCLUDED.exec_id, seq = EXCLUDED.seq",
+                            ),
                             (event.cache_key, exec_id, seq),
+                            frozenset({("call_cache", event.cache_key)}),
                         )
                     )
             elif isinstance(event, ExecutionStarted):
-                derived.append(
-                    (
-                        f"INSERT INTO {s}.executions(exec_id, flow_name, status, started_at, "
-                        "original_exec_id) SELECT %s, %s, 'running', %s, %s WHERE {fence}",
+                writes.append(
+                    _Write(
+                        (
+                            "INSERT INTO {s}.executions(exec_id, flow_name, status, "
+                            "started_at, original_exec_id) "
+                            "SELECT %s, %s, 'running', %s, %s FROM ok",
+                        ),
                         (exec_id, event.flow_name, at, event.original_exec_id),
+                        _EXECUTION_ROW,
                     )
                 )
             else:
                 change = status_change(event)
                 if change is not None:
                     ended = at if change.finished else None
-                    derived.append(
-                        (
-                            f"UPDATE {s}.executions SET status = %s, ended_at = %s, failure = %s "
-                            "WHERE exec_id = %s AND {fence}",
+                    writes.append(
+                        _Write(
+                            (
+                                "UPDATE {s}.executions SET status = %s, ended_at = %s, "
+                                "failure = %s WHERE exec_id = %s AND EXISTS (SELECT 1 FROM ok)",
+                            ),
                             (change.status, ended, change.failure, exec_id),
+                            _EXECUTION_ROW,
                         )
                     )
             added = totals_change(event)
             # Calls are counted by the call index writes below, which note each identity.
             if added is not None and added.call is None:
-                derived.append(self._totals_write(exec_id, added))
+                writes.append(_totals_write(exec_id, added))
             seq += 1
         # After the events: the executions row the count goes to exists by then.
-        derived.extend(self._call_index_write(exec_id, w) for w in call_writes(first_seq, events))
-        return seqs, kinds, ats, bodies, crcs, derived
-
-    def _call_index_write(self, exec_id: str, write: CallWrite) -> tuple[str, tuple[object, ...]]:
-        """The write that brings one call's row of the call index up to this append."""
-        s = self._s
-        if write.start is not None:
-            # A call not indexed yet is inserted and counted once; one indexed already
-            # (started again) keeps its first seq and position. The update cannot see
-            # the row the insert adds (one snapshot), so only one of them acts. Nothing
-            # acts unless the appending owner still holds the lease (``ok``).
-            start = write.start
-            return (
-                "WITH ok AS (SELECT 1 WHERE {fence}), "
-                f"noted AS (INSERT INTO {s}.execution_calls(exec_id, identity, position, "
-                "first_seq, last_seq, ended_at) SELECT %s, %s, %s, %s, %s, %s FROM ok "
-                "ON CONFLICT DO NOTHING RETURNING 1), "
-                f"moved AS (UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
-                "WHERE exec_id = %s AND identity = %s AND EXISTS (SELECT 1 FROM ok)) "
-                f"UPDATE {s}.executions SET calls = calls + (SELECT count(*) FROM noted) "
-                "WHERE exec_id = %s",
-                (
-                    exec_id,
-                    write.identity,
-                    start.position,
-                    start.first_seq,
-                    write.last_seq,
-                    write.ended_at,
-                    write.last_seq,
-                    write.ended_at,
-                    exec_id,
-                    write.identity,
-                    exec_id,
-                ),
-            )
-        if write.ends:
-            return (
-                f"UPDATE {s}.execution_calls SET last_seq = %s, ended_at = %s "
-                "WHERE exec_id = %s AND identity = %s AND {fence}",
-                (write.last_seq, write.ended_at, exec_id, write.identity),
-            )
-        return (
-            f"UPDATE {s}.execution_calls SET last_seq = %s "
-            "WHERE exec_id = %s AND identity = %s AND {fence}",
-            (write.last_seq, exec_id, write.identity),
-        )
-
-    def _totals_write(self, exec_id: str, added: TotalsChange) -> tuple[str, tuple[object, ...]]:
-        """The write that adds one model request's usage to the execution's totals."""
-        s = self._s
-        sets = []
-        params: list[object] = []
-        if added.tokens is not None:
-            sets.append("tokens = coalesce(tokens, 0) + %s")
-            params.append(added.tokens)
-        if added.cost is not None:
-            sets.append("cost = coalesce(cost, 0.0) + %s")
-            params.append(added.cost)
-        return (
-            f"UPDATE {s}.executions SET {', '.join(sets)} WHERE exec_id = %s AND {{fence}}",
-            (*params, exec_id),
-        )
+        writes.extend(_call_index_write(exec_id, w) for w in call_writes(first_seq, events))
+        return rows, writes
 
     def read_events(
         self, exec_id: str, after_seq: int = 0, *, only: Collection[str] | None = None
