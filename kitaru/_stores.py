@@ -50,7 +50,7 @@ def backend_of(url: str) -> str:
         where = STORE_ENV if _named_by_environment(url) else f"The store URL {_shown(url)!r}"
         raise KitaruUsageError(
             f"{where} uses the '{scheme}' scheme, which this version does not support; "
-            "give a file path or a sqlite:///PATH URL."
+            "give a file path, a sqlite:///PATH URL or a postgresql:// URL."
         )
     return scheme
 

@@ -146,6 +146,28 @@ class TestStack:
         assert "team" not in listed.stdout
 
 
+class TestInit:
+    def test_init_creates_the_tables_once_then_leaves_them(
+        self, pg_url: str, tmp_path: Path, elsewhere: Path
+    ) -> None:
+        """``kitaru init`` on a PostgreSQL store creates the journal's tables; run again
+        (or after a flow), it finds them and counts the executions, changing nothing."""
+        env = child_env(KITARU_STORE=pg_url, KITARU_CONFIG_PATH=str(tmp_path / "config"))
+        first = as_json(kitaru("init", "-o", "json", cwd=elsewhere, env=env))
+        assert first["journal_created"] is True
+        assert first["config_dir_created"] is True
+        assert first["executions"] == 0
+        assert first["journal"].startswith("postgresql://")
+        side = str(tmp_path / "side.txt")
+        ran = run_flow("pipeline", "3", env=child_env(KITARU_STORE=pg_url, PIPELINE_SIDE=side))
+        assert ran.returncode == 0, ran.stderr
+        again = kitaru("init", cwd=elsewhere, env=env)
+        assert again.returncode == 0, again.stderr
+        assert "already exists (1 executions); left as it is." in again.stdout
+        second = as_json(kitaru("init", "-o", "json", cwd=elsewhere, env=env))
+        assert (second["journal_created"], second["executions"]) == (False, 1)
+
+
 # -- retry and replay ---------------------------------------------------------------------
 
 

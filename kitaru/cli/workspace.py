@@ -14,10 +14,17 @@ from typing import Any
 
 import click
 
-from kitaru._config import config_dir
+from kitaru._config import config_dir, sqlite_file
 from kitaru.cli.output import emit, output_option
 from kitaru.client import KitaruClient
-from kitaru.client._workspace import environment_info, sqlite_journal, workspace_state
+from kitaru.client._workspace import (
+    current_store,
+    environment_info,
+    init_database,
+    masked_store_url,
+    sqlite_journal,
+    workspace_state,
+)
 from kitaru.errors import KitaruUsageError
 
 __all__ = ["info", "init", "status"]
@@ -94,11 +101,18 @@ def info(all_: bool, packages: tuple[str, ...], file: str | None, output: str) -
 def init(output: str) -> None:
     """Create the config dir and the journal; what exists already is left as it is."""
     config = config_dir().absolute()
-    stack, journal = sqlite_journal("`kitaru init`")
+    stack, url = current_store()
     config_created = not config.is_dir()
-    config.mkdir(parents=True, exist_ok=True)
-    journal_created = not journal.exists()
-    executions = len(KitaruClient().executions.list())  # the first query creates the file
+    if sqlite_file(url) is None:
+        # A database store: its tables are created in the database, not in a file.
+        journal_created, executions = init_database(url)
+        config.mkdir(parents=True, exist_ok=True)
+        journal: Path | str = masked_store_url(url)
+    else:
+        stack, journal = sqlite_journal("`kitaru init`")
+        config.mkdir(parents=True, exist_ok=True)
+        journal_created = not journal.exists()
+        executions = len(KitaruClient().executions.list())  # the first query creates it
     lines = [
         f"Created the config dir {config}."
         if config_created

@@ -83,6 +83,19 @@ def sqlite_journal(command: str, store: str | None = None) -> tuple[str | None, 
     return name, path
 
 
+def init_database(url: str) -> tuple[bool, int]:
+    """Create the journal's tables in the database store ``url`` if they are missing;
+    return whether this call created them and how many executions it holds."""
+    from kitaru._stores import new_store
+
+    store = new_store(url)
+    try:
+        executions = len(store.list_executions())  # the first query creates the tables
+        return bool(getattr(store, "created_journal", False)), executions
+    finally:
+        store.close()
+
+
 def masked_store_url(url: str) -> str:
     """``url`` with any password in it (user info or query) replaced by ``***``."""
     parts = urlsplit(url)

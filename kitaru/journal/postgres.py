@@ -376,6 +376,8 @@ class PostgresStore:
         self._pool = self._new_pool()
         self._notices = self._new_notices()
         self._migrated = False
+        self.created_journal = False
+        """Whether this store created the journal's tables (on its first connection)."""
         self._migrate_lock = threading.Lock()
         self._lock_conn: Any = None
         self._lock_conn_guard = threading.Lock()
@@ -429,7 +431,7 @@ class PostgresStore:
             with self._migrate_lock:
                 if not self._migrated:
                     try:
-                        migrate(conn, self.schema)
+                        self.created_journal = migrate(conn, self.schema) == 0
                     except SchemaVersionError as exc:
                         conn.close()
                         raise KitaruBackendError(

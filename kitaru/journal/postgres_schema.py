@@ -228,8 +228,9 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def migrate(conn: Any, schema: str) -> None:
-    """Create or upgrade the journal in ``schema`` on ``conn`` (an autocommit connection).
+def migrate(conn: Any, schema: str) -> int:
+    """Create or upgrade the journal in ``schema`` on ``conn`` (an autocommit connection);
+    return the schema version found (0: this call created the journal).
 
     Concurrent callers queue on an advisory lock; the first creates, the rest find it
     done. A schema newer than this kitaru raises ``SchemaVersionError``.
@@ -268,3 +269,4 @@ def migrate(conn: Any, schema: str) -> None:
                 "('schema_version', %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 (str(SCHEMA_VERSION),),
             )
+    return version
