@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -464,6 +465,19 @@ def until(check: Any, what: str) -> None:
         time.sleep(0.02)
 
 
+@contextmanager
+def ticking(side: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A ticker flow running in another process, two ticks in: its process and execution."""
+    with background(
+        [sys.executable, "-m", "tests.mgmt_flows.ticker", "10000"],
+        cwd=REPO,
+        env=child_env(MGMT_SIDE=str(side)),
+    ) as proc:
+        exec_id = started(proc)
+        until(lambda: sum(side_effects(side).values()) >= 2, "two ticks")
+        yield proc, exec_id
+
+
 class TestWaitsAndCancel:
     def test_an_answer_from_the_command_lets_the_parked_flow_resume(
         self, store: str, tmp_path: Path, elsewhere: Path
@@ -525,13 +539,7 @@ class TestWaitsAndCancel:
     ) -> None:
         """A flow running in another process stops cancelled at its next durable call."""
         side = tmp_path / "side.txt"
-        with background(
-            [sys.executable, "-m", "tests.mgmt_flows.ticker", "10000"],
-            cwd=REPO,
-            env=child_env(MGMT_SIDE=str(side)),
-        ) as proc:
-            exec_id = started(proc)
-            until(lambda: sum(side_effects(side).values()) >= 2, "two ticks")
+        with ticking(side) as (proc, exec_id):
             cancelled = kitaru("executions", "cancel", exec_id, cwd=elsewhere)
             assert cancelled.returncode == 0, cancelled.stderr
             assert "stops at its next durable call" in cancelled.stdout
@@ -546,13 +554,7 @@ class TestWaitsAndCancel:
         """With its process SIGKILLed (its database session gone), an execution has no live
         owner: cancel ends it at once, and it cannot be resumed."""
         side = tmp_path / "side.txt"
-        with background(
-            [sys.executable, "-m", "tests.mgmt_flows.ticker", "10000"],
-            cwd=REPO,
-            env=child_env(MGMT_SIDE=str(side)),
-        ) as proc:
-            exec_id = started(proc)
-            until(lambda: sum(side_effects(side).values()) >= 2, "two ticks")
+        with ticking(side) as (proc, exec_id):
             proc.kill()
             proc.wait(timeout=TIMEOUT)
         assert KitaruClient().executions.get(exec_id).interrupted
