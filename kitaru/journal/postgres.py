@@ -462,7 +462,7 @@ class PostgresStore:
         return self._lock_conn
 
     def close(self) -> None:
-        """Close the idle pooled connections and this thread's listener (the lock
+        """Close the idle pooled connections and the listening session (the lock
         connection stays while leases are held). The store stays usable."""
         self._pool.close()
         self._notices.close()
