@@ -230,15 +230,17 @@ def _finished_by_another_worker(
 
 @pytest.mark.slow
 class TestDrain:
+    @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["term", "ctrl-c"])
     def test_sigterm_lets_the_running_call_finish_and_hands_the_rest_back(
-        self, workers: Workers, tmp_path: Path
+        self, workers: Workers, tmp_path: Path, stop: signal.Signals
     ) -> None:
-        """SIGTERM: the running checkpoint completes, the worker exits 0, another finishes."""
+        """SIGTERM or Ctrl-C: the running checkpoint completes, the worker exits 0,
+        another finishes."""
         log = tmp_path / "calls.log"
         first = workers.start()
         handle = chain.run("t", 4, str(log), 0.5, stack="team")
         _wait_until(lambda: _lines(log, "start")["t:1"], what="step 1 to start")
-        first.send_signal(signal.SIGTERM)
+        first.send_signal(stop)
         assert first.wait(30) == 0
         assert _lines(log, "done")["t:1"] == 1
         assert _completions(workers.url, handle.exec_id)["step_2"] == 1
