@@ -12,6 +12,7 @@ Schema evolution rules (old journals must stay readable, see tests/golden):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
@@ -294,6 +295,17 @@ _COMPLETION_FIELDS: Final = CallCompleted.__struct_fields__
 """The fields each half takes from (and gives to) ``CallStartedAndCompleted``, by name,
 so a field added to both events is carried by the pair too (a test checks that the pair
 has every field of both)."""
+_PAIR_SOURCES: Final = (*_START_FIELDS, *_COMPLETION_FIELDS, "started_at")
+_pair_fields: Final = operator.itemgetter(
+    *(
+        # The completion's copy of a field both halves have (they agree when paired).
+        max(index for index, source in enumerate(_PAIR_SOURCES) if source == name)
+        for name in CallStartedAndCompleted.__struct_fields__
+    )
+)
+"""Picks the pair's fields, in its order, from a start's fields, its completion's and the
+start's time, by name: worked out once, as the pairing runs for every checkpoint (taken
+in C, this costs a fifth of filling the pair by keyword)."""
 
 
 def _paired(
@@ -307,9 +319,8 @@ def _paired(
         or completed.call_id != started.call_id
     ):
         return None
-    fields = {name: getattr(started, name) for name in _START_FIELDS}
-    fields.update((name, getattr(completed, name)) for name in _COMPLETION_FIELDS)
-    return CallStartedAndCompleted(started_at=started_at, **fields)
+    values = (*msgspec.structs.astuple(started), *msgspec.structs.astuple(completed), started_at)
+    return CallStartedAndCompleted(*_pair_fields(values))
 
 
 def pair_starts(batch: Sequence[tuple[Event, float]]) -> list[tuple[Event, float]]:
