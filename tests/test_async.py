@@ -702,6 +702,7 @@ class TestAsyncAgentExample:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KITARU_", "OPENAI_"))}
         env["KITARU_STORE"] = str(tmp_path / "journal.db")
         env["KITARU_CONFIG_PATH"] = str(tmp_path / "config")
+        env["TMPDIR"] = str(tmp_path)  # the example's work folder stays inside this test's
         env["PYTHONPATH"] = str(REPO)  # this checkout's kitaru, in the example's children too
         result = subprocess.run(
             [sys.executable, str(REPO / "examples" / "async_agent.py")],

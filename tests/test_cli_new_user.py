@@ -328,7 +328,8 @@ class TestExampleCommands:
     ) -> None:
         """``approval_wait.py --manual`` prints commands that, typed in another shell,
         answer its waits; the example then finishes."""
-        env = child_env(KITARU_STORE=None, PYTHONUNBUFFERED="1")
+        # The example makes its own journal folder; TMPDIR keeps it inside this test's.
+        env = child_env(KITARU_STORE=None, PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
         script = str(REPO / "examples" / "approval_wait.py")
         with background([sys.executable, script, "--manual"], cwd=tmp_path, env=env) as proc:
             printed = _wait_for_line(proc, "--abort")
@@ -355,7 +356,7 @@ class TestExampleCommands:
         done = subprocess.run(
             [sys.executable, str(REPO / "examples" / "replay_with_overrides.py")],
             cwd=tmp_path,
-            env=child_env(KITARU_STORE=None),
+            env=child_env(KITARU_STORE=None, TMPDIR=str(tmp_path)),
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
