@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from kitaru import checkpoint, flow
@@ -23,6 +24,10 @@ def _note(what: str) -> int:
     with side.open("a") as log:
         log.write(what + "\n")
     return side.read_text().split().count(what)
+
+
+_announced = threading.Event()
+"""Set once the execution's id is printed."""
 
 
 @checkpoint
@@ -41,6 +46,7 @@ def summarise(n: int) -> str:
 def configured(n: int) -> str:
     doubled = fetch(n).load()
     if os.environ.get("CONFIGURED_CRASH") == "1":
+        _announced.wait(timeout=60)  # the body runs on its own thread: the id is out first
         os.kill(os.getpid(), signal.SIGKILL)
     if _note("body-after-crash") == 1 and os.environ.get("CONFIGURED_FAIL_ONCE") == "1":
         raise RuntimeError("the first pass after the resume fails")
@@ -50,4 +56,5 @@ def configured(n: int) -> str:
 if __name__ == "__main__":
     handle = configured.run(int(sys.argv[1]), background=True)
     print(json.dumps({"exec_id": handle.exec_id}), flush=True)
+    _announced.set()
     print(json.dumps({"result": handle.wait()}), flush=True)

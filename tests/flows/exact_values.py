@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,16 @@ def give(value: Any) -> Any:
     return value
 
 
+_announced = threading.Event()
+"""Set once the running execution's id is printed: the body runs on its own thread and
+may reach ``halt`` before the main thread prints it."""
+
+
 @checkpoint
 def halt(marker: str) -> None:
     if marker and not os.path.exists(marker):
         Path(marker).touch()
+        _announced.wait(timeout=60)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -41,8 +48,10 @@ def echo(values: list[Any], marker: str) -> list[Any]:
 def main(values_file: str, marker: str) -> None:
     values = decode_value(bytes.fromhex(Path(values_file).read_text(encoding="ascii")))
     for run_marker in ("", marker):
+        _announced.clear()
         handle = echo.run(values, run_marker, background=True)
         print(handle.exec_id, flush=True)
+        _announced.set()
         handle.wait(timeout=60)
 
 
