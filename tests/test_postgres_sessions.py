@@ -35,13 +35,25 @@ def _with(url: str, **options: object) -> str:
 
 
 def _sessions(url: str, application: str) -> int:
-    """Sessions the server has open under ``application`` (seen from a session of its own)."""
+    """Sessions open on ``url``'s database under ``application`` (seen from a session of
+    its own; other tests' stores use other databases of the same server)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (application,),
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _sessions_end(url: str, application: str) -> int:
+    """The sessions left under ``application`` once closed ones have had time to go (a
+    server process leaves ``pg_stat_activity`` a moment after its client hangs up)."""
+    deadline = time.monotonic() + 10
+    while (left := _sessions(url, application)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def _start(store: PostgresStore, exec_id: str) -> Lease:
@@ -117,7 +129,7 @@ class TestBoundedConnections:
             assert _sessions(pg_url, "kitaru") >= 1
         finally:
             store.close()
-        assert _sessions(pg_url, "kitaru") == 0
+        assert _sessions_end(pg_url, "kitaru") == 0
 
 
 class TestAllBusy:
