@@ -98,6 +98,29 @@ class World:
             assert time.monotonic() < deadline, f"{len(found)} of {count} bodies at the gate"
             time.sleep(0.02)
 
+    def take_over_while_paused(
+        self, owner: subprocess.Popen[str], exec_id: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """Pause ``owner`` (held at the gate, ``KITARU_LEASE_TTL=1``) past its lease,
+        start ``executions resume`` and let its body reach the gate too, wake the owner so
+        its heartbeat finds the lease gone, then open the gate; return the resumer."""
+        os.killpg(owner.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)  # the lease (1 s) expires without a renewal
+            resumer = self.start(
+                self.kitaru("executions", "resume", exec_id), cwd=self.tmp, env=env
+            )
+            deadline = time.monotonic() + TIMEOUT
+            while len(list(self.gate.glob("ready-*"))) < 2:
+                assert resumer.poll() is None, resumer.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        finally:
+            os.killpg(owner.pid, signal.SIGCONT)
+        time.sleep(0.5)  # the old owner's heartbeat runs and finds the lease gone
+        self.release()
+        return resumer
+
     def clear_gate(self) -> None:
         for path in self.gate.glob("ready-*"):
             path.unlink()
@@ -423,19 +446,7 @@ class TestPausedOwner:
         owner = world.start(world.flow("run", 1, prefix=prefix), env=ttl)
         world.ready(1, owner)
         exec_id = only_exec_id()
-        os.killpg(owner.pid, signal.SIGSTOP)
-        try:
-            time.sleep(2.5)  # the lease (1 s) expires without a renewal
-            resumer = world.start(world.kitaru("executions", "resume", exec_id), cwd=world.tmp)
-            deadline = time.monotonic() + TIMEOUT
-            while len(list(world.gate.glob("ready-*"))) < 2:
-                assert resumer.poll() is None, resumer.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-        finally:
-            os.killpg(owner.pid, signal.SIGCONT)
-        time.sleep(0.5)  # the old owner's heartbeat runs and finds the lease gone
-        world.release()
+        resumer = world.take_over_while_paused(owner, exec_id)
         _, old_err = world.finish(owner)
         _, new_err = world.finish(resumer)
         assert resumer.returncode == 0, new_err
@@ -476,20 +487,7 @@ class TestPausedOwner:
         while completions(exec_id)["prepare"] == 0:
             assert time.monotonic() < deadline, "prepare was never recorded"
             time.sleep(0.02)
-        os.killpg(owner.pid, signal.SIGSTOP)
-        try:
-            time.sleep(2.5)  # the lease (1 s) expires without a renewal
-            resumer = world.start(
-                world.kitaru("executions", "resume", exec_id), cwd=world.tmp, env=env
-            )
-            while len(list(world.gate.glob("ready-*"))) < 2:
-                assert resumer.poll() is None, resumer.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-        finally:
-            os.killpg(owner.pid, signal.SIGCONT)
-        time.sleep(0.5)  # the old owner's heartbeat runs and finds the lease gone
-        world.release()
+        resumer = world.take_over_while_paused(owner, exec_id, env=env)
         _, old_err = world.finish(owner)
         _, new_err = world.finish(resumer)
         assert resumer.returncode == 0, new_err
