@@ -341,6 +341,37 @@ print("both read", flush=True)
 """
 
 
+_BOTH_HEAR = """
+import os, sys, time
+from kitaru.journal.postgres import PostgresStore
+
+store = PostgresStore(sys.argv[1])
+store.wait_for_mail("forked", 0.0)  # the parent listens before it forks
+ready_r, ready_w = os.pipe()
+heard_r, heard_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        store.wait_for_mail("forked", 0.0)
+        os.write(ready_w, b"r")
+        started = time.monotonic()
+        store.wait_for_mail("forked", 30.0)
+        os.write(heard_w, b"%.1f" % (time.monotonic() - started))
+    finally:
+        os._exit(0)
+assert os.read(ready_r, 1) == b"r"
+other = PostgresStore(sys.argv[1])
+other.request_cancel("forked", "both should hear this")
+other.close()
+started = time.monotonic()
+store.wait_for_mail("forked", 30.0)
+parent = time.monotonic() - started
+os.waitpid(pid, 0)
+child = float(os.read(heard_r, 16))
+print(f"{parent:.1f} {child:.1f}", flush=True)
+"""
+
+
 class TestFork:
     def test_a_forked_child_opens_its_own_sessions(
         self, pooled: PostgresStore, pg_url: str
@@ -358,6 +389,25 @@ class TestFork:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "both read"
+
+    def test_a_forked_child_listens_on_a_session_of_its_own(
+        self, pooled: PostgresStore, pg_url: str
+    ) -> None:
+        """Parent and child, both waiting after a fork, each hear the one notice: had the
+        child read the parent's listening session, only one of them would."""
+        _start(pooled, "forked")
+        done = subprocess.run(
+            [sys.executable, "-c", _BOTH_HEAR, pg_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=child_env(),
+        )
+        assert done.returncode == 0, done.stderr
+        parent, child = (float(seconds) for seconds in done.stdout.split())
+        assert parent < 10
+        assert child < 10
 
 
 class TestOptions:
